@@ -1,0 +1,92 @@
+"""Command line: ``python -m bench {cells,train,aggregate} ...``.
+
+Every problem with the input (config, cell id, results files) ends the command
+with exit status 2 and one line ``error: ...`` naming the key or file and what
+is allowed, before any work is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench import sweep
+from bench.store import StoreError
+
+
+def _cells(args: argparse.Namespace) -> None:
+    for cell in sweep.cells(sweep.load(args.config)):
+        print(f"{cell.id}\t{len(cell.runs)}" if args.runs else cell.id)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from bench import engine, store
+
+    cell = sweep.find(sweep.load(args.config), args.cell)
+    setup = engine.setup(cell)
+    history = engine.train_setup(setup, progress=not args.quiet)
+    runs, curves = store.tables(cell, setup.task, history)
+    store.write_cell(runs, curves, args.out)
+    diverged = int(runs["diverged"].sum())
+    print(f"{cell.id}: {len(runs)} runs, {diverged} diverged, {history.wall_time_s:.1f} s -> {args.out}")
+
+
+def _aggregate(args: argparse.Namespace) -> None:
+    from bench import store
+
+    config = sweep.load(args.config)
+    cells_dir = Path(args.cells_dir)
+    missing = [c.id for c in sweep.cells(config) if not (cells_dir / c.id / "runs.parquet").is_file()]
+    if missing:
+        raise StoreError(f"{cells_dir / missing[0] / 'runs.parquet'}: missing ({len(missing)} cells have no results)")
+    n_runs, n_rows = store.aggregate([cells_dir / c.id for c in sweep.cells(config)], args.out)
+    print(f"aggregated {n_runs} runs and {n_rows} curve rows -> {args.out}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m bench``."""
+    main = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Exploding-gradient benchmark: train sweeps of runs in lockstep and store their results.",
+    )
+    commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cells = commands.add_parser("cells", help="list the cells (training jobs) of a config",
+                                description="List the cell ids of a sweep config, one per line.")
+    cells.add_argument("--config", required=True, help="sweep config (YAML, see config/schema.yaml)")
+    cells.add_argument("--runs", action="store_true", help="also print each cell's number of runs")
+    cells.set_defaults(handler=_cells)
+
+    train = commands.add_parser("train", help="train one cell and write its tables",
+                                description="Train the K runs of one cell in lockstep; write runs.parquet and "
+                                            "curves.parquet into --out.")
+    train.add_argument("--config", required=True, help="sweep config (YAML)")
+    train.add_argument("--cell", required=True, help="cell id, as listed by `cells`")
+    train.add_argument("--out", required=True, help="output folder of the cell's tables")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_train)
+
+    aggregate = commands.add_parser("aggregate", help="combine all cells' tables of a sweep",
+                                    description="Validate every cell's tables and concatenate them into "
+                                                "OUT/runs.parquet and OUT/curves.parquet.")
+    aggregate.add_argument("--config", required=True, help="sweep config (YAML)")
+    aggregate.add_argument("--cells-dir", required=True, help="folder with one sub-folder per cell")
+    aggregate.add_argument("--out", required=True, help="output folder")
+    aggregate.set_defaults(handler=_aggregate)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (sweep.ConfigError, StoreError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""The lockstep training loop: K runs of one cell trained as one.
+
+Each step, for all K runs at once: gather each run's batch, forward, one
+backward pass of the summed per-run losses (runs share no parameter, so each
+run's gradient is its own), the gradient-stage strategies, the optimizer, the
+update-stage strategies and the weight constraints; then each run's new state
+is kept only where the run is alive and not skipping this step.
+
+Divergence is data: a run whose loss is non-finite or exceeds
+``divergence_factor`` x its initial loss is marked diverged at that step and
+frozen; the others go on. Metrics stay on the device during training and are
+read back once at the end, so a CUDA step never waits on the host.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from bench import models, optim, strategies, tasks
+from bench.sweep import Cell, ConfigError
+from bench.transform import Transform, global_norm, select
+
+STEP_METRICS = ("train_loss", "grad_norm_pre", "grad_norm_post", "clipped", "update_ratio")
+EVAL_METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
+EVAL_CHUNK = 512
+REPORTS = ("active", "skip")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'device': cuda is not available on this machine; allowed: auto, cpu")
+    return torch.device(name)
+
+
+def per_run_values(values: list[float], device: torch.device) -> float | Tensor:
+    """A hyperparameter for K runs: a float when all runs share it, else a (K,) tensor."""
+    if len(set(values)) == 1:
+        return float(values[0])
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
+@dataclass
+class Setup:
+    """Everything a cell's loop needs, built once."""
+
+    cell: Cell
+    task: tasks.Task
+    model: models.Model
+    device: torch.device
+    inputs: dict[str, Tensor]
+    targets: dict[str, Tensor]
+    initial_params: list[Tensor]
+    optimizer: Transform
+    chain: list[Transform]
+
+
+def task_options(cell: Cell) -> dict[str, Any]:
+    """The options of the cell's task, without its kind."""
+    return {k: v for k, v in cell.task.items() if k != "kind"}
+
+
+def model_options(cell: Cell) -> dict[str, Any]:
+    """The shape options of the cell's model, without family and run-level dials."""
+    return {k: v for k, v in cell.model.items() if k not in ("family", "init_gain", "recurrent_radius")}
+
+
+def build_model(cell: Cell, task: tasks.Task) -> models.Model:
+    """The cell's model, shaped for the cell's task."""
+    family = cell.model["family"]
+    in_shape = tuple(task.inputs("train", family).shape[1:])
+    return models.build(family, in_shape, task.n_outputs, per_step=task.objective == "sequence",
+                        **model_options(cell))
+
+
+def initial_parameters(model: models.Model, cell: Cell) -> list[Tensor]:
+    """The K runs' initial parameters, each from its own seed and stress dials."""
+    return model.init(
+        [run.seed for run in cell.runs],
+        [run.dials.get("init_gain", 1.0) for run in cell.runs],
+        [run.dials.get("recurrent_radius", 1.0) for run in cell.runs],
+    )
+
+
+def setup(cell: Cell) -> Setup:
+    """Load the task, build the model, the optimizer and the strategy chain."""
+    device = resolve_device(cell.device)
+    task = tasks.load(cell.task["kind"], **task_options(cell))
+    model = build_model(cell, task)
+    family = cell.model["family"]
+    inputs = {split: task.inputs(split, family).to(device) for split in ("train", "val", "test")}
+    targets = {split: task.targets(split).to(device) for split in ("train", "val", "test")}
+    hyperparameters = {
+        key: per_run_values([run.hyperparameters[key] for run in cell.runs], device)
+        for key in cell.runs[0].hyperparameters
+    }
+    lr = torch.tensor([run.lr for run in cell.runs], dtype=torch.float32, device=device)
+    options = {k: v for k, v in cell.optimizer.items() if k not in ("kind", "learning_rates")}
+    return Setup(
+        cell=cell, task=task, model=model, device=device, inputs=inputs, targets=targets,
+        initial_params=[p.to(device) for p in initial_parameters(model, cell)],
+        optimizer=optim.make(cell.optimizer["kind"], lr, **options),
+        chain=strategies.build(cell.members, hyperparameters),
+    )
+
+
+@dataclass
+class History:
+    """What a cell's training produced, as NumPy arrays on the host.
+
+    ``steps`` arrays are (steps, K); ``evals`` arrays are (len(eval_steps), K).
+    ``diverged_step`` is -1 for runs that never diverged.
+    """
+
+    step_metrics: dict[str, np.ndarray]
+    eval_steps: list[int]
+    eval_metrics: dict[str, np.ndarray]
+    diverged_step: np.ndarray
+    final_params: list[Tensor]
+    wall_time_s: float
+
+
+def evaluate(setup: Setup, params: list[Tensor], split: str) -> tuple[Tensor, Tensor]:
+    """Mean loss and metric of each run on a whole split, (K,) each."""
+    x, y = setup.inputs[split], setup.targets[split]
+    runs = params[0].shape[0]
+    losses, metrics = [], []
+    with torch.no_grad():
+        for start in range(0, len(x), EVAL_CHUNK):
+            xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+            outputs = setup.model.forward(params, xb.expand(runs, *xb.shape))
+            loss, metric = setup.task.loss_and_metric(outputs, yb.expand(runs, *yb.shape))
+            losses.append(loss * len(xb))
+            metrics.append(metric * len(xb))
+    return torch.stack(losses).sum(0) / len(x), torch.stack(metrics).sum(0) / len(x)
+
+
+def _stage(chain: list[Transform], stage: str) -> list[tuple[int, Transform]]:
+    return [(i, t) for i, t in enumerate(chain) if t.stage == stage]
+
+
+def _apply(transform: Transform, inputs: list[Tensor], state: dict[str, Any], params: list[Tensor],
+           flags: dict[str, list[Tensor]]) -> tuple[list[Tensor], dict[str, Any]]:
+    """Run one transform; move what it reports (``active``, ``skip``) from its state into ``flags``."""
+    outputs, new_state = transform.update(inputs, state, params)
+    new_state = dict(new_state)
+    for key in REPORTS:
+        if key in new_state:
+            flags[key].append(new_state.pop(key))
+    return outputs, new_state
+
+
+def _any(flags: list[Tensor], runs: int, device: torch.device) -> Tensor:
+    if not flags:
+        return torch.zeros(runs, dtype=torch.bool, device=device)
+    return torch.stack(flags).any(dim=0)
+
+
+def train(cell: Cell, progress: bool = True) -> History:
+    """Train all runs of ``cell`` in lockstep and return their history."""
+    torch.set_num_threads(cell.threads)
+    run = setup(cell)
+    return train_setup(run, progress=progress)
+
+
+def train_setup(run: Setup, progress: bool = True) -> History:
+    """The loop proper, for an already built :class:`Setup`."""
+    cell, device = run.cell, run.device
+    runs, steps = len(cell.runs), cell.steps
+    params = [p.clone() for p in run.initial_params]
+    opt_state = run.optimizer.init(params)
+    chain_states = [t.init(params) for t in run.chain]
+    gradient_stage = _stage(run.chain, "gradient")
+    later_stages = _stage(run.chain, "update") + _stage(run.chain, "weights")
+
+    indices = torch.stack([
+        tasks.batch_indices(r.seed, len(run.inputs["train"]), cell.batch_size, range(steps)) for r in cell.runs
+    ], dim=1).to(device)  # (steps, K, B)
+    logs = {name: torch.full((steps, runs), float("nan"), device=device) for name in STEP_METRICS}
+    eval_steps = sorted({*range(0, steps, cell.eval_every), steps})
+    eval_rows = {step: row for row, step in enumerate(eval_steps)}
+    evals = {name: torch.full((len(eval_steps), runs), float("nan"), device=device) for name in EVAL_METRICS}
+    alive = torch.ones(runs, dtype=torch.bool, device=device)
+    diverged_step = torch.full((runs,), -1, dtype=torch.long, device=device)
+    initial_loss = None
+
+    started = time.perf_counter()
+    bar = tqdm(total=steps, desc=cell.id, disable=not progress, mininterval=2.0, leave=False)
+    for step in range(steps + 1):
+        if step in eval_rows:
+            row = eval_rows[step]
+            for split in ("val", "test"):
+                loss, metric = evaluate(run, params, split)
+                evals[f"{split}_loss"][row] = torch.where(alive | (diverged_step == step), loss, float("nan"))
+                evals[f"{split}_metric"][row] = torch.where(alive | (diverged_step == step), metric, float("nan"))
+        if step == steps:
+            break
+        batch = indices[step]
+        xb, yb = run.inputs["train"][batch], run.targets["train"][batch]
+        leaves = [p.detach().requires_grad_(True) for p in params]
+        outputs = run.model.forward(leaves, xb)
+        loss, _ = run.task.loss_and_metric(outputs, yb)
+        grads = list(torch.autograd.grad(loss.sum(), leaves))
+        loss = loss.detach()
+
+        if initial_loss is None:
+            initial_loss = loss.clone()
+        blown = ~torch.isfinite(loss) | (loss > cell.divergence_factor * initial_loss)
+        newly = alive & blown
+        diverged_step = torch.where(newly, step, diverged_step)
+        alive = alive & ~blown
+
+        logs["train_loss"][step] = torch.where(alive | newly, loss, float("nan"))
+        logs["grad_norm_pre"][step] = global_norm(grads)
+        new_chain_states = list(chain_states)
+        flags: dict[str, list[Tensor]] = {key: [] for key in REPORTS}
+        for i, transform in gradient_stage:
+            grads, new_chain_states[i] = _apply(transform, grads, chain_states[i], params, flags)
+        logs["grad_norm_post"][step] = global_norm(grads)
+        skip = _any(flags["skip"], runs, device)
+
+        updates, new_opt_state = run.optimizer.update(grads, opt_state, params)
+        for i, transform in _stage(run.chain, "update"):
+            updates, new_chain_states[i] = _apply(transform, updates, chain_states[i], params, flags)
+        new_params = [p + u for p, u in zip(params, updates, strict=True)]
+        for i, transform in _stage(run.chain, "weights"):
+            new_params, new_chain_states[i] = _apply(transform, new_params, chain_states[i], params, flags)
+
+        keep = alive & ~skip
+        deltas = [n - p for n, p in zip(new_params, params, strict=True)]
+        logs["update_ratio"][step] = torch.where(keep, global_norm(deltas) / global_norm(params), 0.0)
+        logs["clipped"][step] = _any(flags["active"] + flags["skip"], runs, device).float()
+        params = select(keep, new_params, params)
+        opt_state = select(keep, new_opt_state, opt_state)
+        for i, _ in gradient_stage:
+            chain_states[i] = select(alive, new_chain_states[i], chain_states[i])
+        for i, _ in later_stages:
+            chain_states[i] = select(keep, new_chain_states[i], chain_states[i])
+        bar.update(1)
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - started
+
+    host = {name: values.cpu().numpy() for name, values in logs.items()}
+    return History(
+        step_metrics=host,
+        eval_steps=eval_steps,
+        eval_metrics={name: values.cpu().numpy() for name, values in evals.items()},
+        diverged_step=diverged_step.cpu().numpy(),
+        final_params=[p.detach().cpu() for p in params],
+        wall_time_s=wall,
+    )

@@ -1,0 +1,241 @@
+"""Config -> cells -> run grids.
+
+A sweep config (see config/schema.yaml) is checked against the JSON schema and
+then for what a schema cannot say (names that refer to other entries, a model
+family a task cannot feed, a hyperparameter given to a strategy that has no
+such hyperparameter). Any problem is a :class:`ConfigError` whose message is
+one line naming the key and what is allowed.
+
+A cell fixes everything that changes shapes or code paths: task, model,
+optimizer and strategy; its id reads ``<task>-<model>-<optimizer>-<strategy>``.
+Its runs are the product of learning rates, strategy hyperparameter grids,
+run-level stress dials (``init_gain``, ``recurrent_radius``) and seeds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from bench import strategies
+from bench.tasks import LAYOUT_FAMILIES
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+RUN_DIALS = ("init_gain", "recurrent_radius")
+TASK_LAYOUTS = {"mnist1d": "signal", "digits": "image", "adding": "sequence", "copy": "sequence"}
+TASK_OPTIONS = {
+    "mnist1d": ("n_train", "data_seed"),
+    "digits": ("size", "data_seed"),
+    "adding": ("length", "n_train", "n_eval", "data_seed"),
+    "copy": ("length", "n_train", "n_eval", "data_seed"),
+}
+MODEL_OPTIONS = {
+    "mlp": ("depth", "width", "activation", "init_gain"),
+    "cnn1d": ("depth", "channels", "kernel", "strided_layers", "activation", "init_gain"),
+    "cnn2d": ("depth", "channels", "kernel", "strided_layers", "activation", "init_gain"),
+    "rnn": ("cell", "hidden", "init_gain", "recurrent_radius"),
+}
+OPTIMIZER_OPTIONS = {
+    "sgd": ("momentum", "nesterov", "weight_decay"),
+    "adam": ("beta1", "beta2", "eps", "weight_decay"),
+    "adamw": ("beta1", "beta2", "eps", "weight_decay"),
+}
+
+
+class ConfigError(ValueError):
+    """A config problem, described in one line naming the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: its learning rate, strategy hyperparameters, stress dials and seed."""
+
+    lr: float
+    seed: int
+    hyperparameters: dict[str, float] = field(default_factory=dict)
+    dials: dict[str, float] = field(default_factory=dict)
+
+    def label(self) -> str:
+        """A readable, unique label within its cell, e.g. ``lr=0.1|clip_norm=1|init_gain=1|seed=0``."""
+        values = {"lr": self.lr, **self.hyperparameters, **self.dials}
+        return "|".join([*(f"{k}={v:g}" for k, v in values.items()), f"seed={self.seed}"])
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training job: K runs that share task, model, optimizer and strategy."""
+
+    id: str
+    sweep: str
+    task_name: str
+    task: dict[str, Any]
+    model_name: str
+    model: dict[str, Any]
+    optimizer_name: str
+    optimizer: dict[str, Any]
+    strategy_name: str
+    members: list[str]
+    runs: list[Run]
+    steps: int
+    eval_every: int
+    batch_size: int
+    divergence_factor: float
+    device: str
+    threads: int
+
+    def run_ids(self) -> list[str]:
+        """Globally unique run ids: ``<cell>|<run label>``."""
+        return [f"{self.id}|{run.label()}" for run in self.runs]
+
+
+def _schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One line naming the offending key and what is allowed."""
+    key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(error.schema.get("properties", {})) or "none"
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        where = key if error.absolute_path else ""
+        return f"config key '{'.'.join(filter(None, [where, extra[0]]))}' is not allowed here; allowed: {allowed}"
+    if error.validator == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"config key '{key}': {error.instance!r} is not allowed; allowed: {allowed}"
+    return f"config key '{key}': {error.message}"
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Check ``config`` against the schema, then semantically; raise ConfigError."""
+    if not isinstance(config, dict):
+        raise ConfigError("config: the file must hold a mapping of keys (see config/schema.yaml)")
+    validator = jsonschema.Draft202012Validator(_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(_describe(error))
+    check(config)
+
+
+def _allowed(section: str, name: str, entry: dict[str, Any], kind: str, options: dict[str, tuple[str, ...]]) -> None:
+    for key in entry:
+        if key not in ("kind", "family", "learning_rates", *options[kind]):
+            allowed = ", ".join(options[kind])
+            raise ConfigError(f"config key '{section}.{name}.{key}' does not apply to {kind}; allowed: {allowed}")
+
+
+def check(config: dict[str, Any]) -> None:
+    """The semantic checks a JSON schema cannot express; raise ConfigError."""
+    for name, task in config["tasks"].items():
+        _allowed("tasks", name, task, task["kind"], TASK_OPTIONS)
+    for name, model in config["models"].items():
+        _allowed("models", name, model, model["family"], MODEL_OPTIONS)
+    for name, optimizer in config["optimizers"].items():
+        _allowed("optimizers", name, optimizer, optimizer["kind"], OPTIMIZER_OPTIONS)
+    for i, problem in enumerate(config["problems"]):
+        if problem["task"] not in config["tasks"]:
+            raise ConfigError(f"config key 'problems.{i}.task': unknown task {problem['task']!r}; "
+                              f"allowed: {', '.join(config['tasks'])}")
+        layout = TASK_LAYOUTS[config["tasks"][problem["task"]]["kind"]]
+        for model in problem["models"]:
+            if model not in config["models"]:
+                raise ConfigError(f"config key 'problems.{i}.models': unknown model {model!r}; "
+                                  f"allowed: {', '.join(config['models'])}")
+            family = config["models"][model]["family"]
+            if family not in LAYOUT_FAMILIES[layout]:
+                raise ConfigError(f"config key 'problems.{i}.models': {model!r} ({family}) cannot run on task "
+                                  f"{problem['task']!r}; allowed families: {', '.join(LAYOUT_FAMILIES[layout])}")
+    for name, entry in config["strategies"].items():
+        members = entry.get("chain", [name])
+        for member in members:
+            if member not in strategies.REGISTRY:
+                key = f"strategies.{name}.chain" if "chain" in entry else f"strategies.{name}"
+                raise ConfigError(f"config key '{key}': unknown strategy {member!r}; "
+                                  f"allowed: {', '.join(strategies.known())}")
+        for key in entry:
+            if key != "chain" and strategies.owner(key, members) is None:
+                allowed = ", ".join(k for m in members for k in strategies.lookup(m).defaults) or "none"
+                raise ConfigError(f"config key 'strategies.{name}.{key}' is not a hyperparameter of "
+                                  f"{'+'.join(members)}; allowed: {allowed}")
+
+
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with the schema's top-level defaults filled in."""
+    defaults = {key: spec["default"] for key, spec in _schema()["properties"].items() if "default" in spec}
+    return {**defaults, **config}
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read and validate a config file; raise ConfigError naming the file on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file '{path}'{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    validate(config)
+    return with_defaults(config)
+
+
+def _grid(values: dict[str, list[float]]) -> list[dict[str, float]]:
+    keys = list(values)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(values[k] for k in keys))]
+
+
+def cells(config: dict[str, Any]) -> list[Cell]:
+    """Expand a validated config into its cells, in a stable order."""
+    config = with_defaults(config)
+    result = []
+    for problem in config["problems"]:
+        task_name = problem["task"]
+        for model_name in problem["models"]:
+            model = config["models"][model_name]
+            dials = {dial: model.get(dial, [1.0]) for dial in RUN_DIALS if dial in MODEL_OPTIONS[model["family"]]}
+            for optimizer_name, optimizer in config["optimizers"].items():
+                for strategy_name, entry in config["strategies"].items():
+                    grid = {k: v for k, v in entry.items() if k != "chain"}
+                    runs = [
+                        Run(lr=lr, seed=seed, hyperparameters=hp, dials=dial)
+                        for lr in optimizer["learning_rates"]
+                        for hp in _grid(grid)
+                        for dial in _grid(dials)
+                        for seed in config["seeds"]
+                    ]
+                    result.append(Cell(
+                        id=f"{task_name}-{model_name}-{optimizer_name}-{strategy_name}",
+                        sweep=config["sweep"],
+                        task_name=task_name, task=config["tasks"][task_name],
+                        model_name=model_name, model=model,
+                        optimizer_name=optimizer_name, optimizer=optimizer,
+                        strategy_name=strategy_name, members=entry.get("chain", [strategy_name]),
+                        runs=runs, steps=config["steps"], eval_every=config["eval_every"],
+                        batch_size=config["batch_size"], divergence_factor=config["divergence_factor"],
+                        device=config["device"], threads=config["threads"],
+                    ))
+    return result
+
+
+def find(config: dict[str, Any], cell_id: str) -> Cell:
+    """The cell ``cell_id`` of ``config``; an unknown id lists a few known ones."""
+    found = {cell.id: cell for cell in cells(config)}
+    if cell_id not in found:
+        known = list(found)
+        shown = ", ".join(known[:5]) + (f", ... ({len(known)} cells)" if len(known) > 5 else "")
+        raise ConfigError(f"cell '{cell_id}' is not in this config; allowed: {shown}")
+    return found[cell_id]
+
+
+def total_runs(config: dict[str, Any]) -> int:
+    """Number of runs over all cells."""
+    return sum(len(cell.runs) for cell in cells(config))
+
+
+

@@ -1,0 +1,114 @@
+"""The transform protocol shared by optimizers and strategies.
+
+Everything that touches an update is a transform in optax's shape (Babuschkin
+et al. 2020, https://github.com/google-deepmind/optax):
+
+    init(params) -> state
+    update(grads, state, params) -> (updates, state)
+
+`params`, `grads` and `updates` are lists of tensors whose leading dimension
+K indexes the runs of a cell. Every reduction is per run (over all dims but the
+first), so a NaN in one run never reaches another.
+
+A transform declares its `stage`:
+
+- ``"gradient"``: acts on the raw gradients, before the optimizer;
+- ``"optimizer"``: turns gradients into additive parameter updates;
+- ``"update"``: acts on the optimizer's updates;
+- ``"weights"``: projects the new parameters after the step; its ``update``
+  receives the new parameters as ``grads`` and returns the projected ones.
+
+A transform reports what it did through two optional entries of its state:
+``state["active"]``, a (K,) bool tensor, true where it changed the gradient or
+update this step, and ``state["skip"]``, a (K,) bool tensor, true where the
+step must be skipped (parameters and downstream state left as they were).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Params = list[Tensor]
+State = dict[str, Any]
+Hyperparameter = float | Tensor
+
+STAGES = ("gradient", "optimizer", "update", "weights")
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A named pair of pure functions ``init`` and ``update`` with a stage."""
+
+    name: str
+    stage: str
+    init: Callable[[Params], State]
+    update: Callable[[Params, State, Params], tuple[Params, State]]
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage {self.stage!r} is not one of {STAGES}")
+
+
+def stateless(name: str, stage: str, fn: Callable[[Params, State, Params], tuple[Params, State]]) -> Transform:
+    """A transform whose state holds only what ``fn`` reports (``active``/``skip``)."""
+    return Transform(name=name, stage=stage, init=lambda params: {}, update=fn)
+
+
+def per_run(value: Hyperparameter, like: Tensor) -> Hyperparameter:
+    """Broadcast a hyperparameter against a (K, ...) tensor.
+
+    A float stays a float; a (K,) tensor is viewed as (K, 1, ..., 1) so that it
+    scales each run's slice of ``like`` by its own value.
+    """
+    if isinstance(value, Tensor):
+        return value.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+    return value
+
+
+def run_mask(mask: Tensor, like: Tensor) -> Tensor:
+    """View a (K,) mask as (K, 1, ..., 1) to select runs of a (K, ...) tensor."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
+def tensor_norms(tensors: Params) -> Tensor:
+    """L2 norm of each tensor for each run: shape (len(tensors), K)."""
+    return torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors])
+
+
+def global_norm(tensors: Params) -> Tensor:
+    """Global L2 norm per run over all tensors, shape (K,).
+
+    Computed as the norm of the per-tensor norms, the same arithmetic as
+    ``torch.nn.utils.clip_grad_norm_``.
+    """
+    return torch.linalg.vector_norm(tensor_norms(tensors), dim=0)
+
+
+def any_per_run(tensors: Params, predicate: Callable[[Tensor], Tensor]) -> Tensor:
+    """(K,) bool: does ``predicate`` hold for any element of a run's tensors."""
+    hits = [predicate(t).flatten(1).any(dim=1) for t in tensors]
+    return torch.stack(hits).any(dim=0)
+
+
+def select(mask: Tensor, new: Any, old: Any) -> Any:
+    """Per run, take ``new`` where ``mask`` is true and ``old`` elsewhere.
+
+    Works through nested dicts and lists of (K, ...) tensors; non-tensor
+    leaves are taken from ``new``. A buffer that grew along dim 1 this step
+    (``new`` longer there than ``old``, as autoclip's history) keeps ``old``
+    zero-padded to the new length where the mask is false.
+    """
+    if isinstance(new, Tensor):
+        if new.dim() >= 2 and old.shape[1] < new.shape[1]:
+            old = torch.nn.functional.pad(old, (0, 0) * (new.dim() - 2) + (0, new.shape[1] - old.shape[1]))
+        return torch.where(run_mask(mask, new), new, old)
+    if isinstance(new, dict):
+        return {key: select(mask, value, old[key]) for key, value in new.items()}
+    if isinstance(new, (list, tuple)):
+        return type(new)(select(mask, n, o) for n, o in zip(new, old, strict=True))
+    return new

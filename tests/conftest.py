@@ -1,0 +1,64 @@
+"""Shared fixtures: small configs and cells for fast tests."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from bench import sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("BENCH_DATA_CACHE", str(ROOT / ".pytest_cache" / "data"))
+torch.set_num_threads(1)
+
+BASE: dict[str, Any] = {
+    "sweep": "test",
+    "device": "cpu",
+    "steps": 20,
+    "eval_every": 10,
+    "batch_size": 16,
+    "divergence_factor": 10,
+    "seeds": [0, 1],
+    "tasks": {
+        "mnist1d": {"kind": "mnist1d", "n_train": 400},
+        "digits": {"kind": "digits", "size": 28},
+        "digits8": {"kind": "digits", "size": 8},
+        "adding": {"kind": "adding", "length": 8, "n_train": 200, "n_eval": 64},
+        "copy": {"kind": "copy", "length": 4, "n_train": 200, "n_eval": 64},
+    },
+    "models": {
+        "mlp": {"family": "mlp", "depth": 3, "width": 16, "activation": "tanh"},
+        "cnn1d": {"family": "cnn1d", "depth": 2, "channels": 4, "kernel": 3, "activation": "relu"},
+        "cnn2d": {"family": "cnn2d", "depth": 2, "channels": 4, "kernel": 3, "activation": "relu"},
+        "rnn": {"family": "rnn", "cell": "tanh", "hidden": 8},
+        "lstm": {"family": "rnn", "cell": "lstm", "hidden": 8},
+        "gru": {"family": "rnn", "cell": "gru", "hidden": 8},
+    },
+    "problems": [{"task": "mnist1d", "models": ["mlp"]}],
+    "optimizers": {"sgd": {"kind": "sgd", "momentum": 0.9, "learning_rates": [0.01, 0.05]}},
+    "strategies": {"none": {}},
+}
+
+
+def make_config(**overrides: Any) -> dict[str, Any]:
+    """A validated copy of BASE with top-level keys replaced."""
+    config = copy.deepcopy(BASE)
+    config.update(copy.deepcopy(overrides))
+    sweep.validate(config)
+    return sweep.with_defaults(config)
+
+
+def only_cell(config: dict[str, Any]) -> sweep.Cell:
+    """The single cell of a one-cell config."""
+    (cell,) = sweep.cells(config)
+    return cell
+
+
+@pytest.fixture
+def config_factory():
+    return make_config
