@@ -1,0 +1,67 @@
+"""Rescaling of gradients: a constant decay, normalisation, a layer-wise trust ratio."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.strategies import register
+from bench.transform import Hyperparameter, Params, State, Transform, global_norm, per_run, stateless, tensor_norms
+
+
+@register("grad_scale")
+def grad_scale(gamma: Hyperparameter = 0.99) -> Transform:
+    """Multiply every gradient by a constant factor: ``g <- gamma * g``.
+
+    The classic "gradient decay" advice for exploding gradients (a fixed
+    shrinkage, equivalent for plain SGD to a smaller learning rate).
+    Active where ``gamma != 1``.
+    """
+
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+        runs = grads[0].shape[0]
+        scaled = torch._foreach_mul(grads, [per_run(gamma, g) for g in grads])
+        active = torch.as_tensor(gamma, device=grads[0].device).ne(1.0).expand(runs).clone()
+        return scaled, {"active": active}
+
+    return stateless("grad_scale", "gradient", update)
+
+
+@register("normalized")
+def normalized(normalized_eps: Hyperparameter = 1e-6) -> Transform:
+    """Normalised gradient descent: ``g <- g / (||g||_2 + eps)``, global norm per run.
+
+    Hazan, Levy & Shalev-Shwartz 2015, "Beyond convexity: stochastic
+    quasi-convex optimization" (NGD). The step length is the learning rate
+    whatever the gradient's size. Active wherever the factor differs from 1.
+    """
+
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+        norm = global_norm(grads)
+        denominator = norm + per_run(normalized_eps, norm)
+        scaled = torch._foreach_div(grads, [per_run(denominator, g) for g in grads])
+        return scaled, {"active": denominator != 1.0}
+
+    return stateless("normalized", "gradient", update)
+
+
+@register("trust_ratio")
+def trust_ratio(trust_coefficient: Hyperparameter = 1.0) -> Transform:
+    """Layer-wise trust ratio (LARS; You, Gitman & Ginsburg 2017, "Large batch
+    training of convolutional networks"), applied to the gradient.
+
+    For each tensor l of a run: ``g_l <- g_l * eta ||p_l|| / ||g_l||``, with
+    ratio 1 where ``||p_l|| = 0`` or ``||g_l|| = 0``: optax's
+    ``scale_by_trust_ratio`` (eps 0, min_norm 0). It acts before the optimizer,
+    where optax's ``lars`` applies it (before the learning rate and momentum), so
+    the learning rate keeps its meaning: with SGD the step of a tensor has norm
+    ``lr * eta * ||p_l||``. Active where any ratio differs from 1.
+    """
+
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+        param_norms, grad_norms = tensor_norms(params), tensor_norms(grads)
+        ratios = trust_coefficient * param_norms / grad_norms
+        ratios = torch.where((param_norms == 0) | (grad_norms == 0), 1.0, ratios)
+        scaled = torch._foreach_mul(grads, [per_run(r, g) for r, g in zip(ratios, grads, strict=True)])
+        return scaled, {"active": (ratios != 1.0).any(dim=0)}
+
+    return stateless("trust_ratio", "gradient", update)

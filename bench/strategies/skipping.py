@@ -1,0 +1,87 @@
+"""Skipping of bad steps: non-finite gradients and gradient-norm spikes."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.strategies import register
+from bench.transform import (
+    Hyperparameter,
+    Params,
+    State,
+    Transform,
+    any_per_run,
+    global_norm,
+    per_run,
+    run_mask,
+    stateless,
+)
+
+
+def _zero_runs(grads: Params, skip: torch.Tensor) -> Params:
+    """The gradients with every run in ``skip`` replaced by zeros."""
+    return [torch.where(run_mask(skip, g), 0.0, g) for g in grads]
+
+
+@register("skip_nonfinite")
+def skip_nonfinite() -> Transform:
+    """Skip the step of a run whose gradient holds a NaN or an infinity.
+
+    The rule of optax's ``apply_if_finite`` and of dynamic loss scaling in
+    mixed-precision training (Micikevicius et al. 2018, "Mixed precision
+    training"). A skipped run's gradients become zeros so that nothing
+    downstream sees a non-finite value; ``skip`` and ``active`` mark it.
+    """
+
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+        skip = any_per_run(grads, lambda g: ~torch.isfinite(g))
+        return _zero_runs(grads, skip), {"skip": skip, "active": skip}
+
+    return stateless("skip_nonfinite", "gradient", update)
+
+
+@register("spike_skip")
+def spike_skip(
+    spike_factor: Hyperparameter = 6.0, spike_window: int | torch.Tensor = 100, spike_warmup: int | torch.Tensor = 10
+) -> Transform:
+    """Skip the step of a run whose gradient norm spikes above its running median.
+
+    Skip where ``||g|| > k * median(h)``, ``h`` the run's last ``window``
+    accepted norms, once ``h`` holds at least ``warmup`` of them; a non-finite
+    norm is always skipped. A skipped norm does not enter the history. The
+    loss- and gradient-spike skipping of large-model training (e.g. Chowdhery
+    et al. 2022, PaLM, sec. 5.1; Zhang et al. 2022, OPT). A skipped run's
+    gradients become zeros; ``skip`` and ``active`` mark it. A lasting jump of
+    the norm is skipped for ever: the history only takes accepted steps.
+
+    The state keeps each run's accepted norms, newest last, in ``history``
+    (K, max window) and their number in ``count`` (K,).
+    """
+    longest = int(torch.as_tensor(spike_window).max())
+
+    def init(params: Params) -> State:
+        runs, device = params[0].shape[0], params[0].device
+        return {
+            "history": torch.zeros(runs, longest, dtype=params[0].dtype, device=device),
+            "count": torch.zeros(runs, dtype=torch.long, device=device),
+        }
+
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+        norm = global_norm(grads)
+        history, count = state["history"], state["count"]
+        window = torch.as_tensor(spike_window, device=norm.device).long().expand_as(count)
+        warmup = torch.as_tensor(spike_warmup, device=norm.device).long().expand_as(count)
+        filled = torch.minimum(count, window)
+        slots = torch.arange(longest, device=norm.device)
+        ordered = torch.where(slots >= longest - filled[:, None], history, torch.inf).sort(dim=1).values
+        low = ordered.gather(1, ((filled - 1).clamp(min=0) // 2)[:, None]).squeeze(1)
+        high = ordered.gather(1, (filled // 2).clamp(max=longest - 1)[:, None]).squeeze(1)
+        median = (low + high) / 2
+        spike = (count >= warmup) & (norm > per_run(spike_factor, norm) * median)
+        skip = spike | ~torch.isfinite(norm)
+        shifted = torch.cat([history[:, 1:], norm[:, None]], dim=1)
+        history = torch.where(skip[:, None], history, shifted)
+        count = count + (~skip).long()
+        return _zero_runs(grads, skip), {"history": history, "count": count, "skip": skip, "active": skip}
+
+    return Transform("spike_skip", "gradient", init, update)

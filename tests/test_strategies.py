@@ -1,0 +1,614 @@
+"""The strategy library against per-run reference implementations, and its edge cases.
+
+Each reference below handles one run with plain tensors and loops, the way the
+cited code does it (torch.nn.utils, timm, optax, the authors' code); the
+batched strategies must agree with it run by run, with per-run hyperparameters.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import Tensor
+
+from bench import strategies
+from bench.transform import Transform, select
+
+ROOT = Path(__file__).resolve().parent.parent
+# A model's parameters: linear, conv1d, recurrent-like (gates*H, in), conv2d, then the output layer.
+SHAPES = [(6, 5), (6,), (4, 6, 3), (4,), (12, 4), (5, 4, 2, 2), (3, 4), (3,)]
+REPORTS = ("active", "skip")
+
+
+def tensors(runs: int, seed: int, scale: float = 1.0) -> list[Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [scale * torch.randn(runs, *shape, generator=generator) for shape in SHAPES]
+
+
+def run_of(values: list[Tensor], k: int) -> list[Tensor]:
+    return [v[k].clone() for v in values]
+
+
+def value_of(hyperparameter, k: int):
+    return hyperparameter[k].item() if isinstance(hyperparameter, Tensor) else hyperparameter
+
+
+def apply(transform: Transform, inputs: list[list[Tensor]], params: list[Tensor]):
+    """Run ``transform`` over a sequence of inputs as the engine does; outputs, reports and final state."""
+    state = transform.init(params)
+    outputs, reports = [], []
+    for step_inputs in inputs:
+        out, state = transform.update(step_inputs, state, params)
+        state = dict(state)
+        reports.append({key: state.pop(key) for key in REPORTS if key in state})
+        outputs.append(out)
+    return outputs, reports, state
+
+
+def as_grads(values: list[Tensor]) -> list[torch.nn.Parameter]:
+    """Parameters holding ``values`` as their gradients, for torch.nn.utils."""
+    params = [torch.nn.Parameter(torch.zeros_like(v)) for v in values]
+    for p, v in zip(params, values, strict=True):
+        p.grad = v.clone()
+    return params
+
+
+def leaves(state) -> list[Tensor]:
+    if isinstance(state, Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [leaf for value in state.values() for leaf in leaves(value)]
+    return [leaf for value in state for leaf in leaves(value)]
+
+
+# ---------------------------------------------------------------- references (one run each)
+
+
+def ref_clip_value(grads, c):
+    params = as_grads(grads)
+    torch.nn.utils.clip_grad_value_(params, c)
+    return [p.grad for p in params]
+
+
+def ref_clip_norm(grads, c):
+    params = as_grads(grads)
+    torch.nn.utils.clip_grad_norm_(params, c)
+    return [p.grad for p in params]
+
+
+def ref_clip_norm_layer(grads, c):
+    return [ref_clip_norm([g], c)[0] for g in grads]
+
+
+def unitwise_norm(x: Tensor) -> Tensor:
+    """timm's unitwise_norm: whole-tensor norm for ndim <= 1, else one per output unit."""
+    if x.ndim <= 1:
+        return x.norm(2.0)
+    return x.norm(2.0, dim=tuple(range(1, x.ndim)), keepdim=True)
+
+
+def ref_agc(grads, params, clip_factor, eps, exclude_output):
+    """timm's adaptive_clip_grad, with NFNets' exclusion of the final classifier layer."""
+    out = []
+    for index, (p, g) in enumerate(zip(params, grads, strict=True)):
+        if exclude_output and index >= len(params) - 2:
+            out.append(g.clone())
+            continue
+        max_norm = unitwise_norm(p).clamp_(min=eps).mul_(clip_factor)
+        grad_norm = unitwise_norm(g)
+        clipped_grad = g * (max_norm / grad_norm.clamp(min=1e-6))
+        out.append(torch.where(grad_norm < max_norm, g, clipped_grad))
+    return out
+
+
+class RefAutoClip:
+    """Seetharaman et al.'s autoclip_gradient: history of norms, np.percentile, clip_grad_norm_."""
+
+    def __init__(self, percentile):
+        self.percentile, self.history = percentile, []
+
+    def step(self, grads):
+        params = as_grads(grads)
+        total_norm = sum(p.grad.norm(2).item() ** 2 for p in params) ** 0.5
+        self.history.append(total_norm)
+        clip_value = np.percentile(self.history, self.percentile)
+        torch.nn.utils.clip_grad_norm_(params, clip_value)
+        return [p.grad for p in params]
+
+
+class RefZClip:
+    """The authors' ZClip (mode zscore, adaptive_scaling, max_grad_norm None), one run, Python floats."""
+
+    def __init__(self, z_thresh, alpha, warmup_steps, eps=1e-6):
+        self.z_thresh, self.alpha, self.warmup_steps, self.eps = z_thresh, alpha, warmup_steps, eps
+        self.buffer, self.initialized, self.mean, self.var = [], False, None, None
+
+    def step(self, grads):
+        total_norm = torch.sqrt(torch.sum(torch.stack([g.norm(2) for g in grads]) ** 2)).item()
+        if not self.initialized:
+            self.buffer.append(total_norm)
+            if len(self.buffer) >= self.warmup_steps:
+                self.mean = sum(self.buffer) / len(self.buffer)
+                self.var = sum((x - self.mean) ** 2 for x in self.buffer) / len(self.buffer)
+                self.initialized, self.buffer = True, []
+            return [g.clone() for g in grads]
+        std = self.var**0.5
+        z = (total_norm - self.mean) / (std + self.eps)
+        clip_val = None
+        if z > self.z_thresh:
+            eta = z / self.z_thresh
+            clip_val = self.mean + (self.z_thresh * std) / eta
+        effective = clip_val if clip_val is not None else total_norm
+        coefficient = effective / (total_norm + 1e-6) if total_norm > effective else 1.0
+        self.mean = self.alpha * self.mean + (1 - self.alpha) * effective
+        self.var = self.alpha * self.var + (1 - self.alpha) * (effective - self.mean) ** 2
+        return [g * coefficient for g in grads]
+
+
+class RefSpikeSkip:
+    """Skip a step whose norm exceeds factor x the median of the last accepted norms."""
+
+    def __init__(self, factor, window, warmup):
+        self.factor, self.window, self.warmup, self.history = factor, window, warmup, []
+
+    def step(self, grads):
+        norm = math.sqrt(sum(g.double().norm().item() ** 2 for g in grads))
+        skip = not math.isfinite(norm) or (
+            len(self.history) >= self.warmup and norm > self.factor * np.median(self.history[-self.window :])
+        )
+        if not skip:
+            self.history.append(norm)
+        return ([torch.zeros_like(g) for g in grads] if skip else [g.clone() for g in grads]), skip
+
+
+def ref_trust_ratio(grads, params, trust_coefficient):
+    """optax.scale_by_trust_ratio (eps 0, min_norm 0), tensor by tensor."""
+    out = []
+    for g, p in zip(grads, params, strict=True):
+        param_norm, update_norm = p.norm(), g.norm()
+        ratio = trust_coefficient * param_norm / update_norm
+        zero_norm = (param_norm == 0.0) | (update_norm == 0.0)
+        out.append(g * torch.where(zero_norm, 1.0, ratio))
+    return out
+
+
+def ref_update_clip(updates, threshold):
+    """Adafactor's update clipping: u / max(1, RMS(u) / d), RMS = ||u|| / sqrt(numel)."""
+    return [u / (u.norm(2) / (u.numel() ** 0.5) / threshold).clamp(min=1.0) for u in updates]
+
+
+def ref_max_norm(weights, c):
+    """torch.renorm on each weight tensor's output units; biases untouched."""
+    return [torch.renorm(w, 2, 0, c) if w.dim() >= 2 else w.clone() for w in weights]
+
+
+# ---------------------------------------------------------------- against the references
+
+RUNS = 3
+
+
+def assert_runs_match(outputs: list[Tensor], expected: list[Tensor], k: int, **tolerance) -> None:
+    for out, ref in zip(outputs, expected, strict=True):
+        torch.testing.assert_close(out[k], ref, **tolerance)
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 100.0])
+def test_clip_value_norm_and_layer_match_torch_nn_utils(scale):
+    grads = tensors(RUNS, 1, scale)
+    for name, reference, values in [
+        ("clip_value", ref_clip_value, [0.5, 0.05, 1e3]),
+        ("clip_norm", ref_clip_norm, [1.0, 0.1, 1e3]),
+        ("clip_norm_layer", ref_clip_norm_layer, [1.0, 0.1, 1e3]),
+    ]:
+        for hyperparameter in (values[1], torch.tensor(values)):
+            (out,), (report,), _ = apply(strategies.make(name, **{name: hyperparameter}), [grads], tensors(RUNS, 2))
+            for k in range(RUNS):
+                expected = reference(run_of(grads, k), value_of(hyperparameter, k))
+                assert_runs_match(out, expected, k, rtol=1e-6, atol=0)
+                changed = any(not torch.equal(e, g) for e, g in zip(expected, run_of(grads, k), strict=True))
+                assert bool(report["active"][k]) == changed
+
+
+@pytest.mark.parametrize("exclude", [True, False, "per_run"])
+def test_agc_matches_timm(exclude):
+    grads, params = tensors(RUNS, 3, 0.1), tensors(RUNS, 4)
+    params[0][1, 2] = 0.0  # a unit with zero weights: its limit is lambda * eps
+    params[1][2] = 0.0  # a zero bias
+    clipping, eps = torch.tensor([0.01, 0.1, 1.0]), torch.tensor([1e-3, 1e-2, 1e-3])
+    exclude_runs = torch.tensor([True, False, True]) if exclude == "per_run" else exclude
+    (out,), (report,), _ = apply(
+        strategies.make("agc", agc_clipping=clipping, agc_eps=eps, agc_exclude_output=exclude_runs), [grads], params
+    )
+    for k in range(RUNS):
+        expected = ref_agc(run_of(grads, k), run_of(params, k), value_of(clipping, k), value_of(eps, k),
+                           value_of(exclude_runs, k))
+        assert_runs_match(out, expected, k, rtol=1e-6, atol=0)
+        changed = any(not torch.equal(e, g) for e, g in zip(expected, run_of(grads, k), strict=True))
+        assert bool(report["active"][k]) == changed
+
+
+def test_agc_hand_checked():
+    weights = torch.tensor([[[0.6, 0.8], [0.0, 0.0], [0.6, 0.8]]])
+    params = [weights, torch.zeros(1, 3), torch.ones(1, 1, 3), torch.ones(1, 1)]
+    grads = [torch.tensor([[[3.0, 4.0], [3.0, 4.0], [0.003, 0.004]]]), torch.tensor([[0.0, 3.0, 4.0]]),
+             torch.full((1, 1, 3), 100.0), torch.full((1, 1), 100.0)]
+    (out,), (report,), _ = apply(strategies.make("agc", agc_clipping=0.01), [grads], params)
+    # unit norm 1 -> limit 0.01; zero weights -> limit 0.01 * 1e-3; small gradient untouched.
+    torch.testing.assert_close(out[0], torch.tensor([[[0.006, 0.008], [6e-6, 8e-6], [0.003, 0.004]]]))
+    torch.testing.assert_close(out[1], torch.tensor([[0.0, 6e-6, 8e-6]]))  # a zero bias: limit 1e-5
+    assert torch.equal(out[2], grads[2]) and torch.equal(out[3], grads[3])  # the output layer is excluded
+    assert report["active"].tolist() == [True]
+
+
+def norm_sequence(steps: int, seed: int, spikes: dict[int, float]) -> list[list[Tensor]]:
+    """Gradients of RUNS runs over ``steps`` steps, with run/step spikes multiplied in."""
+    sequence = []
+    for step in range(steps):
+        grads = tensors(RUNS, 100 * seed + step, 1.0 + 0.1 * step)
+        for k in range(RUNS):
+            factor = spikes.get((step, k), 1.0)
+            for g in grads:
+                g[k] *= factor
+        sequence.append(grads)
+    return sequence
+
+
+def test_autoclip_matches_authors_code():
+    sequence = norm_sequence(12, 5, {(3, 0): 50.0, (6, 1): 20.0, (7, 2): 0.01})
+    percentile = torch.tensor([10.0, 50.0, 90.0])
+    outputs, reports, state = apply(strategies.make("autoclip", autoclip_percentile=percentile), sequence,
+                                    tensors(RUNS, 0))
+    for k in range(RUNS):
+        reference = RefAutoClip(value_of(percentile, k))
+        for step, grads in enumerate(sequence):
+            assert_runs_match(outputs[step], reference.step(run_of(grads, k)), k, rtol=1e-5, atol=1e-7)
+    assert state["history"].shape == (RUNS, 12)
+    assert reports[3]["active"][0] and not reports[0]["active"].any()
+
+
+def test_autoclip_hand_checked():
+    grads = [[torch.tensor([[value]])] for value in (1.0, 2.0, 3.0, 10.0)]
+    outputs, reports, _ = apply(strategies.make("autoclip", autoclip_percentile=50.0), grads, [torch.ones(1, 1)])
+    # history [1, 2, 3, 10]: the median 2.5 caps the norm 10; each rising norm exceeds its history's median
+    torch.testing.assert_close(outputs[-1][0], torch.tensor([[2.5 * 10.0 / (10.0 + 1e-6)]]))
+    torch.testing.assert_close(outputs[1][0], torch.tensor([[1.5 * 2.0 / (2.0 + 1e-6)]]))
+    assert [r["active"].item() for r in reports] == [False, True, True, True]
+
+
+def test_autoclip_history_survives_engine_select():
+    """A run frozen by the engine keeps its history while the others' grows (select pads the old buffer)."""
+    sequence = norm_sequence(6, 6, {(4, 1): 30.0})
+    transform = strategies.make("autoclip", autoclip_percentile=30.0)
+    params = tensors(RUNS, 0)
+    state = transform.init(params)
+    frozen = torch.tensor([True, False, True])  # run 1 frozen at steps 2 and 3
+    outputs = []
+    for step, grads in enumerate(sequence):
+        out, new_state = transform.update(grads, state, params)
+        new_state.pop("active")
+        state = select(frozen if step in (2, 3) else torch.ones(RUNS, dtype=torch.bool), new_state, state)
+        outputs.append(out)
+    reference = RefAutoClip(30.0)
+    for step, grads in enumerate(sequence):
+        expected = reference.step(run_of(grads, 1))
+        if step not in (2, 3):
+            assert_runs_match(outputs[step], expected, 1, rtol=1e-5, atol=1e-7)
+        else:
+            reference.history.pop()
+    assert state["count"].tolist() == [6, 4, 6]
+
+
+def test_zclip_matches_authors_code():
+    spikes = {(30, 0): 40.0, (31, 0): 30.0, (34, 1): 15.0, (8, 2): 25.0, (15, 2): 25.0, (18, 2): 0.1}
+    sequence = norm_sequence(40, 7, spikes)
+    z, alpha, warmup = torch.tensor([2.5, 2.0, 3.0]), torch.tensor([0.97, 0.9, 0.99]), torch.tensor([25.0, 5.0, 10.0])
+    outputs, reports, _ = apply(strategies.make("zclip", zclip_z=z, zclip_alpha=alpha, zclip_warmup=warmup),
+                                sequence, tensors(RUNS, 0))
+    for k in range(RUNS):
+        reference = RefZClip(value_of(z, k), value_of(alpha, k), int(value_of(warmup, k)))
+        for step, grads in enumerate(sequence):
+            assert_runs_match(outputs[step], reference.step(run_of(grads, k)), k, rtol=1e-5, atol=1e-6)
+    active = torch.stack([r["active"] for r in reports])
+    assert active[30, 0] and active[34, 1] and active[15, 2]
+    assert not active[:25, 0].any() and not active[8, 2]  # no clipping in warm-up
+
+
+def test_zclip_hand_checked():
+    grads = [[torch.tensor([[value]])] for value in (1.0, 3.0, 10.0)]
+    outputs, reports, state = apply(strategies.make("zclip", zclip_warmup=2), grads, [torch.ones(1, 1)])
+    # warm-up: mean 2, var 1; then z = 8 / (1 + 1e-6): threshold 2 + 2.5 / (z / 2.5)
+    z = 8.0 / (1.0 + 1e-6)
+    threshold = 2.0 + 2.5 / (z / 2.5)
+    torch.testing.assert_close(outputs[2][0], torch.tensor([[threshold * 10.0 / (10.0 + 1e-6)]]))
+    mean = 0.97 * 2.0 + 0.03 * threshold
+    torch.testing.assert_close(state["mean"], torch.tensor([mean]))
+    torch.testing.assert_close(state["var"], torch.tensor([0.97 + 0.03 * (threshold - mean) ** 2]))
+    assert [r["active"].item() for r in reports] == [False, False, True]
+
+
+def test_spike_skip_matches_reference():
+    sequence = norm_sequence(30, 8, {(5, 0): 100.0, (6, 0): 100.0, (12, 1): 8.0, (20, 2): 4.0, (2, 2): 50.0})
+    sequence[15][0][1, 0, 0] = float("nan")
+    factor, window, warmup = torch.tensor([6.0, 3.0, 2.0]), torch.tensor([100.0, 4.0, 7.0]), torch.tensor([3.0, 1, 5])
+    outputs, reports, _ = apply(
+        strategies.make("spike_skip", spike_factor=factor, spike_window=window, spike_warmup=warmup),
+        sequence, tensors(RUNS, 0))
+    skips = torch.stack([r["skip"] for r in reports])
+    for k in range(RUNS):
+        reference = RefSpikeSkip(value_of(factor, k), int(value_of(window, k)), int(value_of(warmup, k)))
+        for step, grads in enumerate(sequence):
+            expected, skip = reference.step(run_of(grads, k))
+            assert bool(skips[step, k]) == skip, (step, k)
+            assert_runs_match(outputs[step], expected, k, rtol=0, atol=0)
+    assert skips[5, 0] and skips[6, 0] and skips[15, 1] and skips[20, 2]
+    assert not skips[2, 2]  # still in warm-up
+
+
+def test_spike_skip_hand_checked():
+    norms = (1.0, 1.0, 5.0, 1.5, 2.0, 3.5, 10.0)
+    grads = [[torch.tensor([[value]])] for value in norms]
+    _, reports, state = apply(strategies.make("spike_skip", spike_factor=2.0, spike_window=3, spike_warmup=2),
+                              grads, [torch.ones(1, 1)])
+    # medians: -, -, 1 (skip 5), 1 (1.5 ok), 1 (2 ok), median(1, 1.5, 2) = 1.5 (skip 3.5), 1.5 (skip 10)
+    assert [r["skip"].item() for r in reports] == [False, False, True, False, False, True, True]
+    assert state["count"].tolist() == [4]
+
+
+def test_trust_ratio_matches_optax():
+    grads, params = tensors(RUNS, 9), tensors(RUNS, 10)
+    grads[2][1] = 0.0  # zero gradient: ratio 1
+    params[4][0] = 0.0  # zero weights: ratio 1
+    coefficient = torch.tensor([1.0, 0.001, 0.5])
+    (out,), (report,), _ = apply(strategies.make("trust_ratio", trust_coefficient=coefficient), [grads], params)
+    for k in range(RUNS):
+        expected = ref_trust_ratio(run_of(grads, k), run_of(params, k), value_of(coefficient, k))
+        assert_runs_match(out, expected, k, rtol=1e-6, atol=0)
+    assert torch.equal(out[2][1], grads[2][1]) and torch.equal(out[4][0], grads[4][0])
+    assert report["active"].all()
+
+
+def test_trust_ratio_hand_checked():
+    (out,), _, _ = apply(strategies.make("trust_ratio"), [[torch.tensor([[0.0, 4.0]])]], [torch.tensor([[2.0, 0.0]])])
+    torch.testing.assert_close(out[0], torch.tensor([[0.0, 2.0]]))
+
+
+def test_update_clip_matches_adafactor():
+    updates = tensors(RUNS, 11, 0.5)
+    threshold = torch.tensor([1.0, 0.1, 10.0])
+    (out,), (report,), _ = apply(strategies.make("update_clip", update_clip=threshold), [updates], tensors(RUNS, 0))
+    for k in range(RUNS):
+        assert_runs_match(out, ref_update_clip(run_of(updates, k), value_of(threshold, k)), k, rtol=1e-6, atol=0)
+    assert report["active"].tolist() == [False, True, False]
+    (out,), _, _ = apply(strategies.make("update_clip"), [[torch.full((1, 2, 3), 2.0)]], [torch.ones(1, 2, 3)])
+    torch.testing.assert_close(out[0], torch.ones(1, 2, 3))  # RMS 2 > d = 1: halved
+
+
+def test_max_norm_matches_renorm():
+    weights = tensors(RUNS, 12, 2.0)
+    radius = torch.tensor([3.0, 0.5, 100.0])
+    transform = strategies.make("max_norm", max_norm=radius)
+    assert transform.stage == "weights"
+    (out,), (report,), _ = apply(transform, [weights], tensors(RUNS, 0))
+    for k in range(RUNS):
+        assert_runs_match(out, ref_max_norm(run_of(weights, k), value_of(radius, k)), k, rtol=0, atol=0)
+    for w, o in zip(weights, out, strict=True):
+        if w.dim() == 2:
+            assert torch.equal(w, o)  # biases untouched
+    assert report["active"].tolist() == [True, True, False]
+    (out,), _, _ = apply(strategies.make("max_norm", max_norm=1.0), [[torch.tensor([[[3.0, 4.0], [0.3, 0.4]]])]],
+                         [torch.zeros(1, 2, 2)])
+    torch.testing.assert_close(out[0], torch.tensor([[[0.6, 0.8], [0.3, 0.4]]]))
+
+
+def test_grad_scale_normalized_and_skip_nonfinite():
+    grads = tensors(RUNS, 13)
+    gamma = torch.tensor([0.5, 1.0, 0.99])
+    (out,), (report,), _ = apply(strategies.make("grad_scale", gamma=gamma), [grads], grads)
+    for k in range(RUNS):
+        assert_runs_match(out, [g * value_of(gamma, k) for g in run_of(grads, k)], k, rtol=0, atol=0)
+    assert report["active"].tolist() == [True, False, True]
+
+    (out,), _, _ = apply(strategies.make("normalized"), [grads], grads)
+    for k in range(RUNS):
+        norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in run_of(grads, k)]))
+        assert_runs_match(out, [g / (norm + 1e-6) for g in run_of(grads, k)], k, rtol=1e-6, atol=0)
+    (out,), _, _ = apply(strategies.make("normalized"), [[torch.tensor([[3.0, 4.0]])]], [torch.ones(1, 2)])
+    torch.testing.assert_close(out[0], torch.tensor([[0.6, 0.8]]))
+
+    grads[3][1, 0] = float("inf")
+    (out,), (report,), _ = apply(strategies.make("skip_nonfinite"), [grads], grads)
+    assert report["skip"].tolist() == [False, True, False]
+    assert all(torch.equal(o[1], torch.zeros_like(o[1])) for o in out)
+    assert all(torch.equal(o[::2], g[::2]) for o, g in zip(out, grads, strict=True))
+
+
+# ---------------------------------------------------------------- edge cases, every strategy
+
+# Hyperparameters that make each strategy act within a few steps; (K,) tensors where per-run values make sense.
+ACTIVE = {
+    "none": {},
+    "clip_value": {"clip_value": torch.tensor([0.01, 0.1, 1.0])},
+    "clip_norm": {"clip_norm": torch.tensor([0.1, 1.0, 2.0])},
+    "clip_norm_layer": {"clip_norm_layer": 0.5},
+    "agc": {"agc_clipping": torch.tensor([0.01, 0.1, 0.05]), "agc_exclude_output": torch.tensor([1.0, 0.0, 1.0])},
+    "autoclip": {"autoclip_percentile": torch.tensor([10.0, 50.0, 100.0])},
+    "zclip": {"zclip_z": 1.0, "zclip_warmup": torch.tensor([2.0, 3.0, 2.0])},
+    "grad_scale": {"gamma": 0.9},
+    "normalized": {},
+    "update_clip": {"update_clip": torch.tensor([0.1, 1.0, 0.5])},
+    "trust_ratio": {"trust_coefficient": 0.01},
+    "max_norm": {"max_norm": torch.tensor([0.5, 3.0, 1.0])},
+    "skip_nonfinite": {},
+    "spike_skip": {"spike_factor": 1.5, "spike_window": torch.tensor([3.0, 2.0, 5.0]), "spike_warmup": 2},
+}
+STEPS = 5
+
+
+def scenario(name: str, runs: int, poison: float | None = None, grad_scale: float = 1.0):
+    """Inputs over STEPS steps and params; ``poison`` goes into run 1 at step 2 (and params, for some)."""
+    inputs = [tensors(runs, 20 + step, grad_scale * (1.0 + step)) for step in range(STEPS)]
+    params = tensors(runs, 40)
+    if poison is not None:
+        inputs[2][0][1, 0, 0] = poison
+        inputs[3][2][1, 1, 1, 1] = poison
+    return inputs, params
+
+
+def per_run_slice(hyperparameters: dict, k: int) -> dict:
+    return {key: value[k : k + 1] if isinstance(value, Tensor) else value for key, value in hyperparameters.items()}
+
+
+def test_every_strategy_is_covered():
+    assert set(ACTIVE) == set(strategies.known())
+    assert len(strategies.known()) == 14
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVE))
+@pytest.mark.parametrize("poison", [float("nan"), float("inf"), -float("inf")])
+def test_nonfinite_run_leaves_others_bit_identical(name, poison):
+    clean_inputs, params = scenario(name, RUNS)
+    dirty_inputs, _ = scenario(name, RUNS, poison)
+    clean = apply(strategies.make(name, **ACTIVE[name]), clean_inputs, params)
+    dirty = apply(strategies.make(name, **ACTIVE[name]), dirty_inputs, params)
+    others = [0, 2]
+    for clean_out, dirty_out in zip(clean[0], dirty[0], strict=True):
+        for c, d in zip(clean_out, dirty_out, strict=True):
+            assert torch.equal(c[others], d[others])
+    for clean_report, dirty_report in zip(clean[1], dirty[1], strict=True):
+        for key in clean_report:
+            assert torch.equal(clean_report[key][others], dirty_report[key][others])
+    for c, d in zip(leaves(clean[2]), leaves(dirty[2]), strict=True):
+        assert c.shape[0] == RUNS
+        torch.testing.assert_close(c[others], d[others], rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVE))
+def test_nonfinite_poisoned_params_stay_in_their_run(name):
+    inputs, params = scenario(name, RUNS)
+    dirty_params = [p.clone() for p in params]
+    dirty_params[0][1, 0, 0] = float("nan")
+    dirty_params[-2][1, 0, 0] = float("inf")
+    clean = apply(strategies.make(name, **ACTIVE[name]), inputs, params)
+    dirty = apply(strategies.make(name, **ACTIVE[name]), inputs, dirty_params)
+    for clean_out, dirty_out in zip(clean[0], dirty[0], strict=True):
+        for c, d in zip(clean_out, dirty_out, strict=True):
+            assert torch.equal(c[[0, 2]], d[[0, 2]])
+
+
+@pytest.mark.parametrize("name", ["skip_nonfinite", "spike_skip"])
+def test_skip_strategies_hand_nothing_nonfinite_downstream(name):
+    inputs, params = scenario(name, RUNS, float("nan"))
+    outputs, reports, _ = apply(strategies.make(name, **ACTIVE[name]), inputs, params)
+    assert reports[2]["skip"][1] and reports[3]["skip"][1]
+    assert all(torch.isfinite(t).all() for out in outputs for t in out)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVE))
+def test_all_zero_inputs_give_zeros(name):
+    inputs, params = scenario(name, RUNS)
+    zeros = [[torch.zeros_like(t) for t in step] for step in inputs]
+    outputs, reports, state = apply(strategies.make(name, **ACTIVE[name]), zeros, params)
+    for out in outputs:
+        assert all(torch.equal(t, torch.zeros_like(t)) for t in out)
+    assert all(torch.isfinite(leaf).all() for leaf in leaves(state) if leaf.is_floating_point())
+    for report in reports:
+        assert not report.get("skip", torch.zeros(RUNS, dtype=torch.bool)).any()
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVE))
+def test_zero_weights_give_finite_outputs(name):
+    inputs, params = scenario(name, RUNS)
+    zero_params = [torch.zeros_like(p) for p in params]
+    outputs, _, _ = apply(strategies.make(name, **ACTIVE[name]), inputs, zero_params)
+    assert all(torch.isfinite(t).all() for out in outputs for t in out)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVE))
+def test_single_huge_element(name):
+    inputs, params = scenario(name, RUNS)
+    inputs[3][4][0, 1, 2] = 1e15
+    outputs, reports, _ = apply(strategies.make(name, **ACTIVE[name]), inputs, params)
+    assert all(torch.isfinite(t).all() for out in outputs for t in out)
+    if name in ("clip_value", "clip_norm", "clip_norm_layer", "agc", "autoclip", "zclip", "update_clip", "max_norm",
+                "spike_skip"):
+        assert reports[3].get("active", reports[3].get("skip"))[0]
+        assert outputs[3][4][0].abs().max() < 1e3
+    if name == "max_norm":
+        radius = ACTIVE[name]["max_norm"][0]
+        assert torch.linalg.vector_norm(outputs[3][4][0], dim=1).max() <= radius * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVE))
+def test_single_run_matches_its_slice_of_a_batch(name):
+    inputs, params = scenario(name, RUNS, grad_scale=0.3)
+    batched = apply(strategies.make(name, **ACTIVE[name]), inputs, params)
+    for k in range(RUNS):
+        alone = apply(strategies.make(name, **per_run_slice(ACTIVE[name], k)),
+                      [[t[k : k + 1] for t in step] for step in inputs], [p[k : k + 1] for p in params])
+        for batch_out, alone_out in zip(batched[0], alone[0], strict=True):
+            for b, a in zip(batch_out, alone_out, strict=True):
+                torch.testing.assert_close(b[k : k + 1], a, rtol=1e-6, atol=1e-7)
+        for batch_report, alone_report in zip(batched[1], alone[1], strict=True):
+            for key in batch_report:
+                assert torch.equal(batch_report[key][k : k + 1], alone_report[key])
+
+
+# ---------------------------------------------------------------- registry, schema and docs
+
+
+def test_unknown_strategy_lists_the_known_ones():
+    with pytest.raises(KeyError, match=r"unknown strategy 'clip_everything'.*agc.*zclip"):
+        strategies.make("clip_everything")
+
+
+def test_unknown_hyperparameter_raises():
+    with pytest.raises(KeyError, match=r"'threshold'.*allowed: agc_clipping, agc_eps, agc_exclude_output"):
+        strategies.make("agc", threshold=0.1)
+    with pytest.raises(KeyError, match="'gamma'"):
+        strategies.build(["clip_value", "clip_norm"], {"gamma": 0.5})
+
+
+def test_chain_builds_and_applies_in_order():
+    chain = strategies.build(["clip_value", "grad_scale"], {"clip_value": 0.01, "gamma": 0.99})
+    assert [t.name for t in chain] == ["clip_value", "grad_scale"]
+    grads = tensors(RUNS, 50)
+    for transform in chain:
+        (grads,), _, _ = apply(transform, [grads], grads)
+    assert max(g.abs().max().item() for g in grads) == pytest.approx(0.0099, rel=1e-6)
+
+
+def test_primary_hyperparameters():
+    primary = {name: strategies.lookup(name).primary for name in strategies.known()}
+    assert primary == {
+        "none": None, "clip_value": "clip_value", "clip_norm": "clip_norm", "clip_norm_layer": "clip_norm_layer",
+        "agc": "agc_clipping", "autoclip": "autoclip_percentile", "zclip": "zclip_z", "grad_scale": "gamma",
+        "normalized": "normalized_eps", "update_clip": "update_clip", "trust_ratio": "trust_coefficient",
+        "max_norm": "max_norm", "skip_nonfinite": None, "spike_skip": "spike_factor",
+    }
+
+
+def test_stages():
+    stages = {name: strategies.make(name).stage for name in strategies.known()}
+    assert stages["update_clip"] == "update" and stages["max_norm"] == "weights"
+    assert {name for name, stage in stages.items() if stage == "gradient"} == set(stages) - {"update_clip", "max_norm"}
+
+
+def test_schema_lists_every_hyperparameter():
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+    properties = schema["$defs"]["strategy"]["properties"]
+    for name in strategies.known():
+        for key in strategies.lookup(name).defaults:
+            assert key in properties, f"config/schema.yaml lacks {key} ({name})"
+
+
+def test_docs_table_lists_every_strategy_and_hyperparameter():
+    text = (ROOT / "docs" / "strategies.md").read_text()
+    for name in strategies.known():
+        assert f"| `{name}` |" in text
+        for key, default in strategies.lookup(name).defaults.items():
+            assert f"`{key}`" in text and str(default) in text
