@@ -70,6 +70,18 @@ def per_run(value: Hyperparameter, like: Tensor) -> Hyperparameter:
     return value
 
 
+def run_values(value: Hyperparameter | bool | int, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """A hyperparameter as a (K,) tensor on ``like``'s device, K = ``like.shape[0]``.
+
+    ``dtype`` defaults to ``like``'s. A Python number is filled in on the device
+    rather than copied from the host, so a CUDA step never waits on it.
+    """
+    dtype = dtype or like.dtype
+    if isinstance(value, Tensor):
+        return value.to(device=like.device, dtype=dtype).expand(like.shape[0])
+    return torch.full((like.shape[0],), value, dtype=dtype, device=like.device)
+
+
 def run_mask(mask: Tensor, like: Tensor) -> Tensor:
     """View a (K,) mask as (K, 1, ..., 1) to select runs of a (K, ...) tensor."""
     return mask.view(-1, *([1] * (like.dim() - 1)))

@@ -6,7 +6,17 @@ import torch
 from torch import Tensor
 
 from bench.strategies import register
-from bench.transform import Hyperparameter, Params, State, Transform, global_norm, per_run, run_mask, stateless
+from bench.transform import (
+    Hyperparameter,
+    Params,
+    State,
+    Transform,
+    global_norm,
+    per_run,
+    run_mask,
+    run_values,
+    stateless,
+)
 
 
 def unit_norms(tensor: Tensor) -> Tensor:
@@ -37,8 +47,7 @@ def agc(
     """
 
     def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
-        runs = grads[0].shape[0]
-        exclude = torch.as_tensor(agc_exclude_output, dtype=torch.bool, device=grads[0].device).expand(runs)
+        exclude = run_values(agc_exclude_output, grads[0], torch.bool)
         clipped_grads, active = [], []
         for index, (g, p) in enumerate(zip(grads, params, strict=True)):
             weight_norm = unit_norms(p)
@@ -138,7 +147,7 @@ def zclip(
 
     def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
         norm = global_norm(grads)
-        warmup = torch.as_tensor(zclip_warmup, device=norm.device).long().expand_as(norm)
+        warmup = run_values(zclip_warmup, norm, torch.long)
         z_thres, alpha = per_run(zclip_z, norm), per_run(zclip_alpha, norm)
         step, mean, var = state["step"], state["mean"], state["var"]
         slots = torch.arange(longest, device=norm.device)

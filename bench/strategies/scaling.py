@@ -5,7 +5,17 @@ from __future__ import annotations
 import torch
 
 from bench.strategies import register
-from bench.transform import Hyperparameter, Params, State, Transform, global_norm, per_run, stateless, tensor_norms
+from bench.transform import (
+    Hyperparameter,
+    Params,
+    State,
+    Transform,
+    global_norm,
+    per_run,
+    run_values,
+    stateless,
+    tensor_norms,
+)
 
 
 @register("grad_scale")
@@ -18,10 +28,8 @@ def grad_scale(gamma: Hyperparameter = 0.99) -> Transform:
     """
 
     def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
-        runs = grads[0].shape[0]
         scaled = torch._foreach_mul(grads, [per_run(gamma, g) for g in grads])
-        active = torch.as_tensor(gamma, device=grads[0].device).ne(1.0).expand(runs).clone()
-        return scaled, {"active": active}
+        return scaled, {"active": run_values(gamma, grads[0]) != 1.0}
 
     return stateless("grad_scale", "gradient", update)
 

@@ -14,6 +14,7 @@ from bench.transform import (
     global_norm,
     per_run,
     run_mask,
+    run_values,
     stateless,
 )
 
@@ -69,8 +70,7 @@ def spike_skip(
     def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
         norm = global_norm(grads)
         history, count = state["history"], state["count"]
-        window = torch.as_tensor(spike_window, device=norm.device).long().expand_as(count)
-        warmup = torch.as_tensor(spike_warmup, device=norm.device).long().expand_as(count)
+        window, warmup = run_values(spike_window, count), run_values(spike_warmup, count)
         filled = torch.minimum(count, window)
         slots = torch.arange(longest, device=norm.device)
         ordered = torch.where(slots >= longest - filled[:, None], history, torch.inf).sort(dim=1).values

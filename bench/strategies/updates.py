@@ -22,8 +22,7 @@ def update_clip(update_clip: Hyperparameter = 1.0) -> Transform:
     """
 
     def update(updates: Params, state: State, params: Params) -> tuple[Params, State]:
-        sizes = torch.tensor([math.sqrt(u[0].numel()) for u in updates], device=updates[0].device)
-        rms = tensor_norms(updates) / sizes.to(updates[0].dtype)[:, None]
+        rms = torch.stack([n / math.sqrt(u[0].numel()) for n, u in zip(tensor_norms(updates), updates, strict=True)])
         divisors = torch.clamp(rms / update_clip, min=1.0)
         clipped = torch._foreach_div(updates, [per_run(d, u) for d, u in zip(divisors, updates, strict=True)])
         return clipped, {"active": (divisors > 1.0).any(dim=0)}
