@@ -400,6 +400,10 @@ def test_max_norm_matches_renorm():
         if w.dim() == 2:
             assert torch.equal(w, o)  # biases untouched
     assert report["active"].tolist() == [True, True, False]
+    weights = tensors(RUNS, 14, 2.0)
+    (out,), _, _ = apply(strategies.make("max_norm", max_norm=1.0), [weights], weights)
+    for k in range(RUNS):
+        assert_runs_match(out, ref_max_norm(run_of(weights, k), 1.0), k, rtol=0, atol=0)
     (out,), _, _ = apply(strategies.make("max_norm", max_norm=1.0), [[torch.tensor([[[3.0, 4.0], [0.3, 0.4]]])]],
                          [torch.zeros(1, 2, 2)])
     torch.testing.assert_close(out[0], torch.tensor([[[0.6, 0.8], [0.3, 0.4]]]))
@@ -556,6 +560,20 @@ def test_single_run_matches_its_slice_of_a_batch(name):
         for batch_report, alone_report in zip(batched[1], alone[1], strict=True):
             for key in batch_report:
                 assert torch.equal(batch_report[key][k : k + 1], alone_report[key])
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVE))
+def test_engine_style_values(name):
+    """The engine passes a shared value as a float (25.0 for 25, 1.0 for True), else a float32 (K,) tensor."""
+    inputs, params = scenario(name, RUNS, grad_scale=0.3)
+    defaults = strategies.lookup(name).defaults
+    expected = apply(strategies.make(name), inputs, params)
+    for values in ({k: float(v) for k, v in defaults.items()},
+                   {k: torch.full((RUNS,), float(v)) for k, v in defaults.items()}):
+        got = apply(strategies.make(name, **values), inputs, params)
+        for expected_out, got_out in zip(expected[0], got[0], strict=True):
+            for e, g in zip(expected_out, got_out, strict=True):
+                torch.testing.assert_close(g, e, rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------- registry, schema and docs

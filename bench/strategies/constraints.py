@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from bench.strategies import register
-from bench.transform import Hyperparameter, Params, State, Transform, per_run, stateless
+from bench.transform import Hyperparameter, Params, State, Transform, per_run, run_values, stateless
 
 
 @register("max_norm")
@@ -26,7 +26,7 @@ def max_norm(max_norm: Hyperparameter = 3.0) -> Transform:
                 projected.append(w)
                 continue
             norms = torch.linalg.vector_norm(w, dim=tuple(range(2, w.dim())), keepdim=True)
-            radius = per_run(max_norm, norms)
+            radius = per_run(run_values(max_norm, norms), norms)  # a tensor: true division, as torch.renorm
             outside = norms > radius
             projected.append(w * torch.where(outside, radius / (norms + 1e-7), 1.0))
             active.append(outside.flatten(1).any(dim=1))

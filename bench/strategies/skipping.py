@@ -50,8 +50,10 @@ def spike_skip(
     Skip where ``||g|| > k * median(h)``, ``h`` the run's last ``window``
     accepted norms, once ``h`` holds at least ``warmup`` of them; a non-finite
     norm is always skipped. A skipped norm does not enter the history. The
-    loss- and gradient-spike skipping of large-model training (e.g. Chowdhery
-    et al. 2022, PaLM, sec. 5.1; Zhang et al. 2022, OPT). A skipped run's
+    spike skipping of large-model training, automated (PaLM skipped the batches
+    around loss spikes by hand: Chowdhery et al. 2022, sec. 5.1; OLMo-core's
+    ``SkipStepOptimizer`` skips above the rolling mean + 6 sigma of the last
+    128 norms). The median is robust to the spikes themselves. A skipped run's
     gradients become zeros; ``skip`` and ``active`` mark it. A lasting jump of
     the norm is skipped for ever: the history only takes accepted steps.
 
