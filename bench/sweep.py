@@ -15,12 +15,18 @@ run-level stress dials (``init_gain``, ``recurrent_radius``) and seeds.
 from __future__ import annotations
 
 import itertools
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
+
+# jsonschema imports every optional format checker it finds; the IRI one
+# (rfc3987_syntax) compiles a grammar for seconds at import time, in every
+# training job, and our schema uses no formats: keep it out.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+import jsonschema  # noqa: E402
 
 from bench import strategies
 from bench.tasks import LAYOUT_FAMILIES
@@ -108,6 +114,15 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum":
         allowed = ", ".join(map(str, error.validator_value))
         return f"config key '{key}': {error.instance!r} is not allowed; allowed: {allowed}"
+    limits = {
+        "exclusiveMinimum": "greater than", "minimum": "at least", "maximum": "at most",
+        "exclusiveMaximum": "less than", "minItems": "a list of at least this many items:",
+        "minProperties": "a mapping of at least this many entries:", "type": "of type", "pattern": "matching",
+        "uniqueItems": "distinct items:",
+    }
+    if error.validator in limits:
+        return (f"config key '{key}': {error.instance!r} is not allowed; "
+                f"allowed: {limits[error.validator]} {error.validator_value}")
     return f"config key '{key}': {error.message}"
 
 

@@ -1,0 +1,112 @@
+"""The command line: listing cells, training one, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BASE, ROOT
+
+from bench import store
+from bench.__main__ import main
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def write_config(path: Path, **changes) -> Path:
+    config = yaml.safe_load(yaml.safe_dump(BASE))
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = value
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_help_explains_every_command() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("cells", "train", "aggregate"):
+        assert command in result.stdout
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+
+
+def test_cells_lists_readable_ids(tmp_path: Path, capsys) -> None:
+    assert main(["cells", "--config", str(write_config(tmp_path / "c.yaml")), "--runs"]) == 0
+    assert capsys.readouterr().out.strip() == "mnist1d-mlp-sgd-none\t4"
+
+
+def test_train_writes_both_tables(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", steps=5)
+    result = run_cli("train", "--config", str(config), "--cell", "mnist1d-mlp-sgd-none", "--out",
+                     str(tmp_path / "out"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    runs = store.read(tmp_path / "out" / "runs.parquet", "runs")
+    curves = store.read(tmp_path / "out" / "curves.parquet", "curves")
+    assert len(runs) == 4 and set(curves["run_id"]) == set(runs["run_id"])
+
+
+BAD_CONFIGS = {
+    "unknown task kind": ({"tasks.mnist1d.kind": "mnist2d"}, "tasks.mnist1d.kind"),
+    "unknown model family": ({"models.mlp.family": "transformer"}, "models.mlp.family"),
+    "unknown strategy": ({"strategies": {"clip_everything": {}}}, "strategies"),
+    "unknown optimizer kind": ({"optimizers.sgd.kind": "lion"}, "optimizers.sgd.kind"),
+    "misspelled top-level key": ({"stepz": 10}, "stepz"),
+    "misspelled nested key": ({"models.mlp.widht": 4}, "models.mlp.widht"),
+    "negative learning rate": ({"optimizers.sgd.learning_rates": [0.1, -1.0]}, "optimizers.sgd.learning_rates"),
+    "empty seeds": ({"seeds": []}, "seeds"),
+    "problem names an unknown model": ({"problems": [{"task": "mnist1d", "models": ["vit"]}]}, "problems.0.models"),
+    "hyperparameter of another strategy": ({"strategies": {"none": {"clip_norm": [1.0]}}}, "strategies.none.clip_norm"),
+    "model cannot run on task": ({"problems": [{"task": "adding", "models": ["mlp"]}]}, "problems.0.models"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, case: str, capsys) -> None:
+    changes, key = BAD_CONFIGS[case]
+    config = write_config(tmp_path / "c.yaml", **changes)
+    out = tmp_path / "out"
+    assert main(["train", "--config", str(config), "--cell", "mnist1d-mlp-sgd-none", "--out", str(out)]) == 2
+    stderr = capsys.readouterr().err
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert key in lines[0] and "allowed" in lines[0], lines[0]
+    assert not out.exists()
+
+
+def test_bad_input_exits_2_without_traceback_in_a_real_process(tmp_path: Path) -> None:
+    missing = run_cli("cells", "--config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "nope.yaml" in missing.stderr and len(missing.stderr.splitlines()) == 1
+    typo = run_cli("train", "--config", str(write_config(tmp_path / "c.yaml", stepz=3)), "--cell",
+                   "mnist1d-mlp-sgd-none", "--out", str(tmp_path / "out"))
+    assert typo.returncode == 2 and "stepz" in typo.stderr and "Traceback" not in typo.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_cell_lists_known_ones(tmp_path: Path, capsys) -> None:
+    code = main(["train", "--config", str(write_config(tmp_path / "c.yaml")), "--cell", "x-y-z-w",
+                 "--out", str(tmp_path / "out")])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "x-y-z-w" in stderr and "mnist1d-mlp-sgd-none" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("sweep: x\nseeds: [0, 1\n")
+    assert main(["cells", "--config", str(path)]) == 2
+    stderr = capsys.readouterr().err
+    assert "broken.yaml" in stderr and "line" in stderr and len(stderr.strip().splitlines()) == 1

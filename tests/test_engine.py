@@ -1,0 +1,99 @@
+"""Lockstep engine: independence of runs, divergence as data, determinism."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from conftest import make_config, only_cell
+
+from bench import engine, store
+
+
+def train(config):
+    cell = only_cell(config)
+    setup = engine.setup(cell)
+    history = engine.train_setup(setup, progress=False)
+    return cell, setup, history
+
+
+def test_a_run_driven_to_nan_leaves_the_others_bit_identical() -> None:
+    calm = make_config(optimizers={"sgd": {"kind": "sgd", "momentum": 0.9, "learning_rates": [0.01, 0.02, 0.03]}},
+                       strategies={"clip_norm": {"clip_norm": [1.0]}}, divergence_factor=1e30)
+    wild = make_config(optimizers={"sgd": {"kind": "sgd", "momentum": 0.9, "learning_rates": [0.01, math.inf, 0.03]}},
+                       strategies={"clip_norm": {"clip_norm": [1.0]}}, divergence_factor=1e30)
+    _, _, reference = train(calm)
+    _, _, history = train(wild)
+    blown = [2, 3]  # lr=inf, both seeds: NaN parameters after the first step
+    assert (history.diverged_step[blown] == 1).all()
+    assert not torch.isfinite(history.final_params[0][blown]).all()
+    for k in (0, 1, 4, 5):
+        for mine, theirs in zip(history.final_params, reference.final_params, strict=True):
+            assert torch.equal(mine[k], theirs[k])
+        for name in engine.STEP_METRICS:
+            np.testing.assert_array_equal(history.step_metrics[name][:, k], reference.step_metrics[name][:, k])
+
+
+def test_diverging_runs_are_recorded_not_raised() -> None:
+    config = make_config(optimizers={"sgd": {"kind": "sgd", "momentum": 0.9, "learning_rates": [0.01, 50.0]}},
+                         steps=30)
+    cell, setup, history = train(config)
+    runs, curves = store.tables(cell, setup.task, history)
+    high = runs[runs["lr"] == 50.0]
+    low = runs[runs["lr"] == 0.01]
+    assert high["diverged"].all() and (high["diverged_step"] >= 0).all()
+    assert not low["diverged"].any() and (low["diverged_step"] == -1).all()
+    for _, row in high.iterrows():
+        rows = curves[curves["run_id"] == row["run_id"]]
+        assert rows["step"].max() == row["diverged_step"]
+    assert len(curves[curves["run_id"].isin(low["run_id"])]) == 2 * (cell.steps + 1)
+
+
+def test_nan_at_step_one_is_recorded() -> None:
+    config = make_config(optimizers={"sgd": {"kind": "sgd", "learning_rates": [0.01, math.inf]}}, steps=5)
+    cell, setup, history = train(config)
+    runs, _ = store.tables(cell, setup.task, history)
+    infinite = runs[runs["lr"] == math.inf]
+    assert infinite["diverged"].all()
+    assert (infinite["diverged_step"] == 1).all()
+
+
+def test_divergence_factor_freezes_a_run_and_its_state() -> None:
+    config = make_config(optimizers={"adam": {"kind": "adam", "learning_rates": [0.001, 10.0]}}, steps=25,
+                         divergence_factor=1.5)
+    _, setup, history = train(config)
+    stopped = history.diverged_step >= 0
+    assert stopped.any()
+    for k in np.flatnonzero(stopped):
+        after = history.step_metrics["train_loss"][history.diverged_step[k] + 1 :, k]
+        assert np.isnan(after).all()
+
+
+def test_training_a_cell_twice_gives_identical_tables(tmp_path) -> None:
+    config = make_config(problems=[{"task": "adding", "models": ["lstm"]}],
+                         optimizers={"sgd": {"kind": "sgd", "momentum": 0.9, "learning_rates": [0.1, 30.0]}},
+                         strategies={"clip_value": {"clip_value": [0.5, 5.0]}})
+    tables = []
+    for attempt in range(2):
+        cell, setup, history = train(config)
+        runs, curves = store.tables(cell, setup.task, history)
+        store.write_cell(runs, curves, tmp_path / str(attempt))
+        tables.append((store.read(tmp_path / str(attempt) / "runs.parquet", "runs"),
+                       store.read(tmp_path / str(attempt) / "curves.parquet", "curves")))
+    (runs_a, curves_a), (runs_b, curves_b) = tables
+    pd.testing.assert_frame_equal(runs_a.drop(columns=list(store.TIMING_COLUMNS)),
+                                  runs_b.drop(columns=list(store.TIMING_COLUMNS)))
+    pd.testing.assert_frame_equal(curves_a, curves_b)
+
+
+def test_clipped_flag_reports_strategy_activity() -> None:
+    config = make_config(strategies={"clip_norm": {"clip_norm": [1e-4, 1e6]}})
+    cell, _, history = train(config)
+    tight = [k for k, run in enumerate(cell.runs) if run.hyperparameters["clip_norm"] == 1e-4]
+    loose = [k for k, run in enumerate(cell.runs) if run.hyperparameters["clip_norm"] == 1e6]
+    assert (history.step_metrics["clipped"][:, tight] == 1).all()
+    assert (history.step_metrics["clipped"][:, loose] == 0).all()
+    post = history.step_metrics["grad_norm_post"][:, tight]
+    assert np.allclose(post, 1e-4, rtol=1e-3)
