@@ -1,0 +1,85 @@
+"""Tasks: offline data, isolated generators, chance levels, per-run data order."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import torch
+
+from bench import tasks
+
+
+def test_mnist1d_leaves_global_generators_alone() -> None:
+    np.random.seed(123)
+    random.seed(123)
+    expected = np.random.rand(), random.random()
+    np.random.seed(123)
+    random.seed(123)
+    tasks.mnist1d(n_train=64, data_seed=5)
+    assert (np.random.rand(), random.random()) == expected
+
+
+def test_mnist1d_splits_and_layouts() -> None:
+    task = tasks.load("mnist1d", n_train=400)
+    assert [len(task.targets(s)) for s in ("train", "val", "test")] == [400, 100, 100]
+    assert task.inputs("train", "mlp").shape == (400, 40)
+    assert task.inputs("train", "cnn1d").shape == (400, 1, 40)
+    assert task.inputs("train", "rnn").shape == (400, 40, 1)
+    assert torch.equal(task.inputs("train", "rnn")[:, :, 0], task.inputs("train", "mlp"))
+
+
+def test_digits_upsampled_to_28() -> None:
+    task = tasks.load("digits", size=28)
+    assert task.inputs("train", "cnn2d").shape[1:] == (1, 28, 28)
+    assert task.inputs("val", "rnn").shape[1:] == (28, 28)
+    total = sum(len(task.targets(s)) for s in ("train", "val", "test"))
+    assert total == 1797
+
+
+def test_adding_chance_is_one_sixth() -> None:
+    task = tasks.adding(length=20, n_train=20000, n_eval=16)
+    x, y = task.splits["train"]
+    assert x.shape == (20000, 20, 2)
+    assert (x[..., 1].sum(1) == 2).all()
+    predict_one = torch.ones(1, len(y), 1)
+    mse, _ = task.loss_and_metric(predict_one, y.unsqueeze(0))
+    assert abs(mse.item() - 1 / 6) < 0.01 and task.chance_loss == 1 / 6
+
+
+def test_copy_chance_cross_entropy() -> None:
+    length = 15
+    task = tasks.copy(length=length, n_train=4000, n_eval=16)
+    x, y = task.splits["train"]
+    assert x.shape == (4000, length + 20, 10) and y.shape == (4000, length + 20)
+    assert torch.equal(y[:, -10:], x[:, :10].argmax(-1))
+    # The memoryless baseline: blank with certainty until the marker, then uniform over the 8 symbols.
+    logits = torch.full((1, 4000, length + 20, 10), -1e4)
+    logits[..., : length + 10, tasks.BLANK] = 0.0
+    logits[..., length + 10 :, 1:9] = 0.0
+    loss, accuracy = task.loss_and_metric(logits, y.unsqueeze(0))
+    assert math.isclose(loss.item(), 10 * math.log(8) / (length + 20), rel_tol=1e-4)
+    assert math.isclose(task.chance_loss, 10 * math.log(8) / (length + 20))
+
+
+def test_batch_order_is_a_function_of_seed_and_step() -> None:
+    whole = tasks.batch_indices(3, 100, 32, range(10))
+    assert whole.shape == (10, 32)
+    assert torch.equal(tasks.batch_indices(3, 100, 32, range(4, 7)), whole[4:7])
+    assert not torch.equal(tasks.batch_indices(4, 100, 32, range(10)), whole)
+    epoch = whole[:3].flatten()
+    assert len(set(epoch.tolist())) == 96
+
+
+def test_same_data_whatever_the_cache(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BENCH_DATA_CACHE", str(tmp_path))
+    made = tasks.adding(length=5, n_train=32, n_eval=16, data_seed=2)
+    tasks._load.cache_clear()
+    first = tasks.load("adding", length=5, n_train=32, n_eval=16, data_seed=2)
+    tasks._load.cache_clear()
+    cached = tasks.load("adding", length=5, n_train=32, n_eval=16, data_seed=2)
+    assert list(tmp_path.glob("*.pt"))
+    for task in (first, cached):
+        for split, (x, y) in made.splits.items():
+            assert torch.equal(task.splits[split][0], x) and torch.equal(task.splits[split][1], y)
