@@ -22,14 +22,14 @@ from typing import Any
 
 import yaml
 
+from bench import strategies
+from bench.tasks import LAYOUT_FAMILIES
+
 # jsonschema imports every optional format checker it finds; the IRI one
 # (rfc3987_syntax) compiles a grammar for seconds at import time, in every
 # training job, and our schema uses no formats: keep it out.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 import jsonschema  # noqa: E402
-
-from bench import strategies
-from bench.tasks import LAYOUT_FAMILIES
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 RUN_DIALS = ("init_gain", "recurrent_radius")

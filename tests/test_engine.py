@@ -63,7 +63,7 @@ def test_nan_at_step_one_is_recorded() -> None:
 def test_divergence_factor_freezes_a_run_and_its_state() -> None:
     config = make_config(optimizers={"adam": {"kind": "adam", "learning_rates": [0.001, 10.0]}}, steps=25,
                          divergence_factor=1.5)
-    _, setup, history = train(config)
+    _, _, history = train(config)
     stopped = history.diverged_step >= 0
     assert stopped.any()
     for k in np.flatnonzero(stopped):

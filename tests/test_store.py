@@ -19,7 +19,7 @@ def trained():
 
 
 def test_tables_follow_the_schema(trained, tmp_path) -> None:
-    cell, (runs, curves) = trained
+    _, (runs, curves) = trained
     store.write_cell(runs, curves, tmp_path)
     read_runs = store.read(tmp_path / "runs.parquet", "runs")
     assert list(read_runs.columns[: len(store.RUNS_COLUMNS)]) == list(store.RUNS_COLUMNS)
@@ -43,13 +43,13 @@ def test_truncated_and_foreign_files_fail_with_their_name(trained, tmp_path) -> 
     store.write_cell(runs, curves, tmp_path)
     path = tmp_path / "curves.parquet"
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(store.StoreError, match="curves.parquet"):
+    with pytest.raises(store.StoreError, match=r"curves\.parquet"):
         store.read(path, "curves")
     foreign = tmp_path / "foreign.parquet"
     pd.DataFrame({"a": [1, 2]}).to_parquet(foreign)
-    with pytest.raises(store.StoreError, match="foreign.parquet"):
+    with pytest.raises(store.StoreError, match=r"foreign\.parquet"):
         store.read(foreign, "runs")
-    with pytest.raises(store.StoreError, match="runs.parquet"):
+    with pytest.raises(store.StoreError, match=r"runs\.parquet"):
         store.read(tmp_path / "runs.parquet", "curves")
 
 

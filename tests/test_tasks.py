@@ -58,7 +58,7 @@ def test_copy_chance_cross_entropy() -> None:
     logits = torch.full((1, 4000, length + 20, 10), -1e4)
     logits[..., : length + 10, tasks.BLANK] = 0.0
     logits[..., length + 10 :, 1:9] = 0.0
-    loss, accuracy = task.loss_and_metric(logits, y.unsqueeze(0))
+    loss, _ = task.loss_and_metric(logits, y.unsqueeze(0))
     assert math.isclose(loss.item(), 10 * math.log(8) / (length + 20), rel_tol=1e-4)
     assert math.isclose(task.chance_loss, 10 * math.log(8) / (length + 20))
 
