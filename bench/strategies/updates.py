@@ -12,7 +12,7 @@ from bench.transform import Hyperparameter, Params, State, Transform, per_run, s
 
 @register("update_clip")
 def update_clip(update_clip: Hyperparameter = 1.0) -> Transform:
-    """Update clipping by RMS (Shazeer & Stern 2018, "Adafactor", sec. 6;
+    """Update clipping by RMS (Shazeer & Stern 2018, "Adafactor", "update clipping";
     Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer
     training instabilities").
 
