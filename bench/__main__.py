@@ -14,6 +14,8 @@ from pathlib import Path
 from bench import sweep
 from bench.store import StoreError
 
+CHECKPOINT = "checkpoint.pt"
+
 
 def _cells(args: argparse.Namespace) -> None:
     for cell in sweep.cells(sweep.load(args.config)):
@@ -25,9 +27,14 @@ def _train(args: argparse.Namespace) -> None:
 
     cell = sweep.find(sweep.load(args.config), args.cell)
     setup = engine.setup(cell)
-    history = engine.train_setup(setup, progress=not args.quiet)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / CHECKPOINT
+    history = engine.train_setup(setup, progress=not args.quiet, checkpoint=checkpoint,
+                                 checkpoint_every=cell.checkpoint_every)
     runs, curves = store.tables(cell, setup.task, history)
-    store.write_cell(runs, curves, args.out)
+    store.write_cell(runs, curves, out)
+    checkpoint.unlink(missing_ok=True)
     diverged = int(runs["diverged"].sum())
     print(f"{cell.id}: {len(runs)} runs, {diverged} diverged, {history.wall_time_s:.1f} s -> {args.out}")
 

@@ -14,8 +14,10 @@ read back once at the end, so a CUDA step never waits on the host.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,7 +94,8 @@ def initial_parameters(model: models.Model, cell: Cell) -> list[Tensor]:
 
 
 def setup(cell: Cell) -> Setup:
-    """Load the task, build the model, the optimizer and the strategy chain."""
+    """Load the task, build the model, the optimizer and the strategy chain; set torch's threads."""
+    torch.set_num_threads(cell.threads)
     device = resolve_device(cell.device)
     task = tasks.load(cell.task["kind"], **task_options(cell))
     model = build_model(cell, task)
@@ -165,98 +168,177 @@ def _any(flags: list[Tensor], runs: int, device: torch.device) -> Tensor:
     return torch.stack(flags).any(dim=0)
 
 
-def train(cell: Cell, progress: bool = True) -> History:
+def train(cell: Cell, progress: bool = True, checkpoint: Path | None = None, checkpoint_every: int = 0) -> History:
     """Train all runs of ``cell`` in lockstep and return their history."""
-    torch.set_num_threads(cell.threads)
-    run = setup(cell)
-    return train_setup(run, progress=progress)
+    return train_setup(setup(cell), progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
 
 
-def train_setup(run: Setup, progress: bool = True) -> History:
-    """The loop proper, for an already built :class:`Setup`."""
-    cell, device = run.cell, run.device
-    runs, steps = len(cell.runs), cell.steps
+@dataclass
+class LoopState:
+    """Everything that changes during training: what a checkpoint holds.
+
+    ``step`` is the next step to train; ``logs`` are (steps, K) and ``evals``
+    (len(eval_steps), K) device tensors, NaN where not yet written;
+    ``initial_loss`` is NaN until step 0 has run.
+    """
+
+    step: int
+    params: list[Tensor]
+    opt_state: dict[str, Any]
+    chain_states: list[dict[str, Any]]
+    alive: Tensor
+    diverged_step: Tensor
+    initial_loss: Tensor
+    logs: dict[str, Tensor]
+    evals: dict[str, Tensor]
+    elapsed_s: float
+
+
+def fresh_state(run: Setup) -> LoopState:
+    """The state before step 0."""
+    cell, device, runs = run.cell, run.device, len(run.cell.runs)
     params = [p.clone() for p in run.initial_params]
-    opt_state = run.optimizer.init(params)
-    chain_states = [t.init(params) for t in run.chain]
-    gradient_stage = _stage(run.chain, "gradient")
-    later_stages = _stage(run.chain, "update") + _stage(run.chain, "weights")
+    return LoopState(
+        step=0, params=params, opt_state=run.optimizer.init(params),
+        chain_states=[t.init(params) for t in run.chain],
+        alive=torch.ones(runs, dtype=torch.bool, device=device),
+        diverged_step=torch.full((runs,), -1, dtype=torch.long, device=device),
+        initial_loss=torch.full((runs,), float("nan"), device=device),
+        logs={name: torch.full((cell.steps, runs), float("nan"), device=device) for name in STEP_METRICS},
+        evals={name: torch.full((len(eval_steps(cell)), runs), float("nan"), device=device) for name in EVAL_METRICS},
+        elapsed_s=0.0,
+    )
 
+
+def fingerprint(cell: Cell) -> str:
+    """What a checkpoint must match to be resumed: the cell, its runs and its budget."""
+    return f"{cell.id}|{cell.steps}|{cell.eval_every}|{cell.batch_size}|{cell.divergence_factor}|" + ";".join(
+        cell.run_ids())
+
+
+def save_checkpoint(state: LoopState, cell: Cell, path: Path) -> None:
+    """Write ``state`` atomically (temporary file, then rename), loadable with weights_only=True."""
+    payload = {**state.__dict__, "fingerprint": fingerprint(cell)}
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, partial)
+    os.replace(partial, path)
+
+
+def load_checkpoint(path: Path, run: Setup) -> LoopState | None:
+    """The state saved at ``path`` if it exists and belongs to this cell, else None."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location=run.device, weights_only=True)
+    except Exception:  # a foreign or damaged checkpoint is not resumed: training restarts
+        return None
+    if payload.pop("fingerprint", None) != fingerprint(run.cell):
+        return None
+    return LoopState(**payload)
+
+
+def eval_steps(cell: Cell) -> list[int]:
+    """Steps at which validation and test metrics are computed: every ``eval_every`` and the last."""
+    return sorted({*range(0, cell.steps, cell.eval_every), cell.steps})
+
+
+def record_evaluation(run: Setup, state: LoopState, row: int) -> None:
+    """Validation and test loss and metric of every run still alive (or diverging now)."""
+    recorded = state.alive | (state.diverged_step == state.step)
+    for split in ("val", "test"):
+        loss, metric = evaluate(run, state.params, split)
+        state.evals[f"{split}_loss"][row] = torch.where(recorded, loss, float("nan"))
+        state.evals[f"{split}_metric"][row] = torch.where(recorded, metric, float("nan"))
+
+
+def train_step(run: Setup, state: LoopState, batch: Tensor) -> None:
+    """One lockstep step of all runs on their batches ``batch`` (K, B), in place on ``state``."""
+    step, runs, device, logs = state.step, len(run.cell.runs), run.device, state.logs
+    xb, yb = run.inputs["train"][batch], run.targets["train"][batch]
+    leaves = [p.detach().requires_grad_(True) for p in state.params]
+    loss, _ = run.task.loss_and_metric(run.model.forward(leaves, xb), yb)
+    grads = list(torch.autograd.grad(loss.sum(), leaves))
+    loss = loss.detach()
+
+    if step == 0:
+        state.initial_loss = loss.clone()
+    blown = ~torch.isfinite(loss) | (loss > run.cell.divergence_factor * state.initial_loss)
+    newly = state.alive & blown
+    state.diverged_step = torch.where(newly, step, state.diverged_step)
+    alive = state.alive & ~blown
+    state.alive = alive
+
+    params, chain_states = state.params, state.chain_states
+    logs["train_loss"][step] = torch.where(alive | newly, loss, float("nan"))
+    logs["grad_norm_pre"][step] = global_norm(grads)
+    new_chain_states = list(chain_states)
+    flags: dict[str, list[Tensor]] = {key: [] for key in REPORTS}
+    # A gradient-stage member keeps its new state where the run is alive and no
+    # earlier member skipped the step; later stages only where the step is taken.
+    kept = [alive] * len(run.chain)
+    for i, transform in _stage(run.chain, "gradient"):
+        kept[i] = alive & ~_any(flags["skip"], runs, device)
+        grads, new_chain_states[i] = _apply(transform, grads, chain_states[i], params, flags)
+    logs["grad_norm_post"][step] = global_norm(grads)
+    skip = _any(flags["skip"], runs, device)
+
+    updates, new_opt_state = run.optimizer.update(grads, state.opt_state, params)
+    for i, transform in _stage(run.chain, "update"):
+        updates, new_chain_states[i] = _apply(transform, updates, chain_states[i], params, flags)
+    new_params = [p + u for p, u in zip(params, updates, strict=True)]
+    for i, transform in _stage(run.chain, "weights"):
+        new_params, new_chain_states[i] = _apply(transform, new_params, chain_states[i], params, flags)
+
+    keep = alive & ~skip
+    deltas = [n - p for n, p in zip(new_params, params, strict=True)]
+    logs["update_ratio"][step] = torch.where(keep, global_norm(deltas) / global_norm(params), 0.0)
+    logs["clipped"][step] = _any(flags["active"] + flags["skip"], runs, device).float()
+    state.params = select(keep, new_params, params)
+    state.opt_state = select(keep, new_opt_state, state.opt_state)
+    state.chain_states = [
+        select(mask if transform.stage == "gradient" else keep, new, old)
+        for transform, mask, new, old in zip(run.chain, kept, new_chain_states, chain_states, strict=True)
+    ]
+    state.step = step + 1
+
+
+def train_setup(run: Setup, progress: bool = True, checkpoint: Path | None = None,
+                checkpoint_every: int = 0) -> History:
+    """The loop proper, for an already built :class:`Setup`.
+
+    With ``checkpoint`` and ``checkpoint_every`` > 0, the full state is saved
+    every ``checkpoint_every`` steps, and a matching checkpoint found at the
+    start is resumed: a killed job loses at most that many steps, and the
+    resumed run computes exactly what an uninterrupted one would.
+    """
+    cell, device = run.cell, run.device
+    state = (load_checkpoint(checkpoint, run) if checkpoint else None) or fresh_state(run)
     indices = torch.stack([
-        tasks.batch_indices(r.seed, len(run.inputs["train"]), cell.batch_size, range(steps)) for r in cell.runs
+        tasks.batch_indices(r.seed, len(run.inputs["train"]), cell.batch_size, range(cell.steps)) for r in cell.runs
     ], dim=1).to(device)  # (steps, K, B)
-    logs = {name: torch.full((steps, runs), float("nan"), device=device) for name in STEP_METRICS}
-    eval_steps = sorted({*range(0, steps, cell.eval_every), steps})
-    eval_rows = {step: row for row, step in enumerate(eval_steps)}
-    evals = {name: torch.full((len(eval_steps), runs), float("nan"), device=device) for name in EVAL_METRICS}
-    alive = torch.ones(runs, dtype=torch.bool, device=device)
-    diverged_step = torch.full((runs,), -1, dtype=torch.long, device=device)
-    initial_loss = None
+    eval_rows = {step: row for row, step in enumerate(eval_steps(cell))}
 
-    started = time.perf_counter()
-    bar = tqdm(total=steps, desc=cell.id, disable=not progress, mininterval=2.0, leave=False)
-    for step in range(steps + 1):
-        if step in eval_rows:
-            row = eval_rows[step]
-            for split in ("val", "test"):
-                loss, metric = evaluate(run, params, split)
-                evals[f"{split}_loss"][row] = torch.where(alive | (diverged_step == step), loss, float("nan"))
-                evals[f"{split}_metric"][row] = torch.where(alive | (diverged_step == step), metric, float("nan"))
-        if step == steps:
+    started = time.perf_counter() - state.elapsed_s
+    bar = tqdm(total=cell.steps, initial=state.step, desc=cell.id, disable=not progress, mininterval=2.0,
+               leave=False)
+    while True:
+        if state.step in eval_rows:
+            record_evaluation(run, state, eval_rows[state.step])
+        if state.step == cell.steps:
             break
-        batch = indices[step]
-        xb, yb = run.inputs["train"][batch], run.targets["train"][batch]
-        leaves = [p.detach().requires_grad_(True) for p in params]
-        outputs = run.model.forward(leaves, xb)
-        loss, _ = run.task.loss_and_metric(outputs, yb)
-        grads = list(torch.autograd.grad(loss.sum(), leaves))
-        loss = loss.detach()
-
-        if initial_loss is None:
-            initial_loss = loss.clone()
-        blown = ~torch.isfinite(loss) | (loss > cell.divergence_factor * initial_loss)
-        newly = alive & blown
-        diverged_step = torch.where(newly, step, diverged_step)
-        alive = alive & ~blown
-
-        logs["train_loss"][step] = torch.where(alive | newly, loss, float("nan"))
-        logs["grad_norm_pre"][step] = global_norm(grads)
-        new_chain_states = list(chain_states)
-        flags: dict[str, list[Tensor]] = {key: [] for key in REPORTS}
-        for i, transform in gradient_stage:
-            grads, new_chain_states[i] = _apply(transform, grads, chain_states[i], params, flags)
-        logs["grad_norm_post"][step] = global_norm(grads)
-        skip = _any(flags["skip"], runs, device)
-
-        updates, new_opt_state = run.optimizer.update(grads, opt_state, params)
-        for i, transform in _stage(run.chain, "update"):
-            updates, new_chain_states[i] = _apply(transform, updates, chain_states[i], params, flags)
-        new_params = [p + u for p, u in zip(params, updates, strict=True)]
-        for i, transform in _stage(run.chain, "weights"):
-            new_params, new_chain_states[i] = _apply(transform, new_params, chain_states[i], params, flags)
-
-        keep = alive & ~skip
-        deltas = [n - p for n, p in zip(new_params, params, strict=True)]
-        logs["update_ratio"][step] = torch.where(keep, global_norm(deltas) / global_norm(params), 0.0)
-        logs["clipped"][step] = _any(flags["active"] + flags["skip"], runs, device).float()
-        params = select(keep, new_params, params)
-        opt_state = select(keep, new_opt_state, opt_state)
-        for i, _ in gradient_stage:
-            chain_states[i] = select(alive, new_chain_states[i], chain_states[i])
-        for i, _ in later_stages:
-            chain_states[i] = select(keep, new_chain_states[i], chain_states[i])
+        train_step(run, state, indices[state.step])
         bar.update(1)
+        if checkpoint and checkpoint_every and state.step % checkpoint_every == 0 and state.step < cell.steps:
+            state.elapsed_s = time.perf_counter() - started
+            save_checkpoint(state, cell, checkpoint)
     bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    wall = time.perf_counter() - started
-
-    host = {name: values.cpu().numpy() for name, values in logs.items()}
     return History(
-        step_metrics=host,
-        eval_steps=eval_steps,
-        eval_metrics={name: values.cpu().numpy() for name, values in evals.items()},
-        diverged_step=diverged_step.cpu().numpy(),
-        final_params=[p.detach().cpu() for p in params],
-        wall_time_s=wall,
+        step_metrics={name: values.cpu().numpy() for name, values in state.logs.items()},
+        eval_steps=eval_steps(cell),
+        eval_metrics={name: values.cpu().numpy() for name, values in state.evals.items()},
+        diverged_step=state.diverged_step.cpu().numpy(),
+        final_params=[p.detach().cpu() for p in state.params],
+        wall_time_s=time.perf_counter() - started,
     )

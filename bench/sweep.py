@@ -93,6 +93,7 @@ class Cell:
     divergence_factor: float
     device: str
     threads: int
+    checkpoint_every: int
 
     def run_ids(self) -> list[str]:
         """Globally unique run ids: ``<cell>|<run label>``."""
@@ -234,6 +235,7 @@ def cells(config: dict[str, Any]) -> list[Cell]:
                         runs=runs, steps=config["steps"], eval_every=config["eval_every"],
                         batch_size=config["batch_size"], divergence_factor=config["divergence_factor"],
                         device=config["device"], threads=config["threads"],
+                        checkpoint_every=config["checkpoint_every"],
                     ))
     return result
 

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from conftest import make_config, only_cell
 
-from bench import engine, store
+from bench import engine, store, tasks
 
 
 def train(config):
@@ -97,3 +97,40 @@ def test_clipped_flag_reports_strategy_activity() -> None:
     assert (history.step_metrics["clipped"][:, loose] == 0).all()
     post = history.step_metrics["grad_norm_post"][:, tight]
     assert np.allclose(post, 1e-4, rtol=1e-3)
+
+
+def test_resuming_from_any_checkpoint_gives_identical_results(tmp_path) -> None:
+    config = make_config(problems=[{"task": "adding", "models": ["gru"]}], steps=24, eval_every=5,
+                         optimizers={"adam": {"kind": "adam", "learning_rates": [0.003, 3.0]}},
+                         strategies={"clip_norm": {"clip_norm": [0.5]}}, checkpoint_every=4)
+    cell, setup, uninterrupted = train(config)
+    checkpoint = tmp_path / "checkpoint.pt"
+    for stop_after in (1, 4, 9, 13, 23):
+        interrupted = engine.fresh_state(setup)
+        indices = torch.stack([tasks.batch_indices(r.seed, len(setup.inputs["train"]), cell.batch_size,
+                                                   range(cell.steps)) for r in cell.runs], dim=1)
+        rows = {step: row for row, step in enumerate(engine.eval_steps(cell))}
+        while interrupted.step < stop_after:  # a job that gets killed after `stop_after` steps
+            if interrupted.step in rows:
+                engine.record_evaluation(setup, interrupted, rows[interrupted.step])
+            engine.train_step(setup, interrupted, indices[interrupted.step])
+        engine.save_checkpoint(interrupted, cell, checkpoint)
+        resumed = engine.train_setup(setup, progress=False, checkpoint=checkpoint, checkpoint_every=4)
+        for name in engine.STEP_METRICS:
+            np.testing.assert_array_equal(resumed.step_metrics[name], uninterrupted.step_metrics[name])
+        for name in engine.EVAL_METRICS:
+            np.testing.assert_array_equal(resumed.eval_metrics[name], uninterrupted.eval_metrics[name])
+        for mine, theirs in zip(resumed.final_params, uninterrupted.final_params, strict=True):
+            assert torch.equal(mine, theirs)
+
+
+def test_a_checkpoint_of_another_cell_is_not_resumed(tmp_path) -> None:
+    config = make_config(steps=8, checkpoint_every=2)
+    cell, setup, history = train(config)
+    other = make_config(steps=9, checkpoint_every=2)
+    other_setup = engine.setup(only_cell(other))
+    engine.save_checkpoint(engine.fresh_state(other_setup), other_setup.cell, tmp_path / "c.pt")
+    assert engine.load_checkpoint(tmp_path / "c.pt", setup) is None
+    (tmp_path / "torn.pt").write_bytes(b"not a checkpoint")
+    assert engine.load_checkpoint(tmp_path / "torn.pt", setup) is None
+    assert cell.checkpoint_every == 2 and history.step_metrics["train_loss"].shape == (8, 4)
