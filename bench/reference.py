@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -95,13 +96,90 @@ def optimizer(cell: Cell, run: Run, net: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(net.parameters(), lr=run.lr, betas=betas, **options)
 
 
-CLIPPERS = {
-    "none": lambda params, hp: None,
-    "clip_value": lambda params, hp: nn.utils.clip_grad_value_(params, hp.get("clip_value", 1.0)),
-    "clip_norm": lambda params, hp: nn.utils.clip_grad_norm_(params, hp.get("clip_norm", 1.0)),
-}
-"""Strategies with a plain-PyTorch counterpart, applied to one run's gradients in place."""
+def _unitwise_norm(x: Tensor) -> Tensor:
+    """timm's unitwise_norm: a vector's norm, or each output unit's norm (dim 0 kept)."""
+    return x.norm() if x.ndim <= 1 else x.norm(dim=tuple(range(1, x.ndim)), keepdim=True)
 
+
+def _agc(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
+    """Adaptive gradient clipping as timm's ``adaptive_clip_grad``, the classifier excluded (NFNets)."""
+    clipped = params[:-2] if hp.get("agc_exclude_output", True) else params
+    for p in clipped:
+        limit = _unitwise_norm(p.detach()).clamp(min=hp.get("agc_eps", 1e-3)) * hp.get("agc_clipping", 0.01)
+        grad_norm = _unitwise_norm(p.grad.detach())
+        scaled = p.grad.detach() * (limit / grad_norm.clamp(min=1e-6))
+        p.grad.detach().copy_(torch.where(grad_norm < limit, p.grad.detach(), scaled))
+    return True
+
+
+def _trust_ratio(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
+    """LARS's layer-wise trust ratio on the gradient, as optax's ``scale_by_trust_ratio``."""
+    for p in params:
+        weight_norm, grad_norm = p.detach().norm(), p.grad.norm()
+        ratio = hp.get("trust_coefficient", 1.0) * weight_norm / grad_norm
+        p.grad.mul_(torch.where((weight_norm > 0) & (grad_norm > 0), ratio, torch.ones_like(ratio)))
+    return True
+
+
+def _normalized(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
+    """Normalised gradient descent: every gradient divided by the global norm plus eps."""
+    total = nn.utils.get_total_norm([p.grad for p in params])
+    for p in params:
+        p.grad.div_(total + hp.get("normalized_eps", 1e-6))
+    return True
+
+
+def _clip_value(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
+    nn.utils.clip_grad_value_(params, hp.get("clip_value", 1.0))
+    return True
+
+
+def _clip_norm(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
+    nn.utils.clip_grad_norm_(params, hp.get("clip_norm", 1.0))
+    return True
+
+
+def _clip_norm_layer(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
+    for p in params:
+        nn.utils.clip_grad_norm_([p], hp.get("clip_norm_layer", 1.0))
+    return True
+
+
+def _grad_scale(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
+    for p in params:
+        p.grad.mul_(hp.get("gamma", 0.99))
+    return True
+
+
+def _skip_nonfinite(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
+    return all(bool(torch.isfinite(p.grad).all()) for p in params)
+
+
+def _max_norm(params: list[nn.Parameter], hp: dict[str, float]) -> None:
+    with torch.no_grad():
+        for p in params:
+            if p.ndim >= 2:
+                p.copy_(torch.renorm(p, 2, 0, hp.get("max_norm", 3.0)))
+
+
+GRADIENT_STEPS: dict[str, Callable[[list[nn.Parameter], dict[str, float]], bool]] = {
+    "none": lambda params, hp: True,
+    "clip_value": _clip_value,
+    "clip_norm": _clip_norm,
+    "clip_norm_layer": _clip_norm_layer,
+    "agc": _agc,
+    "grad_scale": _grad_scale,
+    "normalized": _normalized,
+    "trust_ratio": _trust_ratio,
+    "skip_nonfinite": _skip_nonfinite,
+}
+"""Gradient strategies with a plain-PyTorch counterpart, applied in place to one run's
+gradients; each returns whether the optimizer step is taken."""
+
+WEIGHT_STEPS: dict[str, Callable[[list[nn.Parameter], dict[str, float]], None]] = {"max_norm": _max_norm}
+"""Weight constraints applied after the optimizer step (max-norm: torch.renorm over output units)."""
+
+SUPPORTED = (*GRADIENT_STEPS, *WEIGHT_STEPS)
 
 @dataclass
 class ReferenceHistory:
@@ -115,10 +193,10 @@ class ReferenceHistory:
 
 def train_reference(cell: Cell, index: int, keep_params: bool = True) -> ReferenceHistory:
     """Train run ``index`` of ``cell`` alone, with torch.nn, torch.optim and torch's clipping."""
-    unsupported = [m for m in cell.members if m not in CLIPPERS]
+    unsupported = [m for m in cell.members if m not in SUPPORTED]
     if unsupported:
         raise ValueError(f"the reference has no plain-PyTorch counterpart of {unsupported}; "
-                         f"known: {', '.join(CLIPPERS)}")
+                         f"known: {', '.join(SUPPORTED)}")
     run = cell.runs[index]
     single = Cell(**{**cell.__dict__, "runs": [run]})
     device = engine.resolve_device(cell.device)
@@ -145,9 +223,16 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
         if not torch.isfinite(loss) or value > cell.divergence_factor * initial:
             diverged = step
             break
+        parameters = ordered_parameters(net)
+        take_step = True
         for member in cell.members:
-            CLIPPERS[member](list(net.parameters()), run.hyperparameters)
-        opt.step()
+            if member in GRADIENT_STEPS:
+                take_step = GRADIENT_STEPS[member](parameters, run.hyperparameters) and take_step
+        if take_step:
+            opt.step()
+            for member in cell.members:
+                if member in WEIGHT_STEPS:
+                    WEIGHT_STEPS[member](parameters, run.hyperparameters)
         if keep_params:
             snapshots.append([p.detach().clone() for p in ordered_parameters(net)])
     return ReferenceHistory(losses, snapshots, diverged, time.perf_counter() - started)

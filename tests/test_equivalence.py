@@ -25,6 +25,19 @@ STRATEGIES = {
     "clip_value": {"clip_value": [0.01, 0.1]},
     "clip_norm": {"clip_norm": [0.1, 1.0]},
 }
+"""The core strategies, checked with every optimizer."""
+
+MORE_STRATEGIES = {
+    "clip_norm_layer": {"clip_norm_layer": [0.05, 1.0]},
+    "agc": {"agc_clipping": [0.01, 0.1]},
+    "grad_scale": {"gamma": [0.5, 0.99]},
+    "normalized": {"normalized_eps": [1e-6, 0.1]},
+    "trust_ratio": {"trust_coefficient": [0.001, 0.01]},
+    "max_norm": {"max_norm": [0.5, 3.0]},
+    "skip_nonfinite": {},
+    "value_then_decay": {"chain": ["clip_value", "grad_scale"], "clip_value": [0.01], "gamma": [0.99]},
+}
+"""Every other strategy with a plain-PyTorch counterpart in bench/reference.py."""
 
 
 def assert_matches_oracle(cell, steps_checked: int = 20) -> None:
@@ -57,6 +70,14 @@ def test_every_optimizer_and_strategy_matches_oracle(optimizer: str, strategy: s
     cell = only_cell(config)
     assert len(cell.runs) == (8 if strategy != "none" else 4)
     assert_matches_oracle(cell)
+
+
+@pytest.mark.parametrize("strategy", list(MORE_STRATEGIES))
+@pytest.mark.parametrize(("task", "model"), [("mnist1d", "mlp"), ("adding", "lstm")])
+def test_every_strategy_with_a_pytorch_counterpart_matches_oracle(strategy: str, task: str, model: str) -> None:
+    config = make_config(problems=[{"task": task, "models": [model]}], strategies={strategy: MORE_STRATEGIES[strategy]},
+                         optimizers={"momentum": OPTIMIZERS["momentum"]})
+    assert_matches_oracle(only_cell(config))
 
 
 def test_run_dials_and_single_run() -> None:
