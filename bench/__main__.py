@@ -51,6 +51,18 @@ def _aggregate(args: argparse.Namespace) -> None:
     print(f"aggregated {n_runs} runs and {n_rows} curve rows -> {args.out}")
 
 
+def _perf(args: argparse.Namespace) -> None:
+    import json
+
+    from bench import perf
+
+    record = perf.measure(sweep.load(args.config), args.device, args.quick)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m bench``."""
     main = argparse.ArgumentParser(
@@ -81,6 +93,17 @@ def parser() -> argparse.ArgumentParser:
     aggregate.add_argument("--cells-dir", required=True, help="folder with one sub-folder per cell")
     aggregate.add_argument("--out", required=True, help="output folder")
     aggregate.set_defaults(handler=_aggregate)
+
+    perf = commands.add_parser("perf", help="measure engine throughput against the per-run oracle",
+                               description="Measure, side by side in one run: run-steps/s of the lockstep engine "
+                                           "and of the sequential plain-PyTorch oracle for the MLP, CNN and RNN "
+                                           "cells of a config at several K; the engine's FLOP rate against a large "
+                                           "matmul; each strategy's step time relative to none; peak memory.")
+    perf.add_argument("--config", default="config/default.yaml", help="config whose cells are measured")
+    perf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device to measure on")
+    perf.add_argument("--quick", action="store_true", help="fewer sizes and steps (under a minute)")
+    perf.add_argument("--json", help="also write the measurements to this JSON file")
+    perf.set_defaults(handler=_perf)
     return main
 
 
