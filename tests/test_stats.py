@@ -1,0 +1,428 @@
+"""Tests of analysis.stats on small tables with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scikit_posthocs as sp
+from scipy import stats as sps
+
+from analysis import stats
+
+TASKS = {  # metric, higher_is_better, chance_metric
+    "mnist1d": ("accuracy", True, 0.1),
+    "adding": ("mse", False, 1 / 6),
+}
+
+
+def make_runs(rows: list[dict]) -> pd.DataFrame:
+    """A runs table: each row's given fields over defaults (mnist1d/mlp/sgd, strategy none, lr 0.1, seed 0)."""
+    records = []
+    for i, row in enumerate(rows):
+        task = row.get("task", "mnist1d")
+        metric, higher, chance = TASKS[task]
+        record = {
+            "run_id": f"run{i}", "sweep": "test", "task": task, "model": "mlp", "family": "mlp",
+            "optimizer": "sgd", "strategy": "none", "lr": 0.1, "seed": 0, "metric": metric,
+            "higher_is_better": higher, "chance_metric": chance, "chance_loss": 2.3, "diverged": False,
+            "diverged_step": -1, "final_train_loss": 1.0, "best_val_metric": 0.5, "test_metric_at_best_val": 0.5,
+            "steps": 100, "wall_time_s": 10.0, "clip_norm": np.nan, "init_gain": 1.0, **row,
+        }
+        if record["diverged"] and "diverged_step" not in row:
+            record["diverged_step"] = 50
+        record["cell"] = "-".join(record[k] for k in ("task", "model", "optimizer", "strategy"))
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def seeds(values: list[float], **fields) -> list[dict]:
+    """One row per seed with best_val_metric = test_metric_at_best_val = value; NaN marks a diverged seed."""
+    return [{**fields, "seed": s, "best_val_metric": v, "test_metric_at_best_val": v, "diverged": bool(np.isnan(v))}
+            for s, v in enumerate(values)]
+
+
+NAN = float("nan")
+
+
+@pytest.fixture
+def tuning_runs() -> pd.DataFrame:
+    return make_runs([
+        *seeds([0.5, 0.6, 0.7], strategy="none", lr=0.1),
+        *seeds([0.9, 0.9, NAN], strategy="none", lr=1.0),  # better mean, but a diverged seed
+        *seeds([0.8, 0.8, 0.8], strategy="clip_norm", lr=1.0, clip_norm=1.0),
+        *seeds([0.8, 0.8, 0.8], strategy="clip_norm", lr=1.0, clip_norm=0.5),  # tie: the smaller clip_norm wins
+        *seeds([NAN, NAN, NAN], strategy="clip_norm", lr=10.0, clip_norm=0.5),
+        *seeds([NAN, NAN, NAN], strategy="agc", lr=1.0),  # every seed of every setting diverged
+        *seeds([NAN, NAN, NAN], strategy="agc", lr=0.1),
+        *seeds([0.2, 0.2, 0.2], strategy="none", task="adding", lr=0.1),
+        *seeds([0.1, 0.1, 0.3], strategy="none", task="adding", lr=1.0),  # lower MSE wins
+    ])
+
+
+def test_columns_match_the_results_schema():
+    from bench.store import RUNS_COLUMNS
+    from bench.sweep import RUN_DIALS
+
+    assert stats.RUN_COLUMNS == tuple(RUNS_COLUMNS)
+    assert stats.STRESS_DIALS == RUN_DIALS
+
+
+def test_problem_and_setting_columns(tuning_runs):
+    assert stats.problem_columns(tuning_runs) == ["task", "model", "optimizer", "init_gain"]
+    assert stats.setting_columns(tuning_runs) == ["lr", "clip_norm"]
+    assert stats.setting_columns(stats.score_runs(tuning_runs)) == ["lr", "clip_norm"]
+
+
+def test_score_runs_counts_failures_as_worst_and_at_chance():
+    runs = make_runs([
+        {"best_val_metric": 0.7, "test_metric_at_best_val": 0.6},
+        {"diverged": True, "best_val_metric": 0.9, "test_metric_at_best_val": 0.9},  # diverged after a good eval
+        {"best_val_metric": NAN, "test_metric_at_best_val": NAN},
+        {"task": "adding", "best_val_metric": 0.2, "test_metric_at_best_val": 0.3},
+        {"task": "adding", "diverged": True, "best_val_metric": NAN, "test_metric_at_best_val": NAN},
+    ])
+    scored = stats.score_runs(runs)
+    assert scored["failed"].tolist() == [False, True, True, False, True]
+    np.testing.assert_allclose(scored["val_score"], [0.7, -np.inf, -np.inf, -0.2, -np.inf])
+    np.testing.assert_allclose(scored["test_score"], [0.6, 0.1, 0.1, 0.3, 1 / 6])
+    assert "failed" not in runs.columns
+
+
+def test_best_tuned_prefers_fewer_failures_then_mean_then_smaller_setting(tuning_runs):
+    best = stats.best_tuned(tuning_runs).set_index(["task", "strategy"])
+    assert best.loc[("mnist1d", "none"), "lr"] == 0.1
+    assert best.loc[("mnist1d", "none"), "val_mean"] == pytest.approx(0.6)
+    assert best.loc[("mnist1d", "clip_norm"), ["lr", "clip_norm"]].tolist() == [1.0, 0.5]
+    agc = best.loc[("mnist1d", "agc")]
+    assert (agc["lr"], agc["failed"], agc["seeds"]) == (0.1, 3, 3)
+    assert math.isnan(agc["val_mean"])
+    assert best.loc[("adding", "none"), "lr"] == 1.0
+    assert best.loc[("adding", "none"), "val_mean"] == pytest.approx(0.5 / 3)
+    assert len(best) == 4
+
+
+def test_best_tuned_keeps_stress_dials_apart():
+    runs = make_runs([*seeds([0.5, 0.5], lr=0.1, init_gain=1.0), *seeds([0.9, 0.9], lr=1.0, init_gain=1.0),
+                      *seeds([0.6, 0.6], lr=0.1, init_gain=2.0), *seeds([NAN, 0.9], lr=1.0, init_gain=2.0)])
+    best = stats.best_tuned(runs).set_index("init_gain")["lr"]
+    assert best.to_dict() == {1.0: 1.0, 2.0: 0.1}
+
+
+def test_best_tuned_runs_are_the_chosen_settings_seeds(tuning_runs):
+    best = stats.best_tuned_runs(tuning_runs)
+    chosen = best.groupby(["task", "strategy"])[["lr", "clip_norm"]].nunique(dropna=False)
+    assert (chosen == 1).all().all()
+    assert len(best) == 12
+    agc = best[best["strategy"] == "agc"]
+    assert agc["test_score"].tolist() == [0.1, 0.1, 0.1]
+
+
+def test_iqm_is_the_trimmed_mean():
+    assert stats.iqm(np.array([1, 2, 3, 4, 5, 6, 7, 100.0])) == pytest.approx(4.5)
+    assert stats.iqm(np.array([1.0, 2.0, 30.0, 4.0])) == pytest.approx(3.0)
+
+
+def test_bootstrap_ci_edge_cases_and_agreement_with_scipy():
+    low, high = stats.bootstrap_ci([0.7])
+    assert math.isnan(low) and math.isnan(high)
+    assert stats.bootstrap_ci([0.3, 0.3, 0.3]) == (0.3, 0.3)
+    values = np.array([0.1, 0.4, 0.35, 0.8, 0.5])
+    low, high = stats.bootstrap_ci(values, n_resamples=999, seed=3)
+    direct = sps.bootstrap((values,), np.mean, n_resamples=999, method="percentile", rng=np.random.default_rng(3))
+    assert (low, high) == (direct.confidence_interval.low, direct.confidence_interval.high)
+    assert low < values.mean() < high
+    assert stats.bootstrap_ci(values, n_resamples=999, seed=3) == (low, high)
+    iqm_low, iqm_high = stats.bootstrap_ci(values, statistic=stats.iqm, n_resamples=999)
+    assert iqm_low <= stats.iqm(values) <= iqm_high
+
+
+def test_seed_summary_of_best_tuned_runs(tuning_runs):
+    summary = stats.seed_summary(stats.best_tuned_runs(tuning_runs)).set_index(["task", "strategy"])
+    none = summary.loc[("mnist1d", "none")]
+    assert (none["seeds"], none["failed"], none["lr"]) == (3, 0, 0.1)
+    assert none["mean"] == pytest.approx(0.6)
+    assert none["iqm"] == pytest.approx(0.6)
+    assert none["low"] < 0.6 < none["high"]
+    agc = summary.loc[("mnist1d", "agc")]
+    assert agc["failed"] == 3
+    assert (agc["mean"], agc["low"], agc["high"]) == pytest.approx((0.1, 0.1, 0.1))
+    assert not summary.loc[("adding", "none"), "higher_is_better"]
+    single = stats.seed_summary(stats.score_runs(make_runs([{"test_metric_at_best_val": 0.4}])))
+    assert single["mean"].iloc[0] == 0.4
+    assert single[["low", "high"]].isna().all(axis=None)
+
+
+def test_divergence_rates_with_wilson_interval(tuning_runs):
+    rates = stats.divergence_rates(tuning_runs).set_index(["task", "strategy", "lr", "clip_norm"])
+    row = rates.loc[("mnist1d", "none", 1.0, NAN)]
+    assert (row["runs"], row["diverged"]) == (3, 1)
+    z, n, k = sps.norm.ppf(0.975), 3, 1
+    centre = (k + z**2 / 2) / (n + z**2)
+    half = z / (n + z**2) * math.sqrt(k * (n - k) / n + z**2 / 4)
+    assert (row["low"], row["high"]) == pytest.approx((centre - half, centre + half))
+    everything = rates.loc[("mnist1d", "agc", 1.0, NAN)]
+    assert (everything["rate"], everything["high"]) == (1.0, pytest.approx(1.0))
+    assert len(rates) == 9
+
+
+def grid_runs(rates: list[float], **fields) -> list[dict]:
+    """Two seeds per learning rate 1e-3 ... 10, with the given divergence rate (0, 0.5 or 1)."""
+    rows = []
+    for lr, rate in zip([0.001, 0.01, 0.1, 1.0, 10.0], rates, strict=True):
+        rows += [{**fields, "lr": lr, "seed": s, "diverged": s < 2 * rate} for s in range(2)]
+    return rows
+
+
+def test_stable_lr_range():
+    runs = make_runs([
+        *grid_runs([0, 0, 1, 0, 0], strategy="none"),  # two spans of ratio 10: the lower one
+        *grid_runs([0, 0, 0, 0.5, 1], strategy="clip_norm", clip_norm=1.0),
+        *grid_runs([1, 1, 1, 1, 1], strategy="agc"),
+    ])
+    ranges = stats.stable_lr_range(runs).set_index("strategy")
+    assert ranges.loc["none", ["lo", "hi", "ratio", "stable_lrs", "grid_lrs"]].tolist() == [0.001, 0.01, 10, 2, 5]
+    assert ranges.loc["clip_norm", ["lo", "hi", "stable_lrs"]].tolist() == [0.001, 0.1, 3]
+    assert ranges.loc["clip_norm", "ratio"] == pytest.approx(100)
+    assert ranges.loc["agc", "stable_lrs"] == 0
+    assert ranges.loc["agc", ["lo", "hi", "ratio"]].isna().all()
+    lenient = stats.stable_lr_range(runs, max_rate=0.5).set_index("strategy")
+    assert lenient.loc["clip_norm", ["lo", "hi", "stable_lrs"]].tolist() == [0.001, 1.0, 4]
+    single = stats.stable_lr_range(make_runs([{"lr": 0.3}]))
+    assert single[["lo", "hi", "ratio", "stable_lrs"]].iloc[0].tolist() == [0.3, 0.3, 1.0, 1]
+
+
+def test_lr_sensitivity_counts_diverged_at_chance():
+    runs = make_runs([
+        *seeds([0.8, 0.8], lr=0.1), *seeds([0.5, 0.7], lr=1.0), *seeds([NAN, NAN], lr=10.0),
+        *seeds([0.2, 0.2], task="adding", lr=0.1), *seeds([0.5, 0.5], task="adding", lr=1.0),
+    ])
+    result = stats.lr_sensitivity(runs).set_index("task")
+    assert result.loc["mnist1d", ["grid_lrs", "best_lr"]].tolist() == [3, 0.1]
+    assert result.loc["mnist1d", "best_mean"] == pytest.approx(0.8)
+    assert result.loc["mnist1d", "sensitivity"] == pytest.approx((0 + 0.2 + 0.7) / 3)
+    assert result.loc["adding", "best_lr"] == 0.1
+    assert result.loc["adding", "best_mean"] == pytest.approx(0.2)
+    assert result.loc["adding", "sensitivity"] == pytest.approx(0.15)
+    flat = stats.lr_sensitivity(make_runs(seeds([0.4, 0.4], lr=0.1) + seeds([0.4, 0.4], lr=1.0)))
+    assert flat["sensitivity"].iloc[0] == 0
+
+
+def test_time_to_divergence_and_kaplan_meier():
+    runs = make_runs([
+        {"strategy": "none", "diverged": True, "diverged_step": 3},
+        {"strategy": "none", "diverged": True, "diverged_step": 5},
+        {"strategy": "none", "steps": 6},
+        {"strategy": "none", "steps": 10},
+        {"strategy": "agc", "diverged": True, "diverged_step": 2, "seed": 0},
+        {"strategy": "agc", "diverged": True, "diverged_step": 4, "seed": 1},
+        {"strategy": "clip_norm", "steps": 10},
+    ])
+    events = stats.time_to_divergence(runs)
+    assert events["time"].tolist() == [3, 5, 6, 10, 2, 4, 10]
+    assert events["observed"].tolist() == [True, True, False, False, True, True, False]
+    curves = stats.kaplan_meier(events)
+    assert curves.columns.tolist() == ["strategy", "time", "survival", "lower", "upper"]
+    none = curves[curves["strategy"] == "none"]
+    assert none["time"].tolist() == [3, 5, 6, 10]
+    np.testing.assert_allclose(none["survival"], [0.75, 0.5, 0.5, 0.5])
+    se = 0.75 * math.sqrt(1 / (4 * 3))  # Greenwood
+    z = sps.norm.ppf(0.975)
+    assert none["lower"].iloc[0] == pytest.approx(0.75 - z * se)
+    assert none["upper"].iloc[0] == pytest.approx(min(1.0, 0.75 + z * se))
+    agc = curves[curves["strategy"] == "agc"]  # every run diverged
+    np.testing.assert_allclose(agc["survival"], [0.5, 0.0])
+    assert math.isnan(agc["upper"].iloc[-1])
+    never = curves[curves["strategy"] == "clip_norm"]  # one run, censored
+    assert never[["time", "survival", "lower", "upper"]].iloc[0].tolist() == [10, 1, 1, 1]
+
+
+def test_steps_to_target_censors_at_the_budget():
+    runs = make_runs([
+        {"run_id": "fast"}, {"run_id": "never"}, {"run_id": "blown", "diverged": True, "diverged_step": 15},
+        {"run_id": "mse", "task": "adding"}, {"run_id": "no_curve"},
+    ])
+    evals = {"fast": [0.1, 0.6, 0.9], "never": [0.1, 0.2, 0.3], "blown": [0.1, 0.4], "mse": [1.0, 0.5, 0.05]}
+    curves = pd.DataFrame([{"run_id": r, "step": 10 * i, "val_metric": v}
+                           for r, values in evals.items() for i, v in enumerate(values)])
+    events = stats.steps_to_target(runs, curves, {"mnist1d": 0.5, "adding": 0.1}).set_index("run_id")
+    assert events["time"].to_dict() == {"fast": 10, "never": 100, "blown": 100, "mse": 20, "no_curve": 100}
+    assert events["observed"].to_dict() == {"fast": True, "never": False, "blown": False, "mse": True,
+                                            "no_curve": False}
+    with pytest.raises(ValueError, match="adding"):
+        stats.steps_to_target(runs, curves, {"mnist1d": 0.5})
+    one_target = stats.steps_to_target(runs, curves, 0.95)  # out of reach for accuracy, easy for MSE
+    assert one_target["observed"].tolist() == [False, False, False, True, False]
+    assert one_target["time"].tolist() == [100, 100, 100, 10, 100]
+
+
+def spiky_curves() -> pd.DataFrame:
+    """Run ``a``: flat norms, a 10x spike at step 12, a NaN loss and norm at step 16; ``b``: a 3x bump; ``c``: short.
+
+    ``b`` and ``c`` end with the eval-only row at step == steps.
+    """
+    a = [1.0] * 12 + [10.0, 1.0, 1.0, 1.0]
+    b = [1.0, 100.0] + [1.0] * 8 + [3.0] + [1.0] * 5  # the early 100 falls in warmup
+    frames = [pd.DataFrame({"run_id": r, "step": np.arange(len(v)), "train_loss": 1.0, "grad_norm_pre": v,
+                            "clipped": np.arange(len(v)) % 4 == 0, "update_ratio": 0.01})
+              for r, v in (("a", a), ("b", b), ("c", [1.0, 2.0]))]
+    ends = pd.DataFrame({"run_id": ["a", "b", "c"], "step": [16, 16, 2], "train_loss": NAN, "grad_norm_pre": NAN,
+                         "clipped": False, "update_ratio": [0.0, NAN, NAN]})  # a diverges; b, c: eval-only rows
+    return pd.concat([*frames, ends], ignore_index=True).sample(frac=1.0, random_state=0)  # any order
+
+
+def test_spikes_and_clips():
+    result = stats.spikes_and_clips(spiky_curves(), factor=6.0, window=5, warmup=3).set_index("run_id")
+    assert result.loc["a", ["steps", "spikes", "peak_step"]].tolist() == [17, 2, 16]
+    assert result.loc["a", "max_ratio"] == np.inf
+    assert result.loc["a", "clip_rate"] == pytest.approx(4 / 17)
+    assert result.loc["b", ["steps", "spikes", "peak_step"]].tolist() == [16, 0, 10]
+    assert result.loc["b", "clip_rate"] == pytest.approx(4 / 16)
+    assert result.loc["b", "max_ratio"] == pytest.approx(3.0)
+    assert result.loc["c", ["spikes", "peak_step"]].tolist() == [0, -1]
+    assert math.isnan(result.loc["c", "max_ratio"])
+
+
+def test_explosion_traces_window_the_largest_spikes():
+    runs = make_runs([{"run_id": "a", "diverged": True, "diverged_step": 16}, {"run_id": "b", "seed": 1},
+                      {"run_id": "c", "seed": 2}, {"run_id": "x", "strategy": "agc"}])
+    traces = stats.explosion_traces(runs, spiky_curves(), {"strategy": "none", "clip_norm": NAN}, n=1,
+                                    before=3, after=2, window=5, warmup=3)
+    assert set(traces["run_id"]) == {"a"}
+    assert traces["step"].tolist() == [13, 14, 15, 16]
+    assert traces["offset"].tolist() == [-3, -2, -1, 0]
+    assert {"running_median", "spike_ratio", "strategy", "lr", "seed", "diverged"} <= set(traces.columns)
+    both = stats.explosion_traces(runs, spiky_curves(), n=5, before=1, after=1, window=5, warmup=3)
+    assert both.groupby("run_id")["step"].agg(list).to_dict() == {"a": [15, 16], "b": [9, 10, 11]}
+
+
+def test_holm_by_hand():
+    adjusted = stats.holm([0.01, 0.04, NAN, 0.03, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, NAN, 0.06, 0.02])
+    np.testing.assert_allclose(stats.holm([0.5, 0.9]), [1.0, 1.0])
+    assert stats.holm([]).size == 0
+
+
+def test_holm_matches_statsmodels():
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    p = np.random.default_rng(0).uniform(0, 0.2, 12)
+    np.testing.assert_allclose(stats.holm(p), multitest.multipletests(p, method="holm")[1])
+
+
+@pytest.fixture
+def test_runs() -> pd.DataFrame:
+    base = [0.50, 0.52, 0.48, 0.55, 0.45]
+    return make_runs([
+        *seeds(base, strategy="none"),
+        *seeds([b + d for b, d in zip(base, [0.01, 0.02, 0.03, 0.04, 0.05], strict=True)], strategy="clip_norm"),
+        *seeds([NAN] * 5, strategy="agc"),
+        *seeds(base, strategy="same"),
+        *seeds([b + d for b, d in zip(base, [0, 0, 0.02, 0, 0], strict=True)], strategy="partly"),
+        *seeds([0.6, 0.3, 0.5], strategy="short"),
+        *seeds([0.3], task="adding", strategy="none"), *seeds([0.2], task="adding", strategy="clip_norm"),
+    ])
+
+
+def test_paired_tests(test_runs):
+    tests = stats.paired_tests(stats.best_tuned_runs(test_runs)).set_index(["task", "strategy"])
+    clip = tests.loc[("mnist1d", "clip_norm")]
+    assert (clip["test"], clip["seeds"], clip["baseline_seeds"]) == ("wilcoxon", 5, 5)
+    assert clip["pvalue"] == pytest.approx(2 / 32)  # exact: all five differences positive
+    assert (clip["effect"], clip["difference"]) == (1.0, pytest.approx(0.03))
+    agc = tests.loc[("mnist1d", "agc")]
+    assert agc["effect"] == -1.0
+    assert agc["difference"] == pytest.approx(0.1 - 0.50)
+    same = tests.loc[("mnist1d", "same")]
+    assert (same["pvalue"], same["effect"], same["difference"]) == (1.0, 0.0, 0.0)
+    partly = tests.loc[("mnist1d", "partly")]  # zeros' ranks (2.5 each) split: (5 + 5 - 5) / 15
+    assert partly["effect"] == pytest.approx(1 / 3)
+    direct = sps.wilcoxon([0, 0, 0.02, 0, 0], zero_method="zsplit")
+    assert (partly["statistic"], partly["pvalue"]) == (pytest.approx(direct.statistic), pytest.approx(direct.pvalue))
+    short = tests.loc[("mnist1d", "short")]
+    assert short["test"] == "mannwhitneyu"
+    direct = sps.mannwhitneyu([0.6, 0.3, 0.5], [0.50, 0.52, 0.48, 0.55, 0.45])
+    assert (short["statistic"], short["pvalue"]) == (direct.statistic, direct.pvalue)
+    greater = sum(x > y for x in [0.6, 0.3, 0.5] for y in [0.50, 0.52, 0.48, 0.55, 0.45])
+    less = sum(x < y for x in [0.6, 0.3, 0.5] for y in [0.50, 0.52, 0.48, 0.55, 0.45])
+    assert short["effect"] == pytest.approx((greater - less) / 15)  # Cliff's delta
+    mnist = tests.loc["mnist1d"]
+    np.testing.assert_allclose(mnist["pvalue_holm"], stats.holm(mnist["pvalue"].to_numpy()))
+    single = tests.loc[("adding", "clip_norm")]  # one seed, lower MSE: better
+    assert (single["test"], single["pvalue"], single["effect"]) == ("wilcoxon", 1.0, 1.0)
+    assert single["difference"] == pytest.approx(0.1)
+    assert single["pvalue_holm"] == 1.0
+    pooled = stats.paired_tests(stats.best_tuned_runs(test_runs), family=[])
+    np.testing.assert_allclose(pooled["pvalue_holm"], stats.holm(pooled["pvalue"].to_numpy()))
+
+
+def summary_table() -> pd.DataFrame:
+    """Mean test metric of strategies a, b, c on four problems (one MSE); d only on one."""
+    values = {
+        ("mnist1d", "mlp"): {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.1},
+        ("mnist1d", "cnn"): {"a": 0.8, "b": 0.8, "c": 0.4},
+        ("digits", "cnn"): {"a": 0.6, "b": 0.9, "c": 0.3},
+        ("adding", "lstm"): {"a": 0.1, "b": 0.2, "c": 0.4},
+    }
+    return pd.DataFrame([
+        {"task": t, "model": m, "optimizer": "sgd", "init_gain": 1.0, "strategy": s, "mean": v,
+         "higher_is_better": t != "adding"}
+        for (t, m), row in values.items() for s, v in row.items()
+    ])
+
+
+def test_score_and_rank_matrices():
+    scores = stats.score_matrix(summary_table())
+    assert scores.columns.tolist() == ["a", "b", "c"]
+    assert scores.index.tolist() == ["adding/lstm/sgd/init_gain=1", "digits/cnn/sgd/init_gain=1",
+                                     "mnist1d/cnn/sgd/init_gain=1", "mnist1d/mlp/sgd/init_gain=1"]
+    assert scores.loc["adding/lstm/sgd/init_gain=1"].tolist() == [-0.1, -0.2, -0.4]
+    ranks = stats.rank_matrix(scores)
+    assert ranks.loc["mnist1d/cnn/sgd/init_gain=1"].tolist() == [1.5, 1.5, 3.0]
+    assert ranks.loc["digits/cnn/sgd/init_gain=1"].tolist() == [2.0, 1.0, 3.0]
+    assert ranks.mean().tolist() == [1.375, 1.625, 3.0]
+
+
+def test_friedman_and_critical_difference():
+    scores = stats.score_matrix(summary_table())
+    result = stats.friedman_test(scores)
+    direct = sps.friedmanchisquare(*(scores[c] for c in scores.columns))
+    assert (result["statistic"], result["pvalue"]) == (pytest.approx(direct.statistic), pytest.approx(direct.pvalue))
+    assert (result["problems"], result["strategies"]) == (4, 3)
+    assert stats.friedman_test(scores[["a", "b"]])[["statistic", "pvalue"]].isna().all()
+    tied = pd.DataFrame(np.ones((3, 3)), columns=list("xyz"))
+    assert math.isnan(stats.friedman_test(tied)["pvalue"])
+    cd = stats.critical_difference(scores)
+    assert cd.ranks.to_dict() == {"a": 1.375, "b": 1.625, "c": 3.0}
+    pd.testing.assert_frame_equal(cd.pvalues, sp.posthoc_nemenyi_friedman(scores))
+    assert cd.cd == pytest.approx(2.343 * math.sqrt(3 * 4 / (6 * 4)), abs=1e-3)  # Demšar (2006), table 5
+
+
+def test_performance_profile():
+    rows = [("mnist1d", "a", 0.8), ("mnist1d", "b", 0.4), ("adding", "a", 0.2), ("adding", "b", 0.1),
+            ("digits", "a", 0.5), ("digits", "b", 0.5)]
+    summary = pd.DataFrame([{"task": t, "model": "m", "optimizer": "sgd", "strategy": s, "mean": v,
+                             "higher_is_better": t != "adding"} for t, s, v in rows])
+    profile = stats.performance_profile(summary).set_index(["strategy", "tau"])["fraction"]
+    assert profile.to_dict() == {("a", 1.0): 2 / 3, ("b", 1.0): 2 / 3, ("a", 2.0): 1.0, ("b", 2.0): 1.0}
+    on_grid = stats.performance_profile(summary, taus=[1.5]).set_index("strategy")["fraction"]
+    assert on_grid.to_dict() == {"a": 2 / 3, "b": 2 / 3}
+    zero = summary.assign(mean=[0.8, 0.0, 0.0, 0.1, 0.0, 0.0])  # accuracy 0 and a perfect MSE
+    profile = stats.performance_profile(zero, taus=[1.0, 1e9]).set_index(["strategy", "tau"])["fraction"]
+    assert profile.to_dict() == {("a", 1.0): 1.0, ("b", 1.0): 1 / 3, ("a", 1e9): 1.0, ("b", 1e9): 1 / 3}
+
+
+def test_strategy_cost_per_run_step_relative_to_none():
+    runs = make_runs([
+        *({"strategy": "none", "seed": s, "wall_time_s": 40.0} for s in range(4)),
+        *({"strategy": "clip_norm", "seed": s, "wall_time_s": 30.0, "diverged": s == 0} for s in range(2)),
+        {"task": "adding", "strategy": "clip_norm", "wall_time_s": 5.0},
+    ])
+    cost = stats.strategy_cost(runs).set_index(["task", "strategy"])
+    assert cost.loc[("mnist1d", "none"), "time_per_run_step"] == pytest.approx(0.1)
+    assert cost.loc[("mnist1d", "clip_norm"), "time_per_run_step"] == pytest.approx(0.15)
+    assert cost.loc[("mnist1d", "clip_norm"), ["cells", "runs"]].tolist() == [1, 2]
+    assert cost.loc[("mnist1d", "clip_norm"), "relative"] == pytest.approx(1.5)
+    assert cost.loc[("mnist1d", "none"), "relative"] == 1.0
+    assert math.isnan(cost.loc[("adding", "clip_norm"), "relative"])
