@@ -26,8 +26,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from bench import models, optim, strategies, tasks
+from bench.flat import Layout, reuse_or_join, run_norm
 from bench.sweep import Cell, ConfigError
-from bench.transform import Transform, global_norm, select
+from bench.transform import Transform, select
 
 STEP_METRICS = ("train_loss", "grad_norm_pre", "grad_norm_post", "clipped", "update_ratio")
 EVAL_METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
@@ -62,6 +63,7 @@ class Setup:
     inputs: dict[str, Tensor]
     targets: dict[str, Tensor]
     initial_params: list[Tensor]
+    layout: Layout
     optimizer: Transform
     chain: list[Transform]
 
@@ -110,7 +112,8 @@ def setup(cell: Cell) -> Setup:
     options = {k: v for k, v in cell.optimizer.items() if k not in ("kind", "learning_rates")}
     return Setup(
         cell=cell, task=task, model=model, device=device, inputs=inputs, targets=targets,
-        initial_params=[p.to(device) for p in initial_parameters(model, cell)],
+        initial_params=(initial := [p.to(device) for p in initial_parameters(model, cell)]),
+        layout=Layout.of(initial),
         optimizer=optim.make(cell.optimizer["kind"], lr, **options),
         chain=strategies.build(cell.members, hyperparameters),
     )
@@ -177,13 +180,14 @@ def train(cell: Cell, progress: bool = True, checkpoint: Path | None = None, che
 class LoopState:
     """Everything that changes during training: what a checkpoint holds.
 
-    ``step`` is the next step to train; ``logs`` are (steps, K) and ``evals``
+    ``step`` is the next step to train; ``params`` is the (K, P) flat buffer
+    of all runs' parameters (see bench.flat); ``logs`` are (steps, K) and ``evals``
     (len(eval_steps), K) device tensors, NaN where not yet written;
     ``initial_loss`` is NaN until step 0 has run.
     """
 
     step: int
-    params: list[Tensor]
+    params: Tensor
     opt_state: dict[str, Any]
     chain_states: list[dict[str, Any]]
     alive: Tensor
@@ -197,10 +201,10 @@ class LoopState:
 def fresh_state(run: Setup) -> LoopState:
     """The state before step 0."""
     cell, device, runs = run.cell, run.device, len(run.cell.runs)
-    params = [p.clone() for p in run.initial_params]
+    params = run.layout.join(run.initial_params)
     return LoopState(
-        step=0, params=params, opt_state=run.optimizer.init(params),
-        chain_states=[t.init(params) for t in run.chain],
+        step=0, params=params, opt_state=run.optimizer.init([params]),
+        chain_states=[t.init(run.layout.split(params)) for t in run.chain],
         alive=torch.ones(runs, dtype=torch.bool, device=device),
         diverged_step=torch.full((runs,), -1, dtype=torch.long, device=device),
         initial_loss=torch.full((runs,), float("nan"), device=device),
@@ -246,18 +250,29 @@ def record_evaluation(run: Setup, state: LoopState, row: int) -> None:
     """Validation and test loss and metric of every run still alive (or diverging now)."""
     recorded = state.alive | (state.diverged_step == state.step)
     for split in ("val", "test"):
-        loss, metric = evaluate(run, state.params, split)
+        loss, metric = evaluate(run, run.layout.split(state.params), split)
         state.evals[f"{split}_loss"][row] = torch.where(recorded, loss, float("nan"))
         state.evals[f"{split}_metric"][row] = torch.where(recorded, metric, float("nan"))
 
 
+def keep_where(mask: Tensor, new: Any, old: Any) -> Any:
+    """Per run, ``new`` where ``mask`` else ``old`` (see transform.select).
+
+    On a CPU, where reading the mask costs no device synchronisation, the
+    common case of every run keeping its new state skips the selection.
+    """
+    if mask.device.type == "cpu" and bool(mask.all()):
+        return new
+    return select(mask, new, old)
+
+
 def train_step(run: Setup, state: LoopState, batch: Tensor) -> None:
     """One lockstep step of all runs on their batches ``batch`` (K, B), in place on ``state``."""
-    step, runs, device, logs = state.step, len(run.cell.runs), run.device, state.logs
+    step, runs, device, logs, layout = state.step, len(run.cell.runs), run.device, state.logs, run.layout
     xb, yb = run.inputs["train"][batch], run.targets["train"][batch]
-    leaves = [p.detach().requires_grad_(True) for p in state.params]
-    loss, _ = run.task.loss_and_metric(run.model.forward(leaves, xb), yb)
-    grads = list(torch.autograd.grad(loss.sum(), leaves))
+    leaf = state.params.detach().requires_grad_(True)
+    loss, _ = run.task.loss_and_metric(run.model.forward(layout.split(leaf), xb), yb)
+    (flat_grads,) = torch.autograd.grad(loss.sum(), leaf)
     loss = loss.detach()
 
     if step == 0:
@@ -268,35 +283,44 @@ def train_step(run: Setup, state: LoopState, batch: Tensor) -> None:
     alive = state.alive & ~blown
     state.alive = alive
 
-    params, chain_states = state.params, state.chain_states
+    flat_params, chain_states = state.params, state.chain_states
+    params = layout.split(flat_params)
     logs["train_loss"][step] = torch.where(alive | newly, loss, float("nan"))
-    logs["grad_norm_pre"][step] = global_norm(grads)
+    logs["grad_norm_pre"][step] = run_norm(flat_grads)
     new_chain_states = list(chain_states)
     flags: dict[str, list[Tensor]] = {key: [] for key in REPORTS}
     # A gradient-stage member keeps its new state where the run is alive and no
     # earlier member skipped the step; later stages only where the step is taken.
     kept = [alive] * len(run.chain)
+    grads = views = layout.split(flat_grads)
     for i, transform in _stage(run.chain, "gradient"):
         kept[i] = alive & ~_any(flags["skip"], runs, device)
         grads, new_chain_states[i] = _apply(transform, grads, chain_states[i], params, flags)
-    logs["grad_norm_post"][step] = global_norm(grads)
+    flat_grads = reuse_or_join(layout, grads, views, flat_grads)
+    logs["grad_norm_post"][step] = run_norm(flat_grads)
     skip = _any(flags["skip"], runs, device)
 
-    updates, new_opt_state = run.optimizer.update(grads, state.opt_state, params)
-    for i, transform in _stage(run.chain, "update"):
-        updates, new_chain_states[i] = _apply(transform, updates, chain_states[i], params, flags)
-    new_params = [p + u for p, u in zip(params, updates, strict=True)]
-    for i, transform in _stage(run.chain, "weights"):
-        new_params, new_chain_states[i] = _apply(transform, new_params, chain_states[i], params, flags)
+    (flat_updates,), new_opt_state = run.optimizer.update([flat_grads], state.opt_state, [flat_params])
+    if update_stage := _stage(run.chain, "update"):
+        updates = views = layout.split(flat_updates)
+        for i, transform in update_stage:
+            updates, new_chain_states[i] = _apply(transform, updates, chain_states[i], params, flags)
+        flat_updates = reuse_or_join(layout, updates, views, flat_updates)
+    new_flat = flat_params + flat_updates
+    if weights_stage := _stage(run.chain, "weights"):
+        new_params = views = layout.split(new_flat)
+        for i, transform in weights_stage:
+            new_params, new_chain_states[i] = _apply(transform, new_params, chain_states[i], params, flags)
+        new_flat = reuse_or_join(layout, new_params, views, new_flat)
 
     keep = alive & ~skip
-    deltas = [n - p for n, p in zip(new_params, params, strict=True)]
-    logs["update_ratio"][step] = torch.where(keep, global_norm(deltas) / global_norm(params), 0.0)
+    ratio = run_norm(new_flat - flat_params) / run_norm(flat_params)
+    logs["update_ratio"][step] = torch.where(keep, ratio, 0.0)
     logs["clipped"][step] = _any(flags["active"] + flags["skip"], runs, device).float()
-    state.params = select(keep, new_params, params)
-    state.opt_state = select(keep, new_opt_state, state.opt_state)
+    state.params = keep_where(keep, new_flat, flat_params)
+    state.opt_state = keep_where(keep, new_opt_state, state.opt_state)
     state.chain_states = [
-        select(mask if transform.stage == "gradient" else keep, new, old)
+        keep_where(mask if transform.stage == "gradient" else keep, new, old)
         for transform, mask, new, old in zip(run.chain, kept, new_chain_states, chain_states, strict=True)
     ]
     state.step = step + 1
@@ -339,6 +363,6 @@ def train_setup(run: Setup, progress: bool = True, checkpoint: Path | None = Non
         eval_steps=eval_steps(cell),
         eval_metrics={name: values.cpu().numpy() for name, values in state.evals.items()},
         diverged_step=state.diverged_step.cpu().numpy(),
-        final_params=[p.detach().cpu() for p in state.params],
+        final_params=[p.detach().cpu() for p in run.layout.split(state.params)],
         wall_time_s=time.perf_counter() - started,
     )
