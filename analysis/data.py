@@ -1,0 +1,288 @@
+"""Loading a sweep's tables and the statistics the figures and the paper share.
+
+Vocabulary (see the results schema in the README):
+
+- a *problem* is a (task, model) pair; a *panel* additionally fixes the
+  optimizer and the stress-dial values (the *condition*, e.g. ``init_gain``);
+- a *setting* of a strategy is one point of its tuning grid: learning rate and
+  the strategy's own hyperparameters; its runs differ only in the seed;
+- the *best-tuned* setting of a strategy on a panel is the setting with the
+  best mean validation metric over seeds, a diverged seed counting as the worst
+  possible value: any setting with fewer diverged seeds wins, and among equals
+  the best mean validation metric of the remaining seeds wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.layout import results_dir
+
+# Columns every runs table has; all other columns are strategy hyperparameters or stress dials.
+RUN_COLUMNS = (
+    "run_id", "sweep", "cell", "task", "model", "family", "optimizer", "strategy", "lr", "seed",
+    "metric", "higher_is_better", "chance_metric", "chance_loss", "diverged", "diverged_step",
+    "final_train_loss", "best_val_metric", "test_metric_at_best_val", "steps", "wall_time_s",
+)
+CURVE_COLUMNS = (
+    "run_id", "step", "train_loss", "grad_norm_pre", "grad_norm_post", "clipped", "update_ratio",
+    "val_loss", "val_metric", "test_loss", "test_metric",
+)
+# Run-level stress dials: properties of the problem, not tuned; each value is its own condition.
+STRESS_DIALS = ("init_gain", "recurrent_radius")
+PROBLEM = ["task", "model"]
+PANEL_BASE = ["task", "model", "optimizer"]
+
+
+def load(sweep: str, root: Path | str = ".") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read ``results/<sweep>/runs.parquet`` and ``curves.parquet``, checking their columns."""
+    folder = results_dir(sweep, root)
+    runs = pd.read_parquet(folder / "runs.parquet")
+    curves = pd.read_parquet(folder / "curves.parquet")
+    check_tables(runs, curves)
+    return runs, curves
+
+
+def load_runs(sweep: str, root: Path | str = ".") -> pd.DataFrame:
+    """Read only ``results/<sweep>/runs.parquet``, checking its columns."""
+    runs = pd.read_parquet(results_dir(sweep, root) / "runs.parquet")
+    missing = [c for c in RUN_COLUMNS if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs table lacks column(s) {', '.join(missing)}")
+    return runs
+
+
+def check_tables(runs: pd.DataFrame, curves: pd.DataFrame) -> None:
+    """Raise ValueError naming the first column the analysis needs and the tables lack."""
+    for name, table, columns in (("runs", runs, RUN_COLUMNS), ("curves", curves, CURVE_COLUMNS)):
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise ValueError(f"{name} table lacks column(s) {', '.join(missing)}")
+
+
+def extra_columns(runs: pd.DataFrame) -> list[str]:
+    """Per-run numeric columns beyond the fixed ones: hyperparameters and stress dials."""
+    return [c for c in runs.columns if c not in RUN_COLUMNS]
+
+
+def dial_columns(runs: pd.DataFrame) -> list[str]:
+    """Stress-dial columns present in the table."""
+    return [c for c in extra_columns(runs) if c in STRESS_DIALS]
+
+
+def hyperparameter_columns(runs: pd.DataFrame) -> list[str]:
+    """Strategy-hyperparameter columns present in the table."""
+    return [c for c in extra_columns(runs) if c not in STRESS_DIALS]
+
+
+def panel_columns(runs: pd.DataFrame) -> list[str]:
+    """Columns that define a panel: task, model, optimizer and every stress dial."""
+    return PANEL_BASE + dial_columns(runs)
+
+
+def setting_columns(runs: pd.DataFrame) -> list[str]:
+    """Columns that define a setting within a panel and strategy: lr and hyperparameters."""
+    return ["lr", *hyperparameter_columns(runs)]
+
+
+def problems(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (task, model) pairs of the runs table, in order of first appearance."""
+    pairs = runs[PROBLEM].drop_duplicates()
+    return [(str(t), str(m)) for t, m in pairs.itertuples(index=False)]
+
+
+def strategy_order(runs: pd.DataFrame) -> list[str]:
+    """Strategies in a fixed order: ``none`` first, then in order of first appearance (config order)."""
+    seen = list(dict.fromkeys(runs["strategy"].astype(str)))
+    return sorted(seen, key=lambda s: (s != "none", seen.index(s)))
+
+
+def oriented(values: pd.Series | np.ndarray, higher_is_better: pd.Series | np.ndarray | bool) -> np.ndarray:
+    """Metric values turned so that higher is always better (negated where lower is better)."""
+    sign = np.where(np.asarray(higher_is_better, dtype=bool), 1.0, -1.0)
+    return np.asarray(values, dtype=float) * sign
+
+
+def _group(frame: pd.DataFrame, keys: Sequence[str]):
+    return frame.groupby(list(keys), dropna=False, sort=False)
+
+
+def settings_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (panel, strategy, setting): seeds, diverged seeds and mean metrics.
+
+    ``val_score`` is the mean oriented best validation metric over the seeds that
+    did not diverge (NaN if all diverged); ``test_metric`` the mean test metric at
+    the best validation step over those seeds; ``diverged_fraction`` the share of
+    seeds that diverged.
+    """
+    frame = runs.copy()
+    alive = ~frame["diverged"].astype(bool)
+    frame["_val"] = np.where(alive, oriented(frame["best_val_metric"], frame["higher_is_better"]), np.nan)
+    frame["_test"] = np.where(alive, frame["test_metric_at_best_val"].astype(float), np.nan)
+    keys = [*panel_columns(runs), "strategy", *setting_columns(runs)]
+    summary = _group(frame, keys).agg(
+        seeds=("seed", "size"),
+        diverged_seeds=("diverged", "sum"),
+        val_score=("_val", "mean"),
+        test_metric=("_test", "mean"),
+    ).reset_index()
+    summary["diverged_fraction"] = summary["diverged_seeds"] / summary["seeds"]
+    return summary
+
+
+def best_settings(runs: pd.DataFrame) -> pd.DataFrame:
+    """The best-tuned setting of every strategy on every panel (one row each, see module docstring)."""
+    summary = settings_summary(runs)
+    summary["_rank_val"] = summary["val_score"].fillna(-np.inf)
+    summary = summary.sort_values(["diverged_fraction", "_rank_val"], ascending=[True, False], kind="stable")
+    best = summary.groupby([*panel_columns(runs), "strategy"], dropna=False, sort=False).head(1)
+    return best.drop(columns="_rank_val").reset_index(drop=True)
+
+
+def best_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """All seeds' runs of each strategy's best-tuned setting on each panel."""
+    keys = [*panel_columns(runs), "strategy", *setting_columns(runs)]
+    chosen = best_settings(runs)[keys]
+    return _merge_on(runs, chosen, keys)
+
+
+def _merge_on(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Inner join that treats NaN keys as equal (pandas merge already does for float keys)."""
+    return left.merge(right.drop_duplicates(), on=keys, how="inner")
+
+
+def divergence_rates(runs: pd.DataFrame, by: Sequence[str] = ("task", "model", "optimizer", "strategy", "lr"),
+                     confidence: float = 0.95) -> pd.DataFrame:
+    """Divergence rate per group with a Wilson score confidence interval.
+
+    Columns: ``by``..., runs, diverged, rate, low, high.
+    """
+    counts = _group(runs, list(by))["diverged"].agg(runs="size", diverged="sum").reset_index()
+    lows, highs = [], []
+    for k, n in zip(counts["diverged"], counts["runs"], strict=True):
+        interval = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+        lows.append(interval.low)
+        highs.append(interval.high)
+    counts["rate"] = counts["diverged"] / counts["runs"]
+    counts["low"] = lows
+    counts["high"] = highs
+    return counts
+
+
+def bootstrap_ci(samples: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the mean over axis 0 (the seeds), for every column at once.
+
+    ``samples`` has shape (seeds, points). With fewer than two seeds, or constant
+    columns, the interval collapses to the mean.
+    """
+    samples = np.asarray(samples, dtype=float)
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    mean = samples.mean(axis=0)
+    if samples.shape[0] < 2:
+        return mean, mean
+    result = stats.bootstrap(
+        (samples,), np.mean, axis=0, vectorized=True, confidence_level=confidence,
+        n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed),
+    )
+    low = np.where(np.isfinite(result.confidence_interval.low), result.confidence_interval.low, mean)
+    high = np.where(np.isfinite(result.confidence_interval.high), result.confidence_interval.high, mean)
+    return low, high
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average over the last ``window`` points (shorter at the start)."""
+    values = np.asarray(values, dtype=float)
+    if window <= 1 or values.size == 0:
+        return values
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    index = np.arange(1, values.size + 1)
+    start = np.maximum(index - window, 0)
+    return (cumulative[index] - cumulative[start]) / (index - start)
+
+
+def loss_matrix(curves: pd.DataFrame, run_ids: Sequence[str], window: int = 1,
+                column: str = "train_loss") -> tuple[np.ndarray, np.ndarray]:
+    """Steps and a (runs, steps) matrix of a curve column, smoothed per run; NaN after a run stops.
+
+    Non-finite values (the step a run diverged) are left out of the smoothing and
+    shown as NaN.
+    """
+    subset = curves[curves["run_id"].isin(list(run_ids)) & curves[column].notna()]  # drop eval-only rows
+    table = subset.pivot_table(index="run_id", columns="step", values=column, aggfunc="first", dropna=False)
+    table = table.reindex(list(run_ids))
+    steps = table.columns.to_numpy()
+    matrix = table.to_numpy(dtype=float)
+    out = np.full_like(matrix, np.nan)
+    for i, row in enumerate(matrix):
+        finite = np.isfinite(row)
+        last = np.flatnonzero(finite)
+        if last.size == 0:
+            continue
+        end = last[-1] + 1
+        segment = row[:end]
+        fill = pd.Series(segment).ffill().to_numpy()
+        out[i, :end] = smooth(fill, window)
+    return steps, out
+
+
+def curve_band(curves: pd.DataFrame, run_ids: Sequence[str], window: int = 1, max_points: int = 200,
+               confidence: float = 0.95) -> pd.DataFrame:
+    """Mean train loss over seeds with a bootstrap confidence band, on at most ``max_points`` steps.
+
+    Columns: step, mean, low, high, seeds (how many seeds still run at that step).
+    The band is drawn where at least two seeds are still running.
+    """
+    steps, matrix = loss_matrix(curves, run_ids, window)
+    if steps.size > max_points:
+        keep = np.unique(np.linspace(0, steps.size - 1, max_points).round().astype(int))
+        steps, matrix = steps[keep], matrix[:, keep]
+    present = np.isfinite(matrix)
+    counts = present.sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(np.where(present, matrix, np.nan), axis=0) if matrix.size else np.array([])
+    low = np.full(steps.shape, np.nan)
+    high = np.full(steps.shape, np.nan)
+    for n in np.unique(counts[counts >= 2]):
+        columns = counts == n
+        block = matrix[:, columns]
+        rows = np.isfinite(block).all(axis=1)
+        low[columns], high[columns] = bootstrap_ci(block[rows], confidence)
+    return pd.DataFrame({"step": steps, "mean": mean, "low": low, "high": high, "seeds": counts})
+
+
+def panels(runs: pd.DataFrame, task: str, model: str) -> list[dict]:
+    """The panels of one problem: one dict of panel-column values per (optimizer, condition)."""
+    keys = panel_columns(runs)
+    subset = runs[(runs["task"] == task) & (runs["model"] == model)]
+    return [dict(zip(keys, values, strict=True)) for values in subset[keys].drop_duplicates().itertuples(index=False)]
+
+
+def select(frame: pd.DataFrame, values: dict) -> pd.DataFrame:
+    """Rows of ``frame`` matching every key of ``values`` (NaN matches NaN)."""
+    mask = pd.Series(True, index=frame.index)
+    for key, value in values.items():
+        if isinstance(value, float) and np.isnan(value):
+            mask &= frame[key].isna()
+        else:
+            mask &= frame[key] == value
+    return frame[mask]
+
+
+def panel_label(panel: dict, runs: pd.DataFrame) -> str:
+    """A short title for a panel: task / model, and optimizer and dials where they vary."""
+    parts = [f"{panel['task']} / {panel['model']}"]
+    if runs["optimizer"].nunique() > 1:
+        parts.append(str(panel["optimizer"]))
+    for dial in dial_columns(runs):
+        value = panel.get(dial)
+        if value is not None and not (isinstance(value, float) and np.isnan(value)):
+            if select(runs, {"task": panel["task"], "model": panel["model"]})[dial].nunique() > 1:
+                parts.append(f"{dial}={value:g}")
+    return ", ".join(parts)

@@ -1,0 +1,25 @@
+# All cells' tables of the sweep -> results/<sweep>/{runs,curves}.parquet (validated on read).
+
+
+rule aggregate:
+    input:
+        config=ancient(SWEEP_CONFIG),
+        runs=expand("results/{sweep}/cells/{cell}/runs.parquet", sweep=SWEEP, cell=CELLS),
+        curves=expand("results/{sweep}/cells/{cell}/curves.parquet", sweep=SWEEP, cell=CELLS),
+    output:
+        runs=f"results/{SWEEP}/runs.parquet",
+        curves=f"results/{SWEEP}/curves.parquet",
+    params:
+        cells_dir=lambda wildcards, input: Path(input.runs[0]).parent.parent,
+        out=lambda wildcards, output: Path(output.runs).parent,
+    resources:
+        mem_mb=8000,
+        runtime=30,
+        **PARTITION,
+    log:
+        f"logs/{SWEEP}/aggregate.log",
+    conda:
+        ENV
+    shell:
+        "python -m bench aggregate --config {input.config} --cells-dir {params.cells_dir} --out {params.out} "
+        "> {log} 2>&1"

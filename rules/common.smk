@@ -1,0 +1,88 @@
+# Helpers shared by the rules: the sweep's cells, the config the jobs train from, file names.
+# Functions only (no rules), so that the rule files stay declarative.
+
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from analysis import layout
+from bench import sweep as bench_sweep
+
+SCHEMA = "config/schema.yaml"
+
+
+def config_error_line(config, error):
+    """One line naming the offending config key and what is allowed, from a failed validation."""
+    if isinstance(error, bench_sweep.ConfigError):
+        return str(error)
+    cause = next((a for a in getattr(error, "args", ()) if isinstance(a, jsonschema.ValidationError)), None)
+    if cause is None:
+        cause = error.__cause__ or error.__context__
+    try:
+        bench_sweep.validate(config)  # best-matching error, described in one line by the core
+    except bench_sweep.ConfigError as described:
+        return str(described)
+    except Exception:  # noqa: BLE001 - fall back to the raw message below
+        pass
+    message = getattr(cause, "message", None) or str(error)
+    return " ".join(message.split())
+
+
+def sweep_config_text(config):
+    """The merged config (config file, --config overrides, schema defaults) as YAML."""
+    header = "# The config of this sweep as Snakemake saw it (file + overrides + defaults). Generated.\n"
+    return header + yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False)
+
+
+def write_if_changed(path, text):
+    """Write ``text`` to ``path`` unless it already holds exactly that (keeps mtimes stable)."""
+    path = Path(path)
+    if path.is_file() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f"{path.suffix}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def cell_fingerprint(cell):
+    """A hash of everything that decides a cell's results (not device, threads or the cluster).
+
+    Passed to the train rule as a param, so that Snakemake's params rerun trigger
+    retrains exactly the cells whose definition changed when the config changes.
+    """
+    spec = {
+        "task": cell.task, "model": cell.model, "optimizer": cell.optimizer, "members": cell.members,
+        "runs": [[run.lr, run.seed, run.hyperparameters, run.dials] for run in cell.runs],
+        "steps": cell.steps, "eval_every": cell.eval_every, "batch_size": cell.batch_size,
+        "divergence_factor": cell.divergence_factor,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cell_files():
+    """Both tables of every cell of the sweep."""
+    return expand("results/{sweep}/cells/{cell}/{table}.parquet", sweep=SWEEP, cell=CELLS, table=("runs", "curves"))
+
+
+def figure_files(fmt):
+    """Every figure of the convergence and stability notebook in one format."""
+    return [f"figures/{SWEEP}/{stem}.{fmt}" for stem in layout.figure_stems(PROBLEMS)]
+
+
+def figure_report_items():
+    """The PNG figures, flagged for the Snakemake report with caption, category and labels."""
+    items = []
+    for stem in layout.figure_stems(PROBLEMS):
+        kind, _, problem = stem.partition("-")
+        items.append(report(
+            f"figures/{SWEEP}/{stem}.png",
+            caption=f"../report/{kind}.rst",
+            category="Figures",
+            subcategory=kind.capitalize(),
+            labels={"figure": kind, "problem": problem.replace("-", " / ", 1) if problem else "all problems"},
+        ))
+    return items

@@ -1,0 +1,29 @@
+# paper/main.tex + figures + generated numbers -> paper/build/<sweep>/main.pdf (latexmk, pdflatex, bibtex).
+
+
+rule paper:
+    input:
+        tex="paper/main.tex",
+        bib="paper/refs.bib",
+        numbers=f"paper/generated/{SWEEP}/numbers.tex",
+        best=f"paper/generated/{SWEEP}/table-best.tex",
+        stability=f"paper/generated/{SWEEP}/table-stability.tex",
+        problems=f"paper/generated/{SWEEP}/table-problems.tex",
+        figures=expand("figures/{sweep}/{name}.pdf", sweep=SWEEP, name=layout.OVERVIEWS),
+    output:
+        report(f"paper/build/{SWEEP}/main.pdf", caption="../report/paper.rst", category="Paper"),
+    params:
+        sweep=SWEEP,
+        # latexmk -cd runs in paper/, so the output folder is given relative to it
+        outdir=lambda wildcards, output: Path(output[0]).parent.relative_to("paper"),
+    resources:
+        mem_mb=2000,
+        runtime=20,
+        **PARTITION,
+    log:
+        f"logs/{SWEEP}/paper.log",
+    conda:
+        ENV
+    shell:
+        "latexmk -cd -g -pdf -interaction=nonstopmode -halt-on-error -outdir={params.outdir} "
+        "-usepretex='\\def\\benchsweep{{{params.sweep}}}' {input.tex} > {log} 2>&1"

@@ -1,0 +1,181 @@
+"""The Snakemake pipeline end to end, on the smoke tier, in a temporary copy of the repository.
+
+One full run (train, aggregate, notebook, numbers, paper) is shared by the tests
+of this module; the others check what a second run does, what deleting a cell
+does, that a bad config stops before any job with one line, and that
+``snakemake --lint`` is clean.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analysis import layout
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = "config/smoke.yaml"
+# Generated or local paths that never travel into the temporary copy.
+SKIP = {".git", ".venv", ".snakemake", "results", "figures", "logs", "benchmarks", "__pycache__",
+        ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints", "build", "generated"}
+
+pytestmark = pytest.mark.skipif(shutil.which("latexmk") is None, reason="the pipeline builds the paper with latexmk")
+
+
+def copy_repository(target: Path) -> Path:
+    """Copy the working tree (sources, configs, notebooks, paper sources) without generated files."""
+    shutil.copytree(ROOT, target, ignore=lambda folder, names: [n for n in names if n in SKIP
+                                                                 or n.endswith(".egg-info")])
+    return target
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run snakemake in ``workdir`` with this interpreter's environment on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a snakemake run or dry run: rule -> number of jobs."""
+    counts = {}
+    table = output.split("Job stats:", 1)[-1] if "Job stats:" in output else ""
+    for line in table.splitlines()[3:]:
+        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if not match:
+            break
+        counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository in which the smoke tier has run once."""
+    work = copy_repository(tmp_path_factory.mktemp("pipeline") / "repo")
+    result = snakemake(work, "--cores", "2", "--configfile", SMOKE)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work
+
+
+def smoke_config() -> dict:
+    return yaml.safe_load((ROOT / SMOKE).read_text())
+
+
+def test_full_run_writes_results_figures_and_paper(workdir: Path) -> None:
+    sweep = smoke_config()["sweep"]
+    for table in ("runs", "curves"):
+        assert (workdir / "results" / sweep / f"{table}.parquet").stat().st_size > 0
+    problems = layout.config_problems(smoke_config())
+    for stem in layout.figure_stems(problems):
+        for fmt in layout.FIGURE_FORMATS:
+            assert (workdir / "figures" / sweep / f"{stem}.{fmt}").stat().st_size > 1000, stem
+    for name in ("numbers", "table-best", "table-stability", "table-problems"):
+        assert (workdir / "paper" / "generated" / sweep / f"{name}.tex").is_file()
+    pdf = workdir / "paper" / "build" / sweep / "main.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF")
+    log = (workdir / "logs" / sweep / "paper.log").read_text()
+    assert "undefined" not in log.split("Run number")[-1].lower(), "unresolved numbers or references"
+    assert (workdir / "results" / sweep / "config.yaml").is_file()
+    assert list((workdir / "benchmarks" / sweep / "train").glob("*.tsv"))
+
+
+def test_second_run_does_nothing(workdir: Path) -> None:
+    result = snakemake(workdir, "--cores", "2", "--configfile", SMOKE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_deleting_a_cell_retrains_only_that_cell(workdir: Path) -> None:
+    sweep = smoke_config()["sweep"]
+    cells = sorted((workdir / "results" / sweep / "cells").iterdir())
+    shutil.rmtree(cells[0])
+    result = snakemake(workdir, "--dry-run", "--cores", "2", "--configfile", SMOKE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.get("train") == 1, counts
+    assert f"cell={cells[0].name}" in result.stdout + result.stderr
+
+
+def test_changing_one_strategy_retrains_only_its_cells(workdir: Path, tmp_path: Path) -> None:
+    config = smoke_config()
+    strategy = next(name for name in config["strategies"] if name != "none")
+    entry = config["strategies"][strategy]
+    key = next(k for k in entry if k != "chain")
+    entry[key] = [value * 2 for value in entry[key]]
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "--dry-run", "--cores", "2", "--configfile", str(changed))
+    assert result.returncode == 0, result.stderr[-3000:]
+    problems = layout.config_problems(config)
+    assert job_counts(result.stdout + result.stderr).get("train") == len(problems)
+
+
+BAD_CONFIGS = {
+    "unknown strategy": (lambda c: c["strategies"].update({"clip_nrom": {}}), "clip_nrom"),
+    "misspelled key": (lambda c: c.update({"seed": c.pop("seeds")}), "seed"),
+    "negative learning rate": (lambda c: next(iter(c["optimizers"].values())).update({"learning_rates": [-0.1]}),
+                               "learning_rates"),
+    "empty seeds": (lambda c: c.update({"seeds": []}), "seeds"),
+}
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, Path]]:
+    """Snakemake on each bad config and ``--lint`` on the smoke config, run side by side (each parses the
+    workflow for seconds): name -> (exit status, output, working directory)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    commands = {}
+    for case, (change, _) in BAD_CONFIGS.items():
+        folder = tmp_path_factory.mktemp("bad")
+        config = smoke_config()
+        change(config)
+        (folder / "bad.yaml").write_text(yaml.safe_dump(config))
+        commands[case] = (folder, ["--dry-run", "--cores", "1", "--configfile", str(folder / "bad.yaml")])
+    folder = tmp_path_factory.mktemp("lint")
+    commands["lint"] = (folder, ["--lint", "--configfile", str(ROOT / SMOKE)])
+    running = {
+        name: subprocess.Popen([sys.executable, "-m", "snakemake", *args, "--directory", str(folder)], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, (folder, args) in commands.items()
+    }
+    return {name: (process.wait(timeout=300), process.stdout.read(), commands[name][0])
+            for name, process in running.items()}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_config_stops_with_one_line_before_any_job(case: str, checks) -> None:
+    status, output, folder = checks[case]
+    assert status != 0
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    key = BAD_CONFIGS[case][1]
+    assert lines[0].startswith("error: ") and key in lines[0] and "allowed" in lines[0], lines[0]
+    assert not (folder / "results").exists() and not (folder / "logs").exists()
+
+
+def test_lint_is_clean(checks) -> None:
+    status, output, _ = checks["lint"]
+    assert status == 0, output
+    assert "Congratulations" in output, output
+
+
+def test_rule_environment_lists_the_project_dependencies() -> None:
+    """envs/bench.yaml (the jobs' conda environment) keeps pace with pyproject.toml."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((ROOT / "envs" / "bench.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+
+    def name(requirement: str) -> str:
+        return re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0].lower()
+
+    assert {name(r) for r in project} <= {name(r) for r in pip}
