@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from bench import models, optim, strategies, tasks
-from bench.flat import Layout, reuse_or_join, run_norm
+from bench.flat import Layout, Packed, run_norm
 from bench.sweep import Cell, ConfigError
 from bench.transform import Transform, select
 
@@ -154,10 +154,16 @@ def _stage(chain: list[Transform], stage: str) -> list[tuple[int, Transform]]:
     return [(i, t) for i, t in enumerate(chain) if t.stage == stage]
 
 
-def _apply(transform: Transform, inputs: list[Tensor], state: dict[str, Any], params: list[Tensor],
-           flags: dict[str, list[Tensor]]) -> tuple[list[Tensor], dict[str, Any]]:
-    """Run one transform; move what it reports (``active``, ``skip``) from its state into ``flags``."""
-    outputs, new_state = transform.update(inputs, state, params)
+def _apply(transform: Transform, inputs: Packed, state: dict[str, Any], params: Packed,
+           flags: dict[str, list[Tensor]]) -> tuple[Packed, dict[str, Any]]:
+    """Run one transform, on the flat buffer when it is layout-free, else on the tensors;
+    move what it reports (``active``, ``skip``) from its state into ``flags``."""
+    if transform.layout_free:
+        (flat,), new_state = transform.update([inputs.flat], state, [params.flat])
+        outputs = Packed(inputs.layout, flat=flat)
+    else:
+        parts, new_state = transform.update(inputs.parts, state, params.parts)
+        outputs = Packed(inputs.layout, parts=parts)
     new_state = dict(new_state)
     for key in REPORTS:
         if key in new_state:
@@ -204,7 +210,7 @@ def fresh_state(run: Setup) -> LoopState:
     params = run.layout.join(run.initial_params)
     return LoopState(
         step=0, params=params, opt_state=run.optimizer.init([params]),
-        chain_states=[t.init(run.layout.split(params)) for t in run.chain],
+        chain_states=[t.init([params] if t.layout_free else run.layout.split(params)) for t in run.chain],
         alive=torch.ones(runs, dtype=torch.bool, device=device),
         diverged_step=torch.full((runs,), -1, dtype=torch.long, device=device),
         initial_loss=torch.full((runs,), float("nan"), device=device),
@@ -283,8 +289,8 @@ def train_step(run: Setup, state: LoopState, batch: Tensor) -> None:
     alive = state.alive & ~blown
     state.alive = alive
 
-    flat_params, chain_states = state.params, state.chain_states
-    params = layout.split(flat_params)
+    chain_states = state.chain_states
+    params = Packed(layout, flat=state.params)
     logs["train_loss"][step] = torch.where(alive | newly, loss, float("nan"))
     logs["grad_norm_pre"][step] = run_norm(flat_grads)
     new_chain_states = list(chain_states)
@@ -292,32 +298,26 @@ def train_step(run: Setup, state: LoopState, batch: Tensor) -> None:
     # A gradient-stage member keeps its new state where the run is alive and no
     # earlier member skipped the step; later stages only where the step is taken.
     kept = [alive] * len(run.chain)
-    grads = views = layout.split(flat_grads)
+    grads = Packed(layout, flat=flat_grads)
     for i, transform in _stage(run.chain, "gradient"):
         kept[i] = alive & ~_any(flags["skip"], runs, device)
         grads, new_chain_states[i] = _apply(transform, grads, chain_states[i], params, flags)
-    flat_grads = reuse_or_join(layout, grads, views, flat_grads)
-    logs["grad_norm_post"][step] = run_norm(flat_grads)
+    logs["grad_norm_post"][step] = run_norm(grads.flat)
     skip = _any(flags["skip"], runs, device)
 
-    (flat_updates,), new_opt_state = run.optimizer.update([flat_grads], state.opt_state, [flat_params])
-    if update_stage := _stage(run.chain, "update"):
-        updates = views = layout.split(flat_updates)
-        for i, transform in update_stage:
-            updates, new_chain_states[i] = _apply(transform, updates, chain_states[i], params, flags)
-        flat_updates = reuse_or_join(layout, updates, views, flat_updates)
-    new_flat = flat_params + flat_updates
-    if weights_stage := _stage(run.chain, "weights"):
-        new_params = views = layout.split(new_flat)
-        for i, transform in weights_stage:
-            new_params, new_chain_states[i] = _apply(transform, new_params, chain_states[i], params, flags)
-        new_flat = reuse_or_join(layout, new_params, views, new_flat)
+    (flat_updates,), new_opt_state = run.optimizer.update([grads.flat], state.opt_state, [params.flat])
+    updates = Packed(layout, flat=flat_updates)
+    for i, transform in _stage(run.chain, "update"):
+        updates, new_chain_states[i] = _apply(transform, updates, chain_states[i], params, flags)
+    new_params = Packed(layout, flat=params.flat + updates.flat)
+    for i, transform in _stage(run.chain, "weights"):
+        new_params, new_chain_states[i] = _apply(transform, new_params, chain_states[i], params, flags)
 
     keep = alive & ~skip
-    ratio = run_norm(new_flat - flat_params) / run_norm(flat_params)
+    ratio = run_norm(new_params.flat - params.flat) / run_norm(params.flat)
     logs["update_ratio"][step] = torch.where(keep, ratio, 0.0)
     logs["clipped"][step] = _any(flags["active"] + flags["skip"], runs, device).float()
-    state.params = keep_where(keep, new_flat, flat_params)
+    state.params = keep_where(keep, new_params.flat, params.flat)
     state.opt_state = keep_where(keep, new_opt_state, state.opt_state)
     state.chain_states = [
         keep_where(mask if transform.stage == "gradient" else keep, new, old)

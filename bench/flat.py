@@ -46,8 +46,28 @@ def run_norm(flat: Tensor) -> Tensor:
     return torch.linalg.vector_norm(flat, dim=1)
 
 
-def reuse_or_join(layout: Layout, tensors: list[Tensor], views: list[Tensor], flat: Tensor) -> Tensor:
-    """``flat`` itself when ``tensors`` are its very ``views`` (nothing changed them), else their packed copy."""
-    if all(t is v for t, v in zip(tensors, views, strict=True)):
-        return flat
-    return layout.join(tensors)
+class Packed:
+    """A per-run quantity held as a (K, P) buffer, as its list of (K, ...) tensors, or both.
+
+    Each form is made from the other only when asked for, so a chain of
+    layout-free transforms never splits or copies the buffer.
+    """
+
+    def __init__(self, layout: Layout, flat: Tensor | None = None, parts: list[Tensor] | None = None) -> None:
+        if flat is None and parts is None:
+            raise ValueError("Packed needs a flat buffer or its parts")
+        self.layout, self._flat, self._parts = layout, flat, parts
+
+    @property
+    def flat(self) -> Tensor:
+        """The (K, P) buffer."""
+        if self._flat is None:
+            self._flat = self.layout.join(self._parts)
+        return self._flat
+
+    @property
+    def parts(self) -> list[Tensor]:
+        """The (K, ...) tensors (views of the buffer when made from it)."""
+        if self._parts is None:
+            self._parts = self.layout.split(self._flat)
+        return self._parts

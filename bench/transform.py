@@ -18,6 +18,11 @@ A transform declares its `stage`:
 - ``"weights"``: projects the new parameters after the step; its ``update``
   receives the new parameters as ``grads`` and returns the projected ones.
 
+A transform is ``layout_free`` when it only acts elementwise or through
+global per-run reductions (a global norm, a non-finite check): the result is
+the same whether a run's parameters come as many tensors or as one flat row,
+so the engine may hand it the flat (K, P) buffer as a one-tensor list.
+
 A transform reports what it did through two optional entries of its state:
 ``state["active"]``, a (K,) bool tensor, true where it changed the gradient or
 update this step, and ``state["skip"]``, a (K,) bool tensor, true where the
@@ -48,15 +53,17 @@ class Transform:
     stage: str
     init: Callable[[Params], State]
     update: Callable[[Params, State, Params], tuple[Params, State]]
+    layout_free: bool = False
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage {self.stage!r} is not one of {STAGES}")
 
 
-def stateless(name: str, stage: str, fn: Callable[[Params, State, Params], tuple[Params, State]]) -> Transform:
+def stateless(name: str, stage: str, fn: Callable[[Params, State, Params], tuple[Params, State]],
+              layout_free: bool = False) -> Transform:
     """A transform whose state holds only what ``fn`` reports (``active``/``skip``)."""
-    return Transform(name=name, stage=stage, init=lambda params: {}, update=fn)
+    return Transform(name=name, stage=stage, init=lambda params: {}, update=fn, layout_free=layout_free)
 
 
 def per_run(value: Hyperparameter, like: Tensor) -> Hyperparameter:
@@ -99,6 +106,14 @@ def global_norm(tensors: Params) -> Tensor:
     ``torch.nn.utils.clip_grad_norm_``.
     """
     return torch.linalg.vector_norm(tensor_norms(tensors), dim=0)
+
+
+def max_abs(tensors: Params) -> Tensor:
+    """Largest magnitude of any element of each run, (K,); NaN where a run holds a NaN."""
+    # max(amax, -amin): two fast reductions (an inf-norm reduction is several times slower on CPU);
+    # amax propagates NaN.
+    peaks = [torch.maximum(t.flatten(1).amax(dim=1), -t.flatten(1).amin(dim=1)) for t in tensors]
+    return torch.stack(peaks).amax(dim=0)
 
 
 def any_per_run(tensors: Params, predicate: Callable[[Tensor], Tensor]) -> Tensor:

@@ -56,7 +56,9 @@ def agc(
             clip = ~(grad_norm < limit)
             if index >= len(grads) - 2:
                 clip = clip & ~run_mask(exclude, clip)
-            clipped_grads.append(torch.where(clip, g * (limit / grad_norm.clamp(min=1e-6)), g))
+            # One pass over g: the per-unit factor is 1 where unclipped (g * 1.0 == g exactly).
+            factor = torch.where(clip, limit / grad_norm.clamp(min=1e-6), 1.0)
+            clipped_grads.append(g * factor)
             active.append(clip.flatten(1).any(dim=1))
         return clipped_grads, {"active": torch.stack(active).any(dim=0)}
 
@@ -112,7 +114,7 @@ def autoclip(autoclip_percentile: Hyperparameter = 10.0) -> Transform:
         scaled = torch._foreach_mul(grads, [per_run(coefficient, g) for g in grads])
         return scaled, {"history": history, "count": count, "active": norm > threshold}
 
-    return Transform("autoclip", "gradient", init, update)
+    return Transform("autoclip", "gradient", init, update, layout_free=True)
 
 
 @register("zclip")
@@ -173,4 +175,4 @@ def zclip(
         new_state = {"step": step, "warmup_norms": collected, "mean": mean, "var": var, "active": clipped}
         return scaled, new_state
 
-    return Transform("zclip", "gradient", init, update)
+    return Transform("zclip", "gradient", init, update, layout_free=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 
 from bench.strategies import register
-from bench.transform import Params, State, Transform, any_per_run, global_norm, per_run, stateless, tensor_norms
+from bench.transform import Params, State, Transform, global_norm, max_abs, per_run, stateless, tensor_norms
 
 
 @register("none")
 def none() -> Transform:
     """The baseline: gradients pass unchanged."""
-    return stateless("none", "gradient", lambda grads, state, params: (grads, state))
+    return stateless("none", "gradient", lambda grads, state, params: (grads, state), layout_free=True)
 
 
 @register("clip_value")
@@ -24,11 +24,11 @@ def clip_value(clip_value: float = 1.0) -> Transform:
 
     def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
         bounds = [per_run(clip_value, g) for g in grads]
-        active = any_per_run([g.abs() - b for g, b in zip(grads, bounds, strict=True)], lambda d: d > 0)
+        active = max_abs(grads) > clip_value
         clipped = [torch.clamp(g, min=-b, max=b) for g, b in zip(grads, bounds, strict=True)]
         return clipped, {"active": active}
 
-    return stateless("clip_value", "gradient", update)
+    return stateless("clip_value", "gradient", update, layout_free=True)
 
 
 @register("clip_norm")
@@ -46,7 +46,7 @@ def clip_norm(clip_norm: float = 1.0) -> Transform:
         scaled = [g * per_run(coefficient, g) for g in grads]
         return scaled, {"active": coefficient < 1.0}
 
-    return stateless("clip_norm", "gradient", update)
+    return stateless("clip_norm", "gradient", update, layout_free=True)
 
 
 @register("clip_norm_layer")

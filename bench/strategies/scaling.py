@@ -31,7 +31,7 @@ def grad_scale(gamma: Hyperparameter = 0.99) -> Transform:
         scaled = torch._foreach_mul(grads, [per_run(gamma, g) for g in grads])
         return scaled, {"active": run_values(gamma, grads[0]) != 1.0}
 
-    return stateless("grad_scale", "gradient", update)
+    return stateless("grad_scale", "gradient", update, layout_free=True)
 
 
 @register("normalized")
@@ -49,7 +49,7 @@ def normalized(normalized_eps: Hyperparameter = 1e-6) -> Transform:
         scaled = torch._foreach_div(grads, [per_run(denominator, g) for g in grads])
         return scaled, {"active": denominator != 1.0}
 
-    return stateless("normalized", "gradient", update)
+    return stateless("normalized", "gradient", update, layout_free=True)
 
 
 @register("trust_ratio")

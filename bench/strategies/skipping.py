@@ -10,8 +10,8 @@ from bench.transform import (
     Params,
     State,
     Transform,
-    any_per_run,
     global_norm,
+    max_abs,
     per_run,
     run_mask,
     run_values,
@@ -21,7 +21,8 @@ from bench.transform import (
 
 def _zero_runs(grads: Params, skip: torch.Tensor) -> Params:
     """The gradients with every run in ``skip`` replaced by zeros."""
-    return [torch.where(run_mask(skip, g), 0.0, g) for g in grads]
+    zero = grads[0].new_zeros(())  # a 0-dim tensor: torch.where with a Python scalar is slower on CPU
+    return [torch.where(run_mask(skip, g), zero, g) for g in grads]
 
 
 @register("skip_nonfinite")
@@ -35,10 +36,10 @@ def skip_nonfinite() -> Transform:
     """
 
     def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
-        skip = any_per_run(grads, lambda g: ~torch.isfinite(g))
+        skip = ~torch.isfinite(max_abs(grads))
         return _zero_runs(grads, skip), {"skip": skip, "active": skip}
 
-    return stateless("skip_nonfinite", "gradient", update)
+    return stateless("skip_nonfinite", "gradient", update, layout_free=True)
 
 
 @register("spike_skip")
@@ -86,4 +87,4 @@ def spike_skip(
         count = count + (~skip).long()
         return _zero_runs(grads, skip), {"history": history, "count": count, "skip": skip, "active": skip}
 
-    return Transform("spike_skip", "gradient", init, update)
+    return Transform("spike_skip", "gradient", init, update, layout_free=True)
