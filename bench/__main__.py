@@ -36,7 +36,8 @@ def _train(args: argparse.Namespace) -> None:
     store.write_cell(runs, curves, out)
     checkpoint.unlink(missing_ok=True)
     diverged = int(runs["diverged"].sum())
-    print(f"{cell.id}: {len(runs)} runs, {diverged} diverged, {history.wall_time_s:.1f} s -> {args.out}")
+    resumed = f", resumed from the checkpoint at step {history.resumed_from}" if history.resumed_from else ""
+    print(f"{cell.id}: {len(runs)} runs, {diverged} diverged, {history.wall_time_s:.1f} s{resumed} -> {args.out}")
 
 
 def _aggregate(args: argparse.Namespace) -> None:

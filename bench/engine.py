@@ -133,6 +133,7 @@ class History:
     diverged_step: np.ndarray
     final_params: list[Tensor]
     wall_time_s: float
+    resumed_from: int = 0
 
 
 def evaluate(setup: Setup, params: list[Tensor], split: str) -> tuple[Tensor, Tensor]:
@@ -337,6 +338,7 @@ def train_setup(run: Setup, progress: bool = True, checkpoint: Path | None = Non
     """
     cell, device = run.cell, run.device
     state = (load_checkpoint(checkpoint, run) if checkpoint else None) or fresh_state(run)
+    resumed_from = state.step
     indices = torch.stack([
         tasks.batch_indices(r.seed, len(run.inputs["train"]), cell.batch_size, range(cell.steps)) for r in cell.runs
     ], dim=1).to(device)  # (steps, K, B)
@@ -365,4 +367,5 @@ def train_setup(run: Setup, progress: bool = True, checkpoint: Path | None = Non
         diverged_step=state.diverged_step.cpu().numpy(),
         final_params=[p.detach().cpu() for p in run.layout.split(state.params)],
         wall_time_s=time.perf_counter() - started,
+        resumed_from=resumed_from,
     )
