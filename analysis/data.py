@@ -157,18 +157,20 @@ def _merge_on(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> pd.Da
 
 
 def divergence_rates(runs: pd.DataFrame, by: Sequence[str] = ("task", "model", "optimizer", "strategy", "lr"),
-                     confidence: float = 0.95) -> pd.DataFrame:
+                     confidence: float = 0.95, intervals: bool = True) -> pd.DataFrame:
     """Divergence rate per group with a Wilson score confidence interval.
 
-    Columns: ``by``..., runs, diverged, rate, low, high.
+    Columns: ``by``..., runs, diverged, rate, and (with ``intervals``) low, high.
     """
     counts = _group(runs, list(by))["diverged"].agg(runs="size", diverged="sum").reset_index()
+    counts["rate"] = counts["diverged"] / counts["runs"]
+    if not intervals:
+        return counts
     lows, highs = [], []
     for k, n in zip(counts["diverged"], counts["runs"], strict=True):
         interval = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
         lows.append(interval.low)
         highs.append(interval.high)
-    counts["rate"] = counts["diverged"] / counts["runs"]
     counts["low"] = lows
     counts["high"] = highs
     return counts

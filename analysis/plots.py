@@ -1,10 +1,11 @@
 """Figures of convergence and stability, one style and one colour per strategy.
 
-Colours come from the Okabe-Ito palette (Okabe & Ito 2008), which stays
+Line colours come from the Okabe-Ito palette (Okabe & Ito 2008), which stays
 distinguishable under the common colour-vision deficiencies; the baseline
 ``none`` is always black. Past seven strategies the colours repeat with a
 different dash pattern, so every strategy keeps a unique, colour-blind-safe
-style in every figure of a sweep.
+style in every figure of a sweep. Heatmaps use a single-hue sequential map
+(white to dark blue), readable without colour vision.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
 from analysis import data
 from analysis.layout import FIGURE_FORMATS, figures_dir, problem_stem
@@ -122,19 +123,32 @@ def draw_stability(ax: plt.Axes, runs: pd.DataFrame, task: str, model: str, opti
     The rate pools every seed, strategy hyperparameter and stress-dial value of that cell of the grid.
     """
     subset = data.select(runs, {"task": task, "model": model, "optimizer": optimizer})
-    rates = data.divergence_rates(subset, by=("strategy", "lr"))
+    rates = data.divergence_rates(subset, by=("strategy", "lr"), intervals=False)
     table = rates.pivot(index="strategy", columns="lr", values="rate")
     table = table.reindex([s for s in strategies if s in table.index])
     table = table.reindex(sorted(table.columns), axis=1)
-    table.columns = [f"{lr:g}" for lr in table.columns]
-    sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap="cividis_r", annot=True, fmt=".0%", cbar=colorbar,
-                annot_kws={"fontsize": "x-small"}, linewidths=0.5, linecolor="white",
-                cbar_kws={"label": "divergence rate"} if colorbar else None)
+    values = table.to_numpy(dtype=float)
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(values.shape[1]), [f"{lr:g}" for lr in table.columns])
+    ax.set_yticks(range(values.shape[0]), list(table.index))
+    ax.set_xticks(np.arange(values.shape[1] + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(values.shape[0] + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", linewidth=0.8)
+    ax.grid(which="major", visible=False)
+    ax.tick_params(which="minor", length=0)
+    ax.tick_params(which="major", length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize="x-small",
+                    color="white" if value > 0.5 else "black")
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, label="divergence rate", format=PercentFormatter(1.0), fraction=0.05)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("")
     title = f"{task} / {model}" + (f", {optimizer}" if runs["optimizer"].nunique() > 1 else "")
     ax.set_title(title, fontsize="medium")
-    ax.tick_params(axis="y", rotation=0)
 
 
 def legend_handles(styles: dict[str, Style], present: Sequence[str]) -> list[Line2D]:
