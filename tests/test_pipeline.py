@@ -24,16 +24,25 @@ from analysis import layout
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = "config/smoke.yaml"
 # Generated or local paths that never travel into the temporary copy.
-SKIP = {".git", ".venv", ".snakemake", "results", "figures", "logs", "benchmarks", "__pycache__",
+SKIP = {".git", ".venv", ".venv-ci", ".snakemake", "results", "figures", "logs", "benchmarks", "__pycache__",
         ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints", "build", "generated"}
 
 pytestmark = pytest.mark.skipif(shutil.which("latexmk") is None, reason="the pipeline builds the paper with latexmk")
 
 
 def copy_repository(target: Path) -> Path:
-    """Copy the working tree (sources, configs, notebooks, paper sources) without generated files."""
-    shutil.copytree(ROOT, target, ignore=lambda folder, names: [n for n in names if n in SKIP
-                                                                 or n.endswith(".egg-info")])
+    """Copy the working tree without generated files: git's tracked and unignored files, else a filtered copytree."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True)
+    if listed.returncode == 0 and listed.stdout:
+        for name in filter(None, listed.stdout.split("\0")):
+            source = ROOT / name
+            if source.is_file() and not SKIP.intersection(Path(name).parts):
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target / name)
+    else:
+        shutil.copytree(ROOT, target, ignore=lambda folder, names: [
+            n for n in names if n in SKIP or n.endswith(".egg-info")])
     return target
 
 
