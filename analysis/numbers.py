@@ -168,20 +168,23 @@ def numbers_tex(values: dict[str, str]) -> str:
 
 
 def table_best(runs: pd.DataFrame) -> str:
-    """LaTeX tabular: best-tuned mean test metric [95% bootstrap CI] per strategy (rows) and panel (columns)."""
-    best = data.best_settings(runs)
+    """LaTeX tabular: best-tuned mean test metric over its 95% bootstrap CI per strategy (rows) and panel (columns).
+
+    Needs the LaTeX package makecell.
+    """
     chosen = data.best_runs(runs)
     keys = data.panel_columns(runs)
     strategies = data.strategy_order(runs)
-    panel_rows = best[keys].drop_duplicates()
+    panel_rows = runs[keys].drop_duplicates()  # config order
     panels = [dict(zip(keys, row, strict=True)) for row in panel_rows.itertuples(index=False)]
-    header = " & ".join(tex_escape(panel_key(p, runs)).replace("-", "/", 1) for p in panels)
+    header = " & ".join("\\makecell{" + "\\\\ ".join(tex_escape(part) for part in panel_key(p, runs).split("-")) + "}"
+                        for p in panels)
     lines = [f"\\begin{{tabular}}{{l{'c' * len(panels)}}}", r"\toprule", f"strategy & {header} \\\\"]
     metrics = [tex_escape(str(data.select(runs, {"task": p["task"], "model": p["model"]})["metric"].iloc[0]))
                for p in panels]
     lines.append(" & " + " & ".join(metrics) + r" \\")
     lines.append(r"\midrule")
-    cells: dict[tuple[str, int], str] = {}
+    cells: dict[tuple[str, int], str | tuple[str, str]] = {}
     for j, panel in enumerate(panels):
         members = data.select(chosen, panel)
         higher = bool(members["higher_is_better"].iloc[0]) if len(members) else True
@@ -197,17 +200,23 @@ def table_best(runs: pd.DataFrame) -> str:
                 cells[(strategy, j)] = "diverged"
                 continue
             low, high = data.bootstrap_ci(values[:, None])
-            text = f"{values.mean():.3g} [{low[0]:.3g}, {high[0]:.3g}]"
+            text = f"{values.mean():.3g}"
             if values.size < total:
                 text += f"$^{{{total - values.size}\\dagger}}$"
-            cells[(strategy, j)] = text
+            cells[(strategy, j)] = (text, f"[{low[0]:.3g}, {high[0]:.3g}]")
             scores[strategy] = values.mean() if higher else -values.mean()
         if scores:
             winner = max(scores, key=scores.get)
-            cells[(winner, j)] = f"\\textbf{{{cells[(winner, j)]}}}"
+            mean, interval = cells[(winner, j)]
+            cells[(winner, j)] = (f"\\textbf{{{mean}}}", interval)
     for strategy in strategies:
-        row = " & ".join(cells.get((strategy, j), "--") for j in range(len(panels)))
-        lines.append(f"{name(strategy)} & {row} \\\\")
+        entries = []
+        for j in range(len(panels)):
+            entry = cells.get((strategy, j), "--")
+            # mean over an interval in small type: \makecell (package makecell) stacks the two lines
+            entries.append(f"\\makecell{{{entry[0]}\\\\ \\scriptsize {entry[1]}}}" if isinstance(entry, tuple)
+                           else entry)
+        lines.append(f"{name(strategy)} & {' & '.join(entries)} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
