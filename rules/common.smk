@@ -5,11 +5,12 @@ import hashlib
 import json
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from analysis import layout
-from bench import sweep as bench_sweep
+from bench import sweep as bench_sweep  # first: keeps jsonschema's slow optional IRI checker out (see bench/sweep.py)
+
+import jsonschema
 
 SCHEMA = "config/schema.yaml"
 
