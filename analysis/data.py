@@ -1,15 +1,14 @@
-"""Loading a sweep's tables and the statistics the figures and the paper share.
+"""Loading a sweep's tables and small helpers to slice and label them; no statistics.
 
-Vocabulary (see the results schema in the README):
+Every statistic (best-tuned choice, divergence rates, intervals, tests, ranks)
+lives in :mod:`analysis.stats`, with its one rule for failed runs; this module
+only reads the tables, names the problems and panels, and turns curves into
+the matrices the figures draw. Vocabulary (see the results schema in the README):
 
 - a *problem* is a (task, model) pair; a *panel* additionally fixes the
-  optimizer and the stress-dial values (the *condition*, e.g. ``init_gain``);
-- a *setting* of a strategy is one point of its tuning grid: learning rate and
-  the strategy's own hyperparameters; its runs differ only in the seed;
-- the *best-tuned* setting of a strategy on a panel is the setting with the
-  best mean validation metric over seeds, a diverged seed counting as the worst
-  possible value: any setting with fewer diverged seeds wins, and among equals
-  the best mean validation metric of the remaining seeds wins.
+  optimizer and the stress-dial values (``stats.problem_columns``), which is
+  what ``analysis.stats`` calls a problem;
+- a *setting* of a strategy is one point of its tuning grid (``stats.setting_columns``).
 """
 
 from __future__ import annotations
@@ -19,24 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import stats as scipy_stats
 
+from analysis import stats
 from analysis.layout import results_dir
 
-# Columns every runs table has; all other columns are strategy hyperparameters or stress dials.
-RUN_COLUMNS = (
-    "run_id", "sweep", "cell", "task", "model", "family", "optimizer", "strategy", "lr", "seed",
-    "metric", "higher_is_better", "chance_metric", "chance_loss", "diverged", "diverged_step",
-    "final_train_loss", "best_val_metric", "test_metric_at_best_val", "steps", "wall_time_s",
-)
+RUN_COLUMNS = stats.RUN_COLUMNS
 CURVE_COLUMNS = (
     "run_id", "step", "train_loss", "grad_norm_pre", "grad_norm_post", "clipped", "update_ratio",
     "val_loss", "val_metric", "test_loss", "test_metric",
 )
-# Run-level stress dials: properties of the problem, not tuned; each value is its own condition.
-STRESS_DIALS = ("init_gain", "recurrent_radius")
 PROBLEM = ["task", "model"]
-PANEL_BASE = ["task", "model", "optimizer"]
 
 
 def load(sweep: str, root: Path | str = ".") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -65,31 +57,6 @@ def check_tables(runs: pd.DataFrame, curves: pd.DataFrame) -> None:
             raise ValueError(f"{name} table lacks column(s) {', '.join(missing)}")
 
 
-def extra_columns(runs: pd.DataFrame) -> list[str]:
-    """Per-run numeric columns beyond the fixed ones: hyperparameters and stress dials."""
-    return [c for c in runs.columns if c not in RUN_COLUMNS]
-
-
-def dial_columns(runs: pd.DataFrame) -> list[str]:
-    """Stress-dial columns present in the table."""
-    return [c for c in extra_columns(runs) if c in STRESS_DIALS]
-
-
-def hyperparameter_columns(runs: pd.DataFrame) -> list[str]:
-    """Strategy-hyperparameter columns present in the table."""
-    return [c for c in extra_columns(runs) if c not in STRESS_DIALS]
-
-
-def panel_columns(runs: pd.DataFrame) -> list[str]:
-    """Columns that define a panel: task, model, optimizer and every stress dial."""
-    return PANEL_BASE + dial_columns(runs)
-
-
-def setting_columns(runs: pd.DataFrame) -> list[str]:
-    """Columns that define a setting within a panel and strategy: lr and hyperparameters."""
-    return ["lr", *hyperparameter_columns(runs)]
-
-
 def problems(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """The (task, model) pairs of the runs table, in order of first appearance."""
     pairs = runs[PROBLEM].drop_duplicates()
@@ -102,94 +69,22 @@ def strategy_order(runs: pd.DataFrame) -> list[str]:
     return sorted(seen, key=lambda s: (s != "none", seen.index(s)))
 
 
-def oriented(values: pd.Series | np.ndarray, higher_is_better: pd.Series | np.ndarray | bool) -> np.ndarray:
-    """Metric values turned so that higher is always better (negated where lower is better)."""
-    sign = np.where(np.asarray(higher_is_better, dtype=bool), 1.0, -1.0)
-    return np.asarray(values, dtype=float) * sign
+def dial_columns(runs: pd.DataFrame) -> list[str]:
+    """Stress-dial columns present in the table."""
+    return stats.problem_columns(runs)[3:]
 
 
-def _group(frame: pd.DataFrame, keys: Sequence[str]):
-    return frame.groupby(list(keys), dropna=False, sort=False)
+def _band_interval(samples: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the mean over axis 0 (seeds) for every column (step) at once.
 
-
-def settings_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (panel, strategy, setting): seeds, diverged seeds and mean metrics.
-
-    ``val_score`` is the mean oriented best validation metric over the seeds that
-    did not diverge (NaN if all diverged); ``test_metric`` the mean test metric at
-    the best validation step over those seeds; ``diverged_fraction`` the share of
-    seeds that diverged.
+    The vectorised form of ``stats.bootstrap_ci`` for curve bands; fewer than
+    two seeds or constant columns collapse to the mean.
     """
-    frame = runs.copy()
-    alive = ~frame["diverged"].astype(bool)
-    frame["_val"] = np.where(alive, oriented(frame["best_val_metric"], frame["higher_is_better"]), np.nan)
-    frame["_test"] = np.where(alive, frame["test_metric_at_best_val"].astype(float), np.nan)
-    keys = [*panel_columns(runs), "strategy", *setting_columns(runs)]
-    summary = _group(frame, keys).agg(
-        seeds=("seed", "size"),
-        diverged_seeds=("diverged", "sum"),
-        val_score=("_val", "mean"),
-        test_metric=("_test", "mean"),
-    ).reset_index()
-    summary["diverged_fraction"] = summary["diverged_seeds"] / summary["seeds"]
-    return summary
-
-
-def best_settings(runs: pd.DataFrame) -> pd.DataFrame:
-    """The best-tuned setting of every strategy on every panel (one row each, see module docstring)."""
-    summary = settings_summary(runs)
-    summary["_rank_val"] = summary["val_score"].fillna(-np.inf)
-    summary = summary.sort_values(["diverged_fraction", "_rank_val"], ascending=[True, False], kind="stable")
-    best = summary.groupby([*panel_columns(runs), "strategy"], dropna=False, sort=False).head(1)
-    return best.drop(columns="_rank_val").reset_index(drop=True)
-
-
-def best_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """All seeds' runs of each strategy's best-tuned setting on each panel."""
-    keys = [*panel_columns(runs), "strategy", *setting_columns(runs)]
-    chosen = best_settings(runs)[keys]
-    return _merge_on(runs, chosen, keys)
-
-
-def _merge_on(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Inner join that treats NaN keys as equal (pandas merge already does for float keys)."""
-    return left.merge(right.drop_duplicates(), on=keys, how="inner")
-
-
-def divergence_rates(runs: pd.DataFrame, by: Sequence[str] = ("task", "model", "optimizer", "strategy", "lr"),
-                     confidence: float = 0.95, intervals: bool = True) -> pd.DataFrame:
-    """Divergence rate per group with a Wilson score confidence interval.
-
-    Columns: ``by``..., runs, diverged, rate, and (with ``intervals``) low, high.
-    """
-    counts = _group(runs, list(by))["diverged"].agg(runs="size", diverged="sum").reset_index()
-    counts["rate"] = counts["diverged"] / counts["runs"]
-    if not intervals:
-        return counts
-    lows, highs = [], []
-    for k, n in zip(counts["diverged"], counts["runs"], strict=True):
-        interval = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-        lows.append(interval.low)
-        highs.append(interval.high)
-    counts["low"] = lows
-    counts["high"] = highs
-    return counts
-
-
-def bootstrap_ci(samples: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval of the mean over axis 0 (the seeds), for every column at once.
-
-    ``samples`` has shape (seeds, points). With fewer than two seeds, or constant
-    columns, the interval collapses to the mean.
-    """
-    samples = np.asarray(samples, dtype=float)
-    if samples.ndim == 1:
-        samples = samples[:, None]
     mean = samples.mean(axis=0)
     if samples.shape[0] < 2:
         return mean, mean
-    result = stats.bootstrap(
+    result = scipy_stats.bootstrap(
         (samples,), np.mean, axis=0, vectorized=True, confidence_level=confidence,
         n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed),
     )
@@ -255,13 +150,13 @@ def curve_band(curves: pd.DataFrame, run_ids: Sequence[str], window: int = 1, ma
         columns = counts == n
         block = matrix[:, columns]
         rows = np.isfinite(block).all(axis=1)
-        low[columns], high[columns] = bootstrap_ci(block[rows], confidence)
+        low[columns], high[columns] = _band_interval(block[rows], confidence)
     return pd.DataFrame({"step": steps, "mean": mean, "low": low, "high": high, "seeds": counts})
 
 
 def panels(runs: pd.DataFrame, task: str, model: str) -> list[dict]:
     """The panels of one problem: one dict of panel-column values per (optimizer, condition)."""
-    keys = panel_columns(runs)
+    keys = stats.problem_columns(runs)
     subset = runs[(runs["task"] == task) & (runs["model"] == model)]
     return [dict(zip(keys, values, strict=True)) for values in subset[keys].drop_duplicates().itertuples(index=False)]
 

@@ -6,6 +6,12 @@ distinguishable under the common colour-vision deficiencies; the baseline
 different dash pattern, so every strategy keeps a unique, colour-blind-safe
 style in every figure of a sweep. Heatmaps use a single-hue sequential map
 (white to dark blue), readable without colour vision.
+
+All statistics come from :mod:`analysis.stats`, so every figure counts failed
+runs by its one rule (a run *fails* when it diverged or its best validation
+metric is not finite): a failed seed is the worst value when a setting is
+chosen, and sits at the task's chance level wherever a number is averaged,
+tested or ranked. Each figure states this in a note under it (:data:`NOTES`).
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import scikit_posthocs as sp
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
-from analysis import data
+from analysis import data, layout, stats
 from analysis.layout import FIGURE_FORMATS, figures_dir, problem_stem
 
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442")
@@ -82,7 +89,7 @@ def draw_convergence(ax: plt.Axes, runs: pd.DataFrame, curves: pd.DataFrame, pan
     A cross marks the step at which a seed of that setting diverged; the dotted
     grey line is the loss of the chance predictor.
     """
-    best = data.best_runs(runs) if best is None else best
+    best = stats.best_tuned_runs(runs) if best is None else best
     chosen = data.select(best, panel)
     window = smoothing_window(runs)
     for strategy in styles:
@@ -123,7 +130,7 @@ def draw_stability(ax: plt.Axes, runs: pd.DataFrame, task: str, model: str, opti
     The rate pools every seed, strategy hyperparameter and stress-dial value of that cell of the grid.
     """
     subset = data.select(runs, {"task": task, "model": model, "optimizer": optimizer})
-    rates = data.divergence_rates(subset, by=("strategy", "lr"), intervals=False)
+    rates = stats.divergence_rates(subset, by=("strategy", "lr"))
     table = rates.pivot(index="strategy", columns="lr", values="rate")
     table = table.reindex([s for s in strategies if s in table.index])
     table = table.reindex(sorted(table.columns), axis=1)
@@ -160,7 +167,7 @@ def legend_handles(styles: dict[str, Style], present: Sequence[str]) -> list[Lin
 def convergence_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, model: str,
                        styles: dict[str, Style], best: pd.DataFrame | None = None) -> Figure:
     """One problem's convergence curves, one axes per panel (optimizer x stress-dial value)."""
-    best = data.best_runs(runs) if best is None else best
+    best = stats.best_tuned_runs(runs) if best is None else best
     panels = data.panels(runs, task, model)
     fig, axes = _grid(len(panels), width=4.2, height=3.0)
     for ax, panel in zip(axes, panels, strict=False):
@@ -183,7 +190,7 @@ def stability_figure(runs: pd.DataFrame, task: str, model: str, strategies: Sequ
 def convergence_overview(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str, Style],
                          best: pd.DataFrame | None = None, columns: int = 3) -> Figure:
     """Every panel of the sweep's convergence curves in one grid with one legend (the paper figure)."""
-    best = data.best_runs(runs) if best is None else best
+    best = stats.best_tuned_runs(runs) if best is None else best
     all_panels = [p for task, model in data.problems(runs) for p in data.panels(runs, task, model)]
     fig, axes = _grid(len(all_panels), width=3.4, height=2.5, columns=columns)
     for ax, panel in zip(axes, all_panels, strict=False):
@@ -217,29 +224,317 @@ def _grid(n: int, width: float, height: float, columns: int | None = None) -> tu
     return fig, flat[:n]
 
 
-def convergence_and_stability(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str) -> list[Path]:
-    """Write every convergence and stability figure of a sweep into folder ``out``; return the paths.
+NOTES = {
+    "best": "Best-tuned setting per strategy, chosen on validation: a failed (diverged) seed counts as the worst.",
+    "chance": "Failed (diverged) runs count at the task's chance level.",
+    "rate": "Divergence rate: share of runs flagged diverged, pooled over seeds, thresholds and stress dials.",
+    "censored": "Runs without the event are censored at their step budget; a diverged run never reaches the target.",
+    "traces": "Diverged runs take part like the others; their curves end at divergence.",
+    "cost": "Diverged runs count: they stay in their cell's lockstep batch.",
+}
+"""How each figure counts failed runs, written under the figure (one line per note)."""
 
-    Per problem: ``convergence-<task>-<model>`` and ``stability-<task>-<model>``;
-    for the whole sweep: ``convergence`` and ``stability``; each as PDF and PNG.
+
+def note(fig: Figure, *keys: str) -> None:
+    """Write the notes ``keys`` of :data:`NOTES` in small type under ``fig``."""
+    fig.text(0.0, -0.01, "\n".join(NOTES[k] for k in keys), ha="left", va="top", fontsize="x-small", color="0.3")
+
+
+def _problem_panels(runs: pd.DataFrame) -> list[dict]:
+    return [p for task, model in data.problems(runs) for p in data.panels(runs, task, model)]
+
+
+def _legend_below(fig: Figure, styles: dict[str, Style], present: Sequence[str]) -> None:
+    fig.legend(handles=legend_handles(styles, present), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(5, len(styles)))
+
+
+def target_levels(runs: pd.DataFrame, fraction: float = 0.5) -> dict[str, float]:
+    """Per task, the validation metric counted as 'reached': ``fraction`` of the way from chance to the best run.
+
+    The best run is the best ``best_val_metric`` of the task's runs that did not fail.
     """
+    scored = stats.score_runs(runs)
+    targets = {}
+    for task, group in scored.groupby("task", sort=False):
+        alive = group[~group["failed"]]
+        chance = float(group["chance_metric"].iloc[0])
+        if alive.empty:
+            targets[str(task)] = chance
+            continue
+        higher = bool(group["higher_is_better"].iloc[0])
+        best = alive["best_val_metric"].max() if higher else alive["best_val_metric"].min()
+        targets[str(task)] = chance + fraction * (float(best) - chance)
+    return targets
+
+
+def draw_survival(ax: plt.Axes, events: pd.DataFrame, styles: dict[str, Style], ylabel: str) -> None:
+    """Kaplan-Meier curves (``stats.kaplan_meier``) of one panel's events, one step line and band per strategy."""
+    curves = stats.kaplan_meier(events, by=("strategy",))
+    budget = float(events["steps"].max())
+    for strategy in styles:
+        curve = curves[curves["strategy"] == strategy]
+        if curve.empty:
+            continue
+        style = styles[strategy]
+        times = np.concatenate([[0.0], curve["time"].to_numpy(), [budget]])
+        survival = np.concatenate([[1.0], curve["survival"].to_numpy(), [curve["survival"].iloc[-1]]])
+        ax.step(times, survival, where="post", color=style.colour, linestyle=style.linestyle, linewidth=1.4)
+        ax.fill_between(curve["time"], curve["lower"], curve["upper"], step="post", color=style.colour, alpha=0.15,
+                        linewidth=0)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+
+
+def survival_overview(runs: pd.DataFrame, curves: pd.DataFrame | None, styles: dict[str, Style], kind: str,
+                      columns: int = 3) -> Figure:
+    """Survival curves per panel over the whole grid: ``kind`` is ``divergence`` or ``target``."""
+    if kind == "target":
+        events = stats.steps_to_target(runs, curves, target_levels(runs))
+        ylabel = "share not yet at target"
+    else:
+        events = stats.time_to_divergence(runs)
+        ylabel = "share not yet diverged"
+    all_panels = _problem_panels(runs)
+    fig, axes = _grid(len(all_panels), width=3.0, height=2.3, columns=columns)
+    for ax, panel in zip(axes, all_panels, strict=False):
+        draw_survival(ax, data.select(events, panel), styles, ylabel)
+        ax.set_title(data.panel_label(panel, runs), fontsize="medium")
+    _legend_below(fig, styles, runs["strategy"].unique())
+    return fig
+
+
+def draw_sensitivity(ax: plt.Axes, runs: pd.DataFrame, panel: dict, styles: dict[str, Style]) -> None:
+    """Mean test metric (failed runs at chance) against learning rate per strategy, 95% bootstrap CI over runs."""
+    scored = stats.score_runs(data.select(runs, panel))
+    summary = stats.seed_summary(scored, value="test_score", by=("strategy", "lr"))
+    for strategy in styles:
+        rows = summary[summary["strategy"] == strategy].sort_values("lr")
+        if rows.empty:
+            continue
+        style = styles[strategy]
+        ax.plot(rows["lr"], rows["mean"], color=style.colour, linestyle=style.linestyle, marker="o",
+                markersize=3, linewidth=1.4)
+        ax.fill_between(rows["lr"], rows["low"], rows["high"], color=style.colour, alpha=0.15, linewidth=0)
+    chance = float(scored["chance_metric"].iloc[0])
+    ax.axhline(chance, color="0.5", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(f"test {scored['metric'].iloc[0]}")
+    ax.set_title(data.panel_label(panel, runs), fontsize="medium")
+
+
+def sensitivity_figure(runs: pd.DataFrame, panels: list[dict], styles: dict[str, Style], columns: int = 3) -> Figure:
+    """Learning-rate sensitivity curves, one axes per panel."""
+    fig, axes = _grid(len(panels), width=3.0, height=2.3, columns=columns)
+    for ax, panel in zip(axes, panels, strict=False):
+        draw_sensitivity(ax, runs, panel, styles)
+    _legend_below(fig, styles, runs["strategy"].unique())
+    note(fig, "chance")
+    return fig
+
+
+def region_strategies(runs: pd.DataFrame) -> dict[str, str]:
+    """Strategies with more than one value of a hyperparameter, and that (primary) hyperparameter."""
+    regions = {}
+    for strategy in data.strategy_order(runs):
+        subset = runs[runs["strategy"] == strategy]
+        for column in stats.hyperparameter_columns(runs):
+            if subset[column].nunique() > 1:
+                regions[strategy] = column
+                break
+    return regions
+
+
+def region_figure(runs: pd.DataFrame, strategy: str, hyperparameter: str, columns: int = 3) -> Figure:
+    """Stable-region map of one strategy: divergence rate per learning rate x threshold, one axes per problem."""
+    subset = runs[runs["strategy"] == strategy]
+    keys = list(dict.fromkeys(subset[["task", "model"]].itertuples(index=False, name=None)))
+    fig, axes = _grid(len(keys), width=1.2 + 0.45 * subset["lr"].nunique(),
+                      height=0.9 + 0.3 * subset[hyperparameter].nunique(), columns=columns)
+    for ax, (task, model) in zip(axes, keys, strict=False):
+        rates = stats.divergence_rates(data.select(subset, {"task": task, "model": model}), by=(hyperparameter, "lr"))
+        table = rates.pivot(index=hyperparameter, columns="lr", values="rate").sort_index().sort_index(axis=1)
+        values = table.to_numpy(dtype=float)
+        ax.imshow(values, cmap="Blues", vmin=0, vmax=1, aspect="auto", interpolation="nearest", origin="lower")
+        ax.set_xticks(range(values.shape[1]), [f"{lr:g}" for lr in table.columns])
+        ax.set_yticks(range(values.shape[0]), [f"{v:g}" for v in table.index])
+        for (i, j), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                ax.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize="x-small",
+                        color="white" if value > 0.5 else "black")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(hyperparameter)
+        ax.set_title(f"{task} / {model}", fontsize="medium")
+    fig.suptitle(strategy, fontsize="medium")
+    note(fig, "rate")
+    return fig
+
+
+def explosions_figure(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str, Style], n: int = 3,
+                      before: int = 50, after: int = 10) -> Figure:
+    """Gradient norm around the largest spikes (``stats.explosion_traces``): ``none`` and up to two mitigations.
+
+    One axes per strategy, the ``n`` most spiking runs of the sweep each; the
+    dashed grey line is the run's running median of the gradient norm.
+    """
+    shown = [s for s in data.strategy_order(runs)][:3]
+    fig, axes = _grid(len(shown), width=3.0, height=2.3)
+    for ax, strategy in zip(axes, shown, strict=False):
+        traces = stats.explosion_traces(runs, curves, {"strategy": strategy}, n=n, before=before, after=after)
+        style = styles[strategy]
+        for i, (run_id, trace) in enumerate(traces.groupby("run_id", sort=False)):
+            row = runs[runs["run_id"] == run_id].iloc[0]
+            norms = trace["grad_norm_pre"].where(np.isfinite(trace["grad_norm_pre"]))
+            label = f"{row['task']}/{row['model']} lr={row['lr']:g}" + (" (diverged)" if row["diverged"] else "")
+            ax.plot(trace["offset"], norms, color=style.colour, linestyle=DASHES[i % len(DASHES)], linewidth=1.2,
+                    label=label)
+            ax.plot(trace["offset"], trace["running_median"], color="0.5", linestyle="--", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.axvline(0, color="0.7", linewidth=0.8)
+        ax.set_xlabel("steps from largest spike")
+        ax.set_ylabel("gradient norm (before the strategy)")
+        ax.set_title(strategy, fontsize="medium")
+        ax.legend(fontsize="xx-small", loc="upper left")
+    note(fig, "traces")
+    return fig
+
+
+def ranking_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """``stats.seed_summary`` of the best-tuned runs, one row per problem and strategy (failed runs at chance)."""
+    best = stats.best_tuned_runs(runs)
+    return stats.seed_summary(best, by=[*stats.problem_columns(runs), "strategy"])
+
+
+def cd_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.DataFrame | None = None) -> Figure | None:
+    """Critical-difference diagram of the best-tuned test metric over problems; None where undefined.
+
+    Defined with at least 3 strategies on at least 2 problems (``layout.cd_defined``).
+    """
+    summary = ranking_summary(runs) if summary is None else summary
+    scores = stats.score_matrix(summary)
+    if not layout.cd_defined(scores.shape[1], scores.shape[0]):
+        return None
+    cd = stats.critical_difference(scores)
+    friedman = stats.friedman_test(scores)
+    fig, ax = plt.subplots(figsize=(3.4, 0.6 + 0.18 * scores.shape[1]), layout="constrained")
+    sp.critical_difference_diagram(cd.ranks, cd.pvalues, ax=ax,
+                                   color_palette={s: styles[s].colour for s in scores.columns})
+    ax.set_title(f"mean rank over {scores.shape[0]} problems; Friedman p = {friedman['pvalue']:.2g}",
+                 fontsize="small")
+    note(fig, "best", "chance")
+    return fig
+
+
+def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.DataFrame | None = None) -> Figure:
+    """Performance profiles of the best-tuned test metric (``stats.performance_profile``)."""
+    summary = ranking_summary(runs) if summary is None else summary
+    profile = stats.performance_profile(summary)
+    fig, ax = plt.subplots(figsize=(3.4, 2.4), layout="constrained")
+    top = float(profile["tau"].max()) if len(profile) else 1.0
+    for strategy in styles:
+        rows = profile[profile["strategy"] == strategy].sort_values("tau")
+        if rows.empty:
+            continue
+        style = styles[strategy]
+        taus = np.concatenate([[1.0], rows["tau"].to_numpy(), [max(top * 1.1, 1.1)]])
+        fractions = np.concatenate([[0.0], rows["fraction"].to_numpy(), [rows["fraction"].iloc[-1]]])
+        ax.step(taus, fractions, where="post", color=style.colour, linestyle=style.linestyle, linewidth=1.4,
+                label=strategy)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("factor tau from the best strategy")
+    ax.set_ylabel("share of problems")
+    ax.legend(loc="lower right", fontsize="x-small")
+    note(fig, "best", "chance")
+    return fig
+
+
+def cost_figure(runs: pd.DataFrame, styles: dict[str, Style]) -> Figure:
+    """Wall time per run-step of each strategy relative to ``none`` (``stats.strategy_cost``): one dot per problem."""
+    cost = stats.strategy_cost(runs)
+    strategies = [s for s in styles if s in set(cost["strategy"])]
+    fig, ax = plt.subplots(figsize=(3.4, 0.8 + 0.25 * len(strategies)), layout="constrained")
+    for i, strategy in enumerate(strategies):
+        values = cost.loc[cost["strategy"] == strategy, "relative"].dropna()
+        if values.empty:
+            continue
+        colour = styles[strategy].colour
+        ax.plot(values, np.full(len(values), i), "o", color=colour, alpha=0.5, markersize=3)
+        ax.plot([values.median()], [i], "|", color=colour, markersize=12, markeredgewidth=2)
+    ax.axvline(1.0, color="0.5", linestyle=":", linewidth=1)
+    ax.set_yticks(range(len(strategies)), strategies)
+    ax.invert_yaxis()
+    ax.set_xlabel("wall time per run-step relative to none")
+    note(fig, "cost")
+    return fig
+
+
+def convergence_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str) -> list[Path]:
+    """The convergence notebook's figures (``layout.notebook_stems("convergence", ...)``) into ``out``."""
+    setup()
+    out = Path(out)
+    styles = strategy_styles(data.strategy_order(runs))
+    best = stats.best_tuned_runs(runs)
+    paths: list[Path] = []
+    for task, model in data.problems(runs):
+        fig = convergence_figure(runs, curves, task, model, styles, best)
+        note(fig, "best")
+        paths += save(fig, out / problem_stem("convergence", task, model))
+    fig = convergence_overview(runs, curves, styles, best)
+    note(fig, "best")
+    paths += save(fig, out / "convergence")
+    fig = survival_overview(runs, curves, styles, "target")
+    note(fig, "censored")
+    paths += save(fig, out / "time-to-target")
+    return paths
+
+
+def stability_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str) -> list[Path]:
+    """The stability notebook's figures (``layout.notebook_stems("stability", ...)``) into ``out``."""
     setup()
     out = Path(out)
     strategies = data.strategy_order(runs)
     styles = strategy_styles(strategies)
-    best = data.best_runs(runs)
     paths: list[Path] = []
     for task, model in data.problems(runs):
-        fig = convergence_figure(runs, curves, task, model, styles, best)
-        paths += save(fig, out / problem_stem("convergence", task, model))
         fig = stability_figure(runs, task, model, strategies)
+        note(fig, "rate")
         paths += save(fig, out / problem_stem("stability", task, model))
-    paths += save(convergence_overview(runs, curves, styles, best), out / "convergence")
-    paths += save(stability_overview(runs, strategies), out / "stability")
+        paths += save(sensitivity_figure(runs, data.panels(runs, task, model), styles),
+                      out / problem_stem("sensitivity", task, model))
+    fig = stability_overview(runs, strategies)
+    note(fig, "rate")
+    paths += save(fig, out / "stability")
+    paths += save(sensitivity_figure(runs, _problem_panels(runs), styles), out / "sensitivity")
+    fig = survival_overview(runs, None, styles, "divergence")
+    note(fig, "censored")
+    paths += save(fig, out / "time-to-divergence")
+    paths += save(explosions_figure(runs, curves, styles), out / "explosions")
+    for strategy, hyperparameter in region_strategies(runs).items():
+        paths += save(region_figure(runs, strategy, hyperparameter), out / f"region-{strategy}")
+    return paths
+
+
+def ranking_figures(runs: pd.DataFrame, out: Path | str) -> list[Path]:
+    """The ranking notebook's figures into ``out``: profiles, cost, and ``cd`` where defined."""
+    setup()
+    out = Path(out)
+    styles = strategy_styles(data.strategy_order(runs))
+    summary = ranking_summary(runs)
+    paths = save(profiles_figure(runs, styles, summary), out / "profiles")
+    paths += save(cost_figure(runs, styles), out / "cost")
+    fig = cd_figure(runs, styles, summary)
+    if fig is not None:
+        paths += save(fig, out / "cd")
     return paths
 
 
 def sweep_figures(sweep: str, root: Path | str = ".") -> list[Path]:
-    """Load a sweep's tables and write its convergence and stability figures under figures/<sweep>/."""
+    """Load a sweep's tables and write every figure of the three notebooks under figures/<sweep>/."""
     runs, curves = data.load(sweep, root)
-    return convergence_and_stability(runs, curves, figures_dir(sweep, root))
+    out = figures_dir(sweep, root)
+    return [*convergence_figures(runs, curves, out), *stability_figures(runs, curves, out), *ranking_figures(runs, out)]

@@ -8,6 +8,7 @@ is allowed, before any work is done.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -57,7 +58,11 @@ def _perf(args: argparse.Namespace) -> None:
 
     from bench import perf
 
-    record = perf.measure(sweep.load(args.config), args.device, args.quick)
+    if args.table:
+        print(perf.markdown(json.loads(Path(args.table).read_text())))
+        return
+    record = perf.measure(sweep.load(args.config), args.device, args.quick, args.threads)
+    print(perf.markdown(record))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
@@ -103,7 +108,9 @@ def parser() -> argparse.ArgumentParser:
     perf.add_argument("--config", default="config/default.yaml", help="config whose cells are measured")
     perf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device to measure on")
     perf.add_argument("--quick", action="store_true", help="fewer sizes and steps (under a minute)")
+    perf.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     perf.add_argument("--json", help="also write the measurements to this JSON file")
+    perf.add_argument("--table", metavar="JSON", help="only print the Markdown tables of a stored JSON record")
     perf.set_defaults(handler=_perf)
     return main
 

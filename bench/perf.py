@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import platform
 import resource
 import time
@@ -41,8 +42,9 @@ def representative_cells(config: dict[str, Any]) -> dict[str, Cell]:
     return chosen
 
 
-def with_runs(cell: Cell, runs: int, device: str, steps: int, members: list[str] | None = None) -> Cell:
-    """``cell`` with K = ``runs`` stable runs (its smallest learning rate, seeds 0..K-1)."""
+def with_runs(cell: Cell, runs: int, device: str, steps: int, threads: int,
+              members: list[str] | None = None) -> Cell:
+    """``cell`` with K = ``runs`` stable runs (its smallest learning rate, seeds 0..K-1) on ``threads`` threads."""
     lr = min(run.lr for run in cell.runs)
     dials = cell.runs[0].dials
     members = members or ["none"]
@@ -50,7 +52,7 @@ def with_runs(cell: Cell, runs: int, device: str, steps: int, members: list[str]
     return dataclasses.replace(
         cell, runs=[Run(lr=lr, seed=seed, hyperparameters=hyperparameters, dials=dials) for seed in range(runs)],
         members=members, strategy_name="+".join(members), steps=steps, eval_every=steps, device=device,
-        checkpoint_every=0,
+        threads=threads, checkpoint_every=0,
     )
 
 
@@ -59,22 +61,36 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_engine_steps(cell: Cell, steps: int, warmup: int = 3) -> tuple[float, engine.Setup]:
-    """Seconds per lockstep step of ``cell`` (all K runs), after ``warmup`` steps."""
-    setup = engine.setup(cell)
-    state = engine.fresh_state(setup)
-    indices = torch.stack([
-        engine.tasks.batch_indices(r.seed, len(setup.inputs["train"]), cell.batch_size, range(cell.steps))
-        for r in cell.runs
-    ], dim=1).to(setup.device)
-    for _ in range(warmup):
-        engine.train_step(setup, state, indices[state.step])
-    _synchronize(setup.device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        engine.train_step(setup, state, indices[state.step])
-    _synchronize(setup.device)
-    return (time.perf_counter() - started) / steps, setup
+class EngineTimer:
+    """A built cell, ready to time its lockstep steps again and again."""
+
+    def __init__(self, cell: Cell, warmup: int = 3) -> None:
+        self.setup = engine.setup(cell)
+        self.state = engine.fresh_state(self.setup)
+        self.indices = torch.stack([
+            engine.tasks.batch_indices(r.seed, len(self.setup.inputs["train"]), cell.batch_size, range(cell.steps))
+            for r in cell.runs
+        ], dim=1).to(self.setup.device)
+        self.seconds(warmup)
+
+    def seconds(self, steps: int) -> float:
+        """Seconds per lockstep step (all K runs) over the next ``steps`` steps, cycling through the data."""
+        _synchronize(self.setup.device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            self.state.step %= len(self.indices)
+            engine.train_step(self.setup, self.state, self.indices[self.state.step])
+        _synchronize(self.setup.device)
+        return (time.perf_counter() - started) / steps
+
+
+def fastest(timers: dict[str, EngineTimer], steps: int, rounds: int) -> dict[str, float]:
+    """Seconds per step of each timer: the fastest of ``rounds`` interleaved rounds (robust to noise)."""
+    best = {name: float("inf") for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            best[name] = min(best[name], timer.seconds(steps))
+    return best
 
 
 def time_reference_steps(cell: Cell, runs: int) -> float:
@@ -117,25 +133,25 @@ def peak_memory(device: torch.device) -> dict[str, float]:
     return memory
 
 
-def measure(config: dict[str, Any], device: str, quick: bool,
+def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
             report: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every measurement and return the JSON-ready record."""
+    torch.set_num_threads(threads)
     resolved = engine.resolve_device(device)
     sizes = (1, 8) if quick else (1, 8, 32, 128)
-    steps = 5 if quick else 30
+    steps, rounds = (5, 1) if quick else (20, 3)
     oracle_runs = 1 if quick else 3
     cells = representative_cells(config)
     record: dict[str, Any] = {
         "date": datetime.date.today().isoformat(), "device": _device_name(resolved),
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
+        "torch": torch.__version__, "threads": threads, "python": platform.python_version(),
         "quick": quick, "throughput": [], "strategy_overhead": [],
     }
     for group, cell in cells.items():
-        oracle_cell = with_runs(cell, oracle_runs, device, steps)
-        torch.set_num_threads(cell.threads)
-        reference_rate = 1 / time_reference_steps(oracle_cell, oracle_runs)
+        reference_rate = 1 / time_reference_steps(with_runs(cell, oracle_runs, device, steps, threads), oracle_runs)
         for runs in sizes:
-            seconds, _ = time_engine_steps(with_runs(cell, runs, device, steps + 3), steps)
+            timer = EngineTimer(with_runs(cell, runs, device, steps, threads))
+            seconds = fastest({group: timer}, steps, rounds)[group]
             row = {"model": group, "cell": cell.id, "K": runs, "engine_run_steps_per_s": runs / seconds,
                    "reference_run_steps_per_s": reference_rate, "speedup": runs / seconds / reference_rate}
             record["throughput"].append(row)
@@ -144,19 +160,17 @@ def measure(config: dict[str, Any], device: str, quick: bool,
 
     mlp = cells["mlp"]
     limit_runs = 8 if quick else 32
-    seconds, setup = time_engine_steps(with_runs(mlp, limit_runs, device, steps + 3), steps)
-    engine_rate = step_flops(setup) / seconds
+    timers = {name: EngineTimer(with_runs(mlp, limit_runs, device, steps, threads, [name]))
+              for name in strategies.known()}
+    seconds = fastest(timers, steps, rounds)
+    engine_rate = step_flops(timers["none"].setup) / seconds["none"]
     matmul_rate = matmul_flops_per_s(resolved, 1024 if quick else 2048, 3 if quick else 10)
     record["limit"] = {"cell": mlp.id, "K": limit_runs, "matmul_flops_per_s": matmul_rate,
                        "engine_flops_per_s": engine_rate, "fraction": engine_rate / matmul_rate}
     report(f"MLP K={limit_runs}: {engine_rate / 1e9:.2f} GFLOP/s, large matmul {matmul_rate / 1e9:.2f} GFLOP/s "
            f"({100 * engine_rate / matmul_rate:.0f}%)")
-
-    baseline = seconds
     for name in strategies.known():
-        seconds, _ = time_engine_steps(with_runs(mlp, limit_runs, device, steps + 3, [name]), steps)
-        record["strategy_overhead"].append({"strategy": name, "ratio_to_none": seconds / baseline})
-        report(f"  {name:16s} {seconds / baseline:5.2f} x none")
+        record["strategy_overhead"].append({"strategy": name, "ratio_to_none": seconds[name] / seconds["none"]})
     record["memory"] = peak_memory(resolved)
     return record
 
@@ -164,4 +178,21 @@ def measure(config: dict[str, Any], device: str, quick: bool,
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def markdown(record: dict[str, Any]) -> str:
+    """The record as the README's Markdown tables."""
+    lines = [f"Device: {record['device']}; torch {record['torch']}; {record['threads']} thread(s); {record['date']}.",
+             "",
+             "| model | K | engine run-steps/s | oracle run-steps/s | speedup |", "|---|---:|---:|---:|---:|"]
+    for row in record["throughput"]:
+        lines.append(f"| {row['model']} | {row['K']} | {row['engine_run_steps_per_s']:.0f} | "
+                     f"{row['reference_run_steps_per_s']:.0f} | {row['speedup']:.2f}x |")
+    limit = record["limit"]
+    lines += ["", f"Engine on the MLP cell at K = {limit['K']}: {limit['engine_flops_per_s'] / 1e9:.1f} GFLOP/s, "
+              f"{100 * limit['fraction']:.0f}% of a large matrix product's {limit['matmul_flops_per_s'] / 1e9:.1f} "
+              f"GFLOP/s. Peak host memory: {record['memory']['host_rss_mib']:.0f} MiB.", "",
+              "| strategy | step time / none |", "|---|---:|"]
+    lines += [f"| `{row['strategy']}` | {row['ratio_to_none']:.2f} |" for row in record["strategy_overhead"]]
+    return "\n".join(lines)
