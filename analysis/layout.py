@@ -82,6 +82,14 @@ def notebook_stems(notebook: str, problems: list[tuple[str, str]], cd: bool = Fa
     return stems
 
 
+def stem_kind(stem: str) -> str:
+    """A figure stem's kind, naming its report caption: ``convergence-a-b`` -> ``convergence``."""
+    if stem.startswith("region-"):
+        return "region"
+    kinds = {kind for notebook in NOTEBOOKS for kind in (*OVERVIEWS[notebook], *PER_PROBLEM[notebook])} | {"cd"}
+    return max((k for k in kinds if stem == k or stem.startswith(f"{k}-")), key=len)
+
+
 def figure_stems(problems: list[tuple[str, str]], cd: bool = False,
                  regions: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Stems of every figure of every notebook (see :func:`notebook_stems`)."""

@@ -7,7 +7,13 @@ Writes into ``paper/generated/<sweep>/``:
   an unknown key prints a bold ``??`` and a LaTeX warning);
 - ``table-best.tex``: best-tuned test metric per strategy and panel;
 - ``table-stability.tex``: divergence rate, stable learning rates and rank per strategy;
+- ``table-lr-range.tex``: the stable learning-rate range per strategy and panel;
 - ``table-problems.tex``: the task x model pairs with metric, chance level and divergence of ``none``.
+
+All statistics come from :mod:`analysis.stats` and follow its one rule for
+failed runs (diverged, or no finite validation metric): a failed seed is the
+worst value when the best-tuned setting is chosen, and counts at the task's
+chance level in every mean, interval, test and rank. Each table says so in its note.
 
 Run it as ``python -m analysis.numbers --sweep default`` from the repository root.
 """
@@ -20,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from analysis import data
+from analysis import data, stats
 from analysis.layout import generated_dir
 
 
@@ -67,25 +72,14 @@ def panel_key(panel: dict, runs: pd.DataFrame) -> str:
     return "-".join(parts)
 
 
-def strategy_ranks(best: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Rank of each strategy's best-tuned setting on every panel (1 = best), panels as rows.
+def ranking(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Ranks (problems x strategies, 1 = best) of the best-tuned mean test metric and the Friedman test.
 
-    A setting is scored by its mean oriented test metric over seeds that did not
-    diverge; a setting with diverged seeds ranks below every one without, as in
-    the choice of the best setting. Only strategies present on every panel are ranked.
+    ``stats.seed_summary`` of ``stats.best_tuned_runs``: failed runs count at chance.
     """
-    keys = data.panel_columns(runs)
-    frame = best.copy()
-    higher = runs.groupby(["task", "model"])["higher_is_better"].first()
-    frame["_higher"] = [bool(higher[(t, m)]) for t, m in zip(frame["task"], frame["model"], strict=True)]
-    frame["_score"] = data.oriented(frame["test_metric"], frame["_higher"])
-    frame["_score"] = frame["_score"].fillna(-np.inf) - 1e9 * frame["diverged_fraction"]
-    frame["_panel"] = [panel_key(dict(zip(keys, row, strict=True)), runs)
-                       for row in frame[keys].itertuples(index=False)]
-    scores = frame.pivot_table(index="_panel", columns="strategy", values="_score", aggfunc="first")
-    scores = scores.dropna(axis=1)
-    ranks = scores.apply(lambda row: pd.Series(stats.rankdata(-row.to_numpy()), index=row.index), axis=1)
-    return ranks
+    summary = stats.seed_summary(stats.best_tuned_runs(runs), by=[*stats.problem_columns(runs), "strategy"])
+    scores = stats.score_matrix(summary)
+    return stats.rank_matrix(scores), stats.friedman_test(scores)
 
 
 def compute(runs: pd.DataFrame) -> dict[str, str]:
@@ -111,28 +105,50 @@ def compute(runs: pd.DataFrame) -> dict[str, str]:
     # wall_time_s is the time of the whole cell (its runs train together): count it once per cell
     values["compute-hours"] = number(runs.groupby("cell")["wall_time_s"].first().sum() / 3600)
 
-    overall = data.divergence_rates(runs, by=("strategy",)).set_index("strategy")
-    grid = data.divergence_rates(runs, by=("task", "model", "optimizer", "strategy", "lr"))
+    overall = stats.divergence_rates(runs, by=["strategy"]).set_index("strategy")
+    grid = stats.divergence_rates(runs, by=[*stats.problem_columns(runs), "strategy", "lr"])
     grid["stable"] = grid["diverged"] == 0
     stable_fraction = grid.groupby("strategy")["stable"].mean()
+    sensitivity = stats.lr_sensitivity(runs, value="test_metric_at_best_val")
+    cost = stats.strategy_cost(runs)
     for strategy in strategies:
         row = overall.loc[strategy]
         values[f"divergence-{strategy}"] = percent(row["rate"])
         values[f"divergence-{strategy}-low"] = percent(row["low"])
         values[f"divergence-{strategy}-high"] = percent(row["high"])
         values[f"stable-lrs-{strategy}"] = percent(stable_fraction.get(strategy, np.nan), 0)
+        own = sensitivity[sensitivity["strategy"] == strategy]["sensitivity"]
+        values[f"sensitivity-{strategy}"] = number(own.mean() if len(own) else np.nan)
+        relative = cost[cost["strategy"] == strategy]["relative"].dropna()
+        values[f"cost-{strategy}"] = number(relative.median() if len(relative) else np.nan, 2)
     if "none" not in strategies:
-        values["divergence-none"] = "n/a"
+        values["divergence-none"] = values["sensitivity-none"] = "n/a"
+    relative = cost.dropna(subset=["relative"]).groupby("strategy")["relative"].median()
+    relative = relative.drop("none", errors="ignore")
+    if len(relative):
+        values["costliest-strategy"] = name(relative.idxmax())
+        values["costliest-cost"] = number(relative.max(), 2)
+    else:
+        values["costliest-strategy"] = values["costliest-cost"] = "n/a"
     most_stable = overall["rate"].idxmin()
     values["most-stable-strategy"] = name(most_stable)
     values["most-stable-rate"] = percent(overall.loc[most_stable, "rate"])
 
-    best = data.best_settings(runs)
-    keys = data.panel_columns(runs)
+    keys = stats.problem_columns(runs)
+    best = stats.best_tuned(runs)
+    summary = stats.seed_summary(stats.best_tuned_runs(runs), by=[*keys, "strategy"])
     for _, row in best.iterrows():
         key = panel_key({k: row[k] for k in keys}, runs)
-        values[f"test-{key}-{row['strategy']}"] = number(row["test_metric"])
         values[f"lr-{key}-{row['strategy']}"] = number(row["lr"])
+    for _, row in summary.iterrows():
+        key = panel_key({k: row[k] for k in keys}, runs)
+        values[f"test-{key}-{row['strategy']}"] = number(row["mean"])
+        values[f"test-{key}-{row['strategy']}-low"] = number(row["low"])
+        values[f"test-{key}-{row['strategy']}-high"] = number(row["high"])
+    ranges = stats.stable_lr_range(runs, by=[*keys, "strategy"])
+    for _, row in ranges.iterrows():
+        key = panel_key({k: row[k] for k in keys}, runs)
+        values[f"lr-range-{key}-{row['strategy']}"] = lr_range(row)
     for task, model in data.problems(runs):
         subset = data.select(runs, {"task": task, "model": model})
         chance = float(subset["chance_metric"].iloc[0])
@@ -141,7 +157,7 @@ def compute(runs: pd.DataFrame) -> dict[str, str]:
         none = subset[subset["strategy"] == "none"]
         values[f"divergence-{task}-{model}-none"] = percent(none["diverged"].mean() if len(none) else np.nan)
 
-    ranks = strategy_ranks(best, runs)
+    ranks, friedman = ranking(runs)
     mean_ranks = ranks.mean(axis=0).sort_values()
     for strategy, rank in mean_ranks.items():
         values[f"rank-{strategy}"] = number(rank, 2)
@@ -151,12 +167,14 @@ def compute(runs: pd.DataFrame) -> dict[str, str]:
     else:
         values["best-strategy"] = values["best-strategy-rank"] = "n/a"
     values["ranked-panels"] = number(len(ranks))
-    if ranks.shape[0] >= 2 and ranks.shape[1] >= 3:
-        result = stats.friedmanchisquare(*[ranks[c].to_numpy() for c in ranks.columns])
-        values["friedman-stat"] = number(result.statistic)
-        values["friedman-p"] = number(result.pvalue, 2)
-    else:
-        values["friedman-stat"] = values["friedman-p"] = "n/a"
+    values["friedman-stat"] = number(friedman["statistic"])
+    values["friedman-p"] = number(friedman["pvalue"], 2)
+    tests = stats.paired_tests(stats.best_tuned_runs(runs))
+    significant = int((tests["pvalue_holm"] < 0.05).sum()) if len(tests) else 0
+    values["paired-tests"] = number(len(tests))
+    values["paired-significant"] = number(significant)
+    for key, text in TABLE_NOTE.items():
+        values[f"note-{key}"] = text
     return values
 
 
@@ -167,44 +185,66 @@ def numbers_tex(values: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+TABLE_NOTE = {
+    "best": "Failed runs (diverged or no finite validation metric) count at the task's chance level; "
+            "the best-tuned setting is chosen on validation with a failed seed as the worst value.",
+    "rate": "Divergence rate: runs flagged diverged over all runs of the grid, with a 95\\% Wilson interval.",
+    "lr-range": "Stable: no run at that learning rate diverged (seeds and thresholds pooled); "
+                "the widest contiguous stable span of the grid.",
+}
+"""How each table counts diverged runs; numbers.tex defines them as ``note-<key>`` for the captions."""
+
+
+def lr_range(row: pd.Series) -> str:
+    """A stable learning-rate range ``lo--hi`` (one value if a single lr, ``none`` if no lr is stable)."""
+    if row["stable_lrs"] == 0:
+        return "none"
+    if row["lo"] == row["hi"]:
+        return f"{row['lo']:g}"
+    return f"{row['lo']:g}--{row['hi']:g}"
+
+
+def _panels(runs: pd.DataFrame) -> list[dict]:
+    keys = stats.problem_columns(runs)
+    return [dict(zip(keys, row, strict=True)) for row in runs[keys].drop_duplicates().itertuples(index=False)]
+
+
+def _panel_header(runs: pd.DataFrame, panels: list[dict]) -> str:
+    return " & ".join("\\makecell{" + "\\\\ ".join(tex_escape(part) for part in panel_key(p, runs).split("-"))
+                      + "}" for p in panels)
+
+
 def table_best(runs: pd.DataFrame) -> str:
     """LaTeX tabular: best-tuned mean test metric over its 95% bootstrap CI per strategy (rows) and panel (columns).
 
-    Needs the LaTeX package makecell.
+    ``stats.seed_summary`` of ``stats.best_tuned_runs``: failed seeds count at
+    chance; ``k\\dagger`` marks a setting with k failed seeds. Needs makecell.
     """
-    chosen = data.best_runs(runs)
-    keys = data.panel_columns(runs)
+    keys = stats.problem_columns(runs)
     strategies = data.strategy_order(runs)
-    panel_rows = runs[keys].drop_duplicates()  # config order
-    panels = [dict(zip(keys, row, strict=True)) for row in panel_rows.itertuples(index=False)]
-    header = " & ".join("\\makecell{" + "\\\\ ".join(tex_escape(part) for part in panel_key(p, runs).split("-")) + "}"
-                        for p in panels)
-    lines = [f"\\begin{{tabular}}{{l{'c' * len(panels)}}}", r"\toprule", f"strategy & {header} \\\\"]
+    panels = _panels(runs)
+    summary = stats.seed_summary(stats.best_tuned_runs(runs), by=[*keys, "strategy"])
+    header = f"strategy & {_panel_header(runs, panels)} \\\\"
+    lines = [f"\\begin{{tabular}}{{l{'c' * len(panels)}}}", r"\toprule", header]
     metrics = [tex_escape(str(data.select(runs, {"task": p["task"], "model": p["model"]})["metric"].iloc[0]))
                for p in panels]
     lines.append(" & " + " & ".join(metrics) + r" \\")
     lines.append(r"\midrule")
     cells: dict[tuple[str, int], str | tuple[str, str]] = {}
     for j, panel in enumerate(panels):
-        members = data.select(chosen, panel)
-        higher = bool(members["higher_is_better"].iloc[0]) if len(members) else True
+        rows = data.select(summary, panel).set_index("strategy")
         scores = {}
         for strategy in strategies:
-            seeds = members[(members["strategy"] == strategy) & ~members["diverged"].astype(bool)]
-            values = seeds["test_metric_at_best_val"].to_numpy(dtype=float)
-            total = int((members["strategy"] == strategy).sum())
-            if total == 0:
+            if strategy not in rows.index:
                 cells[(strategy, j)] = "--"
                 continue
-            if values.size == 0:
-                cells[(strategy, j)] = "diverged"
-                continue
-            low, high = data.bootstrap_ci(values[:, None])
-            text = f"{values.mean():.3g}"
-            if values.size < total:
-                text += f"$^{{{total - values.size}\\dagger}}$"
-            cells[(strategy, j)] = (text, f"[{low[0]:.3g}, {high[0]:.3g}]")
-            scores[strategy] = values.mean() if higher else -values.mean()
+            row = rows.loc[strategy]
+            text = f"{row['mean']:.3g}"
+            if row["failed"]:
+                text += f"$^{{{int(row['failed'])}\\dagger}}$"
+            interval = f"[{row['low']:.3g}, {row['high']:.3g}]" if np.isfinite(row["low"]) else ""
+            cells[(strategy, j)] = (text, interval)
+            scores[strategy] = row["mean"] if row["higher_is_better"] else -row["mean"]
         if scores:
             winner = max(scores, key=scores.get)
             mean, interval = cells[(winner, j)]
@@ -224,10 +264,10 @@ def table_best(runs: pd.DataFrame) -> str:
 def table_stability(runs: pd.DataFrame) -> str:
     """LaTeX tabular: per strategy, divergence rate [95% Wilson CI] over the grid, stable LR share, mean rank."""
     strategies = data.strategy_order(runs)
-    overall = data.divergence_rates(runs, by=("strategy",)).set_index("strategy")
-    grid = data.divergence_rates(runs, by=("task", "model", "optimizer", "strategy", "lr"))
+    overall = stats.divergence_rates(runs, by=["strategy"]).set_index("strategy")
+    grid = stats.divergence_rates(runs, by=[*stats.problem_columns(runs), "strategy", "lr"])
     stable = (grid["diverged"] == 0).groupby(grid["strategy"]).mean()
-    ranks = strategy_ranks(data.best_settings(runs), runs).mean(axis=0)
+    ranks = ranking(runs)[0].mean(axis=0)
     lines = [r"\begin{tabular}{lrrr}", r"\toprule",
              r"strategy & divergence rate [95\% CI] & stable LRs & mean rank \\", r"\midrule"]
     for strategy in strategies:
@@ -235,6 +275,27 @@ def table_stability(runs: pd.DataFrame) -> str:
         rate = f"{percent(row['rate'])} [{percent(row['low'])}, {percent(row['high'])}]"
         rank = number(ranks.get(strategy, np.nan), 2)
         lines.append(f"{name(strategy)} & {rate} & {percent(stable.get(strategy, np.nan), 0)} & {rank} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def table_lr_range(runs: pd.DataFrame) -> str:
+    """LaTeX tabular: the widest contiguous stable learning-rate range (no diverged run) per strategy and panel.
+
+    ``stats.stable_lr_range`` pooled over the strategy's hyperparameters and seeds.
+    """
+    keys = stats.problem_columns(runs)
+    panels = _panels(runs)
+    ranges = stats.stable_lr_range(runs, by=[*keys, "strategy"])
+    header = f"strategy & {_panel_header(runs, panels)} \\\\"
+    lines = [f"\\begin{{tabular}}{{l{'c' * len(panels)}}}", r"\toprule", header, r"\midrule"]
+    for strategy in data.strategy_order(runs):
+        own = ranges[ranges["strategy"] == strategy]
+        entries = []
+        for panel in panels:
+            row = data.select(own, panel)
+            entries.append(lr_range(row.iloc[0]) if len(row) else "--")
+        lines.append(f"{name(strategy)} & {' & '.join(entries)} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -263,6 +324,7 @@ def write(runs: pd.DataFrame, out: Path | str) -> list[Path]:
         "table-best.tex": table_best(runs),
         "table-stability.tex": table_stability(runs),
         "table-problems.tex": table_problems(runs),
+        "table-lr-range.tex": table_lr_range(runs),
     }
     paths = []
     for filename, text in files.items():

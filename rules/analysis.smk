@@ -1,24 +1,65 @@
 # Executed notebooks -> figures/<sweep>/*.{pdf,png}; the numbers the paper cites -> paper/generated/<sweep>/.
+# One rule per notebook (analysis/<name>.ipynb); each lists exactly the figures its notebook writes for
+# this config (analysis/layout.py): the critical-difference diagram only where it is defined
+# (>= 3 strategies on >= 2 problems), a stable-region map only for strategies with a threshold grid.
 
 
-rule analysis:
+rule convergence:
     input:
         runs=f"results/{SWEEP}/runs.parquet",
         curves=f"results/{SWEEP}/curves.parquet",
     output:
-        figure_files("pdf"),
-        figure_report_items(),
+        figure_files("pdf", "convergence"),
+        figure_report_items("convergence"),
     resources:
         mem_mb=8000,
         runtime=60,
         **PARTITION,
     log:
         # the executed notebook, outputs included
-        notebook=f"logs/{SWEEP}/analysis/convergence_and_stability.ipynb",
+        notebook=f"logs/{SWEEP}/analysis/convergence.ipynb",
     conda:
         ENV
     notebook:
-        "../analysis/convergence_and_stability.ipynb"
+        "../analysis/convergence.ipynb"
+
+
+rule stability:
+    input:
+        runs=f"results/{SWEEP}/runs.parquet",
+        curves=f"results/{SWEEP}/curves.parquet",
+    output:
+        figure_files("pdf", "stability"),
+        figure_report_items("stability"),
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        **PARTITION,
+    log:
+        notebook=f"logs/{SWEEP}/analysis/stability.ipynb",
+    conda:
+        ENV
+    notebook:
+        "../analysis/stability.ipynb"
+
+
+rule ranking:
+    input:
+        runs=f"results/{SWEEP}/runs.parquet",
+        curves=f"results/{SWEEP}/curves.parquet",
+    output:
+        figure_files("pdf", "ranking"),
+        figure_report_items("ranking"),
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        **PARTITION,
+    log:
+        notebook=f"logs/{SWEEP}/analysis/ranking.ipynb",
+    conda:
+        ENV
+    notebook:
+        "../analysis/ranking.ipynb"
 
 
 rule numbers:
@@ -29,6 +70,7 @@ rule numbers:
         best=f"paper/generated/{SWEEP}/table-best.tex",
         stability=f"paper/generated/{SWEEP}/table-stability.tex",
         problems=f"paper/generated/{SWEEP}/table-problems.tex",
+        lr_range=f"paper/generated/{SWEEP}/table-lr-range.tex",
     params:
         sweep=SWEEP,
         out=lambda wildcards, output: Path(output.numbers).parent,

@@ -69,21 +69,22 @@ def cell_files():
     return expand("results/{sweep}/cells/{cell}/{table}.parquet", sweep=SWEEP, cell=CELLS, table=("runs", "curves"))
 
 
-def figure_files(fmt):
-    """Every figure of the convergence and stability notebook in one format."""
-    return [f"figures/{SWEEP}/{stem}.{fmt}" for stem in layout.figure_stems(PROBLEMS)]
+def figure_files(fmt, notebook=None):
+    """Every figure of the sweep in one format: of one notebook, or of all three."""
+    return [f"figures/{SWEEP}/{stem}.{fmt}" for stem in layout.config_stems(config, notebook)]
 
 
-def figure_report_items():
-    """The PNG figures, flagged for the Snakemake report with caption, category and labels."""
+def figure_report_items(notebook):
+    """A notebook's PNG figures, flagged for the Snakemake report with caption, category and labels."""
     items = []
-    for stem in layout.figure_stems(PROBLEMS):
-        kind, _, problem = stem.partition("-")
+    for stem in layout.config_stems(config, notebook):
+        kind = layout.stem_kind(stem)
+        problem = stem[len(kind) + 1 :]
         items.append(report(
             f"figures/{SWEEP}/{stem}.png",
             caption=f"../report/{kind}.rst",
             category="Figures",
-            subcategory=kind.capitalize(),
+            subcategory=notebook.capitalize(),
             labels={"figure": kind, "problem": problem.replace("-", " / ", 1) if problem else "all problems"},
         ))
     return items

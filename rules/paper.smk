@@ -9,7 +9,8 @@ rule paper:
         best=f"paper/generated/{SWEEP}/table-best.tex",
         stability=f"paper/generated/{SWEEP}/table-stability.tex",
         problems=f"paper/generated/{SWEEP}/table-problems.tex",
-        figures=expand("figures/{sweep}/{name}.pdf", sweep=SWEEP, name=layout.OVERVIEWS),
+        lr_range=f"paper/generated/{SWEEP}/table-lr-range.tex",
+        figures=expand("figures/{sweep}/{name}.pdf", sweep=SWEEP, name=layout.paper_stems(config)),
     output:
         report(f"paper/build/{SWEEP}/main.pdf", caption="../report/paper.rst", category="Paper"),
     params:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import subprocess
 import sys
@@ -11,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from analysis import data, layout, numbers, plots
+from analysis import data, layout, numbers, plots, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,26 +70,66 @@ def tables():
     return synthetic_tables()
 
 
-def test_best_settings_prefer_stable_then_best_validation(tables):
+def test_best_tuned_prefers_stable_then_best_validation(tables):
     runs, _ = tables
-    best = data.best_settings(runs)
+    best = stats.best_tuned(runs)
     assert len(best) == 2 * 3  # problems x strategies
     none = best[(best["task"] == "mnist1d") & (best["strategy"] == "none")].iloc[0]
     # lr 1.0 has the best validation metric but two diverged seeds: the stable lr 0.1 wins.
-    assert none["lr"] == 0.1 and none["diverged_fraction"] == 0
+    assert none["lr"] == 0.1 and none["failed"] == 0
     clip = best[(best["task"] == "adding") & (best["strategy"] == "clip_norm")].iloc[0]
     assert clip["lr"] == 1.0 and clip["seeds"] == 3
-    chosen = data.best_runs(runs)
-    assert len(chosen) == 2 * 3 * 3  # one setting x three seeds each
+    assert len(stats.best_tuned_runs(runs)) == 2 * 3 * 3  # one setting x three seeds each
 
 
 def test_divergence_rates_have_wilson_intervals(tables):
     runs, _ = tables
-    rates = data.divergence_rates(runs, by=("strategy", "lr")).set_index(["strategy", "lr"])
+    rates = stats.divergence_rates(runs, by=["strategy", "lr"]).set_index(["strategy", "lr"])
     row = rates.loc[("none", 1.0)]
     assert row["runs"] == 6 and row["diverged"] == 4
     assert row["low"] < row["rate"] < row["high"]
     assert rates.loc[("clip_norm", 1.0), "rate"] == 0
+
+
+def test_data_keeps_no_statistics():
+    """One rule everywhere: the statistics live in analysis.stats only."""
+    for duplicate in ("best_settings", "best_runs", "settings_summary", "divergence_rates", "bootstrap_ci", "oriented"):
+        assert not hasattr(data, duplicate), duplicate
+    assert not hasattr(numbers, "strategy_ranks")
+
+
+def diverging_none(runs: pd.DataFrame) -> pd.DataFrame:
+    """The synthetic runs with seed 2 of ``none`` on mnist1d diverged at every learning rate."""
+    runs = runs.copy()
+    hit = (runs["strategy"] == "none") & (runs["task"] == "mnist1d") & (runs["seed"] == 2)
+    runs.loc[hit, "diverged"] = True
+    runs.loc[hit, "diverged_step"] = 5
+    return runs
+
+
+def test_numbers_count_diverged_seeds_at_chance(tables):
+    """Table and macros: a diverged seed of the best-tuned setting counts at chance, not left out."""
+    runs = diverging_none(tables[0])
+    chosen = runs[(runs["strategy"] == "none") & (runs["task"] == "mnist1d") & (runs["lr"] == 0.1)]
+    chosen = chosen.sort_values("seed")
+    # lr 0.01 and 0.1 have one failed seed now, lr 1.0 three; validation decides between the first two
+    expected = (chosen["test_metric_at_best_val"].iloc[0] + chosen["test_metric_at_best_val"].iloc[1]
+                + chosen["chance_metric"].iloc[2]) / 3
+    values = numbers.compute(runs)
+    assert values["lr-mnist1d-mlp-none"] == "0.1"
+    assert values["test-mnist1d-mlp-none"] == numbers.number(expected)
+    table = numbers.table_best(runs)
+    assert f"{expected:.3g}$^{{1\\dagger}}$" in table
+    assert "chance level" in values["note-best"]
+
+
+def test_figures_count_diverged_seeds_as_documented(tables):
+    runs = diverging_none(tables[0])
+    panel = {"task": "mnist1d", "model": "mlp", "optimizer": "sgd", "init_gain": 1.0}
+    summary = plots.ranking_summary(runs)
+    row = data.select(summary, panel).set_index("strategy").loc["none"]
+    assert row["failed"] == 1 and row["seeds"] == 3  # the diverged seed stays in, at chance
+    assert plots.NOTES["chance"].startswith("Failed (diverged) runs count at the task's chance level")
 
 
 def test_curve_band_mean_and_bootstrap_interval(tables):
@@ -114,11 +156,45 @@ def test_styles_are_fixed_and_distinct():
 
 def test_figures_are_written(tables, tmp_path):
     runs, curves = tables
-    paths = plots.convergence_and_stability(runs, curves, tmp_path)
-    stems = layout.figure_stems(data.problems(runs))
+    paths = [*plots.convergence_figures(runs, curves, tmp_path), *plots.stability_figures(runs, curves, tmp_path),
+             *plots.ranking_figures(runs, tmp_path)]
+    # three strategies on two problems: the CD diagram exists; clip_norm has two thresholds: a region map
+    stems = layout.figure_stems(data.problems(runs), cd=True, regions=["clip_norm"])
     expected = {tmp_path / f"{stem}.{fmt}" for stem in stems for fmt in layout.FIGURE_FORMATS}
     assert set(paths) == expected
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_cd_diagram_only_where_defined(tables):
+    runs, _ = tables
+    styles = plots.strategy_styles(data.strategy_order(runs))
+    two = runs[runs["strategy"] != "clip_value"]
+    assert plots.cd_figure(two, styles) is None  # two strategies: no Friedman test, no diagram
+    assert not layout.cd_defined(2, 5) and not layout.cd_defined(5, 1) and layout.cd_defined(3, 2)
+
+
+def test_config_figure_lists():
+    smoke = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    stems = layout.config_stems(smoke)
+    for task, model in layout.config_problems(smoke):
+        for notebook in layout.NOTEBOOKS:
+            for kind in layout.PER_PROBLEM[notebook]:
+                assert f"{kind}-{task}-{model}" in stems
+    assert "cd" not in stems and not [s for s in stems if s.startswith("region-")]  # 2 strategies, 1 threshold
+    assert set(layout.paper_stems(smoke)) <= set(stems)
+    paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    assert layout.config_cd(paper) and "clip_norm" in layout.config_regions(paper)
+    captions = {p.stem for p in (ROOT / "report").glob("*.rst")}
+    assert {layout.stem_kind(s) for s in layout.config_stems(paper)} <= captions
+
+
+def test_notebooks_have_no_outputs():
+    for notebook in layout.NOTEBOOKS:
+        cells = json.loads((ROOT / "analysis" / f"{notebook}.ipynb").read_text())["cells"]
+        code = [c for c in cells if c["cell_type"] == "code"]
+        assert code and all(not c["outputs"] and c["execution_count"] is None for c in code), notebook
+        source = "".join("".join(c["source"]) for c in code)
+        assert f"plots.{notebook}_figures(" in source and "read_parquet" not in source
 
 
 def test_numbers_and_tables(tables, tmp_path):
@@ -127,12 +203,14 @@ def test_numbers_and_tables(tables, tmp_path):
     assert values["runs"] == str(len(runs))
     assert values["divergence-none"] == "22.2\\%"  # 4 of 18 runs
     assert values["best-strategy"].startswith("\\texttt{clip")
-    assert "friedman-p" in values
+    assert values["friedman-p"] != "n/a"
+    assert values["lr-range-mnist1d-mlp-none"] == "0.01--0.1"
     paths = numbers.write(runs, tmp_path)
     text = (tmp_path / "numbers.tex").read_text()
     assert "\\benchdef{runs}{" in text
     assert "\\toprule" in (tmp_path / "table-best.tex").read_text()
-    assert len(paths) == 4
+    assert "0.01--1" in (tmp_path / "table-lr-range.tex").read_text()  # clip_norm never diverges
+    assert len(paths) == 5
 
 
 def test_numbers_cli_reports_missing_results(tmp_path):
