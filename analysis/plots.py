@@ -228,6 +228,7 @@ NOTES = {
     "best": "Best-tuned setting per strategy, chosen on validation: a failed (diverged) seed counts as the worst.",
     "chance": "Failed (diverged) runs count at the task's chance level.",
     "rate": "Divergence rate: share of runs flagged diverged, pooled over seeds, thresholds and stress dials.",
+    "region": "Divergence rate: share of runs flagged diverged, pooled over seeds and stress dials.",
     "censored": "Runs without the event are censored at their step budget; a diverged run never reaches the target.",
     "traces": "Diverged runs take part like the others; their curves end at divergence.",
     "cost": "Diverged runs count: they stay in their cell's lockstep batch.",
@@ -368,7 +369,7 @@ def region_figure(runs: pd.DataFrame, strategy: str, hyperparameter: str, column
         ax.set_ylabel(hyperparameter)
         ax.set_title(f"{task} / {model}", fontsize="medium")
     fig.suptitle(strategy, fontsize="medium")
-    note(fig, "rate")
+    note(fig, "region")
     return fig
 
 
