@@ -83,11 +83,12 @@ def test_full_run_writes_results_figures_and_paper(workdir: Path) -> None:
     sweep = smoke_config()["sweep"]
     for table in ("runs", "curves"):
         assert (workdir / "results" / sweep / f"{table}.parquet").stat().st_size > 0
-    problems = layout.config_problems(smoke_config())
-    for stem in layout.figure_stems(problems):
+    stems = layout.config_stems(smoke_config())  # every figure of the three notebooks, per task x model too
+    assert {f"convergence-{t}-{m}" for t, m in layout.config_problems(smoke_config())} <= set(stems)
+    for stem in stems:
         for fmt in layout.FIGURE_FORMATS:
             assert (workdir / "figures" / sweep / f"{stem}.{fmt}").stat().st_size > 1000, stem
-    for name in ("numbers", "table-best", "table-stability", "table-problems"):
+    for name in ("numbers", "table-best", "table-stability", "table-problems", "table-lr-range"):
         assert (workdir / "paper" / "generated" / sweep / f"{name}.tex").is_file()
     pdf = workdir / "paper" / "build" / sweep / "main.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
