@@ -229,7 +229,8 @@ NOTES = {
     "chance": "Failed (diverged) runs count at the task's chance level.",
     "rate": "Divergence rate: share of runs flagged diverged, pooled over seeds, thresholds and stress dials.",
     "region": "Divergence rate: share of runs flagged diverged, pooled over seeds and stress dials.",
-    "censored": "Runs without the event are censored at their step budget; a diverged run never reaches the target.",
+    "target": "Runs that never reach the target are censored at their step budget; a diverged run never reaches it.",
+    "divergence": "Runs that never diverge are censored at their step budget.",
     "traces": "Diverged runs take part like the others; their curves end at divergence.",
     "cost": "Diverged runs count: they stay in their cell's lockstep batch.",
 }
@@ -489,7 +490,7 @@ def convergence_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | st
     note(fig, "best")
     paths += save(fig, out / "convergence")
     fig = survival_overview(runs, curves, styles, "target")
-    note(fig, "censored")
+    note(fig, "target")
     paths += save(fig, out / "time-to-target")
     return paths
 
@@ -512,7 +513,7 @@ def stability_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str)
     paths += save(fig, out / "stability")
     paths += save(sensitivity_figure(runs, _problem_panels(runs), styles), out / "sensitivity")
     fig = survival_overview(runs, None, styles, "divergence")
-    note(fig, "censored")
+    note(fig, "divergence")
     paths += save(fig, out / "time-to-divergence")
     paths += save(explosions_figure(runs, curves, styles), out / "explosions")
     for strategy, hyperparameter in region_strategies(runs).items():
