@@ -53,6 +53,26 @@ def make_config(**overrides: Any) -> dict[str, Any]:
     return sweep.with_defaults(config)
 
 
+DELETE = object()
+"""A value for ``mutated``: remove the key."""
+
+
+def mutated(changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of BASE (unvalidated) with dotted keys (``models.mlp.width``, ``problems.0.task``) set or deleted."""
+    config = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key = int(last) if isinstance(node, list) else last
+        if value is DELETE:
+            del node[key]
+        else:
+            node[key] = copy.deepcopy(value)
+    return config
+
+
 def only_cell(config: dict[str, Any]) -> sweep.Cell:
     """The single cell of a one-cell config."""
     (cell,) = sweep.cells(config)

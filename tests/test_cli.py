@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BASE, ROOT
+from conftest import ROOT, mutated
 
 from bench import store
 from bench.__main__ import main
@@ -20,17 +20,7 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 def write_config(path: Path, **changes) -> Path:
-    config = yaml.safe_load(yaml.safe_dump(BASE))
-    for dotted, value in changes.items():
-        *parents, last = dotted.split(".")
-        node = config
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        if value is None:
-            del node[last]
-        else:
-            node[last] = value
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(mutated(changes)))
     return path
 
 

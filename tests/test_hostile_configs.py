@@ -7,26 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BASE
+from conftest import DELETE, mutated
 
 from bench.__main__ import main
-
-
-def mutate(changes: dict) -> dict:
-    config = yaml.safe_load(yaml.safe_dump(BASE))
-    for dotted, value in changes.items():
-        *parents, last = dotted.split(".")
-        node = config
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        if value is DELETE:
-            del node[int(last) if isinstance(node, list) else last]
-        else:
-            node[int(last) if isinstance(node, list) else last] = value
-    return config
-
-
-DELETE = object()
 
 # case: (changes to the base config, text the one-line message must contain)
 HOSTILE = {
@@ -96,7 +79,7 @@ HOSTILE = {
 def test_hostile_config_is_refused_in_one_line(case: str, tmp_path: Path, capsys) -> None:
     changes, key = HOSTILE[case]
     path = tmp_path / "hostile.yaml"
-    path.write_text(yaml.safe_dump(mutate(changes)))
+    path.write_text(yaml.safe_dump(mutated(changes)))
     out = tmp_path / "results"
     code = main(["train", "--config", str(path), "--cell", "mnist1d-mlp-sgd-none", "--out", str(out)])
     captured = capsys.readouterr()
