@@ -327,6 +327,14 @@ def train_step(run: Setup, state: LoopState, batch: Tensor) -> None:
     state.step = step + 1
 
 
+def batch_plan(run: Setup) -> Tensor:
+    """Every run's training-example indices for every step, (steps, K, B), on the device."""
+    cell = run.cell
+    return torch.stack([
+        tasks.batch_indices(r.seed, len(run.inputs["train"]), cell.batch_size, range(cell.steps)) for r in cell.runs
+    ], dim=1).to(run.device)
+
+
 def train_setup(run: Setup, progress: bool = True, checkpoint: Path | None = None,
                 checkpoint_every: int = 0) -> History:
     """The loop proper, for an already built :class:`Setup`.
@@ -339,9 +347,7 @@ def train_setup(run: Setup, progress: bool = True, checkpoint: Path | None = Non
     cell, device = run.cell, run.device
     state = (load_checkpoint(checkpoint, run) if checkpoint else None) or fresh_state(run)
     resumed_from = state.step
-    indices = torch.stack([
-        tasks.batch_indices(r.seed, len(run.inputs["train"]), cell.batch_size, range(cell.steps)) for r in cell.runs
-    ], dim=1).to(device)  # (steps, K, B)
+    indices = batch_plan(run)
     eval_rows = {step: row for row, step in enumerate(eval_steps(cell))}
 
     started = time.perf_counter() - state.elapsed_s

@@ -67,10 +67,7 @@ class EngineTimer:
     def __init__(self, cell: Cell, warmup: int = 3) -> None:
         self.setup = engine.setup(cell)
         self.state = engine.fresh_state(self.setup)
-        self.indices = torch.stack([
-            engine.tasks.batch_indices(r.seed, len(self.setup.inputs["train"]), cell.batch_size, range(cell.steps))
-            for r in cell.runs
-        ], dim=1).to(self.setup.device)
+        self.indices = engine.batch_plan(self.setup)
         self.seconds(warmup)
 
     def seconds(self, steps: int) -> float:

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from conftest import make_config, only_cell
 
-from bench import engine, store, tasks
+from bench import engine, store
 
 
 def train(config):
@@ -107,8 +107,7 @@ def test_resuming_from_any_checkpoint_gives_identical_results(tmp_path) -> None:
     checkpoint = tmp_path / "checkpoint.pt"
     for stop_after in (1, 4, 9, 13, 23):
         interrupted = engine.fresh_state(setup)
-        indices = torch.stack([tasks.batch_indices(r.seed, len(setup.inputs["train"]), cell.batch_size,
-                                                   range(cell.steps)) for r in cell.runs], dim=1)
+        indices = engine.batch_plan(setup)
         rows = {step: row for row, step in enumerate(engine.eval_steps(cell))}
         while interrupted.step < stop_after:  # a job that gets killed after `stop_after` steps
             if interrupted.step in rows:
