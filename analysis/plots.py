@@ -420,7 +420,7 @@ def cd_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.DataFram
         return None
     cd = stats.critical_difference(scores)
     friedman = stats.friedman_test(scores)
-    fig, ax = plt.subplots(figsize=(3.4, 0.6 + 0.18 * scores.shape[1]), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.12 * scores.shape[1]), layout="constrained")
     sp.critical_difference_diagram(cd.ranks, cd.pvalues, ax=ax,
                                    color_palette={s: styles[s].colour for s in scores.columns})
     ax.set_title(f"mean rank over {scores.shape[0]} problems; Friedman p = {friedman['pvalue']:.2g}",
@@ -433,7 +433,7 @@ def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.Da
     """Performance profiles of the best-tuned test metric (``stats.performance_profile``)."""
     summary = ranking_summary(runs) if summary is None else summary
     profile = stats.performance_profile(summary)
-    fig, ax = plt.subplots(figsize=(3.4, 2.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(3.4 + (1.4 if len(styles) > 6 else 0), 2.4), layout="constrained")
     top = float(profile["tau"].max()) if len(profile) else 1.0
     for strategy in styles:
         rows = profile[profile["strategy"] == strategy].sort_values("tau")
@@ -444,13 +444,17 @@ def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.Da
         fractions = np.concatenate([[0.0], rows["fraction"].to_numpy(), [rows["fraction"].iloc[-1]]])
         ax.step(taus, fractions, where="post", color=style.colour, linestyle=style.linestyle, linewidth=1.4,
                 label=strategy)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    if top > 10:  # ratios spread over decades: log axis
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("factor tau from the best strategy")
     ax.set_ylabel("share of problems")
-    ax.legend(loc="lower right", fontsize="x-small")
+    if len(styles) > 6:
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="x-small")
+    else:
+        ax.legend(loc="lower right", fontsize="x-small")
     note(fig, "best", "chance")
     return fig
 
