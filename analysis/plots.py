@@ -11,7 +11,7 @@ All statistics come from :mod:`analysis.stats`, so every figure counts failed
 runs by its one rule (a run *fails* when it diverged or its best validation
 metric is not finite): a failed seed is the worst value when a setting is
 chosen, and sits at the task's chance level wherever a number is averaged,
-tested or ranked. Each figure states this in a note under it (:data:`NOTES`).
+tested or ranked. Each figure states this in a note above its panels (:data:`NOTES`).
 """
 
 from __future__ import annotations
@@ -234,12 +234,12 @@ NOTES = {
     "traces": "Diverged runs take part like the others; their curves end at divergence.",
     "cost": "Diverged runs count: they stay in their cell's lockstep batch.",
 }
-"""How each figure counts failed runs, written under the figure (one line per note)."""
+"""How each figure counts failed runs, written above the figure (one line per note)."""
 
 
 def note(fig: Figure, *keys: str) -> None:
-    """Write the notes ``keys`` of :data:`NOTES` in small type under ``fig``."""
-    fig.text(0.0, -0.01, "\n".join(NOTES[k] for k in keys), ha="left", va="top", fontsize="x-small", color="0.3")
+    """Write the notes ``keys`` of :data:`NOTES` in small type above ``fig`` (legends may sit below it)."""
+    fig.text(0.0, 1.01, "\n".join(NOTES[k] for k in keys), ha="left", va="bottom", fontsize="x-small", color="0.3")
 
 
 def _problem_panels(runs: pd.DataFrame) -> list[dict]:
