@@ -72,7 +72,8 @@ rule numbers:
         problems=f"paper/generated/{SWEEP}/table-problems.tex",
         lr_range=f"paper/generated/{SWEEP}/table-lr-range.tex",
     params:
-        sweep=SWEEP,
+        # from the output path rather than SWEEP: the lint takes a sweep named like a folder for a path prefix
+        sweep=lambda wildcards, output: Path(output.numbers).parent.name,
         out=lambda wildcards, output: Path(output.numbers).parent,
     resources:
         mem_mb=8000,

@@ -14,7 +14,7 @@ rule paper:
     output:
         report(f"paper/build/{SWEEP}/main.pdf", caption="../report/paper.rst", category="Paper"),
     params:
-        sweep=SWEEP,
+        sweep=lambda wildcards, output: Path(output[0]).parent.name,
         # latexmk -cd runs in paper/, so the output folder is given relative to it
         outdir=lambda wildcards, output: Path(output[0]).parent.relative_to("paper"),
     resources:
