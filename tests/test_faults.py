@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_pipeline import SMOKE, copy_repository, snakemake
+from workflow import SMOKE, copy_repository, snakemake
 
 from bench import store
 

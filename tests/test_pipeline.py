@@ -18,52 +18,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow import ROOT, SMOKE, copy_repository, job_counts, snakemake
 
 from analysis import layout
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = "config/smoke.yaml"
-# Generated or local paths that never travel into the temporary copy.
-SKIP = {".git", ".venv", ".venv-ci", ".snakemake", "results", "figures", "logs", "benchmarks", "__pycache__",
-        ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints", "build", "generated"}
-
 pytestmark = pytest.mark.skipif(shutil.which("latexmk") is None, reason="the pipeline builds the paper with latexmk")
-
-
-def copy_repository(target: Path) -> Path:
-    """Copy the working tree without generated files: git's tracked and unignored files, else a filtered copytree."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True)
-    if listed.returncode == 0 and listed.stdout:
-        for name in filter(None, listed.stdout.split("\0")):
-            source = ROOT / name
-            if source.is_file() and not SKIP.intersection(Path(name).parts):
-                (target / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target / name)
-    else:
-        shutil.copytree(ROOT, target, ignore=lambda folder, names: [
-            n for n in names if n in SKIP or n.endswith(".egg-info")])
-    return target
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run snakemake in ``workdir`` with this interpreter's environment on PATH."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a snakemake run or dry run: rule -> number of jobs."""
-    counts = {}
-    table = output.split("Job stats:", 1)[-1] if "Job stats:" in output else ""
-    for line in table.splitlines()[3:]:
-        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
-        if not match:
-            break
-        counts[match.group(1)] = int(match.group(2))
-    return counts
 
 
 @pytest.fixture(scope="module")

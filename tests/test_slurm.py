@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,14 +29,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from workflow import ROOT, SMOKE, copy_repository, environment, job_counts
 
 from bench.store import TIMING_COLUMNS
 
-ROOT = Path(__file__).resolve().parents[1]
 START = ROOT / "scripts" / "slurm" / "start.sh"
 STOP = ROOT / "scripts" / "slurm" / "stop.sh"
 PROFILE = os.environ.get("BENCH_SLURM_PROFILE", "profiles/slurm")
-SMOKE = "config/smoke.yaml"
 SWEEP = yaml.safe_load((ROOT / SMOKE).read_text())["sweep"]
 TARGET = "results"  # the rule that asks for results/<sweep>/{runs,curves}.parquet (no figures, no paper)
 LOCAL_RULES = {"results", "all", "figures"}  # localrules of the Snakefile: never submitted
@@ -46,36 +44,8 @@ LOCAL_RULES = {"results", "all", "figures"}  # localrules of the Snakefile: neve
 CLUSTER_ARGS = ("--slurm-status-command", "squeue", "--slurm-no-account",
                 "--slurm-init-seconds-before-status-checks", "2")
 EXIT_UNSUPPORTED = 3  # start.sh: this machine cannot host a cluster
-# Generated or local paths that never travel into the temporary copies.
-SKIP = {".git", ".venv", ".venv-ci", ".snakemake", "results", "figures", "logs", "benchmarks", "__pycache__",
-        ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints", "build", "generated"}
-
-
 def tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
-
-
-def copy_repository(target: Path) -> Path:
-    """Copy the working tree without generated files: git's tracked and unignored files, else a filtered copytree."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True)
-    if listed.returncode == 0 and listed.stdout:
-        for name in filter(None, listed.stdout.split("\0")):
-            source = ROOT / name
-            if source.is_file() and not SKIP.intersection(Path(name).parts):
-                (target / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target / name)
-    else:
-        shutil.copytree(ROOT, target, ignore=lambda folder, names: [
-            n for n in names if n in SKIP or n.endswith(".egg-info")])
-    return target
-
-
-def environment() -> dict[str, str]:
-    """This interpreter's environment first on PATH: the jobs (sbatch --export=ALL) run `python -m bench` with it."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
 
 
 def run(command: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -133,18 +103,6 @@ def smoke_configfiles(work: Path) -> list[str]:
     overlay = work / "slurm-test-overlay.yaml"
     overlay.write_text(yaml.safe_dump({"problems": first}))
     return [SMOKE, str(overlay)]
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a snakemake run: rule -> number of jobs."""
-    counts = {}
-    table = output.split("Job stats:", 1)[-1] if "Job stats:" in output else ""
-    for line in table.splitlines()[3:]:
-        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
-        if not match:
-            break
-        counts[match.group(1)] = int(match.group(2))
-    return counts
 
 
 def read(work: Path, table: str) -> pd.DataFrame:
