@@ -148,3 +148,27 @@ def test_rule_environment_lists_the_project_dependencies() -> None:
         return re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0].lower()
 
     assert {name(r) for r in project} <= {name(r) for r in pip}
+
+
+def test_notebooks_run_on_their_own_in_jupyter(workdir: Path) -> None:
+    """Each notebook, unedited, runs top to bottom in a Jupyter kernel from analysis/ once results exist.
+
+    The notebooks name the default sweep; the smoke tier's tables stand in for its results here.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    sweep = smoke_config()["sweep"]
+    stand_in = workdir / "results" / "default"
+    shutil.copytree(workdir / "results" / sweep, stand_in, dirs_exist_ok=True)
+    try:
+        for path in sorted((workdir / "analysis").glob("*.ipynb")):
+            notebook = nbformat.read(path, as_version=4)
+            NotebookClient(notebook, timeout=300, kernel_name="python3",
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
+            errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+            assert not errors, (path.name, errors)
+        assert list((workdir / "figures" / "default").glob("*.png"))
+    finally:
+        shutil.rmtree(stand_in)
+        shutil.rmtree(workdir / "figures" / "default", ignore_errors=True)
