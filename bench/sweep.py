@@ -248,11 +248,3 @@ def find(config: dict[str, Any], cell_id: str) -> Cell:
         shown = ", ".join(known[:5]) + (f", ... ({len(known)} cells)" if len(known) > 5 else "")
         raise ConfigError(f"cell '{cell_id}' is not in this config; allowed: {shown}")
     return found[cell_id]
-
-
-def total_runs(config: dict[str, Any]) -> int:
-    """Number of runs over all cells."""
-    return sum(len(cell.runs) for cell in cells(config))
-
-
-

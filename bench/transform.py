@@ -116,12 +116,6 @@ def max_abs(tensors: Params) -> Tensor:
     return torch.stack(peaks).amax(dim=0)
 
 
-def any_per_run(tensors: Params, predicate: Callable[[Tensor], Tensor]) -> Tensor:
-    """(K,) bool: does ``predicate`` hold for any element of a run's tensors."""
-    hits = [predicate(t).flatten(1).any(dim=1) for t in tensors]
-    return torch.stack(hits).any(dim=0)
-
-
 def select(mask: Tensor, new: Any, old: Any) -> Any:
     """Per run, take ``new`` where ``mask`` is true and ``old`` elsewhere.
 
