@@ -35,15 +35,6 @@ def cd_defined(strategies: int, problems: int) -> bool:
     """
     return strategies >= MIN_CD_STRATEGIES and problems >= MIN_CD_PROBLEMS
 
-def find_root(start: Path | str | None = None) -> Path:
-    """The repository root: the first folder upwards from ``start`` (default: cwd) holding a Snakefile."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "Snakefile").is_file():
-            return folder
-    raise FileNotFoundError(f"no Snakefile in {here} or above; run from inside the repository")
-
-
 def results_dir(sweep: str, root: Path | str = ".") -> Path:
     """Folder of a sweep's aggregated tables."""
     return Path(root) / "results" / sweep

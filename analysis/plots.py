@@ -31,7 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
 from analysis import data, layout, stats
-from analysis.layout import FIGURE_FORMATS, figures_dir, problem_stem
+from analysis.layout import FIGURE_FORMATS, problem_stem
 
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442")
 BASELINE_COLOUR = "#000000"
@@ -537,10 +537,3 @@ def ranking_figures(runs: pd.DataFrame, out: Path | str) -> list[Path]:
     if fig is not None:
         paths += save(fig, out / "cd")
     return paths
-
-
-def sweep_figures(sweep: str, root: Path | str = ".") -> list[Path]:
-    """Load a sweep's tables and write every figure of the three notebooks under figures/<sweep>/."""
-    runs, curves = data.load(sweep, root)
-    out = figures_dir(sweep, root)
-    return [*convergence_figures(runs, curves, out), *stability_figures(runs, curves, out), *ranking_figures(runs, out)]

@@ -79,10 +79,6 @@ class Model:
             return torch.zeros(shape)
         return _gaussian(shape, fan_in, gain, generator)
 
-    def parameter_names(self) -> list[str]:
-        """Names of the parameters, in order."""
-        return [name for name, _, _ in self.shapes()]
-
     def forward(self, params: list[Tensor], x: Tensor) -> Tensor:
         """Outputs (K, B, n_outputs), or (K, B, T, n_outputs) for per-step heads."""
         raise NotImplementedError

@@ -25,6 +25,8 @@ import dataclasses
 import math
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -103,20 +105,17 @@ class Task:
         return loss, hits.flatten(1).float().mean(1)
 
 
-def _isolated_numpy(seed: int):
-    """Context in which NumPy's and Python's global generators are restored afterwards."""
-
-    class Isolated:
-        def __enter__(self) -> None:
-            self.states = np.random.get_state(), random.getstate()
-            np.random.seed(seed)
-            random.seed(seed)
-
-        def __exit__(self, *exc: Any) -> None:
-            np.random.set_state(self.states[0])
-            random.setstate(self.states[1])
-
-    return Isolated()
+@contextmanager
+def _isolated_numpy(seed: int) -> Iterator[None]:
+    """Seed NumPy's and Python's global generators; restore their states afterwards."""
+    states = np.random.get_state(), random.getstate()
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(states[0])
+        random.setstate(states[1])
 
 
 def _split(x: Tensor, y: Tensor, n_val: int, n_test: int) -> dict[str, tuple[Tensor, Tensor]]:
