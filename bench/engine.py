@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from bench import models, optim, strategies, tasks
+from bench import allocator, models, optim, strategies, tasks
 from bench.flat import Layout, Packed, run_norm
 from bench.sweep import Cell, ConfigError
 from bench.transform import Transform, select
@@ -96,8 +96,10 @@ def initial_parameters(model: models.Model, cell: Cell) -> list[Tensor]:
 
 
 def setup(cell: Cell) -> Setup:
-    """Load the task, build the model, the optimizer and the strategy chain; set torch's threads."""
+    """Load the task, build the model, the optimizer and the strategy chain; set torch's threads
+    and keep freed host memory for reuse (see bench.allocator)."""
     torch.set_num_threads(cell.threads)
+    allocator.keep_freed_memory()
     device = resolve_device(cell.device)
     task = tasks.load(cell.task["kind"], **task_options(cell))
     model = build_model(cell, task)
@@ -278,7 +280,7 @@ def train_step(run: Setup, state: LoopState, batch: Tensor) -> None:
     step, runs, device, logs, layout = state.step, len(run.cell.runs), run.device, state.logs, run.layout
     xb, yb = run.inputs["train"][batch], run.targets["train"][batch]
     leaf = state.params.detach().requires_grad_(True)
-    loss, _ = run.task.loss_and_metric(run.model.forward(layout.split(leaf), xb), yb)
+    loss = run.task.loss(run.model.forward(layout.split(leaf), xb), yb)
     (flat_grads,) = torch.autograd.grad(loss.sum(), leaf)
     loss = loss.detach()
 
@@ -303,19 +305,22 @@ def train_step(run: Setup, state: LoopState, batch: Tensor) -> None:
     for i, transform in _stage(run.chain, "gradient"):
         kept[i] = alive & ~_any(flags["skip"], runs, device)
         grads, new_chain_states[i] = _apply(transform, grads, chain_states[i], params, flags)
-    logs["grad_norm_post"][step] = run_norm(grads.flat)
+    logs["grad_norm_post"][step] = logs["grad_norm_pre"][step] if grads.flat is flat_grads else run_norm(grads.flat)
     skip = _any(flags["skip"], runs, device)
 
     (flat_updates,), new_opt_state = run.optimizer.update([grads.flat], state.opt_state, [params.flat])
     updates = Packed(layout, flat=flat_updates)
     for i, transform in _stage(run.chain, "update"):
         updates, new_chain_states[i] = _apply(transform, updates, chain_states[i], params, flags)
-    new_params = Packed(layout, flat=params.flat + updates.flat)
+    updated = params.flat + updates.flat
+    new_params = Packed(layout, flat=updated)
     for i, transform in _stage(run.chain, "weights"):
         new_params, new_chain_states[i] = _apply(transform, new_params, chain_states[i], params, flags)
 
     keep = alive & ~skip
-    ratio = run_norm(new_params.flat - params.flat) / run_norm(params.flat)
+    # ||new - old|| / ||old||; without weight constraints the change is the update itself.
+    change = updates.flat if new_params.flat is updated else new_params.flat - params.flat
+    ratio = run_norm(change) / run_norm(params.flat)
     logs["update_ratio"][step] = torch.where(keep, ratio, 0.0)
     logs["clipped"][step] = _any(flags["active"] + flags["skip"], runs, device).float()
     state.params = keep_where(keep, new_params.flat, params.flat)

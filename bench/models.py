@@ -99,11 +99,13 @@ class MLP(Model):
         return layers + [("w_out", (self.n_outputs, sizes[-1]), sizes[-1]), ("b_out", (self.n_outputs,), sizes[-1])]
 
     def forward(self, params: list[Tensor], x: Tensor) -> Tensor:
+        # Activations are kept feature-major, (K, features, B): each layer is W @ h + b, so the
+        # backward pass yields every weight gradient as a contiguous (K, out, in) tensor (no copy).
         act = ACTIVATIONS[self.activation]
-        h = x.flatten(2)
+        h = x.flatten(2).transpose(1, 2)
         for weight, bias in zip(params[:-2:2], params[1:-2:2], strict=True):
-            h = act(_dense(h, weight, bias))
-        return _dense(h, params[-2], params[-1])
+            h = act(torch.baddbmm(bias.unsqueeze(2), weight, h))
+        return torch.baddbmm(params[-1].unsqueeze(1), h.transpose(1, 2), params[-2].transpose(1, 2))
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,9 @@ def sgd(lr: Hyperparameter, momentum: float = 0.0, nesterov: bool = False, weigh
             grads = [g + weight_decay * p for g, p in zip(grads, params, strict=True)]
         if not momentum:
             return [-per_run(lr, g) * g for g in grads], state
-        buffers = [momentum * b + g for b, g in zip(state["momentum"], grads, strict=True)]
-        directions = [g + momentum * b for g, b in zip(grads, buffers, strict=True)] if nesterov else buffers
+        buffers = [torch.add(g, b, alpha=momentum) for b, g in zip(state["momentum"], grads, strict=True)]
+        directions = [torch.add(g, b, alpha=momentum) for g, b in zip(grads, buffers, strict=True)] if nesterov \
+            else buffers
         return [-per_run(lr, d) * d for d in directions], {"momentum": buffers}
 
     return Transform("sgd", "optimizer", init, update)

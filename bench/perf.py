@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import engine, reference, strategies, sweep
+from bench import allocator, engine, reference, strategies, sweep
 from bench.sweep import Cell, Run
 
 FAMILY_GROUPS = {"mlp": ("mlp",), "cnn": ("cnn1d", "cnn2d"), "rnn": ("rnn",)}
@@ -134,6 +134,7 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
             report: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every measurement and return the JSON-ready record."""
     torch.set_num_threads(threads)
+    allocator.keep_freed_memory()  # before the oracle too: both sides run under the same allocator
     resolved = engine.resolve_device(device)
     sizes = (1, 8) if quick else (1, 8, 32, 128)
     steps, rounds = (5, 1) if quick else (20, 3)

@@ -214,8 +214,7 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
         xb, yb = x[order[step]], y[order[step]]
         opt.zero_grad()
         outputs = net(xb)
-        loss, _ = task.loss_and_metric(outputs.unsqueeze(0), yb.unsqueeze(0))
-        loss = loss[0]
+        loss = task.loss(outputs.unsqueeze(0), yb.unsqueeze(0))[0]
         loss.backward()
         value = float(loss.detach())
         initial = value if initial is None else initial

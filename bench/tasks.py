@@ -85,20 +85,24 @@ class Task:
         """The targets of ``split``: labels (long) or values (float)."""
         return self.splits[split][1]
 
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Per-run mean loss, (K,), for outputs of shape (K, B, ...): cross-entropy for
+        classification and ``sequence`` (over all steps), squared error for regression."""
+        runs = outputs.shape[0]
+        if self.objective == "regression":
+            return (outputs.squeeze(-1) - targets).square().flatten(1).mean(1)
+        logits = outputs.reshape(-1, self.n_outputs)
+        return F.cross_entropy(logits, targets.reshape(-1), reduction="none").view(runs, -1).mean(1)
+
     def loss_and_metric(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Per-run mean loss and metric, each (K,), for outputs of shape (K, B, ...).
 
-        Cross-entropy and accuracy for classification; squared error for
-        regression (the metric is the MSE itself); for ``sequence``, the loss is
-        the cross-entropy over all steps and the metric the accuracy over the
-        last ``COPY_RECALL`` steps.
+        The metric is the accuracy for classification, over the last
+        ``COPY_RECALL`` steps for ``sequence``, and the MSE itself for regression.
         """
-        runs = outputs.shape[0]
+        loss = self.loss(outputs, targets)
         if self.objective == "regression":
-            mse = (outputs.squeeze(-1) - targets).square().flatten(1).mean(1)
-            return mse, mse.detach()
-        logits = outputs.reshape(-1, self.n_outputs)
-        loss = F.cross_entropy(logits, targets.reshape(-1), reduction="none").view(runs, -1).mean(1)
+            return loss, loss.detach()
         hits = outputs.argmax(-1) == targets
         if self.objective == "sequence":
             hits = hits[:, :, -COPY_RECALL:]
