@@ -28,12 +28,14 @@ from tqdm.auto import tqdm
 from bench import allocator, models, optim, strategies, tasks
 from bench.flat import Layout, Packed, run_norm
 from bench.sweep import Cell, ConfigError
-from bench.transform import Transform, select
+from bench.transform import Transform, known_empty, select
 
 STEP_METRICS = ("train_loss", "grad_norm_pre", "grad_norm_post", "clipped", "update_ratio")
 EVAL_METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
 EVAL_CHUNK = 512
 REPORTS = ("active", "skip")
+# Raised whenever the meaning of a saved state changes (2: the flat buffer groups tensors by shape).
+CHECKPOINT_FORMAT = 2
 
 
 def resolve_device(name: str) -> torch.device:
@@ -224,9 +226,9 @@ def fresh_state(run: Setup) -> LoopState:
 
 
 def fingerprint(cell: Cell) -> str:
-    """What a checkpoint must match to be resumed: the cell, its runs and its budget."""
-    return f"{cell.id}|{cell.steps}|{cell.eval_every}|{cell.batch_size}|{cell.divergence_factor}|" + ";".join(
-        cell.run_ids())
+    """What a checkpoint must match to be resumed: its format, the cell, its runs and its budget."""
+    budget = f"{cell.steps}|{cell.eval_every}|{cell.batch_size}|{cell.divergence_factor}"
+    return f"{CHECKPOINT_FORMAT}|{cell.id}|{budget}|" + ";".join(cell.run_ids())
 
 
 def save_checkpoint(state: LoopState, cell: Cell, path: Path) -> None:
@@ -270,7 +272,7 @@ def keep_where(mask: Tensor, new: Any, old: Any) -> Any:
     On a CPU, where reading the mask costs no device synchronisation, the
     common case of every run keeping its new state skips the selection.
     """
-    if mask.device.type == "cpu" and bool(mask.all()):
+    if known_empty(~mask):
         return new
     return select(mask, new, old)
 

@@ -31,12 +31,15 @@ step must be skipped (parameters and downstream state left as they were).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from bench.flat import Group
 
 Params = list[Tensor]
 State = dict[str, Any]
@@ -99,6 +102,45 @@ def tensor_norms(tensors: Params) -> Tensor:
     return torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors])
 
 
+def group_tensor_norms(groups: list[Group]) -> Tensor:
+    """L2 norm of each tensor of ``groups`` (see bench.flat.groups) for each run: (K, T),
+    tensors in the groups' order; one kernel per group."""
+    return torch.cat([torch.linalg.vector_norm(group.data.flatten(2), dim=2) for group in groups], dim=1)
+
+
+def unit_grid(data: Tensor) -> tuple[int, ...]:
+    """The units of a group's (K, n, ...) data: a weight's are its output rows, (n, out);
+    a bias, (K, n, out), is one unit, (n,)."""
+    return tuple(data.shape[1:3]) if data.dim() >= 4 else tuple(data.shape[1:2])
+
+
+def group_unit_norms(groups: list[Group]) -> Tensor:
+    """L2 norm of each unit of ``groups`` for each run: (K, U), units in the groups' order.
+
+    A weight (out, in, ...) has one unit per output row, a bias is one unit:
+    timm's ``unitwise_norm`` with the run and group dimensions in front.
+    """
+    return torch.cat([
+        torch.linalg.vector_norm(group.data, dim=tuple(range(1 + len(unit_grid(group.data)), group.data.dim())))
+        .flatten(1) for group in groups], dim=1)
+
+
+def tensor_factors(values: Tensor, groups: list[Group]) -> list[Tensor]:
+    """(K, T) per-tensor values, in the groups' order, as one factor per group that
+    broadcasts against its (K, n, ...) data."""
+    return [part.view(*part.shape, *[1] * (group.data.dim() - 2))
+            for part, group in zip(values.split([len(g.indices) for g in groups], dim=1), groups, strict=True)]
+
+
+def unit_factors(values: Tensor, groups: list[Group]) -> list[Tensor]:
+    """(K, U) per-unit values, in the groups' order, as one factor per group that
+    broadcasts against its (K, n, ...) data."""
+    grids = [unit_grid(group.data) for group in groups]
+    parts = values.split([math.prod(grid) for grid in grids], dim=1)
+    return [part.view(part.shape[0], *grid, *[1] * (group.data.dim() - 1 - len(grid)))
+            for part, grid, group in zip(parts, grids, groups, strict=True)]
+
+
 def global_norm(tensors: Params) -> Tensor:
     """Global L2 norm per run over all tensors, shape (K,).
 
@@ -114,6 +156,15 @@ def max_abs(tensors: Params) -> Tensor:
     # amax propagates NaN.
     peaks = [torch.maximum(t.flatten(1).amax(dim=1), -t.flatten(1).amin(dim=1)) for t in tensors]
     return torch.stack(peaks).amax(dim=0)
+
+
+def known_empty(mask: Tensor) -> bool:
+    """True where ``mask`` is all false and reading it costs no device synchronisation (on a CPU).
+
+    A shortcut to skip work that would change nothing; on an accelerator it is
+    always False, so a step never waits on the host.
+    """
+    return mask.device.type == "cpu" and not bool(mask.any())
 
 
 def select(mask: Tensor, new: Any, old: Any) -> Any:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 from torch import Tensor
 
+from bench.flat import groups, per_group
 from bench.strategies import register
 from bench.transform import (
     Hyperparameter,
@@ -12,23 +16,23 @@ from bench.transform import (
     State,
     Transform,
     global_norm,
+    group_unit_norms,
     per_run,
-    run_mask,
     run_values,
     stateless,
+    unit_factors,
+    unit_grid,
 )
 
 
-def unit_norms(tensor: Tensor) -> Tensor:
-    """L2 norm of each output unit of each run, broadcastable against ``tensor``.
-
-    A (K, out) bias gives one norm per run, (K, 1); a (K, out, in, ...) weight
-    gives one norm per output unit, (K, out, 1, ...): timm's ``unitwise_norm``
-    with the run dimension in front.
-    """
-    if tensor.dim() <= 2:
-        return torch.linalg.vector_norm(tensor, dim=1, keepdim=True)
-    return torch.linalg.vector_norm(tensor, dim=tuple(range(2, tensor.dim())), keepdim=True)
+@functools.cache
+def _output_layer_units(grouping: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...], count: int,
+                        device: torch.device) -> Tensor:
+    """(U,) bool: which units, in the groups' order, belong to the last two of ``count`` tensors
+    (the output layer). ``grouping`` holds each group's tensor indices and unit grid."""
+    flags = [index >= count - 2 for indices, grid in grouping for index in indices
+             for _ in range(math.prod(grid) // len(indices))]
+    return torch.tensor(flags, dtype=torch.bool, device=device)
 
 
 @register("agc")
@@ -47,20 +51,17 @@ def agc(
     """
 
     def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
-        exclude = run_values(agc_exclude_output, grads[0], torch.bool)
-        clipped_grads, active = [], []
-        for index, (g, p) in enumerate(zip(grads, params, strict=True)):
-            weight_norm = unit_norms(p)
-            limit = weight_norm.clamp(min=per_run(agc_eps, weight_norm)) * per_run(agc_clipping, weight_norm)
-            grad_norm = unit_norms(g)
-            clip = ~(grad_norm < limit)
-            if index >= len(grads) - 2:
-                clip = clip & ~run_mask(exclude, clip)
-            # One pass over g: the per-unit factor is 1 where unclipped (g * 1.0 == g exactly).
-            factor = torch.where(clip, limit / grad_norm.clamp(min=1e-6), 1.0)
-            clipped_grads.append(g * factor)
-            active.append(clip.flatten(1).any(dim=1))
-        return clipped_grads, {"active": torch.stack(active).any(dim=0)}
+        # All units of all tensors of one shape at once: a few kernels per distinct shape.
+        blocks = groups(grads)
+        weight_norm, grad_norm = group_unit_norms(groups(params)), group_unit_norms(blocks)
+        limit = weight_norm.clamp(min=per_run(agc_eps, weight_norm)) * per_run(agc_clipping, weight_norm)
+        clip = ~(grad_norm < limit)
+        grouping = tuple((block.indices, unit_grid(block.data)) for block in blocks)
+        in_output = _output_layer_units(grouping, len(grads), clip.device)
+        clip = clip & ~(run_values(agc_exclude_output, clip, torch.bool)[:, None] & in_output)
+        # The per-unit factor is 1 where unclipped (g * 1.0 == g exactly).
+        factor = torch.where(clip, limit / grad_norm.clamp(min=1e-6), 1.0)
+        return per_group(torch.mul, grads, unit_factors(factor, blocks)), {"active": clip.any(dim=1)}
 
     return stateless("agc", "gradient", update)
 

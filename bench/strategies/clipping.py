@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import torch
 
+from bench.flat import groups, per_group
 from bench.strategies import register
-from bench.transform import Params, State, Transform, global_norm, max_abs, per_run, stateless, tensor_norms
+from bench.transform import (
+    Params,
+    State,
+    Transform,
+    global_norm,
+    group_tensor_norms,
+    max_abs,
+    per_run,
+    stateless,
+    tensor_factors,
+)
 
 
 @register("none")
@@ -60,8 +71,10 @@ def clip_norm_layer(clip_norm_layer: float = 1.0) -> Transform:
     """
 
     def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
-        coefficients = torch.clamp(clip_norm_layer / (tensor_norms(grads) + 1e-6), max=1.0)
-        scaled = torch._foreach_mul(grads, [per_run(c, g) for c, g in zip(coefficients, grads, strict=True)])
-        return scaled, {"active": (coefficients < 1.0).any(dim=0)}
+        blocks = groups(grads)
+        norms = group_tensor_norms(blocks)
+        coefficients = torch.clamp(per_run(clip_norm_layer, norms) / (norms + 1e-6), max=1.0)
+        scaled = per_group(torch.mul, grads, tensor_factors(coefficients, blocks))
+        return scaled, {"active": (coefficients < 1.0).any(dim=1)}
 
     return stateless("clip_norm_layer", "gradient", update)

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import torch
 
+from bench.flat import groups, per_group
 from bench.strategies import register
-from bench.transform import Hyperparameter, Params, State, Transform, per_run, run_values, stateless
+from bench.transform import (
+    Hyperparameter,
+    Params,
+    State,
+    Transform,
+    group_unit_norms,
+    run_values,
+    stateless,
+    unit_factors,
+)
 
 
 @register("max_norm")
@@ -20,16 +30,14 @@ def max_norm(max_norm: Hyperparameter = 3.0) -> Transform:
     """
 
     def update(weights: Params, state: State, params: Params) -> tuple[Params, State]:
-        projected, active = [], []
-        for w in weights:
-            if w.dim() < 3:
-                projected.append(w)
-                continue
-            norms = torch.linalg.vector_norm(w, dim=tuple(range(2, w.dim())), keepdim=True)
-            radius = per_run(run_values(max_norm, norms), norms)  # a tensor: true division, as torch.renorm
-            outside = norms > radius
-            projected.append(w * torch.where(outside, radius / (norms + 1e-7), 1.0))
-            active.append(outside.flatten(1).any(dim=1))
-        return projected, {"active": torch.stack(active).any(dim=0)}
+        # All units of all weights of one shape at once; biases pass through (factor 1).
+        blocks = groups(weights)
+        constrained = [block for block in blocks if block.data.dim() >= 4]
+        unit_norm = group_unit_norms(constrained)
+        radius = run_values(max_norm, unit_norm)[:, None]  # a tensor: true division, as torch.renorm
+        outside = unit_norm > radius
+        factors = iter(unit_factors(torch.where(outside, radius / (unit_norm + 1e-7), 1.0), constrained))
+        scaled = per_group(torch.mul, weights, [next(factors) if block.data.dim() >= 4 else 1.0 for block in blocks])
+        return scaled, {"active": outside.any(dim=1)}
 
     return stateless("max_norm", "weights", update)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.flat import groups, per_group
 from bench.strategies import register
 from bench.transform import (
     Hyperparameter,
@@ -11,10 +12,11 @@ from bench.transform import (
     State,
     Transform,
     global_norm,
+    group_tensor_norms,
     per_run,
     run_values,
     stateless,
-    tensor_norms,
+    tensor_factors,
 )
 
 
@@ -66,10 +68,11 @@ def trust_ratio(trust_coefficient: Hyperparameter = 1.0) -> Transform:
     """
 
     def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
-        param_norms, grad_norms = tensor_norms(params), tensor_norms(grads)
-        ratios = trust_coefficient * param_norms / grad_norms
+        grad_blocks = groups(grads)
+        param_norms, grad_norms = group_tensor_norms(groups(params)), group_tensor_norms(grad_blocks)
+        ratios = per_run(trust_coefficient, param_norms) * param_norms / grad_norms
         ratios = torch.where((param_norms == 0) | (grad_norms == 0), 1.0, ratios)
-        scaled = torch._foreach_mul(grads, [per_run(r, g) for r, g in zip(ratios, grads, strict=True)])
-        return scaled, {"active": (ratios != 1.0).any(dim=0)}
+        scaled = per_group(torch.mul, grads, tensor_factors(ratios, grad_blocks))
+        return scaled, {"active": (ratios != 1.0).any(dim=1)}
 
     return stateless("trust_ratio", "gradient", update)

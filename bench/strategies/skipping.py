@@ -11,6 +11,7 @@ from bench.transform import (
     State,
     Transform,
     global_norm,
+    known_empty,
     max_abs,
     per_run,
     run_mask,
@@ -20,7 +21,9 @@ from bench.transform import (
 
 
 def _zero_runs(grads: Params, skip: torch.Tensor) -> Params:
-    """The gradients with every run in ``skip`` replaced by zeros."""
+    """The gradients with every run in ``skip`` replaced by zeros (the same tensors where none is)."""
+    if known_empty(skip):
+        return grads
     zero = grads[0].new_zeros(())  # a 0-dim tensor: torch.where with a Python scalar is slower on CPU
     return [torch.where(run_mask(skip, g), zero, g) for g in grads]
 

@@ -6,8 +6,9 @@ import math
 
 import torch
 
+from bench.flat import groups, per_group
 from bench.strategies import register
-from bench.transform import Hyperparameter, Params, State, Transform, per_run, stateless, tensor_norms
+from bench.transform import Hyperparameter, Params, State, Transform, per_run, stateless, tensor_factors
 
 
 @register("update_clip")
@@ -22,9 +23,11 @@ def update_clip(update_clip: Hyperparameter = 1.0) -> Transform:
     """
 
     def update(updates: Params, state: State, params: Params) -> tuple[Params, State]:
-        rms = torch.stack([n / math.sqrt(u[0].numel()) for n, u in zip(tensor_norms(updates), updates, strict=True)])
-        divisors = torch.clamp(rms / update_clip, min=1.0)
-        clipped = torch._foreach_div(updates, [per_run(d, u) for d, u in zip(divisors, updates, strict=True)])
-        return clipped, {"active": (divisors > 1.0).any(dim=0)}
+        blocks = groups(updates)
+        rms = torch.cat([torch.linalg.vector_norm(block.data.flatten(2), dim=2) / math.sqrt(block.data[0, 0].numel())
+                         for block in blocks], dim=1)
+        divisors = torch.clamp(rms / per_run(update_clip, rms), min=1.0)
+        clipped = per_group(torch.div, updates, tensor_factors(divisors, blocks))
+        return clipped, {"active": (divisors > 1.0).any(dim=1)}
 
     return stateless("update_clip", "update", update)
