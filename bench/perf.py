@@ -7,8 +7,10 @@ Everything is measured in one process, in one run, on the same device:
   and RNN cells of a config, at several K;
 - the floating-point rate of the engine's training step on the MLP cell,
   counted by ``torch.utils.flop_counter.FlopCounterMode``, against the rate of
-  a large matrix product (the machine's practical limit);
-- each strategy's step time relative to ``none`` in the MLP cell;
+  a large matrix product (the machine's practical limit) and of one batched
+  product of the cell's own layer shape (the limit for matrices that small);
+- each strategy's step time relative to ``none`` in the MLP cell, as the
+  median over rounds of back-to-back pairs (see :func:`paired_ratios`);
 - peak memory: host RSS, and GPU memory on CUDA.
 """
 
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import os
 import platform
 import resource
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -81,22 +85,38 @@ class EngineTimer:
         return (time.perf_counter() - started) / steps
 
 
-def fastest(timers: dict[str, EngineTimer], steps: int, rounds: int) -> dict[str, float]:
-    """Seconds per step of each timer: the fastest of ``rounds`` interleaved rounds (robust to noise)."""
-    best = {name: float("inf") for name in timers}
+def paired_ratios(timers: dict[str, EngineTimer], baseline: str, steps: int, rounds: int) -> dict[str, float]:
+    """Step time of each timer relative to ``baseline``: each round times the baseline right
+    before each other timer, and the ratio of such a pair is taken; the median over rounds.
+
+    Pairs a fraction of a second apart share the machine's state, so slow drifts
+    of its speed (other tenants, clocks) cancel in the ratio.
+    """
+    pairs: dict[str, list[float]] = {name: [] for name in timers if name != baseline}
     for _ in range(rounds):
-        for name, timer in timers.items():
-            best[name] = min(best[name], timer.seconds(steps))
+        for name in pairs:
+            reference_seconds = timers[baseline].seconds(steps)
+            pairs[name].append(timers[name].seconds(steps) / reference_seconds)
+    return {baseline: 1.0, **{name: statistics.median(ratios) for name, ratios in pairs.items()}}
+
+
+def fastest(blocks: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Seconds per step (or product) of each timed block: the fastest of ``rounds`` interleaved
+    rounds, robust to noise; a block is a timer's ``seconds`` with its repeat count bound."""
+    best = {name: float("inf") for name in blocks}
+    for _ in range(rounds):
+        for name, block in blocks.items():
+            best[name] = min(best[name], block())
     return best
 
 
-def time_reference_steps(cell: Cell, runs: int) -> float:
-    """Seconds per step of the oracle, one run at a time, averaged over ``runs`` runs."""
+def reference_seconds(cell: Cell) -> float:
+    """Seconds per step of the oracle training the runs of ``cell`` one at a time, averaged over them."""
     total = 0.0
-    for index in range(runs):
+    for index in range(len(cell.runs)):
         history = reference.train_reference(cell, index, keep_params=False)
         total += history.wall_time_s / max(len(history.losses), 1)
-    return total / runs
+    return total / len(cell.runs)
 
 
 def step_flops(setup: engine.Setup) -> int:
@@ -109,17 +129,23 @@ def step_flops(setup: engine.Setup) -> int:
     return counter.get_total_flops()
 
 
-def matmul_flops_per_s(device: torch.device, size: int, repeats: int) -> float:
-    """FLOP/s of a float32 size x size matrix product: the device's practical limit."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    torch.mm(a, b)
-    _synchronize(device)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    _synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - started)
+class ProductTimer:
+    """A batched float32 matrix product, (runs, rows, inner) @ (runs, inner, columns), ready to time."""
+
+    def __init__(self, device: torch.device, runs: int, rows: int, inner: int, columns: int) -> None:
+        self.device, self.flops = device, 2 * runs * rows * inner * columns
+        self.a = torch.randn(runs, rows, inner, device=device)
+        self.b = torch.randn(runs, inner, columns, device=device)
+        self.seconds(1)
+
+    def seconds(self, repeats: int) -> float:
+        """Seconds per product over ``repeats`` products."""
+        _synchronize(self.device)
+        started = time.perf_counter()
+        for _ in range(repeats):
+            torch.bmm(self.a, self.b)
+        _synchronize(self.device)
+        return (time.perf_counter() - started) / repeats
 
 
 def peak_memory(device: torch.device) -> dict[str, float]:
@@ -130,15 +156,61 @@ def peak_memory(device: torch.device) -> dict[str, float]:
     return memory
 
 
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How long to time: engine steps per timed block and interleaved rounds; the same for the
+    back-to-back strategy pairs; products per block for the large and the layer-shaped matmul."""
+
+    steps: int
+    rounds: int
+    pair_steps: int
+    pair_rounds: int
+    matmul_repeats: int
+    layer_repeats: int
+
+
+QUICK = Budget(steps=5, rounds=1, pair_steps=3, pair_rounds=1, matmul_repeats=2, layer_repeats=200)
+FULL = Budget(steps=20, rounds=5, pair_steps=10, pair_rounds=15, matmul_repeats=4, layer_repeats=2000)
+
+
+def throughput(group: str, cell: Cell, sizes: tuple[int, ...], device: str, threads: int, oracle_runs: int,
+               budget: Budget) -> list[dict[str, Any]]:
+    """Run-steps per second of the oracle and of the engine at each K in ``sizes``, timed interleaved."""
+    timers = {runs: EngineTimer(with_runs(cell, runs, device, budget.steps, threads)) for runs in sizes}
+    oracle = with_runs(cell, oracle_runs, device, budget.steps, threads)
+    seconds = fastest({"oracle": functools.partial(reference_seconds, oracle),
+                       **{runs: functools.partial(timer.seconds, budget.steps) for runs, timer in timers.items()}},
+                      budget.rounds)
+    reference_rate = 1 / seconds.pop("oracle")
+    return [{"model": group, "cell": cell.id, "K": runs, "engine_run_steps_per_s": runs / step_seconds,
+             "reference_run_steps_per_s": reference_rate, "speedup": runs / step_seconds / reference_rate}
+            for runs, step_seconds in seconds.items()]
+
+
+def limit(timer: EngineTimer, device: torch.device, size: int, budget: Budget) -> dict[str, Any]:
+    """The engine's FLOP rate on ``timer``'s MLP cell against a ``size``-square matrix product and a
+    batched product of the cell's layer shape, the three timed interleaved."""
+    cell, width = timer.setup.cell, timer.setup.model.width
+    layer_shape = [len(cell.runs), width, width, cell.batch_size]
+    products = {"matmul": ProductTimer(device, 1, size, size, size), "layer": ProductTimer(device, *layer_shape)}
+    repeats = {"matmul": budget.matmul_repeats, "layer": budget.layer_repeats}
+    seconds = fastest({"engine": functools.partial(timer.seconds, budget.steps),
+                       **{name: functools.partial(product.seconds, repeats[name])
+                          for name, product in products.items()}}, budget.rounds)
+    engine_rate = step_flops(timer.setup) / seconds["engine"]
+    matmul_rate, layer_rate = (products[name].flops / seconds[name] for name in ("matmul", "layer"))
+    return {"cell": cell.id, "K": len(cell.runs), "matmul_flops_per_s": matmul_rate,
+            "engine_flops_per_s": engine_rate, "fraction": engine_rate / matmul_rate,
+            "layer_shape": layer_shape, "layer_matmul_flops_per_s": layer_rate}
+
+
 def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
             report: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every measurement and return the JSON-ready record."""
     torch.set_num_threads(threads)
     allocator.keep_freed_memory()  # before the oracle too: both sides run under the same allocator
     resolved = engine.resolve_device(device)
-    sizes = (1, 8) if quick else (1, 8, 32, 128)
-    steps, rounds = (5, 1) if quick else (20, 3)
-    oracle_runs = 1 if quick else 3
+    budget = QUICK if quick else FULL
     cells = representative_cells(config)
     record: dict[str, Any] = {
         "date": datetime.date.today().isoformat(), "device": _device_name(resolved),
@@ -146,29 +218,21 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
         "quick": quick, "throughput": [], "strategy_overhead": [],
     }
     for group, cell in cells.items():
-        reference_rate = 1 / time_reference_steps(with_runs(cell, oracle_runs, device, steps, threads), oracle_runs)
-        for runs in sizes:
-            timer = EngineTimer(with_runs(cell, runs, device, steps, threads))
-            seconds = fastest({group: timer}, steps, rounds)[group]
-            row = {"model": group, "cell": cell.id, "K": runs, "engine_run_steps_per_s": runs / seconds,
-                   "reference_run_steps_per_s": reference_rate, "speedup": runs / seconds / reference_rate}
-            record["throughput"].append(row)
-            report(f"{group:4s} K={runs:4d}  engine {row['engine_run_steps_per_s']:10.1f}  "
-                   f"reference {reference_rate:8.1f} run-steps/s  speedup {row['speedup']:6.2f}x")
+        rows = throughput(group, cell, (1, 8) if quick else (1, 8, 32, 128), device, threads, 1 if quick else 3,
+                          budget)
+        record["throughput"] += rows
+        for row in rows:
+            report(f"{group:4s} K={row['K']:4d}  engine {row['engine_run_steps_per_s']:10.1f}  "
+                   f"reference {row['reference_run_steps_per_s']:8.1f} run-steps/s  speedup {row['speedup']:6.2f}x")
 
-    mlp = cells["mlp"]
-    limit_runs = 8 if quick else 32
-    timers = {name: EngineTimer(with_runs(mlp, limit_runs, device, steps, threads, [name]))
+    timers = {name: EngineTimer(with_runs(cells["mlp"], 8 if quick else 32, device, budget.steps, threads, [name]))
               for name in strategies.known()}
-    seconds = fastest(timers, steps, rounds)
-    engine_rate = step_flops(timers["none"].setup) / seconds["none"]
-    matmul_rate = matmul_flops_per_s(resolved, 1024 if quick else 2048, 3 if quick else 10)
-    record["limit"] = {"cell": mlp.id, "K": limit_runs, "matmul_flops_per_s": matmul_rate,
-                       "engine_flops_per_s": engine_rate, "fraction": engine_rate / matmul_rate}
-    report(f"MLP K={limit_runs}: {engine_rate / 1e9:.2f} GFLOP/s, large matmul {matmul_rate / 1e9:.2f} GFLOP/s "
-           f"({100 * engine_rate / matmul_rate:.0f}%)")
-    for name in strategies.known():
-        record["strategy_overhead"].append({"strategy": name, "ratio_to_none": seconds[name] / seconds["none"]})
+    record["limit"] = found = limit(timers["none"], resolved, 1024 if quick else 2048, budget)
+    report(f"MLP K={found['K']}: {found['engine_flops_per_s'] / 1e9:.2f} GFLOP/s, large matmul "
+           f"{found['matmul_flops_per_s'] / 1e9:.2f} GFLOP/s ({100 * found['fraction']:.0f}%), its layers' bmm alone "
+           f"{found['layer_matmul_flops_per_s'] / 1e9:.2f} GFLOP/s")
+    ratios = paired_ratios(timers, "none", budget.pair_steps, budget.pair_rounds)
+    record["strategy_overhead"] = [{"strategy": name, "ratio_to_none": ratios[name]} for name in strategies.known()]
     record["memory"] = peak_memory(resolved)
     return record
 
@@ -188,9 +252,15 @@ def markdown(record: dict[str, Any]) -> str:
         lines.append(f"| {row['model']} | {row['K']} | {row['engine_run_steps_per_s']:.0f} | "
                      f"{row['reference_run_steps_per_s']:.0f} | {row['speedup']:.2f}x |")
     limit = record["limit"]
+    layer = ""
+    if "layer_matmul_flops_per_s" in limit:
+        runs, rows, inner, columns = limit["layer_shape"]
+        layer = (f" A batched product of the cell's layer shape alone ({runs} x {rows}x{inner} @ {inner}x{columns}) "
+                 f"reaches {limit['layer_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s "
+                 f"({100 * limit['layer_matmul_flops_per_s'] / limit['matmul_flops_per_s']:.0f}%).")
     lines += ["", f"Engine on the MLP cell at K = {limit['K']}: {limit['engine_flops_per_s'] / 1e9:.1f} GFLOP/s, "
               f"{100 * limit['fraction']:.0f}% of a large matrix product's {limit['matmul_flops_per_s'] / 1e9:.1f} "
-              f"GFLOP/s. Peak host memory: {record['memory']['host_rss_mib']:.0f} MiB.", "",
+              f"GFLOP/s.{layer} Peak host memory: {record['memory']['host_rss_mib']:.0f} MiB.", "",
               "| strategy | step time / none |", "|---|---:|"]
     lines += [f"| `{row['strategy']}` | {row['ratio_to_none']:.2f} |" for row in record["strategy_overhead"]]
     return "\n".join(lines)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from bench import perf
 from bench.__main__ import main
 
 
@@ -16,8 +19,33 @@ def test_perf_quick_writes_the_documented_record(tmp_path) -> None:
     for row in record["throughput"]:
         assert {"model", "K", "engine_run_steps_per_s", "reference_run_steps_per_s", "speedup"} <= set(row)
         assert row["engine_run_steps_per_s"] > 0 and row["speedup"] > 0
-    assert {"matmul_flops_per_s", "engine_flops_per_s", "fraction"} <= set(record["limit"])
+    assert {"matmul_flops_per_s", "engine_flops_per_s", "fraction", "layer_matmul_flops_per_s"} <= set(record["limit"])
     assert 0 < record["limit"]["fraction"]
+    assert record["limit"]["layer_shape"] == [8, 32, 32, 32]  # K = 8 runs of the smoke MLP: width 32, batch 32
     ratios = {row["strategy"]: row["ratio_to_none"] for row in record["strategy_overhead"]}
     assert "none" in ratios and "clip_norm" in ratios and all(r > 0 for r in ratios.values())
     assert record["memory"]["host_rss_mib"] > 0
+
+
+class FakeTimer:
+    """Seconds per step on a machine whose speed changes every six timed blocks (a slow drift)."""
+
+    def __init__(self, cost: float, clock: list[int]) -> None:
+        self.cost, self.clock = cost, clock
+
+    def seconds(self, steps: int) -> float:
+        self.clock[0] += 1
+        return self.cost * (1 + (self.clock[0] // 6) % 3)
+
+
+def test_paired_ratios_cancel_a_slow_drift():
+    clock = [0]
+    timers = {"none": FakeTimer(1.0, clock), "slow": FakeTimer(1.1, clock), "same": FakeTimer(1.0, clock)}
+    ratios = perf.paired_ratios(timers, "none", steps=1, rounds=7)
+    assert ratios == {"none": 1.0, "slow": pytest.approx(1.1), "same": pytest.approx(1.0)}
+
+
+def test_fastest_takes_each_block_minimum_over_rounds():
+    calls = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0])}
+    blocks = {name: (lambda values=values: next(values)) for name, values in calls.items()}
+    assert perf.fastest(blocks, rounds=3) == {"a": 1.0, "b": 4.0}
