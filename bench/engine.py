@@ -34,6 +34,7 @@ STEP_METRICS = ("train_loss", "grad_norm_pre", "grad_norm_post", "clipped", "upd
 EVAL_METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
 EVAL_CHUNK = 512
 REPORTS = ("active", "skip")
+PLAN_BLOCK = 100  # steps of batch indices drawn at a time
 # Raised whenever the meaning of a saved state changes (2: the flat buffer groups tensors by shape).
 CHECKPOINT_FORMAT = 2
 
@@ -334,12 +335,16 @@ def train_step(run: Setup, state: LoopState, batch: Tensor) -> None:
     state.step = step + 1
 
 
-def batch_plan(run: Setup) -> Tensor:
-    """Every run's training-example indices for every step, (steps, K, B), on the device."""
-    cell = run.cell
-    return torch.stack([
-        tasks.batch_indices(r.seed, len(run.inputs["train"]), cell.batch_size, range(cell.steps)) for r in cell.runs
-    ], dim=1).to(run.device)
+def batch_plan(run: Setup, steps: range) -> Tensor:
+    """Every run's training-example indices for ``steps``, (len(steps), K, B), on the device.
+
+    A run's batches depend on its seed only: each distinct seed's are drawn once
+    and shared by the runs that have it.
+    """
+    seeds = sorted({r.seed for r in run.cell.runs})
+    drawn = torch.stack([tasks.batch_indices(seed, len(run.inputs["train"]), run.cell.batch_size, steps)
+                         for seed in seeds], dim=1)
+    return drawn[:, [seeds.index(r.seed) for r in run.cell.runs]].to(run.device)
 
 
 def train_setup(run: Setup, progress: bool = True, checkpoint: Path | None = None,
@@ -354,7 +359,7 @@ def train_setup(run: Setup, progress: bool = True, checkpoint: Path | None = Non
     cell, device = run.cell, run.device
     state = (load_checkpoint(checkpoint, run) if checkpoint else None) or fresh_state(run)
     resumed_from = state.step
-    indices = batch_plan(run)
+    plan, plan_start = batch_plan(run, range(0)), 0
     eval_rows = {step: row for row, step in enumerate(eval_steps(cell))}
 
     started = time.perf_counter() - state.elapsed_s
@@ -365,7 +370,10 @@ def train_setup(run: Setup, progress: bool = True, checkpoint: Path | None = Non
             record_evaluation(run, state, eval_rows[state.step])
         if state.step == cell.steps:
             break
-        train_step(run, state, indices[state.step])
+        if not plan_start <= state.step < plan_start + len(plan):  # the plan comes in blocks: bounded memory
+            plan_start = state.step
+            plan = batch_plan(run, range(plan_start, min(plan_start + PLAN_BLOCK, cell.steps)))
+        train_step(run, state, plan[state.step - plan_start])
         bar.update(1)
         if checkpoint and checkpoint_every and state.step % checkpoint_every == 0 and state.step < cell.steps:
             state.elapsed_s = time.perf_counter() - started

@@ -71,7 +71,7 @@ class EngineTimer:
     def __init__(self, cell: Cell, warmup: int = 3) -> None:
         self.setup = engine.setup(cell)
         self.state = engine.fresh_state(self.setup)
-        self.indices = engine.batch_plan(self.setup)
+        self.indices = engine.batch_plan(self.setup, range(cell.steps))
         self.seconds(warmup)
 
     def seconds(self, steps: int) -> float:

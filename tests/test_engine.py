@@ -107,7 +107,7 @@ def test_resuming_from_any_checkpoint_gives_identical_results(tmp_path) -> None:
     checkpoint = tmp_path / "checkpoint.pt"
     for stop_after in (1, 4, 9, 13, 23):
         interrupted = engine.fresh_state(setup)
-        indices = engine.batch_plan(setup)
+        indices = engine.batch_plan(setup, range(cell.steps))
         rows = {step: row for row, step in enumerate(engine.eval_steps(cell))}
         while interrupted.step < stop_after:  # a job that gets killed after `stop_after` steps
             if interrupted.step in rows:
@@ -133,3 +133,17 @@ def test_a_checkpoint_of_another_cell_is_not_resumed(tmp_path) -> None:
     (tmp_path / "torn.pt").write_bytes(b"not a checkpoint")
     assert engine.load_checkpoint(tmp_path / "torn.pt", setup) is None
     assert cell.checkpoint_every == 2 and history.step_metrics["train_loss"].shape == (8, 4)
+
+
+def test_the_batch_plan_is_drawn_per_seed_and_in_blocks_without_changing_results(monkeypatch) -> None:
+    config = make_config(steps=12, eval_every=5)
+    cell, setup, whole = train(config)
+    plan = engine.batch_plan(setup, range(cell.steps))
+    for k, run in enumerate(cell.runs):  # each run's batches are its seed's, as the per-run oracle draws them
+        expected = engine.tasks.batch_indices(run.seed, len(setup.inputs["train"]), cell.batch_size, range(cell.steps))
+        assert torch.equal(plan[:, k], expected)
+    assert torch.equal(engine.batch_plan(setup, range(4, 9)), plan[4:9])
+    monkeypatch.setattr(engine, "PLAN_BLOCK", 5)  # three blocks, the last one short
+    blocked = engine.train_setup(setup, progress=False)
+    for name in engine.STEP_METRICS:
+        np.testing.assert_array_equal(blocked.step_metrics[name], whole.step_metrics[name])
