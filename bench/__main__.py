@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {cells,train,aggregate} ...``.
+"""Command line: ``python -m bench {cells,train,aggregate,perf,estimate} ...``.
 
 Every problem with the input (config, cell id, results files) ends the command
 with exit status 2 and one line ``error: ...`` naming the key or file and what
@@ -69,6 +69,18 @@ def _perf(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
+def _estimate(args: argparse.Namespace) -> None:
+    import json
+
+    from bench import estimate
+
+    record = estimate.estimate(args.config, args.device, args.steps, args.seed)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m bench``."""
     main = argparse.ArgumentParser(
@@ -112,6 +124,17 @@ def parser() -> argparse.ArgumentParser:
     perf.add_argument("--json", help="also write the measurements to this JSON file")
     perf.add_argument("--table", metavar="JSON", help="only print the Markdown tables of a stored JSON record")
     perf.set_defaults(handler=_perf)
+
+    estimate = commands.add_parser("estimate", help="predict how long a sweep's training takes here",
+                                   description="Time one random cell per (task, model, optimizer) of a config "
+                                               "(setup, a few lockstep steps, one evaluation) and predict every "
+                                               "cell's job and the sweep's total job-seconds.")
+    estimate.add_argument("--config", required=True, help="sweep config (YAML)")
+    estimate.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the config's)")
+    estimate.add_argument("--steps", type=int, default=20, help="timed steps per cell (default 20)")
+    estimate.add_argument("--seed", type=int, default=0, help="seed of the random choice of cells")
+    estimate.add_argument("--json", help="also write the record to this JSON file")
+    estimate.set_defaults(handler=_estimate)
     return main
 
 

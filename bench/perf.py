@@ -60,7 +60,8 @@ def with_runs(cell: Cell, runs: int, device: str, steps: int, threads: int,
     )
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on a CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -69,19 +70,21 @@ class EngineTimer:
     """A built cell, ready to time its lockstep steps again and again."""
 
     def __init__(self, cell: Cell, warmup: int = 3) -> None:
+        started = time.perf_counter()
         self.setup = engine.setup(cell)
+        self.setup_s = time.perf_counter() - started
         self.state = engine.fresh_state(self.setup)
         self.indices = engine.batch_plan(self.setup, range(cell.steps))
         self.seconds(warmup)
 
     def seconds(self, steps: int) -> float:
         """Seconds per lockstep step (all K runs) over the next ``steps`` steps, cycling through the data."""
-        _synchronize(self.setup.device)
+        synchronize(self.setup.device)
         started = time.perf_counter()
         for _ in range(steps):
             self.state.step %= len(self.indices)
             engine.train_step(self.setup, self.state, self.indices[self.state.step])
-        _synchronize(self.setup.device)
+        synchronize(self.setup.device)
         return (time.perf_counter() - started) / steps
 
 
@@ -140,11 +143,11 @@ class ProductTimer:
 
     def seconds(self, repeats: int) -> float:
         """Seconds per product over ``repeats`` products."""
-        _synchronize(self.device)
+        synchronize(self.device)
         started = time.perf_counter()
         for _ in range(repeats):
             torch.bmm(self.a, self.b)
-        _synchronize(self.device)
+        synchronize(self.device)
         return (time.perf_counter() - started) / repeats
 
 
@@ -213,7 +216,7 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
     budget = QUICK if quick else FULL
     cells = representative_cells(config)
     record: dict[str, Any] = {
-        "date": datetime.date.today().isoformat(), "device": _device_name(resolved),
+        "date": datetime.date.today().isoformat(), "device": device_name(resolved),
         "torch": torch.__version__, "threads": threads, "python": platform.python_version(),
         "quick": quick, "throughput": [], "strategy_overhead": [],
     }
@@ -237,9 +240,10 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
     return record
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
+    """The device in words: the GPU's name, or the CPU's architecture and core count."""
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return torch.cuda.getdevice_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
