@@ -3,14 +3,13 @@
 A lockstep step allocates a few (K, P) buffers (gradients, optimizer state,
 new parameters) of megabytes each and frees the previous step's. glibc's
 malloc serves blocks that large with ``mmap`` or trims them off the heap when
-freed, so every step pays one page fault per 4 KiB page again: about a
-thousand faults and a third of the step time for the default MLP cell at
-K = 32. PyTorch's CPU performance tuning guide advises a caching allocator
-(jemalloc or TCMalloc via ``LD_PRELOAD``) for this; :func:`keep_freed_memory`
-gets the same effect from glibc itself, with no extra dependency, by raising
-its ``mmap`` and trim thresholds (``mallopt``), so freed buffers stay in the
-heap and are reused. Peak memory is unchanged: only already used memory is
-kept.
+freed, so every step pays one page fault per 4 KiB page again (about a
+thousand per step for the default MLP cell at K = 32). PyTorch's CPU
+performance tuning guide advises a caching allocator (jemalloc or TCMalloc
+via ``LD_PRELOAD``) for this; :func:`keep_freed_memory` gets the same effect
+from glibc itself, with no extra dependency, by raising its ``mmap`` and trim
+thresholds (``mallopt``), so freed buffers stay in the heap and are reused.
+Peak memory is unchanged: only already used memory is kept.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +53,14 @@ def test_fastest_takes_each_block_minimum_over_rounds():
     calls = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0])}
     blocks = {name: (lambda values=values: next(values)) for name, values in calls.items()}
     assert perf.fastest(blocks, rounds=3) == {"a": 1.0, "b": 4.0}
+
+
+def test_the_gpu_script_writes_both_records(tmp_path) -> None:
+    """scripts/gpu_check.sh, run on a CPU with its overrides: the perf record and the paper estimate."""
+    env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path), "PERF_FLAGS": "--quick",
+           "PAPER_CONFIG": "config/smoke.yaml", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["scripts/gpu_check.sh", "probe"], check=True, env=env, capture_output=True)
+    perf_record = json.loads((tmp_path / "probe.json").read_text())
+    estimate_record = json.loads((tmp_path / "probe-paper.json").read_text())
+    assert perf_record["device"] == estimate_record["device"] and perf_record["device"].startswith("cpu")
+    assert estimate_record["sweep"] == "smoke" and estimate_record["predicted_job_s"] > 0
