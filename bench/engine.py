@@ -278,15 +278,26 @@ def keep_where(mask: Tensor, new: Any, old: Any) -> Any:
     return select(mask, new, old)
 
 
+def gradients(run: Setup, params: Tensor, batch: Tensor) -> tuple[Tensor, Tensor]:
+    """Each run's loss on its batch ``batch`` (K, B), (K,), and its gradient as a (K, P) buffer:
+    one backward pass of the summed losses (runs share no parameter, so each run's gradient is its own)."""
+    xb, yb = run.inputs["train"][batch], run.targets["train"][batch]
+    leaf = params.detach().requires_grad_(True)
+    loss = run.task.loss(run.model.forward(run.layout.split(leaf), xb), yb)
+    (flat_grads,) = torch.autograd.grad(loss.sum(), leaf)
+    return loss.detach(), flat_grads
+
+
 def train_step(run: Setup, state: LoopState, batch: Tensor) -> None:
     """One lockstep step of all runs on their batches ``batch`` (K, B), in place on ``state``."""
-    step, runs, device, logs, layout = state.step, len(run.cell.runs), run.device, state.logs, run.layout
-    xb, yb = run.inputs["train"][batch], run.targets["train"][batch]
-    leaf = state.params.detach().requires_grad_(True)
-    loss = run.task.loss(run.model.forward(layout.split(leaf), xb), yb)
-    (flat_grads,) = torch.autograd.grad(loss.sum(), leaf)
-    loss = loss.detach()
+    loss, flat_grads = gradients(run, state.params, batch)
+    apply_step(run, state, loss, flat_grads)
 
+
+def apply_step(run: Setup, state: LoopState, loss: Tensor, flat_grads: Tensor) -> None:
+    """Everything of a step after the gradients: divergence, the strategies, the optimizer, the
+    logs, and each run's new state kept where it is alive and not skipping."""
+    step, runs, device, logs, layout = state.step, len(run.cell.runs), run.device, state.logs, run.layout
     if step == 0:
         state.initial_loss = loss.clone()
     blown = ~torch.isfinite(loss) | (loss > run.cell.divergence_factor * state.initial_loss)

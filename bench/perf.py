@@ -87,6 +87,15 @@ class EngineTimer:
         synchronize(self.setup.device)
         return (time.perf_counter() - started) / steps
 
+    def gradient_seconds(self, steps: int) -> float:
+        """Seconds per step of the forward and backward passes alone (no update: the state stays)."""
+        synchronize(self.setup.device)
+        started = time.perf_counter()
+        for step in range(steps):
+            engine.gradients(self.setup, self.state.params, self.indices[step % len(self.indices)])
+        synchronize(self.setup.device)
+        return (time.perf_counter() - started) / steps
+
 
 def paired_ratios(timers: dict[str, EngineTimer], baseline: str, steps: int, rounds: int) -> dict[str, float]:
     """Step time of each timer relative to ``baseline``: each round times the baseline right
@@ -192,19 +201,22 @@ def throughput(group: str, cell: Cell, sizes: tuple[int, ...], device: str, thre
 
 def limit(timer: EngineTimer, device: torch.device, size: int, budget: Budget) -> dict[str, Any]:
     """The engine's FLOP rate on ``timer``'s MLP cell against a ``size``-square matrix product and a
-    batched product of the cell's layer shape, the three timed interleaved."""
+    batched product of the cell's layer shape, and how much of its step the forward and backward
+    passes take; all timed interleaved."""
     cell, width = timer.setup.cell, timer.setup.model.width
     layer_shape = [len(cell.runs), width, width, cell.batch_size]
     products = {"matmul": ProductTimer(device, 1, size, size, size), "layer": ProductTimer(device, *layer_shape)}
     repeats = {"matmul": budget.matmul_repeats, "layer": budget.layer_repeats}
     seconds = fastest({"engine": functools.partial(timer.seconds, budget.steps),
+                       "gradients": functools.partial(timer.gradient_seconds, budget.steps),
                        **{name: functools.partial(product.seconds, repeats[name])
                           for name, product in products.items()}}, budget.rounds)
     engine_rate = step_flops(timer.setup) / seconds["engine"]
     matmul_rate, layer_rate = (products[name].flops / seconds[name] for name in ("matmul", "layer"))
     return {"cell": cell.id, "K": len(cell.runs), "matmul_flops_per_s": matmul_rate,
             "engine_flops_per_s": engine_rate, "fraction": engine_rate / matmul_rate,
-            "layer_shape": layer_shape, "layer_matmul_flops_per_s": layer_rate}
+            "layer_shape": layer_shape, "layer_matmul_flops_per_s": layer_rate,
+            "step_s": seconds["engine"], "gradients_s": seconds["gradients"]}
 
 
 def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
@@ -262,6 +274,9 @@ def markdown(record: dict[str, Any]) -> str:
         layer = (f" A batched product of the cell's layer shape alone ({runs} x {rows}x{inner} @ {inner}x{columns}) "
                  f"reaches {limit['layer_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s "
                  f"({100 * limit['layer_matmul_flops_per_s'] / limit['matmul_flops_per_s']:.0f}%).")
+    if "gradients_s" in limit:
+        layer += (f" Of the engine's {limit['step_s'] * 1e3:.1f} ms step, the forward and backward passes take "
+                  f"{limit['gradients_s'] * 1e3:.1f} ms; the strategy, the optimizer and the logs the rest.")
     lines += ["", f"Engine on the MLP cell at K = {limit['K']}: {limit['engine_flops_per_s'] / 1e9:.1f} GFLOP/s, "
               f"{100 * limit['fraction']:.0f}% of a large matrix product's {limit['matmul_flops_per_s'] / 1e9:.1f} "
               f"GFLOP/s.{layer} Peak host memory: {record['memory']['host_rss_mib']:.0f} MiB.", "",

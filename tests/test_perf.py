@@ -26,6 +26,7 @@ def test_perf_quick_writes_the_documented_record(tmp_path) -> None:
     assert {"matmul_flops_per_s", "engine_flops_per_s", "fraction", "layer_matmul_flops_per_s"} <= set(record["limit"])
     assert 0 < record["limit"]["fraction"]
     assert record["limit"]["layer_shape"] == [8, 32, 32, 32]  # K = 8 runs of the smoke MLP: width 32, batch 32
+    assert record["limit"]["gradients_s"] > 0 and record["limit"]["step_s"] > 0
     ratios = {row["strategy"]: row["ratio_to_none"] for row in record["strategy_overhead"]}
     assert "none" in ratios and "clip_norm" in ratios and all(r > 0 for r in ratios.values())
     assert record["memory"]["host_rss_mib"] > 0
