@@ -74,7 +74,7 @@ def _estimate(args: argparse.Namespace) -> None:
 
     from bench import estimate
 
-    record = estimate.estimate(args.config, args.device, args.steps, args.seed)
+    record = estimate.estimate(args.config, args.device, args.steps, tuple(args.sizes), args.seed)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
@@ -127,11 +127,14 @@ def parser() -> argparse.ArgumentParser:
 
     estimate = commands.add_parser("estimate", help="predict how long a sweep's training takes here",
                                    description="Time one random cell per (task, model, optimizer) of a config "
-                                               "(setup, a few lockstep steps, one evaluation) and predict every "
-                                               "cell's job and the sweep's total job-seconds.")
+                                               "at two numbers of runs (setup, a few lockstep steps, one "
+                                               "evaluation), fit fixed + per-run costs, and predict every cell's "
+                                               "job and the sweep's total job-seconds.")
     estimate.add_argument("--config", required=True, help="sweep config (YAML)")
     estimate.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the config's)")
     estimate.add_argument("--steps", type=int, default=20, help="timed steps per cell (default 20)")
+    estimate.add_argument("--sizes", type=int, nargs=2, default=[32, 128], metavar=("K1", "K2"),
+                          help="numbers of runs each timed cell is cut to (default 32 128; capped at its K)")
     estimate.add_argument("--seed", type=int, default=0, help="seed of the random choice of cells")
     estimate.add_argument("--json", help="also write the record to this JSON file")
     estimate.set_defaults(handler=_estimate)

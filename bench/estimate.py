@@ -3,17 +3,20 @@
 The cells of a sweep fall into strata of one (task, model, optimizer): within a
 stratum they differ only in the strategy and its thresholds, so in their number
 of runs K and in a strategy's small overhead. One cell per stratum, drawn at
-random (seeded), is built and timed: the seconds to set it up (data, model,
-initial weights), per lockstep step over a few steps after a warm-up, and per
-evaluation. Every cell c of the stratum is then predicted to take
+random (seeded), is timed with its first K1 and its first K2 runs (K1 < K2,
+both capped at its K): the seconds to set it up (data, model, initial weights),
+per lockstep step over a few steps after a warm-up, and per evaluation. Each
+of the three is modelled as ``a + b K`` through those two points (a fixed cost,
+as a GPU's kernel launches, plus a cost per run; ``a, b >= 0``; proportional to
+K when the cell has too few runs for two sizes), and every cell c of the
+stratum is predicted to take
 
-    setup + K_c / K_timed * (steps_c * step_seconds + evaluations_c * evaluation_seconds)
+    job start + setup(K_c) + steps_c * step(K_c) + evaluations_c * evaluation(K_c).
 
-(step time proportional to K, which holds once K runs fill the device and
-overestimates below that), and the sweep's training takes the sum over its
-cells, in job-seconds: divide by the number of jobs that run at once for the
-wall time. Each job also pays its start, a fresh Python process that imports
-the engine and reads the config, timed once in a subprocess.
+The job start, a fresh Python process that imports the engine and reads the
+config, is timed once in a subprocess. The sweep's training takes the sum over
+its cells, in job-seconds: divide by the number of jobs that run at once for
+the wall time.
 """
 
 from __future__ import annotations
@@ -37,19 +40,42 @@ from bench.sweep import Cell
 
 
 @dataclass(frozen=True)
-class CellTiming:
-    """Measured seconds of one cell: setup, one lockstep step (all K runs), one evaluation."""
+class Linear:
+    """``fixed + per_run * K`` seconds."""
+
+    fixed: float
+    per_run: float
+
+    @classmethod
+    def through(cls, points: dict[int, float]) -> Linear:
+        """The line through two (K, seconds) points, clipped to non-negative fixed and per-run
+        parts; through the origin for one point."""
+        if len(points) == 1:
+            ((runs, seconds),) = points.items()
+            return cls(0.0, seconds / runs)
+        (k1, s1), (k2, s2) = sorted(points.items())
+        per_run = max((s2 - s1) / (k2 - k1), 0.0)
+        fixed = max(s2 - per_run * k2, 0.0)
+        return cls(fixed, (s2 - fixed) / k2)
+
+    def __call__(self, runs: int) -> float:
+        return self.fixed + self.per_run * runs
+
+
+@dataclass(frozen=True)
+class StratumTiming:
+    """The timed cell of a stratum and its cost lines: setup, one lockstep step, one evaluation."""
 
     cell: Cell
-    setup_s: float
-    step_s: float
-    evaluation_s: float
+    setup: Linear
+    step: Linear
+    evaluation: Linear
 
     def predict(self, other: Cell, job_start_s: float) -> float:
         """Predicted seconds of the job that trains ``other``, a cell of the same stratum."""
-        scale = len(other.runs) / len(self.cell.runs)
-        training = other.steps * self.step_s + len(engine.eval_steps(other)) * self.evaluation_s
-        return job_start_s + self.setup_s + scale * training
+        runs = len(other.runs)
+        return (job_start_s + self.setup(runs) + other.steps * self.step(runs)
+                + len(engine.eval_steps(other)) * self.evaluation(runs))
 
 
 def job_start_seconds(config_path: str) -> float:
@@ -66,23 +92,31 @@ def stratum(cell: Cell) -> tuple[str, str, str]:
     return cell.task_name, cell.model_name, cell.optimizer_name
 
 
-def time_cell(cell: Cell, steps: int) -> CellTiming:
-    """Build ``cell`` and time its setup, ``steps`` lockstep steps after a warm-up, and one evaluation.
-
-    The task's data are made (and cached on disk) first, untimed: in a sweep only
-    the first job of a task makes them.
-    """
-    tasks.load(cell.task["kind"], **engine.task_options(cell))
-    timer = perf.EngineTimer(dataclasses.replace(cell, steps=max(steps, 1)))
+def time_runs(cell: Cell, runs: int, steps: int) -> tuple[float, float, float]:
+    """Seconds of the setup, of one lockstep step (after a warm-up, over ``steps`` steps) and of
+    one evaluation of ``cell`` cut to its first ``runs`` runs."""
+    timer = perf.EngineTimer(dataclasses.replace(cell, runs=cell.runs[:runs], steps=max(steps, 1)))
     step_s = timer.seconds(steps)
     perf.synchronize(timer.setup.device)
     started = time.perf_counter()
     engine.record_evaluation(timer.setup, timer.state, 0)
     perf.synchronize(timer.setup.device)
-    return CellTiming(cell, timer.setup_s, step_s, time.perf_counter() - started)
+    return timer.setup_s, step_s, time.perf_counter() - started
 
 
-def estimate(config_path: str, device: str | None, steps: int, seed: int,
+def time_stratum(cell: Cell, sizes: tuple[int, int], steps: int) -> StratumTiming:
+    """Time ``cell`` at both ``sizes`` (capped at its K) and fit the cost lines.
+
+    The task's data are made (and cached on disk) first, untimed: in a sweep only
+    the first job of a task makes them.
+    """
+    tasks.load(cell.task["kind"], **engine.task_options(cell))
+    measured = {runs: time_runs(cell, runs, steps) for runs in sorted({min(size, len(cell.runs)) for size in sizes})}
+    lines = [Linear.through({runs: seconds[part] for runs, seconds in measured.items()}) for part in range(3)]
+    return StratumTiming(cell, *lines)
+
+
+def estimate(config_path: str, device: str | None, steps: int, sizes: tuple[int, int], seed: int,
              report: Callable[[str], None] = print) -> dict[str, Any]:
     """Time one random cell per stratum of the config and predict the whole sweep; the JSON-ready record.
 
@@ -97,20 +131,21 @@ def estimate(config_path: str, device: str | None, steps: int, seed: int,
     strata = []
     for key, members in groupby(cells, key=stratum):
         members = list(members)
-        timing = time_cell(draw.choice(members), steps)
+        timing = time_stratum(draw.choice(members), sizes, steps)
         predicted = sum(timing.predict(cell, job_start_s) for cell in members)
         strata.append({"task": key[0], "model": key[1], "optimizer": key[2], "cells": len(members),
                        "runs": sum(len(cell.runs) for cell in members), "timed_cell": timing.cell.id,
-                       "timed_K": len(timing.cell.runs), "setup_s": timing.setup_s, "step_s": timing.step_s,
-                       "evaluation_s": timing.evaluation_s, "predicted_s": predicted})
-        report(f"{'-'.join(key):40s} {len(members):4d} cells  {timing.step_s * 1e3:8.2f} ms/step at "
-               f"K={len(timing.cell.runs):4d}  -> {predicted / 3600:7.2f} h")
-    device = engine.resolve_device(cells[0].device)
+                       **{f"{part}_s": dataclasses.asdict(getattr(timing, part))
+                          for part in ("setup", "step", "evaluation")},
+                       "predicted_s": predicted})
+        report(f"{'-'.join(key):40s} {len(members):4d} cells  step {timing.step.fixed * 1e3:7.2f} ms + "
+               f"{timing.step.per_run * 1e3:7.3f} ms/run  -> {predicted / 3600:7.2f} h")
+    name = perf.device_name(engine.resolve_device(cells[0].device))
     total = sum(row["predicted_s"] for row in strata)
     report(f"{config['sweep']}: {len(cells)} cells, {sum(r['runs'] for r in strata)} runs: about "
-           f"{total / 3600:.2f} job-hours of training on {perf.device_name(device)}")
-    return {"date": datetime.date.today().isoformat(), "device": perf.device_name(device),
-            "torch": torch.__version__, "python": platform.python_version(), "sweep": config["sweep"],
-            "threads": cells[0].threads, "timed_steps": steps, "seed": seed, "job_start_s": job_start_s,
-            "cells": len(cells),
-            "runs": sum(row["runs"] for row in strata), "predicted_job_s": total, "strata": strata}
+           f"{total / 3600:.2f} job-hours of training on {name}")
+    return {"date": datetime.date.today().isoformat(), "device": name, "torch": torch.__version__,
+            "python": platform.python_version(), "sweep": config["sweep"], "threads": cells[0].threads,
+            "timed_steps": steps, "timed_sizes": list(sizes), "seed": seed, "job_start_s": job_start_s,
+            "cells": len(cells), "runs": sum(row["runs"] for row in strata), "predicted_job_s": total,
+            "strata": strata}

@@ -19,6 +19,6 @@ fi
 name=${1:-$(python -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower() if torch.cuda.is_available() else 'cpu')")}
 mkdir -p "$out"
 # shellcheck disable=SC2086  # PERF_FLAGS is a list of flags
-timeout 300 python -m bench perf --config config/default.yaml --device "$device" ${PERF_FLAGS:-} --json "$out/$name.json"
-timeout 180 python -m bench estimate --config "${PAPER_CONFIG:-config/paper.yaml}" --device "$device" --steps 10 \
+timeout 240 python -m bench perf --config config/default.yaml --device "$device" ${PERF_FLAGS:-} --json "$out/$name.json"
+timeout 240 python -m bench estimate --config "${PAPER_CONFIG:-config/paper.yaml}" --device "$device" --steps 10 \
   --json "$out/$name-paper.json"

@@ -12,17 +12,31 @@ from bench import estimate, sweep
 from bench.__main__ import main
 
 
-def test_a_prediction_scales_training_with_runs_and_steps_and_adds_the_fixed_costs() -> None:
+def test_cost_lines_split_fixed_and_per_run_costs_and_never_go_negative() -> None:
+    line = estimate.Linear.through({32: 1.0 + 32 * 0.01, 128: 1.0 + 128 * 0.01})
+    assert line.fixed == pytest.approx(1.0) and line.per_run == pytest.approx(0.01)
+    assert line(720) == pytest.approx(1.0 + 7.2)
+    assert estimate.Linear.through({18: 0.36}) == estimate.Linear(0.0, 0.02)  # one size: proportional
+    assert estimate.Linear.through({32: 2.0, 128: 1.5}) == estimate.Linear(1.5, 0.0)  # noise: no negative slope
+    steep = estimate.Linear.through({32: 0.1, 128: 1.0})  # a line below the origin: proportional instead
+    assert steep.fixed == 0.0 and steep(128) == pytest.approx(1.0)
+
+
+def test_a_prediction_adds_job_start_setup_steps_and_evaluations_at_the_cell_size() -> None:
     cell = only_cell(make_config(steps=20, eval_every=10))  # 3 evaluations: steps 0, 10, 20
-    timing = estimate.CellTiming(cell, setup_s=0.5, step_s=0.01, evaluation_s=0.1)
-    assert timing.predict(cell, job_start_s=2.0) == pytest.approx(2.0 + 0.5 + 20 * 0.01 + 3 * 0.1)
+    timing = estimate.StratumTiming(cell, setup=estimate.Linear(0.5, 0.0), step=estimate.Linear(0.002, 0.001),
+                                    evaluation=estimate.Linear(0.0, 0.01))
+    runs = len(cell.runs)
+    assert timing.predict(cell, job_start_s=2.0) == pytest.approx(
+        2.0 + 0.5 + 20 * (0.002 + 0.001 * runs) + 3 * 0.01 * runs)
     bigger = dataclasses.replace(cell, runs=cell.runs * 3, steps=40, eval_every=10)  # 5 evaluations
-    assert timing.predict(bigger, job_start_s=2.0) == pytest.approx(2.0 + 0.5 + 3 * (40 * 0.01 + 5 * 0.1))
+    assert timing.predict(bigger, job_start_s=2.0) == pytest.approx(
+        2.0 + 0.5 + 40 * (0.002 + 0.003 * runs) + 5 * 0.03 * runs)
 
 
 def test_estimate_times_one_cell_per_stratum_and_covers_every_cell(tmp_path) -> None:
     out = tmp_path / "estimate.json"
-    assert main(["estimate", "--config", "config/smoke.yaml", "--device", "cpu", "--steps", "2",
+    assert main(["estimate", "--config", "config/smoke.yaml", "--device", "cpu", "--steps", "2", "--sizes", "2", "4",
                  "--json", str(out)]) == 0
     record = json.loads(out.read_text())
     cells = sweep.cells(sweep.load("config/smoke.yaml"))
@@ -31,7 +45,8 @@ def test_estimate_times_one_cell_per_stratum_and_covers_every_cell(tmp_path) -> 
     assert sum(row["cells"] for row in record["strata"]) == record["cells"] == len(cells)
     assert record["runs"] == sum(len(cell.runs) for cell in cells)
     for row in record["strata"]:
-        assert row["step_s"] > 0 and row["evaluation_s"] > 0
+        assert row["step_s"]["fixed"] >= 0 and row["step_s"]["per_run"] >= 0
+        assert row["step_s"]["fixed"] + row["step_s"]["per_run"] > 0
         assert row["predicted_s"] > row["cells"] * record["job_start_s"]
     assert record["predicted_job_s"] == pytest.approx(sum(row["predicted_s"] for row in record["strata"]))
 
