@@ -36,8 +36,9 @@ def sgd(lr: Hyperparameter, momentum: float = 0.0, nesterov: bool = False, weigh
         if not momentum:
             return [-per_run(lr, g) * g for g in grads], state
         buffers = [torch.add(g, b, alpha=momentum) for b, g in zip(state["momentum"], grads, strict=True)]
-        directions = [torch.add(g, b, alpha=momentum) for g, b in zip(grads, buffers, strict=True)] if nesterov \
-            else buffers
+        directions = buffers
+        if nesterov:
+            directions = [torch.add(g, b, alpha=momentum) for g, b in zip(grads, buffers, strict=True)]
         return [-per_run(lr, d) * d for d in directions], {"momentum": buffers}
 
     return Transform("sgd", "optimizer", init, update)

@@ -24,6 +24,7 @@ def update_clip(update_clip: Hyperparameter = 1.0) -> Transform:
 
     def update(updates: Params, state: State, params: Params) -> tuple[Params, State]:
         blocks = groups(updates)
+        # RMS = norm / sqrt(numel), numel shared by the tensors of a group.
         rms = torch.cat([torch.linalg.vector_norm(block.data.flatten(2), dim=2) / math.sqrt(block.data[0, 0].numel())
                          for block in blocks], dim=1)
         divisors = torch.clamp(rms / per_run(update_clip, rms), min=1.0)
