@@ -255,7 +255,7 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
 def device_name(device: torch.device) -> str:
     """The device in words: the GPU's name, or the CPU's architecture and core count."""
     if device.type == "cuda":
-        return torch.cuda.getdevice_name(device)
+        return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
@@ -267,19 +267,17 @@ def markdown(record: dict[str, Any]) -> str:
     for row in record["throughput"]:
         lines.append(f"| {row['model']} | {row['K']} | {row['engine_run_steps_per_s']:.0f} | "
                      f"{row['reference_run_steps_per_s']:.0f} | {row['speedup']:.2f}x |")
-    limit = record["limit"]
-    layer = ""
-    if "layer_matmul_flops_per_s" in limit:
-        runs, rows, inner, columns = limit["layer_shape"]
-        layer = (f" A batched product of the cell's layer shape alone ({runs} x {rows}x{inner} @ {inner}x{columns}) "
-                 f"reaches {limit['layer_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s "
-                 f"({100 * limit['layer_matmul_flops_per_s'] / limit['matmul_flops_per_s']:.0f}%).")
-    if "gradients_s" in limit:
-        layer += (f" Of the engine's {limit['step_s'] * 1e3:.1f} ms step, the forward and backward passes take "
-                  f"{limit['gradients_s'] * 1e3:.1f} ms; the strategy, the optimizer and the logs the rest.")
+    limit, memory = record["limit"], record["memory"]
+    runs, rows, inner, columns = limit["layer_shape"]
+    gpu = f", peak GPU memory: {memory['gpu_mib']:.0f} MiB" if "gpu_mib" in memory else ""
     lines += ["", f"Engine on the MLP cell at K = {limit['K']}: {limit['engine_flops_per_s'] / 1e9:.1f} GFLOP/s, "
               f"{100 * limit['fraction']:.0f}% of a large matrix product's {limit['matmul_flops_per_s'] / 1e9:.1f} "
-              f"GFLOP/s.{layer} Peak host memory: {record['memory']['host_rss_mib']:.0f} MiB.", "",
+              f"GFLOP/s. A batched product of the cell's layer shape alone ({runs} x {rows}x{inner} @ "
+              f"{inner}x{columns}) reaches {limit['layer_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s "
+              f"({100 * limit['layer_matmul_flops_per_s'] / limit['matmul_flops_per_s']:.0f}%). Of the engine's "
+              f"{limit['step_s'] * 1e3:.1f} ms step, the forward and backward passes take "
+              f"{limit['gradients_s'] * 1e3:.1f} ms; the strategy, the optimizer and the logs the rest. "
+              f"Peak host memory: {memory['host_rss_mib']:.0f} MiB{gpu}.", "",
               "| strategy | step time / none |", "|---|---:|"]
     lines += [f"| `{row['strategy']}` | {row['ratio_to_none']:.2f} |" for row in record["strategy_overhead"]]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench import perf
 from bench.__main__ import main
@@ -65,3 +66,32 @@ def test_the_gpu_script_writes_both_records(tmp_path) -> None:
     estimate_record = json.loads((tmp_path / "probe-paper.json").read_text())
     assert perf_record["device"] == estimate_record["device"] and perf_record["device"].startswith("cpu")
     assert estimate_record["sweep"] == "smoke" and estimate_record["predicted_job_s"] > 0
+
+
+def test_the_cuda_branches_call_the_cuda_api(monkeypatch) -> None:
+    """The lines that only run on a GPU, run here against stand-ins for torch.cuda."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 3 * 2**20)
+    cuda = torch.device("cuda")
+    assert perf.device_name(cuda) == "NVIDIA H200"
+    perf.synchronize(cuda)
+    assert calls == [cuda]
+    assert perf.peak_memory(cuda)["gpu_mib"] == 3
+    perf.synchronize(torch.device("cpu"))
+    assert calls == [cuda]
+
+
+def test_the_committed_records_print_as_tables_and_the_readme_shows_the_cpu_one(capsys) -> None:
+    for path in sorted(Path("perf").glob("*.json")):
+        if "throughput" not in json.loads(path.read_text()):  # a paper-tier estimate, not a perf record
+            continue
+        assert main(["perf", "--table", str(path)]) == 0
+        printed = capsys.readouterr().out
+        assert "| `none` | 1.00 |" in printed
+        if path.name == "cpu.json":
+            assert printed.strip() in Path("README.md").read_text()
+    record = json.loads(Path("perf/cpu.json").read_text())
+    gpu = {**record, "memory": {**record["memory"], "gpu_mib": 1234.0}}
+    assert "peak GPU memory: 1234 MiB" in perf.markdown(gpu)
