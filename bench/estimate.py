@@ -126,6 +126,7 @@ def estimate(config_path: str, device: str | None, steps: int, sizes: tuple[int,
     if device is not None:
         config["device"] = device
     cells = sorted(sweep.cells(config), key=stratum)
+    name = perf.device_name(engine.resolve_device(cells[0].device))  # an unusable device stops here
     job_start_s = job_start_seconds(config_path)
     draw = random.Random(seed)
     strata = []
@@ -140,7 +141,6 @@ def estimate(config_path: str, device: str | None, steps: int, sizes: tuple[int,
                        "predicted_s": predicted})
         report(f"{'-'.join(key):40s} {len(members):4d} cells  step {timing.step.fixed * 1e3:7.2f} ms + "
                f"{timing.step.per_run * 1e3:7.3f} ms/run  -> {predicted / 3600:7.2f} h")
-    name = perf.device_name(engine.resolve_device(cells[0].device))
     total = sum(row["predicted_s"] for row in strata)
     report(f"{config['sweep']}: {len(cells)} cells, {sum(r['runs'] for r in strata)} runs: about "
            f"{total / 3600:.2f} job-hours of training on {name}")

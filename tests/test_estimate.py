@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import pytest
+import torch
 from conftest import make_config, only_cell
 
 from bench import estimate, sweep
@@ -56,3 +58,11 @@ def test_estimate_refuses_a_bad_config_in_one_line(tmp_path, capsys) -> None:
     bad.write_text("sweep: x\nsteps: -1\n")
     assert main(["estimate", "--config", str(bad)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_estimate_on_a_missing_gpu_stops_in_one_line_before_any_timing(capsys) -> None:
+    started = time.perf_counter()
+    assert main(["estimate", "--config", "config/smoke.yaml", "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.startswith("error: config key 'device': cuda is not available")
+    assert time.perf_counter() - started < 2  # no job start (a fresh interpreter) was timed

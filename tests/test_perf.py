@@ -95,3 +95,9 @@ def test_the_committed_records_print_as_tables_and_the_readme_shows_the_cpu_one(
     record = json.loads(Path("perf/cpu.json").read_text())
     gpu = {**record, "memory": {**record["memory"], "gpu_mib": 1234.0}}
     assert "peak GPU memory: 1234 MiB" in perf.markdown(gpu)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_perf_on_a_missing_gpu_stops_in_one_line(capsys) -> None:
+    assert main(["perf", "--config", "config/smoke.yaml", "--device", "cuda", "--quick"]) == 2
+    assert capsys.readouterr().err.startswith("error: config key 'device': cuda is not available")
