@@ -75,7 +75,7 @@ class Layout:
     def join(self, tensors: list[Tensor]) -> Tensor:
         """Pack (K, ...) tensors into one (K, P) buffer: a copy, unless they are the
         :class:`Views` of such a buffer (as :meth:`split` and :func:`per_group` make them)."""
-        if isinstance(tensors, Views) and tensors.layout == self:
+        if isinstance(tensors, Views) and tensors.layout == self and tensors.intact():
             return tensors.buffer
         return torch.cat([tensors[index].reshape(tensors[index].shape[0], -1) for index in self.order], dim=1)
 
@@ -94,7 +94,11 @@ class Views(list):
 
     def __init__(self, tensors: list[Tensor], buffer: Tensor, layout: Layout) -> None:
         super().__init__(tensors)
-        self.buffer, self.layout = buffer, layout
+        self.buffer, self.layout, self._made = buffer, layout, tuple(map(id, tensors))
+
+    def intact(self) -> bool:
+        """True while the list still holds the views it was made with (nobody replaced one)."""
+        return tuple(map(id, self)) == self._made
 
 
 def groups(tensors: list[Tensor]) -> list[Group]:

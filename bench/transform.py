@@ -182,5 +182,6 @@ def select(mask: Tensor, new: Any, old: Any) -> Any:
     if isinstance(new, dict):
         return {key: select(mask, value, old[key]) for key, value in new.items()}
     if isinstance(new, (list, tuple)):
-        return type(new)(select(mask, n, o) for n, o in zip(new, old, strict=True))
+        selected = [select(mask, n, o) for n, o in zip(new, old, strict=True)]
+        return tuple(selected) if isinstance(new, tuple) else selected
     return new

@@ -36,6 +36,10 @@ def test_split_inverts_join_and_join_of_views_is_the_buffer_itself():
     # A plain list of the same views is copied, not trusted.
     copied = layout.join(list(views))
     assert torch.equal(copied, flat) and copied.data_ptr() != flat.data_ptr()
+    # So is a Views list in which a tensor was replaced.
+    views[1] = views[1] * 2
+    changed = layout.join(views)
+    assert changed.data_ptr() != flat.data_ptr() and torch.equal(changed, layout.join(list(views)))
 
 
 def test_groups_are_views_of_the_buffer_and_match_stacked_copies():
