@@ -8,6 +8,7 @@ is allowed, before any work is done.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -53,9 +54,14 @@ def _aggregate(args: argparse.Namespace) -> None:
     print(f"aggregated {n_runs} runs and {n_rows} curve rows -> {args.out}")
 
 
-def _perf(args: argparse.Namespace) -> None:
-    import json
+def _write_json(record: dict, path: Path) -> None:
+    """Write ``record`` as indented JSON to ``path`` (folders made as needed) and say so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
 
+
+def _perf(args: argparse.Namespace) -> None:
     from bench import perf
 
     if args.table:
@@ -64,21 +70,15 @@ def _perf(args: argparse.Namespace) -> None:
     record = perf.measure(sweep.load(args.config), args.device, args.quick, args.threads)
     print(perf.markdown(record))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        _write_json(record, Path(args.json))
 
 
 def _estimate(args: argparse.Namespace) -> None:
-    import json
-
     from bench import estimate
 
     record = estimate.estimate(args.config, args.device, args.steps, tuple(args.sizes), args.seed)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        _write_json(record, Path(args.json))
 
 
 def parser() -> argparse.ArgumentParser:

@@ -114,7 +114,7 @@ def per_group(op: Callable[..., Tensor], tensors: list[Tensor], factors: list[Te
     """``op(group.data, factor)`` for each group of ``tensors`` (``op`` is ``torch.mul`` or
     ``torch.div``; ``factors[i]`` broadcasts against the i-th group's (K, n, ...) data),
     written into one new (K, P) buffer: one pass over the data, one kernel per group."""
-    layout = Layout.of(tensors)
+    layout = tensors.layout if isinstance(tensors, Views) else Layout.of(tensors)
     buffer = tensors[0].new_empty(tensors[0].shape[0], layout.width)
     for group, out, factor in zip(groups(tensors), layout.groups(buffer), factors, strict=True):
         op(group.data, factor, out=out.data)
