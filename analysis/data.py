@@ -6,8 +6,7 @@ only reads the tables, names the problems and panels, and turns curves into
 the matrices the figures draw. Vocabulary (see the results schema in the README):
 
 - a *problem* is a (task, model) pair; a *panel* additionally fixes the
-  optimizer and the stress-dial values (``stats.problem_columns``), which is
-  what ``analysis.stats`` calls a problem;
+  optimizer and the stress-dial values (``stats.panel_columns``);
 - a *setting* of a strategy is one point of its tuning grid (``stats.setting_columns``).
 """
 
@@ -22,12 +21,10 @@ from scipy import stats as scipy_stats
 
 from analysis import stats
 from analysis.layout import results_dir
+from bench.columns import CURVES_COLUMNS
 
 RUN_COLUMNS = stats.RUN_COLUMNS
-CURVE_COLUMNS = (
-    "run_id", "step", "train_loss", "grad_norm_pre", "grad_norm_post", "clipped", "update_ratio",
-    "val_loss", "val_metric", "test_loss", "test_metric",
-)
+CURVE_COLUMNS = tuple(CURVES_COLUMNS)
 PROBLEM = ["task", "model"]
 
 
@@ -71,7 +68,7 @@ def strategy_order(runs: pd.DataFrame) -> list[str]:
 
 def dial_columns(runs: pd.DataFrame) -> list[str]:
     """Stress-dial columns present in the table."""
-    return stats.problem_columns(runs)[3:]
+    return stats.panel_columns(runs)[3:]
 
 
 def _band_interval(samples: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
@@ -156,7 +153,7 @@ def curve_band(curves: pd.DataFrame, run_ids: Sequence[str], window: int = 1, ma
 
 def panels(runs: pd.DataFrame, task: str, model: str) -> list[dict]:
     """The panels of one problem: one dict of panel-column values per (optimizer, condition)."""
-    keys = stats.problem_columns(runs)
+    keys = stats.panel_columns(runs)
     subset = runs[(runs["task"] == task) & (runs["model"] == model)]
     return [dict(zip(keys, values, strict=True)) for values in subset[keys].drop_duplicates().itertuples(index=False)]
 

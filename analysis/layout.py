@@ -5,6 +5,7 @@ Kept free of heavy imports so that the Snakefile can use it at parse time.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 FIGURE_FORMATS = ("pdf", "png")
@@ -21,19 +22,18 @@ OVERVIEWS = {
 PAPER_FIGURES = ("convergence", "time-to-target", "stability", "sensitivity", "time-to-divergence", "explosions",
                  "profiles", "cost")
 """Overview figures the paper includes; ``cd`` too where it is defined (:func:`cd_defined`)."""
-RUN_DIALS = ("init_gain", "recurrent_radius")
 MIN_CD_STRATEGIES = 3
-MIN_CD_PROBLEMS = 2
+MIN_CD_PANELS = 2
 
 
-def cd_defined(strategies: int, problems: int) -> bool:
-    """Whether the Friedman test and critical-difference diagram exist: >= 3 strategies on >= 2 problems.
+def cd_defined(strategies: int, panels: int) -> bool:
+    """Whether the Friedman test and critical-difference diagram exist: >= 3 strategies on >= 2 panels.
 
-    Problems are (task, model, optimizer, stress-dial values) combinations, as in
-    ``analysis.stats.problem_columns``. Otherwise no ``cd`` figure is written
+    Panels are (task, model, optimizer, stress-dial values) combinations, as in
+    ``analysis.stats.panel_columns``. Otherwise no ``cd`` figure is written
     (no placeholder) and the rules do not ask for one.
     """
-    return strategies >= MIN_CD_STRATEGIES and problems >= MIN_CD_PROBLEMS
+    return strategies >= MIN_CD_STRATEGIES and panels >= MIN_CD_PANELS
 
 def results_dir(sweep: str, root: Path | str = ".") -> Path:
     """Folder of a sweep's aggregated tables."""
@@ -87,21 +87,22 @@ def figure_stems(problems: list[tuple[str, str]], cd: bool = False,
     return [stem for notebook in NOTEBOOKS for stem in notebook_stems(notebook, problems, cd, regions)]
 
 
-def config_problem_count(config: dict) -> int:
-    """How many problems (task, model, optimizer, dial values) a sweep config trains."""
+def config_panel_count(config: dict) -> int:
+    """How many panels (task, model, optimizer, dial values) a validated sweep config trains."""
+    from bench.sweep import entry_dials
+
     count = 0
-    for _task, model in config_problems(config):
-        dials = 1
-        for dial in RUN_DIALS:
-            values = config["models"][model].get(dial)
-            dials *= len(values) if isinstance(values, list) else 1
-        count += dials * len(config["optimizers"])
+    for task, model in config_problems(config):
+        for optimizer in config["optimizers"].values():
+            dials = {**entry_dials("tasks", config["tasks"][task]), **entry_dials("models", config["models"][model]),
+                     **entry_dials("optimizers", optimizer)}
+            count += math.prod(len(values) for values in dials.values())
     return count
 
 
 def config_cd(config: dict) -> bool:
     """Whether the sweep of ``config`` has a critical-difference diagram (:func:`cd_defined`)."""
-    return cd_defined(len(config["strategies"]), config_problem_count(config))
+    return cd_defined(len(config["strategies"]), config_panel_count(config))
 
 
 def config_regions(config: dict) -> list[str]:

@@ -406,13 +406,13 @@ def explosions_figure(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str
 def ranking_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """``stats.seed_summary`` of the best-tuned runs, one row per problem and strategy (failed runs at chance)."""
     best = stats.best_tuned_runs(runs)
-    return stats.seed_summary(best, by=[*stats.problem_columns(runs), "strategy"])
+    return stats.seed_summary(best, by=[*stats.panel_columns(runs), "strategy"])
 
 
 def cd_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.DataFrame | None = None) -> Figure | None:
     """Critical-difference diagram of the best-tuned test metric over problems; None where undefined.
 
-    Defined with at least 3 strategies on at least 2 problems (``layout.cd_defined``).
+    Defined with at least 3 strategies on at least 2 panels (``layout.cd_defined``).
     """
     summary = ranking_summary(runs) if summary is None else summary
     scores = stats.score_matrix(summary)

@@ -3,9 +3,10 @@
 Every function takes and returns pandas DataFrames shaped like the results
 tables (README, "Results schema"); nothing here plots. Vocabulary:
 
-- a *problem* is what a strategy is compared on: task, model, optimizer and
-  the stress dials (``init_gain``, ``recurrent_radius``), see
-  :func:`problem_columns`;
+- a *problem* is a (task, model) pair;
+- a *panel* is what a strategy is compared on within a problem: task, model,
+  optimizer and the stress dials (bench.sweep.run_dials), see
+  :func:`panel_columns`;
 - a *setting* is one point of a strategy's tuning grid: learning rate and the
   strategy's hyperparameters (:func:`setting_columns`); its runs differ only
   in the seed.
@@ -33,22 +34,21 @@ import pandas as pd
 import scikit_posthocs as sp
 from scipy import stats
 
-RUN_COLUMNS = (
-    "run_id", "sweep", "cell", "task", "model", "family", "optimizer", "strategy", "lr", "seed",
-    "metric", "higher_is_better", "chance_metric", "chance_loss", "diverged", "diverged_step",
-    "final_train_loss", "best_val_metric", "test_metric_at_best_val", "steps", "wall_time_s",
-)
-"""The fixed columns of runs.parquet (bench.store.RUNS_COLUMNS)."""
+from bench.columns import RUNS_COLUMNS
+from bench.sweep import run_dials
 
-STRESS_DIALS = ("init_gain", "recurrent_radius")
-"""Run-level stress dials (bench.sweep.RUN_DIALS): part of the problem, never tuned."""
+RUN_COLUMNS = tuple(RUNS_COLUMNS)
+"""The fixed columns of runs.parquet (bench.columns)."""
+
+STRESS_DIALS = tuple(run_dials())
+"""Run-level stress dials (bench.sweep.run_dials): part of the panel, never tuned."""
 
 ADDED_COLUMNS = ("failed", "val_score", "test_score", "time", "observed")
 """Columns the functions here add to a runs table; neither hyperparameters nor dials."""
 
 
-def problem_columns(frame: pd.DataFrame) -> list[str]:
-    """The columns naming a problem: task, model, optimizer and the stress dials present."""
+def panel_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns naming a panel: task, model, optimizer and the stress dials present."""
     return ["task", "model", "optimizer", *(d for d in STRESS_DIALS if d in frame.columns)]
 
 
@@ -112,7 +112,7 @@ def best_tuned(runs: pd.DataFrame) -> pd.DataFrame:
     scored = score_runs(runs)
     scored["_alive"] = np.where(scored["failed"], np.nan, scored["best_val_metric"])
     scored["_oriented"] = scored["_alive"] * _sign(scored["higher_is_better"])
-    keys = [*problem_columns(runs), "strategy", *setting_columns(runs)]
+    keys = [*panel_columns(runs), "strategy", *setting_columns(runs)]
     summary = _groups(scored, keys).agg(
         metric=("metric", "first"), higher_is_better=("higher_is_better", "first"), seeds=("seed", "size"),
         failed=("failed", "sum"), val_mean=("_alive", "mean"), _oriented=("_oriented", "mean"),
@@ -120,13 +120,13 @@ def best_tuned(runs: pd.DataFrame) -> pd.DataFrame:
     settings = setting_columns(runs)
     summary = summary.sort_values(["failed", "_oriented", *settings], ascending=[True, False, *[True] * len(settings)],
                                   na_position="last", kind="stable")
-    best = _groups(summary, [*problem_columns(runs), "strategy"]).head(1)
+    best = _groups(summary, [*panel_columns(runs), "strategy"]).head(1)
     return best.drop(columns="_oriented").reset_index(drop=True)
 
 
 def best_tuned_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Every seed's run of each strategy's best-tuned setting (:func:`best_tuned`), scored by :func:`score_runs`."""
-    keys = [*problem_columns(runs), "strategy", *setting_columns(runs)]
+    keys = [*panel_columns(runs), "strategy", *setting_columns(runs)]
     return score_runs(runs).merge(best_tuned(runs)[keys], on=keys, how="inner")
 
 
@@ -166,7 +166,7 @@ def seed_summary(runs: pd.DataFrame, value: str = "test_score", by: Sequence[str
     :func:`best_tuned_runs` it gives one row per strategy and problem. The CI
     is :func:`bootstrap_ci` of the mean (NaN for a single seed).
     """
-    keys = list(by) if by is not None else [*problem_columns(runs), "strategy", *setting_columns(runs)]
+    keys = list(by) if by is not None else [*panel_columns(runs), "strategy", *setting_columns(runs)]
     rows = []
     for key, group in _groups(runs, keys):
         values = group[value].to_numpy(dtype=float)
@@ -187,7 +187,7 @@ def divergence_rates(runs: pd.DataFrame, by: Sequence[str] | None = None, confid
     setting (learning rate and hyperparameters). Columns: ``by``..., ``runs``,
     ``diverged``, ``rate``, ``low``, ``high``.
     """
-    keys = list(by) if by is not None else [*problem_columns(runs), "strategy", *setting_columns(runs)]
+    keys = list(by) if by is not None else [*panel_columns(runs), "strategy", *setting_columns(runs)]
     counts = _groups(runs, keys)["diverged"].agg(runs="size", diverged="sum").reset_index()
     intervals = [stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
                  for k, n in zip(counts["diverged"], counts["runs"], strict=True)]
@@ -198,7 +198,7 @@ def divergence_rates(runs: pd.DataFrame, by: Sequence[str] | None = None, confid
 
 
 def _lr_groups(runs: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
-    return list(by) if by is not None else [*problem_columns(runs), "strategy", *hyperparameter_columns(runs)]
+    return list(by) if by is not None else [*panel_columns(runs), "strategy", *hyperparameter_columns(runs)]
 
 
 def stable_lr_range(runs: pd.DataFrame, max_rate: float = 0.0, by: Sequence[str] | None = None) -> pd.DataFrame:
@@ -443,7 +443,7 @@ def paired_tests(best_runs: pd.DataFrame, baseline: str = "none", value: str = "
     Cliff's delta = 2U / (n m) - 1). ``pvalue_holm`` adjusts within each
     ``family`` group (default: per problem; ``[]``: all tests at once).
     """
-    problem = problem_columns(best_runs)
+    problem = panel_columns(best_runs)
     frame = best_runs.assign(_value=best_runs[value].to_numpy(dtype=float) * _sign(best_runs["higher_is_better"]))
     rows = []
     for key, group in _groups(frame, problem):
@@ -468,7 +468,7 @@ def paired_tests(best_runs: pd.DataFrame, baseline: str = "none", value: str = "
 def _problem_labels(frame: pd.DataFrame) -> pd.Series:
     """A readable label per row: ``task/model/optimizer`` plus ``dial=value`` for the dials that apply."""
     labels = frame["task"].astype(str) + "/" + frame["model"].astype(str) + "/" + frame["optimizer"].astype(str)
-    for dial in problem_columns(frame)[3:]:
+    for dial in panel_columns(frame)[3:]:
         labels = labels + np.where(frame[dial].isna(), "", "/" + dial + "=" + frame[dial].map("{:g}".format))
     return labels
 

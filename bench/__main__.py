@@ -28,15 +28,15 @@ def _train(args: argparse.Namespace) -> None:
     from bench import engine, store
 
     cell = sweep.find(sweep.load(args.config), args.cell)
-    setup = engine.setup(cell)
+    built = engine.build(cell)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / CHECKPOINT
-    history = engine.train_setup(setup, progress=not args.quiet, checkpoint=checkpoint,
-                                 checkpoint_every=cell.checkpoint_every)
-    runs, curves = store.tables(cell, setup.task, history)
+    checkpoint_path = out / CHECKPOINT
+    history = engine.train(built, progress=not args.quiet, checkpoint_path=checkpoint_path,
+                           checkpoint_every=cell.checkpoint_every)
+    runs, curves = store.tables(cell, built.task, history)
     store.write_cell(runs, curves, out)
-    checkpoint.unlink(missing_ok=True)
+    checkpoint_path.unlink(missing_ok=True)
     diverged = int(runs["diverged"].sum())
     resumed = f", resumed from the checkpoint at step {history.resumed_from}" if history.resumed_from else ""
     print(f"{cell.id}: {len(runs)} runs, {diverged} diverged, {history.wall_time_s:.1f} s{resumed} -> {args.out}")
@@ -56,8 +56,9 @@ def _aggregate(args: argparse.Namespace) -> None:
 
 def _write_json(record: dict, path: Path) -> None:
     """Write ``record`` as indented JSON to ``path`` (folders made as needed) and say so."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    from bench import atomic
+
+    atomic.write_text(path, json.dumps(record, indent=2) + "\n")
     print(f"wrote {path}")
 
 

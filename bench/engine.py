@@ -14,7 +14,6 @@ read back once at the end, so a CUDA step never waits on the host.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +24,15 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from bench import allocator, models, optim, strategies, tasks
+from bench import allocator, checkpoint, models, optim, strategies, sweep, tasks
+from bench.columns import EVAL_METRICS, STEP_METRICS
 from bench.flat import Layout, Packed, run_norm
 from bench.sweep import Cell, ConfigError
 from bench.transform import Transform, known_empty, select
 
-STEP_METRICS = ("train_loss", "grad_norm_pre", "grad_norm_post", "clipped", "update_ratio")
-EVAL_METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
-EVAL_CHUNK = 512
-REPORTS = ("active", "skip")
+SPLITS = ("train", "val", "test")
+EVAL_CHUNK = 512  # examples evaluated at a time
 PLAN_BLOCK = 100  # steps of batch indices drawn at a time
-# Raised whenever the meaning of a saved state changes (2: the flat buffer groups tensors by shape).
-CHECKPOINT_FORMAT = 2
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,8 +52,8 @@ def per_run_values(values: list[float], device: torch.device) -> float | Tensor:
 
 
 @dataclass
-class Setup:
-    """Everything a cell's loop needs, built once."""
+class BuiltCell:
+    """A cell made ready to train, built once: its data on the device, model, optimizer and strategies."""
 
     cell: Cell
     task: tasks.Task
@@ -71,55 +67,45 @@ class Setup:
     chain: list[Transform]
 
 
-def task_options(cell: Cell) -> dict[str, Any]:
-    """The options of the cell's task, without its kind."""
-    return {k: v for k, v in cell.task.items() if k != "kind"}
-
-
-def model_options(cell: Cell) -> dict[str, Any]:
-    """The shape options of the cell's model, without family and run-level dials."""
-    return {k: v for k, v in cell.model.items() if k not in ("family", "init_gain", "recurrent_radius")}
+def load_task(cell: Cell) -> tasks.Task:
+    """The cell's task (made, or reused from the data cache)."""
+    return tasks.load(cell.task["kind"], **sweep.factory_options("tasks", cell.task))
 
 
 def build_model(cell: Cell, task: tasks.Task) -> models.Model:
     """The cell's model, shaped for the cell's task."""
     family = cell.model["family"]
-    in_shape = tuple(task.inputs("train", family).shape[1:])
+    in_shape = tuple(task.inputs("train", models.input_form(family)).shape[1:])
     return models.build(family, in_shape, task.n_outputs, per_step=task.objective == "sequence",
-                        **model_options(cell))
+                        **sweep.factory_options("models", cell.model))
 
 
 def initial_parameters(model: models.Model, cell: Cell) -> list[Tensor]:
     """The K runs' initial parameters, each from its own seed and stress dials."""
-    return model.init(
-        [run.seed for run in cell.runs],
-        [run.dials.get("init_gain", 1.0) for run in cell.runs],
-        [run.dials.get("recurrent_radius", 1.0) for run in cell.runs],
-    )
+    return model.init([run.seed for run in cell.runs], [run.dials for run in cell.runs])
 
 
-def setup(cell: Cell) -> Setup:
+def build(cell: Cell) -> BuiltCell:
     """Load the task, build the model, the optimizer and the strategy chain; set torch's threads
     and keep freed host memory for reuse (see bench.allocator)."""
     torch.set_num_threads(cell.threads)
     allocator.keep_freed_memory()
     device = resolve_device(cell.device)
-    task = tasks.load(cell.task["kind"], **task_options(cell))
+    task = load_task(cell)
     model = build_model(cell, task)
-    family = cell.model["family"]
-    inputs = {split: task.inputs(split, family).to(device) for split in ("train", "val", "test")}
-    targets = {split: task.targets(split).to(device) for split in ("train", "val", "test")}
+    form = models.input_form(cell.model["family"])
+    inputs = {split: task.inputs(split, form).to(device) for split in SPLITS}
+    targets = {split: task.targets(split).to(device) for split in SPLITS}
     hyperparameters = {
         key: per_run_values([run.hyperparameters[key] for run in cell.runs], device)
         for key in cell.runs[0].hyperparameters
     }
     lr = torch.tensor([run.lr for run in cell.runs], dtype=torch.float32, device=device)
-    options = {k: v for k, v in cell.optimizer.items() if k not in ("kind", "learning_rates")}
-    return Setup(
+    initial = [p.to(device) for p in initial_parameters(model, cell)]
+    return BuiltCell(
         cell=cell, task=task, model=model, device=device, inputs=inputs, targets=targets,
-        initial_params=(initial := [p.to(device) for p in initial_parameters(model, cell)]),
-        layout=Layout.of(initial),
-        optimizer=optim.make(cell.optimizer["kind"], lr, **options),
+        initial_params=initial, layout=Layout.of(initial),
+        optimizer=optim.make(cell.optimizer["kind"], lr, **sweep.factory_options("optimizers", cell.optimizer)),
         chain=strategies.build(cell.members, hyperparameters),
     )
 
@@ -139,53 +125,6 @@ class History:
     final_params: list[Tensor]
     wall_time_s: float
     resumed_from: int = 0
-
-
-def evaluate(setup: Setup, params: list[Tensor], split: str) -> tuple[Tensor, Tensor]:
-    """Mean loss and metric of each run on a whole split, (K,) each."""
-    x, y = setup.inputs[split], setup.targets[split]
-    runs = params[0].shape[0]
-    losses, metrics = [], []
-    with torch.no_grad():
-        for start in range(0, len(x), EVAL_CHUNK):
-            xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
-            outputs = setup.model.forward(params, xb.expand(runs, *xb.shape))
-            loss, metric = setup.task.loss_and_metric(outputs, yb.expand(runs, *yb.shape))
-            losses.append(loss * len(xb))
-            metrics.append(metric * len(xb))
-    return torch.stack(losses).sum(0) / len(x), torch.stack(metrics).sum(0) / len(x)
-
-
-def _stage(chain: list[Transform], stage: str) -> list[tuple[int, Transform]]:
-    return [(i, t) for i, t in enumerate(chain) if t.stage == stage]
-
-
-def _apply(transform: Transform, inputs: Packed, state: dict[str, Any], params: Packed,
-           flags: dict[str, list[Tensor]]) -> tuple[Packed, dict[str, Any]]:
-    """Run one transform, on the flat buffer when it is layout-free, else on the tensors;
-    move what it reports (``active``, ``skip``) from its state into ``flags``."""
-    if transform.layout_free:
-        (flat,), new_state = transform.update([inputs.flat], state, [params.flat])
-        outputs = Packed(inputs.layout, flat=flat)
-    else:
-        parts, new_state = transform.update(inputs.parts, state, params.parts)
-        outputs = Packed(inputs.layout, parts=parts)
-    new_state = dict(new_state)
-    for key in REPORTS:
-        if key in new_state:
-            flags[key].append(new_state.pop(key))
-    return outputs, new_state
-
-
-def _any(flags: list[Tensor], runs: int, device: torch.device) -> Tensor:
-    if not flags:
-        return torch.zeros(runs, dtype=torch.bool, device=device)
-    return torch.stack(flags).any(dim=0)
-
-
-def train(cell: Cell, progress: bool = True, checkpoint: Path | None = None, checkpoint_every: int = 0) -> History:
-    """Train all runs of ``cell`` in lockstep and return their history."""
-    return train_setup(setup(cell), progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
 
 
 @dataclass
@@ -210,13 +149,13 @@ class LoopState:
     elapsed_s: float
 
 
-def fresh_state(run: Setup) -> LoopState:
+def fresh_state(built: BuiltCell) -> LoopState:
     """The state before step 0."""
-    cell, device, runs = run.cell, run.device, len(run.cell.runs)
-    params = run.layout.join(run.initial_params)
+    cell, device, runs = built.cell, built.device, len(built.cell.runs)
+    params = built.layout.join(built.initial_params)
     return LoopState(
-        step=0, params=params, opt_state=run.optimizer.init([params]),
-        chain_states=[t.init([params] if t.layout_free else run.layout.split(params)) for t in run.chain],
+        step=0, params=params, opt_state=built.optimizer.init([params]),
+        chain_states=[t.init([params] if t.layout_free else built.layout.split(params)) for t in built.chain],
         alive=torch.ones(runs, dtype=torch.bool, device=device),
         diverged_step=torch.full((runs,), -1, dtype=torch.long, device=device),
         initial_loss=torch.full((runs,), float("nan"), device=device),
@@ -226,45 +165,65 @@ def fresh_state(run: Setup) -> LoopState:
     )
 
 
-def fingerprint(cell: Cell) -> str:
-    """What a checkpoint must match to be resumed: its format, the cell, its runs and its budget."""
-    budget = f"{cell.steps}|{cell.eval_every}|{cell.batch_size}|{cell.divergence_factor}"
-    return f"{CHECKPOINT_FORMAT}|{cell.id}|{budget}|" + ";".join(cell.run_ids())
-
-
-def save_checkpoint(state: LoopState, cell: Cell, path: Path) -> None:
-    """Write ``state`` atomically (temporary file, then rename), loadable with weights_only=True."""
-    payload = {**state.__dict__, "fingerprint": fingerprint(cell)}
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, partial)
-    os.replace(partial, path)
-
-
-def load_checkpoint(path: Path, run: Setup) -> LoopState | None:
-    """The state saved at ``path`` if it exists and belongs to this cell, else None."""
-    if not path.is_file():
-        return None
-    try:
-        payload = torch.load(path, map_location=run.device, weights_only=True)
-    except Exception:  # a foreign or damaged checkpoint is not resumed: training restarts
-        return None
-    if payload.pop("fingerprint", None) != fingerprint(run.cell):
-        return None
-    return LoopState(**payload)
-
-
 def eval_steps(cell: Cell) -> list[int]:
     """Steps at which validation and test metrics are computed: every ``eval_every`` and the last."""
     return sorted({*range(0, cell.steps, cell.eval_every), cell.steps})
 
 
-def record_evaluation(run: Setup, state: LoopState, row: int) -> None:
+def evaluate(built: BuiltCell, params: list[Tensor], split: str) -> tuple[Tensor, Tensor]:
+    """Mean loss and metric of each run on a whole split, (K,) each."""
+    x, y = built.inputs[split], built.targets[split]
+    runs = params[0].shape[0]
+    losses, metrics = [], []
+    with torch.no_grad():
+        for start in range(0, len(x), EVAL_CHUNK):
+            xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+            outputs = built.model.forward(params, xb.expand(runs, *xb.shape))
+            loss, metric = built.task.loss_and_metric(outputs, yb.expand(runs, *yb.shape))
+            losses.append(loss * len(xb))
+            metrics.append(metric * len(xb))
+    return torch.stack(losses).sum(0) / len(x), torch.stack(metrics).sum(0) / len(x)
+
+
+def record_evaluation(built: BuiltCell, state: LoopState, row: int) -> None:
     """Validation and test loss and metric of every run still alive (or diverging now)."""
     recorded = state.alive | (state.diverged_step == state.step)
     for split in ("val", "test"):
-        loss, metric = evaluate(run, run.layout.split(state.params), split)
+        loss, metric = evaluate(built, built.layout.split(state.params), split)
         state.evals[f"{split}_loss"][row] = torch.where(recorded, loss, float("nan"))
         state.evals[f"{split}_metric"][row] = torch.where(recorded, metric, float("nan"))
+
+
+def forward_backward(built: BuiltCell, params: Tensor, batch: Tensor) -> tuple[Tensor, Tensor]:
+    """Each run's loss on its batch ``batch`` (K, B), (K,), and its gradient as a (K, P) buffer:
+    one backward pass of the summed losses (runs share no parameter, so each run's gradient is its own)."""
+    xb, yb = built.inputs["train"][batch], built.targets["train"][batch]
+    leaf = params.detach().requires_grad_(True)
+    loss = built.task.loss(built.model.forward(built.layout.split(leaf), xb), yb)
+    (flat_grads,) = torch.autograd.grad(loss.sum(), leaf)
+    return loss.detach(), flat_grads
+
+
+def run_transform(transform: Transform, inputs: Packed, state: dict[str, Any], params: Packed,
+                  active: list[Tensor], skips: list[Tensor]) -> tuple[Packed, dict[str, Any]]:
+    """Apply one transform, on the flat buffer when it is layout-free, else on the tensors; move
+    what it reports from its new state into ``active`` and ``skips`` (see bench.transform)."""
+    if transform.layout_free:
+        (flat,), new_state = transform.update([inputs.flat], state, [params.flat])
+        outputs = Packed(inputs.layout, flat=flat)
+    else:
+        parts, new_state = transform.update(inputs.parts, state, params.parts)
+        outputs = Packed(inputs.layout, parts=parts)
+    new_state = dict(new_state)
+    for key, reports in (("active", active), ("skip", skips)):
+        if key in new_state:
+            reports.append(new_state.pop(key))
+    return outputs, new_state
+
+
+def any_of(masks: list[Tensor], like: Tensor) -> Tensor:
+    """Per run, whether any of the (K,) ``masks`` is true; all false (shaped as ``like``) for none."""
+    return torch.stack(masks).any(dim=0) if masks else torch.zeros_like(like, dtype=torch.bool)
 
 
 def keep_where(mask: Tensor, new: Any, old: Any) -> Any:
@@ -278,117 +237,116 @@ def keep_where(mask: Tensor, new: Any, old: Any) -> Any:
     return select(mask, new, old)
 
 
-def gradients(run: Setup, params: Tensor, batch: Tensor) -> tuple[Tensor, Tensor]:
-    """Each run's loss on its batch ``batch`` (K, B), (K,), and its gradient as a (K, P) buffer:
-    one backward pass of the summed losses (runs share no parameter, so each run's gradient is its own)."""
-    xb, yb = run.inputs["train"][batch], run.targets["train"][batch]
-    leaf = params.detach().requires_grad_(True)
-    loss = run.task.loss(run.model.forward(run.layout.split(leaf), xb), yb)
-    (flat_grads,) = torch.autograd.grad(loss.sum(), leaf)
-    return loss.detach(), flat_grads
-
-
-def train_step(run: Setup, state: LoopState, batch: Tensor) -> None:
-    """One lockstep step of all runs on their batches ``batch`` (K, B), in place on ``state``."""
-    loss, flat_grads = gradients(run, state.params, batch)
-    apply_step(run, state, loss, flat_grads)
-
-
-def apply_step(run: Setup, state: LoopState, loss: Tensor, flat_grads: Tensor) -> None:
-    """Everything of a step after the gradients: divergence, the strategies, the optimizer, the
-    logs, and each run's new state kept where it is alive and not skipping."""
-    step, runs, device, logs, layout = state.step, len(run.cell.runs), run.device, state.logs, run.layout
-    if step == 0:
-        state.initial_loss = loss.clone()
-    blown = ~torch.isfinite(loss) | (loss > run.cell.divergence_factor * state.initial_loss)
-    newly = state.alive & blown
-    state.diverged_step = torch.where(newly, step, state.diverged_step)
-    alive = state.alive & ~blown
-    state.alive = alive
-
-    chain_states = state.chain_states
+def step(built: BuiltCell, state: LoopState, batch: Tensor) -> None:
+    """One lockstep step of all K runs on their batches ``batch`` (K, B), in place on ``state``."""
+    t, chain, layout, logs = state.step, built.chain, built.layout, state.logs
+    old_chain_states = state.chain_states
+    new_chain_states = list(old_chain_states)
     params = Packed(layout, flat=state.params)
-    logs["train_loss"][step] = torch.where(alive | newly, loss, float("nan"))
-    logs["grad_norm_pre"][step] = run_norm(flat_grads)
-    new_chain_states = list(chain_states)
-    flags: dict[str, list[Tensor]] = {key: [] for key in REPORTS}
-    # A gradient-stage member keeps its new state where the run is alive and no
-    # earlier member skipped the step; later stages only where the step is taken.
-    kept = [alive] * len(run.chain)
-    grads = Packed(layout, flat=flat_grads)
-    for i, transform in _stage(run.chain, "gradient"):
-        kept[i] = alive & ~_any(flags["skip"], runs, device)
-        grads, new_chain_states[i] = _apply(transform, grads, chain_states[i], params, flags)
-    logs["grad_norm_post"][step] = logs["grad_norm_pre"][step] if grads.flat is flat_grads else run_norm(grads.flat)
-    skip = _any(flags["skip"], runs, device)
+    active: list[Tensor] = []  # (K,) masks: a strategy changed the gradient or update of the run
+    skips: list[Tensor] = []  # (K,) masks: a strategy skips the run's step
 
-    (flat_updates,), new_opt_state = run.optimizer.update([grads.flat], state.opt_state, [params.flat])
+    # forward/backward: each run's loss on its own batch and its own gradient
+    loss, flat_grads = forward_backward(built, state.params, batch)
+
+    # divergence: a non-finite loss, or one above divergence_factor x the initial loss, freezes the run
+    if t == 0:
+        state.initial_loss = loss.clone()
+    blown = ~torch.isfinite(loss) | (loss > built.cell.divergence_factor * state.initial_loss)
+    newly = state.alive & blown
+    state.diverged_step = torch.where(newly, t, state.diverged_step)
+    alive = state.alive = state.alive & ~blown
+
+    # gradient strategies, in chain order; each keeps its new state where no earlier member skipped
+    kept = [alive] * len(chain)
+    grads = Packed(layout, flat=flat_grads)
+    for i, transform in enumerate(chain):
+        if transform.stage == "gradient":
+            kept[i] = alive & ~any_of(skips, alive)
+            grads, new_chain_states[i] = run_transform(transform, grads, old_chain_states[i], params, active, skips)
+    skip = any_of(skips, alive)
+
+    # optimizer: gradients -> additive updates
+    (flat_updates,), new_opt_state = built.optimizer.update([grads.flat], state.opt_state, [params.flat])
     updates = Packed(layout, flat=flat_updates)
-    for i, transform in _stage(run.chain, "update"):
-        updates, new_chain_states[i] = _apply(transform, updates, chain_states[i], params, flags)
+
+    # update strategies
+    for i, transform in enumerate(chain):
+        if transform.stage == "update":
+            updates, new_chain_states[i] = run_transform(transform, updates, old_chain_states[i], params, active,
+                                                         skips)
+
+    # weight constraints: project the new parameters
     updated = params.flat + updates.flat
     new_params = Packed(layout, flat=updated)
-    for i, transform in _stage(run.chain, "weights"):
-        new_params, new_chain_states[i] = _apply(transform, new_params, chain_states[i], params, flags)
+    for i, transform in enumerate(chain):
+        if transform.stage == "weights":
+            new_params, new_chain_states[i] = run_transform(transform, new_params, old_chain_states[i], params,
+                                                            active, skips)
 
+    # logs; update_ratio = ||new - old|| / ||old|| (without weight constraints the change is the update)
     keep = alive & ~skip
-    # ||new - old|| / ||old||; without weight constraints the change is the update itself.
     change = updates.flat if new_params.flat is updated else new_params.flat - params.flat
-    ratio = run_norm(change) / run_norm(params.flat)
-    logs["update_ratio"][step] = torch.where(keep, ratio, 0.0)
-    logs["clipped"][step] = _any(flags["active"] + flags["skip"], runs, device).float()
+    logs["train_loss"][t] = torch.where(alive | newly, loss, float("nan"))
+    logs["grad_norm_pre"][t] = run_norm(flat_grads)
+    logs["grad_norm_post"][t] = logs["grad_norm_pre"][t] if grads.flat is flat_grads else run_norm(grads.flat)
+    logs["update_ratio"][t] = torch.where(keep, run_norm(change) / run_norm(params.flat), 0.0)
+    logs["clipped"][t] = any_of(active + skips, alive).float()
+
+    # keep: each run's new state where it is alive and takes the step; gradient-stage members as above
     state.params = keep_where(keep, new_params.flat, params.flat)
     state.opt_state = keep_where(keep, new_opt_state, state.opt_state)
     state.chain_states = [
         keep_where(mask if transform.stage == "gradient" else keep, new, old)
-        for transform, mask, new, old in zip(run.chain, kept, new_chain_states, chain_states, strict=True)
+        for transform, mask, new, old in zip(chain, kept, new_chain_states, old_chain_states, strict=True)
     ]
-    state.step = step + 1
+    state.step = t + 1
 
 
-def batch_plan(run: Setup, steps: range) -> Tensor:
+def batch_plan(built: BuiltCell, steps: range) -> Tensor:
     """Every run's training-example indices for ``steps``, (len(steps), K, B), on the device.
 
     A run's batches depend on its seed only: each distinct seed's are drawn once
     and shared by the runs that have it.
     """
-    seeds = sorted({r.seed for r in run.cell.runs})
-    drawn = torch.stack([tasks.batch_indices(seed, len(run.inputs["train"]), run.cell.batch_size, steps)
+    seeds = sorted({r.seed for r in built.cell.runs})
+    drawn = torch.stack([tasks.batch_indices(seed, len(built.inputs["train"]), built.cell.batch_size, steps)
                          for seed in seeds], dim=1)
-    return drawn[:, [seeds.index(r.seed) for r in run.cell.runs]].to(run.device)
+    return drawn[:, [seeds.index(r.seed) for r in built.cell.runs]].to(built.device)
 
 
-def train_setup(run: Setup, progress: bool = True, checkpoint: Path | None = None,
-                checkpoint_every: int = 0) -> History:
-    """The loop proper, for an already built :class:`Setup`.
+def train(built: BuiltCell, progress: bool = True, checkpoint_path: Path | None = None,
+          checkpoint_every: int = 0) -> History:
+    """Train all runs of a built cell in lockstep and return their history.
 
-    With ``checkpoint`` and ``checkpoint_every`` > 0, the full state is saved
+    With ``checkpoint_path`` and ``checkpoint_every`` > 0, the full state is saved
     every ``checkpoint_every`` steps, and a matching checkpoint found at the
     start is resumed: a killed job loses at most that many steps, and the
     resumed run computes exactly what an uninterrupted one would.
     """
-    cell, device = run.cell, run.device
-    state = (load_checkpoint(checkpoint, run) if checkpoint else None) or fresh_state(run)
+    cell, device = built.cell, built.device
+    saved = checkpoint.load(checkpoint_path, cell, device) if checkpoint_path else None
+    state = LoopState(**saved) if saved else fresh_state(built)
     resumed_from = state.step
-    plan, plan_start = batch_plan(run, range(0)), 0
-    eval_rows = {step: row for row, step in enumerate(eval_steps(cell))}
+    plan, plan_start = batch_plan(built, range(0)), 0
+    eval_rows = {t: row for row, t in enumerate(eval_steps(cell))}
 
     started = time.perf_counter() - state.elapsed_s
     bar = tqdm(total=cell.steps, initial=state.step, desc=cell.id, disable=not progress, mininterval=2.0,
                leave=False)
     while True:
         if state.step in eval_rows:
-            record_evaluation(run, state, eval_rows[state.step])
+            record_evaluation(built, state, eval_rows[state.step])
         if state.step == cell.steps:
             break
         if not plan_start <= state.step < plan_start + len(plan):  # the plan comes in blocks: bounded memory
             plan_start = state.step
-            plan = batch_plan(run, range(plan_start, min(plan_start + PLAN_BLOCK, cell.steps)))
-        train_step(run, state, plan[state.step - plan_start])
+            plan = batch_plan(built, range(plan_start, min(plan_start + PLAN_BLOCK, cell.steps)))
+        step(built, state, plan[state.step - plan_start])
         bar.update(1)
-        if checkpoint and checkpoint_every and state.step % checkpoint_every == 0 and state.step < cell.steps:
+        if checkpoint_path and checkpoint_every and state.step % checkpoint_every == 0 and state.step < cell.steps:
             state.elapsed_s = time.perf_counter() - started
-            save_checkpoint(state, cell, checkpoint)
+            checkpoint.save(dict(state.__dict__), cell, checkpoint_path)
     bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -397,7 +355,7 @@ def train_setup(run: Setup, progress: bool = True, checkpoint: Path | None = Non
         eval_steps=eval_steps(cell),
         eval_metrics={name: values.cpu().numpy() for name, values in state.evals.items()},
         diverged_step=state.diverged_step.cpu().numpy(),
-        final_params=[p.detach().cpu() for p in run.layout.split(state.params)],
+        final_params=[p.detach().cpu() for p in built.layout.split(state.params)],
         wall_time_s=time.perf_counter() - started,
         resumed_from=resumed_from,
     )

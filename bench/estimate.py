@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from bench import engine, perf, sweep, tasks
+from bench import engine, perf, sweep
 from bench.sweep import Cell
 
 
@@ -97,11 +97,11 @@ def time_runs(cell: Cell, runs: int, steps: int) -> tuple[float, float, float]:
     one evaluation of ``cell`` cut to its first ``runs`` runs."""
     timer = perf.EngineTimer(dataclasses.replace(cell, runs=cell.runs[:runs], steps=max(steps, 1)))
     step_s = timer.seconds(steps)
-    perf.synchronize(timer.setup.device)
+    perf.synchronize(timer.built.device)
     started = time.perf_counter()
-    engine.record_evaluation(timer.setup, timer.state, 0)
-    perf.synchronize(timer.setup.device)
-    return timer.setup_s, step_s, time.perf_counter() - started
+    engine.record_evaluation(timer.built, timer.state, 0)
+    perf.synchronize(timer.built.device)
+    return timer.build_s, step_s, time.perf_counter() - started
 
 
 def time_stratum(cell: Cell, sizes: tuple[int, int], steps: int) -> StratumTiming:
@@ -110,7 +110,7 @@ def time_stratum(cell: Cell, sizes: tuple[int, int], steps: int) -> StratumTimin
     The task's data are made (and cached on disk) first, untimed: in a sweep only
     the first job of a task makes them.
     """
-    tasks.load(cell.task["kind"], **engine.task_options(cell))
+    engine.load_task(cell)
     measured = {runs: time_runs(cell, runs, steps) for runs in sorted({min(size, len(cell.runs)) for size in sizes})}
     lines = [Linear.through({runs: seconds[part] for runs, seconds in measured.items()}) for part in range(3)]
     return StratumTiming(cell, *lines)

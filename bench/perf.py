@@ -71,29 +71,29 @@ class EngineTimer:
 
     def __init__(self, cell: Cell, warmup: int = 3) -> None:
         started = time.perf_counter()
-        self.setup = engine.setup(cell)
-        self.setup_s = time.perf_counter() - started
-        self.state = engine.fresh_state(self.setup)
-        self.indices = engine.batch_plan(self.setup, range(cell.steps))
+        self.built = engine.build(cell)
+        self.build_s = time.perf_counter() - started
+        self.state = engine.fresh_state(self.built)
+        self.indices = engine.batch_plan(self.built, range(cell.steps))
         self.seconds(warmup)
 
     def seconds(self, steps: int) -> float:
         """Seconds per lockstep step (all K runs) over the next ``steps`` steps, cycling through the data."""
-        synchronize(self.setup.device)
+        synchronize(self.built.device)
         started = time.perf_counter()
         for _ in range(steps):
             self.state.step %= len(self.indices)
-            engine.train_step(self.setup, self.state, self.indices[self.state.step])
-        synchronize(self.setup.device)
+            engine.step(self.built, self.state, self.indices[self.state.step])
+        synchronize(self.built.device)
         return (time.perf_counter() - started) / steps
 
     def gradient_seconds(self, steps: int) -> float:
         """Seconds per step of the forward and backward passes alone (no update: the state stays)."""
-        synchronize(self.setup.device)
+        synchronize(self.built.device)
         started = time.perf_counter()
         for step in range(steps):
-            engine.gradients(self.setup, self.state.params, self.indices[step % len(self.indices)])
-        synchronize(self.setup.device)
+            engine.forward_backward(self.built, self.state.params, self.indices[step % len(self.indices)])
+        synchronize(self.built.device)
         return (time.perf_counter() - started) / steps
 
 
@@ -131,13 +131,13 @@ def reference_seconds(cell: Cell) -> float:
     return total / len(cell.runs)
 
 
-def step_flops(setup: engine.Setup) -> int:
+def step_flops(built: engine.BuiltCell) -> int:
     """Floating-point operations of one lockstep training step (forward and backward)."""
-    state = engine.fresh_state(setup)
-    batch = torch.zeros(len(setup.cell.runs), setup.cell.batch_size, dtype=torch.long, device=setup.device)
+    state = engine.fresh_state(built)
+    batch = torch.zeros(len(built.cell.runs), built.cell.batch_size, dtype=torch.long, device=built.device)
     counter = FlopCounterMode(display=False)
     with counter:
-        engine.train_step(setup, state, batch)
+        engine.step(built, state, batch)
     return counter.get_total_flops()
 
 
@@ -203,7 +203,7 @@ def limit(timer: EngineTimer, device: torch.device, size: int, budget: Budget) -
     """The engine's FLOP rate on ``timer``'s MLP cell against a ``size``-square matrix product and a
     batched product of the cell's layer shape, and how much of its step the forward and backward
     passes take; all timed interleaved."""
-    cell, width = timer.setup.cell, timer.setup.model.width
+    cell, width = timer.built.cell, timer.built.model.width
     layer_shape = [len(cell.runs), width, width, cell.batch_size]
     products = {"matmul": ProductTimer(device, 1, size, size, size), "layer": ProductTimer(device, *layer_shape)}
     repeats = {"matmul": budget.matmul_repeats, "layer": budget.layer_repeats}
@@ -211,7 +211,7 @@ def limit(timer: EngineTimer, device: torch.device, size: int, budget: Budget) -
                        "gradients": functools.partial(timer.gradient_seconds, budget.steps),
                        **{name: functools.partial(product.seconds, repeats[name])
                           for name, product in products.items()}}, budget.rounds)
-    engine_rate = step_flops(timer.setup) / seconds["engine"]
+    engine_rate = step_flops(timer.built) / seconds["engine"]
     matmul_rate, layer_rate = (products[name].flops / seconds[name] for name in ("matmul", "layer"))
     return {"cell": cell.id, "K": len(cell.runs), "matmul_flops_per_s": matmul_rate,
             "engine_flops_per_s": engine_rate, "fraction": engine_rate / matmul_rate,

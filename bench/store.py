@@ -8,7 +8,6 @@ rename, so a killed job never leaves a half-written table behind.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,28 +15,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench import atomic
+from bench.columns import CURVES_COLUMNS, RUNS_COLUMNS, TIMING_COLUMNS  # noqa: F401 - TIMING_COLUMNS re-exported
 from bench.engine import History
 from bench.sweep import Cell
 from bench.tasks import Task
-
-RUNS_COLUMNS: dict[str, pa.DataType] = {
-    "run_id": pa.string(), "sweep": pa.string(), "cell": pa.string(), "task": pa.string(),
-    "model": pa.string(), "family": pa.string(), "optimizer": pa.string(), "strategy": pa.string(),
-    "lr": pa.float64(), "seed": pa.int64(), "metric": pa.string(), "higher_is_better": pa.bool_(),
-    "chance_metric": pa.float64(), "chance_loss": pa.float64(), "diverged": pa.bool_(),
-    "diverged_step": pa.int64(), "final_train_loss": pa.float64(), "best_val_metric": pa.float64(),
-    "test_metric_at_best_val": pa.float64(), "steps": pa.int64(), "wall_time_s": pa.float64(),
-}
-"""Required columns of runs.parquet; every strategy hyperparameter and stress dial adds a float64 column."""
-
-CURVES_COLUMNS: dict[str, pa.DataType] = {
-    "run_id": pa.string(), "step": pa.int64(), "train_loss": pa.float64(), "grad_norm_pre": pa.float64(),
-    "grad_norm_post": pa.float64(), "clipped": pa.bool_(), "update_ratio": pa.float64(),
-    "val_loss": pa.float64(), "val_metric": pa.float64(), "test_loss": pa.float64(), "test_metric": pa.float64(),
-}
-"""Columns of curves.parquet: one row per run and step; eval columns are NaN off eval steps."""
-
-TIMING_COLUMNS = ("wall_time_s",)
 
 
 class StoreError(ValueError):
@@ -112,10 +94,8 @@ def write(frame: pd.DataFrame, path: str | Path, kind: str) -> None:
     path = Path(path)
     columns = RUNS_COLUMNS if kind == "runs" else CURVES_COLUMNS
     table = _check(frame, columns, str(path), extra_float=kind == "runs")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, partial)
-    os.replace(partial, path)
+    with atomic.writing(path) as partial:
+        pq.write_table(table, partial)
 
 
 def read(path: str | Path, kind: str) -> pd.DataFrame:

@@ -9,7 +9,8 @@ one line naming the key and what is allowed.
 A cell fixes everything that changes shapes or code paths: task, model,
 optimizer and strategy; its id reads ``<task>-<model>-<optimizer>-<strategy>``.
 Its runs are the product of learning rates, strategy hyperparameter grids,
-run-level stress dials (``init_gain``, ``recurrent_radius``) and seeds.
+run-level stress dials (lists in task, model and optimizer entries, see
+:func:`run_dials`) and seeds.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from bench import strategies
-from bench.tasks import LAYOUT_FAMILIES
+from bench import models, optim, strategies, tasks
+from bench.registry import Entry
 
 # jsonschema imports every optional format checker it finds; the IRI one
 # (rfc3987_syntax) compiles a grammar for seconds at import time, in every
@@ -32,25 +33,34 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 import jsonschema  # noqa: E402
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
-RUN_DIALS = ("init_gain", "recurrent_radius")
-TASK_LAYOUTS = {"mnist1d": "signal", "digits": "image", "adding": "sequence", "copy": "sequence"}
-TASK_OPTIONS = {
-    "mnist1d": ("n_train", "data_seed"),
-    "digits": ("size", "data_seed"),
-    "adding": ("length", "n_train", "n_eval", "data_seed"),
-    "copy": ("length", "n_train", "n_eval", "data_seed"),
-}
-MODEL_OPTIONS = {
-    "mlp": ("depth", "width", "activation", "init_gain"),
-    "cnn1d": ("depth", "channels", "kernel", "strided_layers", "activation", "init_gain"),
-    "cnn2d": ("depth", "channels", "kernel", "strided_layers", "activation", "init_gain"),
-    "rnn": ("cell", "hidden", "init_gain", "recurrent_radius"),
-}
-OPTIMIZER_OPTIONS = {
-    "sgd": ("momentum", "nesterov", "weight_decay"),
-    "adam": ("beta1", "beta2", "eps", "weight_decay"),
-    "adamw": ("beta1", "beta2", "eps", "weight_decay"),
-}
+SECTIONS = {"tasks": ("kind", tasks.REGISTRY), "models": ("family", models.REGISTRY),
+            "optimizers": ("kind", optim.REGISTRY)}
+"""Config sections whose entries name a registered factory, by the key that names it."""
+
+
+def registered(section: str, entry: dict[str, Any]) -> Entry:
+    """The registered factory a config entry of ``section`` names (its ``kind`` or ``family``)."""
+    named_by, registry = SECTIONS[section]
+    return registry.lookup(entry[named_by])
+
+
+def factory_options(section: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The options a config entry passes to its factory: without its kind, learning rates and dials."""
+    factory = registered(section, entry)
+    return {key: value for key, value in entry.items() if key in factory.options}
+
+
+def entry_dials(section: str, entry: dict[str, Any]) -> dict[str, list[float]]:
+    """The per-run dials of a config entry: its lists, else the factory's default as one value."""
+    return {dial: entry.get(dial, [default]) for dial, default in registered(section, entry).dials.items()}
+
+
+def run_dials() -> dict[str, float]:
+    """Every per-run stress dial a config can set (tasks, model families, optimizers), with its default.
+
+    A dial is a list in its config entry: one run per value, never tuned (a part of the problem).
+    """
+    return {dial: default for _, registry in SECTIONS.values() for dial, default in registry.dials().items()}
 
 
 class ConfigError(ValueError):
@@ -138,34 +148,29 @@ def validate(config: dict[str, Any]) -> None:
     check(config)
 
 
-def _allowed(section: str, name: str, entry: dict[str, Any], kind: str, options: dict[str, tuple[str, ...]]) -> None:
-    for key in entry:
-        if key not in ("kind", "family", "learning_rates", *options[kind]):
-            allowed = ", ".join(options[kind])
-            raise ConfigError(f"config key '{section}.{name}.{key}' does not apply to {kind}; allowed: {allowed}")
-
-
 def check(config: dict[str, Any]) -> None:
     """The semantic checks a JSON schema cannot express; raise ConfigError."""
-    for name, task in config["tasks"].items():
-        _allowed("tasks", name, task, task["kind"], TASK_OPTIONS)
-    for name, model in config["models"].items():
-        _allowed("models", name, model, model["family"], MODEL_OPTIONS)
-    for name, optimizer in config["optimizers"].items():
-        _allowed("optimizers", name, optimizer, optimizer["kind"], OPTIMIZER_OPTIONS)
+    for section, (named_by, _) in SECTIONS.items():
+        for name, entry in config[section].items():
+            allowed = registered(section, entry).allowed()
+            for key in entry:
+                if key not in (named_by, "learning_rates", *allowed):
+                    raise ConfigError(f"config key '{section}.{name}.{key}' does not apply to {entry[named_by]}; "
+                                      f"allowed: {', '.join(allowed)}")
     for i, problem in enumerate(config["problems"]):
         if problem["task"] not in config["tasks"]:
             raise ConfigError(f"config key 'problems.{i}.task': unknown task {problem['task']!r}; "
                               f"allowed: {', '.join(config['tasks'])}")
-        layout = TASK_LAYOUTS[config["tasks"][problem["task"]]["kind"]]
+        forms = tasks.FORMS[tasks.layout(config["tasks"][problem["task"]]["kind"])]
+        families = [family for family in models.REGISTRY.known() if models.input_form(family) in forms]
         for model in problem["models"]:
             if model not in config["models"]:
                 raise ConfigError(f"config key 'problems.{i}.models': unknown model {model!r}; "
                                   f"allowed: {', '.join(config['models'])}")
             family = config["models"][model]["family"]
-            if family not in LAYOUT_FAMILIES[layout]:
+            if family not in families:
                 raise ConfigError(f"config key 'problems.{i}.models': {model!r} ({family}) cannot run on task "
-                                  f"{problem['task']!r}; allowed families: {', '.join(LAYOUT_FAMILIES[layout])}")
+                                  f"{problem['task']!r}; allowed families: {', '.join(families)}")
     for name, entry in config["strategies"].items():
         members = entry.get("chain", [name])
         for member in members:
@@ -214,8 +219,9 @@ def cells(config: dict[str, Any]) -> list[Cell]:
         task_name = problem["task"]
         for model_name in problem["models"]:
             model = config["models"][model_name]
-            dials = {dial: model.get(dial, [1.0]) for dial in RUN_DIALS if dial in MODEL_OPTIONS[model["family"]]}
             for optimizer_name, optimizer in config["optimizers"].items():
+                dials = {**entry_dials("tasks", config["tasks"][task_name]), **entry_dials("models", model),
+                         **entry_dials("optimizers", optimizer)}
                 for strategy_name, entry in config["strategies"].items():
                     grid = {k: v for k, v in entry.items() if k != "chain"}
                     runs = [

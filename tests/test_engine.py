@@ -9,14 +9,14 @@ import pandas as pd
 import torch
 from conftest import make_config, only_cell
 
-from bench import engine, store
+from bench import checkpoint, columns, engine, store
 
 
 def train(config):
     cell = only_cell(config)
-    setup = engine.setup(cell)
-    history = engine.train_setup(setup, progress=False)
-    return cell, setup, history
+    built = engine.build(cell)
+    history = engine.train(built, progress=False)
+    return cell, built, history
 
 
 def test_a_run_driven_to_nan_leaves_the_others_bit_identical() -> None:
@@ -39,8 +39,8 @@ def test_a_run_driven_to_nan_leaves_the_others_bit_identical() -> None:
 def test_diverging_runs_are_recorded_not_raised() -> None:
     config = make_config(optimizers={"sgd": {"kind": "sgd", "momentum": 0.9, "learning_rates": [0.01, 50.0]}},
                          steps=30)
-    cell, setup, history = train(config)
-    runs, curves = store.tables(cell, setup.task, history)
+    cell, built, history = train(config)
+    runs, curves = store.tables(cell, built.task, history)
     high = runs[runs["lr"] == 50.0]
     low = runs[runs["lr"] == 0.01]
     assert high["diverged"].all() and (high["diverged_step"] >= 0).all()
@@ -53,8 +53,8 @@ def test_diverging_runs_are_recorded_not_raised() -> None:
 
 def test_nan_at_step_one_is_recorded() -> None:
     config = make_config(optimizers={"sgd": {"kind": "sgd", "learning_rates": [0.01, math.inf]}}, steps=5)
-    cell, setup, history = train(config)
-    runs, _ = store.tables(cell, setup.task, history)
+    cell, built, history = train(config)
+    runs, _ = store.tables(cell, built.task, history)
     infinite = runs[runs["lr"] == math.inf]
     assert infinite["diverged"].all()
     assert (infinite["diverged_step"] == 1).all()
@@ -77,14 +77,14 @@ def test_training_a_cell_twice_gives_identical_tables(tmp_path) -> None:
                          strategies={"clip_value": {"clip_value": [0.5, 5.0]}})
     tables = []
     for attempt in range(2):
-        cell, setup, history = train(config)
-        runs, curves = store.tables(cell, setup.task, history)
+        cell, built, history = train(config)
+        runs, curves = store.tables(cell, built.task, history)
         store.write_cell(runs, curves, tmp_path / str(attempt))
         tables.append((store.read(tmp_path / str(attempt) / "runs.parquet", "runs"),
                        store.read(tmp_path / str(attempt) / "curves.parquet", "curves")))
     (runs_a, curves_a), (runs_b, curves_b) = tables
-    pd.testing.assert_frame_equal(runs_a.drop(columns=list(store.TIMING_COLUMNS)),
-                                  runs_b.drop(columns=list(store.TIMING_COLUMNS)))
+    pd.testing.assert_frame_equal(runs_a.drop(columns=list(columns.TIMING_COLUMNS)),
+                                  runs_b.drop(columns=list(columns.TIMING_COLUMNS)))
     pd.testing.assert_frame_equal(curves_a, curves_b)
 
 
@@ -103,18 +103,18 @@ def test_resuming_from_any_checkpoint_gives_identical_results(tmp_path) -> None:
     config = make_config(problems=[{"task": "adding", "models": ["gru"]}], steps=24, eval_every=5,
                          optimizers={"adam": {"kind": "adam", "learning_rates": [0.003, 3.0]}},
                          strategies={"clip_norm": {"clip_norm": [0.5]}}, checkpoint_every=4)
-    cell, setup, uninterrupted = train(config)
-    checkpoint = tmp_path / "checkpoint.pt"
+    cell, built, uninterrupted = train(config)
+    path = tmp_path / "checkpoint.pt"
     for stop_after in (1, 4, 9, 13, 23):
-        interrupted = engine.fresh_state(setup)
-        indices = engine.batch_plan(setup, range(cell.steps))
+        interrupted = engine.fresh_state(built)
+        indices = engine.batch_plan(built, range(cell.steps))
         rows = {step: row for row, step in enumerate(engine.eval_steps(cell))}
         while interrupted.step < stop_after:  # a job that gets killed after `stop_after` steps
             if interrupted.step in rows:
-                engine.record_evaluation(setup, interrupted, rows[interrupted.step])
-            engine.train_step(setup, interrupted, indices[interrupted.step])
-        engine.save_checkpoint(interrupted, cell, checkpoint)
-        resumed = engine.train_setup(setup, progress=False, checkpoint=checkpoint, checkpoint_every=4)
+                engine.record_evaluation(built, interrupted, rows[interrupted.step])
+            engine.step(built, interrupted, indices[interrupted.step])
+        checkpoint.save(dict(interrupted.__dict__), cell, path)
+        resumed = engine.train(built, progress=False, checkpoint_path=path, checkpoint_every=4)
         for name in engine.STEP_METRICS:
             np.testing.assert_array_equal(resumed.step_metrics[name], uninterrupted.step_metrics[name])
         for name in engine.EVAL_METRICS:
@@ -125,25 +125,25 @@ def test_resuming_from_any_checkpoint_gives_identical_results(tmp_path) -> None:
 
 def test_a_checkpoint_of_another_cell_is_not_resumed(tmp_path) -> None:
     config = make_config(steps=8, checkpoint_every=2)
-    cell, setup, history = train(config)
+    cell, built, history = train(config)
     other = make_config(steps=9, checkpoint_every=2)
-    other_setup = engine.setup(only_cell(other))
-    engine.save_checkpoint(engine.fresh_state(other_setup), other_setup.cell, tmp_path / "c.pt")
-    assert engine.load_checkpoint(tmp_path / "c.pt", setup) is None
+    other_built = engine.build(only_cell(other))
+    checkpoint.save(dict(engine.fresh_state(other_built).__dict__), other_built.cell, tmp_path / "c.pt")
+    assert checkpoint.load(tmp_path / "c.pt", built.cell, built.device) is None
     (tmp_path / "torn.pt").write_bytes(b"not a checkpoint")
-    assert engine.load_checkpoint(tmp_path / "torn.pt", setup) is None
+    assert checkpoint.load(tmp_path / "torn.pt", built.cell, built.device) is None
     assert cell.checkpoint_every == 2 and history.step_metrics["train_loss"].shape == (8, 4)
 
 
 def test_the_batch_plan_is_drawn_per_seed_and_in_blocks_without_changing_results(monkeypatch) -> None:
     config = make_config(steps=12, eval_every=5)
-    cell, setup, whole = train(config)
-    plan = engine.batch_plan(setup, range(cell.steps))
+    cell, built, whole = train(config)
+    plan = engine.batch_plan(built, range(cell.steps))
     for k, run in enumerate(cell.runs):  # each run's batches are its seed's, as the per-run oracle draws them
-        expected = engine.tasks.batch_indices(run.seed, len(setup.inputs["train"]), cell.batch_size, range(cell.steps))
+        expected = engine.tasks.batch_indices(run.seed, len(built.inputs["train"]), cell.batch_size, range(cell.steps))
         assert torch.equal(plan[:, k], expected)
-    assert torch.equal(engine.batch_plan(setup, range(4, 9)), plan[4:9])
+    assert torch.equal(engine.batch_plan(built, range(4, 9)), plan[4:9])
     monkeypatch.setattr(engine, "PLAN_BLOCK", 5)  # three blocks, the last one short
-    blocked = engine.train_setup(setup, progress=False)
+    blocked = engine.train(built, progress=False)
     for name in engine.STEP_METRICS:
         np.testing.assert_array_equal(blocked.step_metrics[name], whole.step_metrics[name])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import make_config, only_cell
 
-from bench import engine, reference
+from bench import engine, models, optim, reference
 
 PROBLEMS = [
     ("mnist1d", "mlp"), ("mnist1d", "cnn1d"), ("digits", "cnn2d"), ("digits8", "mlp"),
@@ -40,9 +40,15 @@ MORE_STRATEGIES = {
 """Every other strategy with a plain-PyTorch counterpart in bench/reference.py."""
 
 
+def test_every_registered_family_and_optimizer_with_a_reference_is_checked() -> None:
+    families = {make_config()["models"][model]["family"] for _, model in PROBLEMS}
+    assert families == {f for f in models.REGISTRY.known() if "reference" in models.REGISTRY.lookup(f).meta}
+    assert {entry["kind"] for entry in OPTIMIZERS.values()} == set(optim.REGISTRY.known())
+
+
 def assert_matches_oracle(cell, steps_checked: int = 20) -> None:
-    setup = engine.setup(cell)
-    history = engine.train_setup(setup, progress=False)
+    built = engine.build(cell)
+    history = engine.train(built, progress=False)
     assert (history.diverged_step == -1).all(), "equivalence cases must not diverge"
     for k in range(len(cell.runs)):
         oracle = reference.train_reference(cell, k)

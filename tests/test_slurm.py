@@ -31,7 +31,7 @@ import pytest
 import yaml
 from workflow import ROOT, SMOKE, copy_repository, environment, job_counts
 
-from bench.store import TIMING_COLUMNS
+from bench.columns import TIMING_COLUMNS
 
 START = ROOT / "scripts" / "slurm" / "start.sh"
 STOP = ROOT / "scripts" / "slurm" / "stop.sh"

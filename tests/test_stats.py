@@ -63,15 +63,15 @@ def tuning_runs() -> pd.DataFrame:
 
 
 def test_columns_match_the_results_schema():
-    from bench.store import RUNS_COLUMNS
-    from bench.sweep import RUN_DIALS
+    from bench.columns import RUNS_COLUMNS
+    from bench.sweep import run_dials
 
     assert stats.RUN_COLUMNS == tuple(RUNS_COLUMNS)
-    assert stats.STRESS_DIALS == RUN_DIALS
+    assert stats.STRESS_DIALS == tuple(run_dials()) and {"init_gain", "recurrent_radius"} <= set(stats.STRESS_DIALS)
 
 
 def test_problem_and_setting_columns(tuning_runs):
-    assert stats.problem_columns(tuning_runs) == ["task", "model", "optimizer", "init_gain"]
+    assert stats.panel_columns(tuning_runs) == ["task", "model", "optimizer", "init_gain"]
     assert stats.setting_columns(tuning_runs) == ["lr", "clip_norm"]
     assert stats.setting_columns(stats.score_runs(tuning_runs)) == ["lr", "clip_norm"]
 

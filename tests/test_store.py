@@ -14,8 +14,8 @@ def trained():
     config = make_config(steps=6, eval_every=3, optimizers={"sgd": {"kind": "sgd", "learning_rates": [0.01, 1e4]}},
                          strategies={"clip_value": {"clip_value": [0.5]}})
     cell = only_cell(config)
-    setup = engine.setup(cell)
-    return cell, store.tables(cell, setup.task, engine.train_setup(setup, progress=False))
+    built = engine.build(cell)
+    return cell, store.tables(cell, built.task, engine.train(built, progress=False))
 
 
 def test_tables_follow_the_schema(trained, tmp_path) -> None:

@@ -9,6 +9,12 @@ import numpy as np
 import torch
 
 from bench import tasks
+from bench.tasks import copy_memory
+
+
+def make(kind: str, **options):
+    """Make task ``kind`` afresh (no cache) through its registered factory."""
+    return tasks.REGISTRY.lookup(kind).factory(**options)
 
 
 def test_mnist1d_leaves_global_generators_alone() -> None:
@@ -17,29 +23,29 @@ def test_mnist1d_leaves_global_generators_alone() -> None:
     expected = np.random.rand(), random.random()
     np.random.seed(123)
     random.seed(123)
-    tasks.mnist1d(n_train=64, data_seed=5)
+    make("mnist1d", n_train=64, data_seed=5)
     assert (np.random.rand(), random.random()) == expected
 
 
 def test_mnist1d_splits_and_layouts() -> None:
     task = tasks.load("mnist1d", n_train=400)
     assert [len(task.targets(s)) for s in ("train", "val", "test")] == [400, 100, 100]
-    assert task.inputs("train", "mlp").shape == (400, 40)
-    assert task.inputs("train", "cnn1d").shape == (400, 1, 40)
-    assert task.inputs("train", "rnn").shape == (400, 40, 1)
-    assert torch.equal(task.inputs("train", "rnn")[:, :, 0], task.inputs("train", "mlp"))
+    assert task.inputs("train", "vector").shape == (400, 40)
+    assert task.inputs("train", "signal").shape == (400, 1, 40)
+    assert task.inputs("train", "sequence").shape == (400, 40, 1)
+    assert torch.equal(task.inputs("train", "sequence")[:, :, 0], task.inputs("train", "vector"))
 
 
 def test_digits_upsampled_to_28() -> None:
     task = tasks.load("digits", size=28)
-    assert task.inputs("train", "cnn2d").shape[1:] == (1, 28, 28)
-    assert task.inputs("val", "rnn").shape[1:] == (28, 28)
+    assert task.inputs("train", "image").shape[1:] == (1, 28, 28)
+    assert task.inputs("val", "sequence").shape[1:] == (28, 28)
     total = sum(len(task.targets(s)) for s in ("train", "val", "test"))
     assert total == 1797
 
 
 def test_adding_chance_is_one_sixth() -> None:
-    task = tasks.adding(length=20, n_train=20000, n_eval=16)
+    task = make("adding", length=20, n_train=20000, n_eval=16)
     x, y = task.splits["train"]
     assert x.shape == (20000, 20, 2)
     assert (x[..., 1].sum(1) == 2).all()
@@ -50,13 +56,13 @@ def test_adding_chance_is_one_sixth() -> None:
 
 def test_copy_chance_cross_entropy() -> None:
     length = 15
-    task = tasks.copy(length=length, n_train=4000, n_eval=16)
+    task = make("copy", length=length, n_train=4000, n_eval=16)
     x, y = task.splits["train"]
     assert x.shape == (4000, length + 20, 10) and y.shape == (4000, length + 20)
     assert torch.equal(y[:, -10:], x[:, :10].argmax(-1))
     # The memoryless baseline: blank with certainty until the marker, then uniform over the 8 symbols.
     logits = torch.full((1, 4000, length + 20, 10), -1e4)
-    logits[..., : length + 10, tasks.BLANK] = 0.0
+    logits[..., : length + 10, copy_memory.BLANK] = 0.0
     logits[..., length + 10 :, 1:9] = 0.0
     loss, _ = task.loss_and_metric(logits, y.unsqueeze(0))
     assert math.isclose(loss.item(), 10 * math.log(8) / (length + 20), rel_tol=1e-4)
@@ -74,7 +80,7 @@ def test_batch_order_is_a_function_of_seed_and_step() -> None:
 
 def test_same_data_whatever_the_cache(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("BENCH_DATA_CACHE", str(tmp_path))
-    made = tasks.adding(length=5, n_train=32, n_eval=16, data_seed=2)
+    made = make("adding", length=5, n_train=32, n_eval=16, data_seed=2)
     tasks._load.cache_clear()
     first = tasks.load("adding", length=5, n_train=32, n_eval=16, data_seed=2)
     tasks._load.cache_clear()

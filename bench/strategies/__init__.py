@@ -9,38 +9,45 @@ optimizer, after it, or on the weights after the step).
 Hyperparameter names are unique across strategies, so that a chain of
 strategies (``build``) and the results tables can name each one unambiguously.
 
-To add a strategy, write its factory in a module of this package, decorate it
-with ``@register("name")`` and import the module below.
+To add a strategy, write its factory in a module of this folder and decorate
+it with ``@register("name", acting=...)``: the package imports every module in
+its folder (bench.registry.discover), and the tests run every registered
+strategy through their edge cases with its ``acting`` hyperparameters.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from bench.registry import discover
 from bench.transform import Hyperparameter, Transform
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """A registered strategy: its factory and its hyperparameters' defaults."""
+    """A registered strategy: its factory, its hyperparameters' defaults, and what it promises.
+
+    ``acting``: hyperparameters with which it acts within a few steps on gradients
+    of order one (a list gives each of three runs its own value): the tests'
+    edge cases run with them. ``bounds_spikes``: a single huge gradient element
+    is bounded (or its step skipped) rather than passed on.
+    """
 
     name: str
     factory: Callable[..., Transform]
     defaults: Mapping[str, object]
-
-    @property
-    def primary(self) -> str | None:
-        """The first hyperparameter: the threshold a stability map sweeps."""
-        return next(iter(self.defaults), None)
+    acting: Mapping[str, object] = field(default_factory=dict)
+    bounds_spikes: bool = False
 
 
 REGISTRY: dict[str, Strategy] = {}
 
 
-def register(name: str) -> Callable[[Callable[..., Transform]], Callable[..., Transform]]:
-    """Register ``factory`` under ``name``; its keyword defaults become the defaults."""
+def register(name: str, *, acting: Mapping[str, object] | None = None,
+             bounds_spikes: bool = False) -> Callable[[Callable[..., Transform]], Callable[..., Transform]]:
+    """Register ``factory`` under ``name``; its keyword defaults become the defaults (see :class:`Strategy`)."""
 
     def decorate(factory: Callable[..., Transform]) -> Callable[..., Transform]:
         defaults = {
@@ -51,7 +58,10 @@ def register(name: str) -> Callable[[Callable[..., Transform]], Callable[..., Tr
         clash = {key for key in defaults for other in REGISTRY.values() if key in other.defaults}
         if name in REGISTRY or clash:
             raise ValueError(f"strategy {name!r} clashes with the registry: {sorted(clash) or name}")
-        REGISTRY[name] = Strategy(name, factory, defaults)
+        unknown = set(acting or {}) - set(defaults)
+        if unknown:
+            raise ValueError(f"strategy {name!r}: 'acting' names no hyperparameter of it: {sorted(unknown)}")
+        REGISTRY[name] = Strategy(name, factory, defaults, dict(acting or {}), bounds_spikes)
         return factory
 
     return decorate
@@ -97,5 +107,4 @@ def build(members: list[str], hyperparameters: Mapping[str, Hyperparameter]) -> 
     ]
 
 
-# Importing the modules registers their strategies.
-from bench.strategies import adaptive, clipping, constraints, scaling, skipping, updates  # noqa: E402,F401
+discover(__name__, __path__)

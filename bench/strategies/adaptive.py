@@ -35,7 +35,8 @@ def _output_layer_units(grouping: tuple[tuple[tuple[int, ...], tuple[int, ...]],
     return torch.tensor(flags, dtype=torch.bool, device=device)
 
 
-@register("agc")
+@register("agc", acting={"agc_clipping": [0.01, 0.1, 0.05], "agc_exclude_output": [True, False, True]},
+          bounds_spikes=True)
 def agc(
     agc_clipping: Hyperparameter = 0.01, agc_eps: Hyperparameter = 1e-3, agc_exclude_output: bool | Tensor = True
 ) -> Transform:
@@ -66,7 +67,7 @@ def agc(
     return stateless("agc", "gradient", update)
 
 
-@register("autoclip")
+@register("autoclip", acting={"autoclip_percentile": [10.0, 50.0, 100.0]}, bounds_spikes=True)
 def autoclip(autoclip_percentile: Hyperparameter = 10.0) -> Transform:
     """AutoClip: clip the global norm to the p-th percentile of its own history
     (Seetharaman et al. 2020, "AutoClip: Adaptive gradient clipping for source
@@ -118,7 +119,7 @@ def autoclip(autoclip_percentile: Hyperparameter = 10.0) -> Transform:
     return Transform("autoclip", "gradient", init, update, layout_free=True)
 
 
-@register("zclip")
+@register("zclip", acting={"zclip_z": 1.0, "zclip_warmup": [2, 3, 2]}, bounds_spikes=True)
 def zclip(
     zclip_z: Hyperparameter = 2.5, zclip_alpha: Hyperparameter = 0.97, zclip_warmup: int | Tensor = 25
 ) -> Transform:

@@ -25,7 +25,7 @@ def none() -> Transform:
     return stateless("none", "gradient", lambda grads, state, params: (grads, state), layout_free=True)
 
 
-@register("clip_value")
+@register("clip_value", acting={"clip_value": [0.01, 0.1, 1.0]}, bounds_spikes=True)
 def clip_value(clip_value: float = 1.0) -> Transform:
     """Clamp every gradient element to [-c, c] (Mikolov 2012, sec. 3.2.2).
 
@@ -42,7 +42,7 @@ def clip_value(clip_value: float = 1.0) -> Transform:
     return stateless("clip_value", "gradient", update, layout_free=True)
 
 
-@register("clip_norm")
+@register("clip_norm", acting={"clip_norm": [0.1, 1.0, 2.0]}, bounds_spikes=True)
 def clip_norm(clip_norm: float = 1.0) -> Transform:
     """Rescale a run's gradients so their global L2 norm is at most c.
 
@@ -60,7 +60,7 @@ def clip_norm(clip_norm: float = 1.0) -> Transform:
     return stateless("clip_norm", "gradient", update, layout_free=True)
 
 
-@register("clip_norm_layer")
+@register("clip_norm_layer", acting={"clip_norm_layer": 0.5}, bounds_spikes=True)
 def clip_norm_layer(clip_norm_layer: float = 1.0) -> Transform:
     """Rescale each parameter tensor's gradient so its own L2 norm is at most c.
 

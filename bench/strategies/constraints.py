@@ -18,7 +18,7 @@ from bench.transform import (
 )
 
 
-@register("max_norm")
+@register("max_norm", acting={"max_norm": [0.5, 3.0, 1.0]}, bounds_spikes=True)
 def max_norm(max_norm: Hyperparameter = 3.0) -> Transform:
     """Max-norm weight constraint (Srivastava et al. 2014, "Dropout: a simple way
     to prevent neural networks from overfitting", sec. 5.1).

@@ -20,7 +20,7 @@ from bench.transform import (
 )
 
 
-@register("grad_scale")
+@register("grad_scale", acting={"gamma": 0.9})
 def grad_scale(gamma: Hyperparameter = 0.99) -> Transform:
     """Multiply every gradient by a constant factor: ``g <- gamma * g``.
 
@@ -54,7 +54,7 @@ def normalized(normalized_eps: Hyperparameter = 1e-6) -> Transform:
     return stateless("normalized", "gradient", update, layout_free=True)
 
 
-@register("trust_ratio")
+@register("trust_ratio", acting={"trust_coefficient": 0.01})
 def trust_ratio(trust_coefficient: Hyperparameter = 1.0) -> Transform:
     """Layer-wise trust ratio (LARS; You, Gitman & Ginsburg 2017, "Large batch
     training of convolutional networks"), applied to the gradient.

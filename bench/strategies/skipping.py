@@ -45,7 +45,7 @@ def skip_nonfinite() -> Transform:
     return stateless("skip_nonfinite", "gradient", update, layout_free=True)
 
 
-@register("spike_skip")
+@register("spike_skip", acting={"spike_factor": 1.5, "spike_window": [3, 2, 5], "spike_warmup": 2}, bounds_spikes=True)
 def spike_skip(
     spike_factor: Hyperparameter = 6.0, spike_window: int | torch.Tensor = 100, spike_warmup: int | torch.Tensor = 10
 ) -> Transform:

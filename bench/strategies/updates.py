@@ -11,7 +11,7 @@ from bench.strategies import register
 from bench.transform import Hyperparameter, Params, State, Transform, per_run, stateless, tensor_factors
 
 
-@register("update_clip")
+@register("update_clip", acting={"update_clip": [0.1, 1.0, 0.5]}, bounds_spikes=True)
 def update_clip(update_clip: Hyperparameter = 1.0) -> Transform:
     """Update clipping by RMS (Shazeer & Stern 2018, "Adafactor", "update clipping";
     Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer

@@ -1,0 +1,37 @@
+"""The results vocabulary: every column of the runs and curves tables, defined once.
+
+The engine logs :data:`STEP_METRICS` every step and :data:`EVAL_METRICS` at
+evaluation steps; bench.store writes and checks the tables with these columns
+and types; the analysis reads them by these names. Besides the required run
+columns, every strategy hyperparameter and stress dial of a sweep adds a
+float64 column to the runs table (named as in the config).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+STEP_METRICS = ("train_loss", "grad_norm_pre", "grad_norm_post", "clipped", "update_ratio")
+"""Logged for every run at every step (NaN after a run diverged)."""
+EVAL_METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
+"""Logged at evaluation steps (every ``eval_every`` and the last)."""
+
+RUNS_COLUMNS: dict[str, pa.DataType] = {
+    "run_id": pa.string(), "sweep": pa.string(), "cell": pa.string(), "task": pa.string(),
+    "model": pa.string(), "family": pa.string(), "optimizer": pa.string(), "strategy": pa.string(),
+    "lr": pa.float64(), "seed": pa.int64(), "metric": pa.string(), "higher_is_better": pa.bool_(),
+    "chance_metric": pa.float64(), "chance_loss": pa.float64(), "diverged": pa.bool_(),
+    "diverged_step": pa.int64(), "final_train_loss": pa.float64(), "best_val_metric": pa.float64(),
+    "test_metric_at_best_val": pa.float64(), "steps": pa.int64(), "wall_time_s": pa.float64(),
+}
+"""Required columns of runs.parquet; every strategy hyperparameter and stress dial adds a float64 column."""
+
+CURVES_COLUMNS: dict[str, pa.DataType] = {
+    "run_id": pa.string(), "step": pa.int64(),
+    **{name: pa.bool_() if name == "clipped" else pa.float64() for name in STEP_METRICS},
+    **{name: pa.float64() for name in EVAL_METRICS},
+}
+"""Columns of curves.parquet: one row per run and step; eval columns are NaN off eval steps."""
+
+TIMING_COLUMNS = ("wall_time_s",)
+"""Run columns that measure the machine, not the training: they differ between identical runs."""

@@ -1,0 +1,72 @@
+"""Adam (Kingma & Ba 2015) and AdamW (Loshchilov & Hutter 2019).
+
+As ``torch.optim.Adam``: ``m <- b1 m + (1-b1) g``; ``v <- b2 v + (1-b2) g^2``;
+``u = -lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps)``; weight decay
+coupled (``g <- g + wd p``). AdamW, as ``torch.optim.AdamW``, decouples it:
+``u <- u - lr wd p``. The step count is kept per run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench.optim import register
+from bench.transform import Hyperparameter, Params, State, Transform, per_run
+
+
+def scale_by_adam(lr: Hyperparameter, beta1: float, beta2: float, eps: float, weight_decay: float,
+                  decoupled: bool) -> Transform:
+    """Adam, or AdamW when ``decoupled``."""
+
+    def init(params: Params) -> State:
+        runs = params[0].shape[0]
+        return {
+            "step": torch.zeros(runs, dtype=torch.float64, device=params[0].device),
+            "m": [torch.zeros_like(p) for p in params],
+            "v": [torch.zeros_like(p) for p in params],
+        }
+
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+        if weight_decay and not decoupled:
+            grads = [g + weight_decay * p for g, p in zip(grads, params, strict=True)]
+        step = state["step"] + 1
+        first = [beta1 * m + (1 - beta1) * g for m, g in zip(state["m"], grads, strict=True)]
+        second = [beta2 * v + (1 - beta2) * g * g for v, g in zip(state["v"], grads, strict=True)]
+        bias1 = (1 - beta1**step).to(grads[0].dtype)
+        bias2_sqrt = torch.sqrt(1 - beta2**step).to(grads[0].dtype)
+        updates = []
+        for m, v, p in zip(first, second, params, strict=True):
+            denom = v.sqrt() / per_run(bias2_sqrt, v) + eps
+            u = -(per_run(lr, m) / per_run(bias1, m)) * m / denom
+            if weight_decay and decoupled:
+                u = u - per_run(lr, p) * weight_decay * p
+            updates.append(u)
+        return updates, {"step": step, "m": first, "v": second}
+
+    return Transform("adamw" if decoupled else "adam", "optimizer", init, update)
+
+
+def reference(params: list[torch.nn.Parameter], lr: float, *, beta1: float = 0.9, beta2: float = 0.999,
+              **options: float) -> torch.optim.Optimizer:
+    """torch.optim.Adam with the same options."""
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), **options)
+
+
+def reference_w(params: list[torch.nn.Parameter], lr: float, *, beta1: float = 0.9, beta2: float = 0.999,
+                **options: float) -> torch.optim.Optimizer:
+    """torch.optim.AdamW with the same options."""
+    return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), **options)
+
+
+@register("adam", reference=reference)
+def adam(lr: Hyperparameter, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+         weight_decay: float = 0.0) -> Transform:
+    """Adam with coupled weight decay."""
+    return scale_by_adam(lr, beta1, beta2, eps, weight_decay, decoupled=False)
+
+
+@register("adamw", reference=reference_w)
+def adamw(lr: Hyperparameter, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+          weight_decay: float = 0.01) -> Transform:
+    """AdamW: Adam with decoupled weight decay (torch.optim.AdamW's default 0.01)."""
+    return scale_by_adam(lr, beta1, beta2, eps, weight_decay, decoupled=True)

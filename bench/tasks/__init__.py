@@ -1,0 +1,189 @@
+"""The tasks: data sets with their loss, metric and chance level, one module each.
+
+All data is made offline. A task's data set is fixed by its ``data_seed`` and
+shared by every run of a cell; a run's own seed fixes only its data order
+(:func:`batch_indices`) and its initial weights.
+
+Each task kind is a function in a module of this folder, decorated with
+``@register(kind, layout=...)``: its keyword-only parameters are the options a
+config entry of that kind may set, and it returns a :class:`Task`. The
+``layout`` of its inputs (``signal`` (N, C, L), ``image`` (N, C, H, W) or
+``sequence`` (N, T, F)) says which model input forms it can feed
+(:data:`FORMS`): a model family declares the form it reads, so a new task or a
+new model needs no edit of the other. Modules are found and imported when this
+package is (see bench.registry).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bench import atomic
+from bench.registry import Registry, discover
+
+REGISTRY = Registry("task kind")
+register = REGISTRY.register
+
+FORMS = {
+    "signal": ("vector", "signal", "sequence"),
+    "image": ("vector", "image", "sequence"),
+    "sequence": ("sequence",),
+}
+"""Input forms each task layout can feed: ``vector`` (N, F), ``signal`` (N, C, L), ``image``
+(N, C, H, W), ``sequence`` (N, T, F; a signal read sample by sample, an image row by row)."""
+SEQUENCE_SCORED_STEPS = 10
+"""Steps a ``sequence`` objective scores its accuracy on: the last ones (the copy task's recall)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task's splits (canonical layout) and how its outputs are scored.
+
+    ``objective`` is ``classification`` (one label per example), ``regression``
+    (one value per example) or ``sequence`` (one label per time step).
+    """
+
+    name: str
+    layout: str
+    objective: str
+    n_outputs: int
+    metric: str
+    higher_is_better: bool
+    chance_loss: float
+    chance_metric: float
+    splits: dict[str, tuple[Tensor, Tensor]]
+
+    def inputs(self, split: str, form: str) -> Tensor:
+        """The inputs of ``split`` in the input ``form`` a model reads (see :data:`FORMS`)."""
+        if form not in FORMS[self.layout]:
+            allowed = ", ".join(FORMS[self.layout])
+            raise ValueError(f"task {self.name!r} cannot feed inputs of form {form!r}; allowed: {allowed}")
+        x = self.splits[split][0]
+        if form == "vector":
+            return x.flatten(1)
+        if form == "sequence" and self.layout != "sequence":
+            return x.flatten(1, -2).transpose(1, 2) if self.layout == "signal" else x[:, 0]
+        return x
+
+    def targets(self, split: str) -> Tensor:
+        """The targets of ``split``: labels (long) or values (float)."""
+        return self.splits[split][1]
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Per-run mean loss, (K,), for outputs of shape (K, B, ...): cross-entropy for
+        classification and ``sequence`` (over all steps), squared error for regression."""
+        runs = outputs.shape[0]
+        if self.objective == "regression":
+            return (outputs.squeeze(-1) - targets).square().flatten(1).mean(1)
+        logits = outputs.reshape(-1, self.n_outputs)
+        return F.cross_entropy(logits, targets.reshape(-1), reduction="none").view(runs, -1).mean(1)
+
+    def loss_and_metric(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-run mean loss and metric, each (K,), for outputs of shape (K, B, ...).
+
+        The metric is the accuracy for classification, over the last
+        :data:`SEQUENCE_SCORED_STEPS` steps for ``sequence``, and the MSE itself for regression.
+        """
+        loss = self.loss(outputs, targets)
+        if self.objective == "regression":
+            return loss, loss.detach()
+        hits = outputs.argmax(-1) == targets
+        if self.objective == "sequence":
+            hits = hits[:, :, -SEQUENCE_SCORED_STEPS:]
+        return loss, hits.flatten(1).float().mean(1)
+
+
+def layout(kind: str) -> str:
+    """The input layout of task ``kind`` (from its registration)."""
+    return REGISTRY.lookup(kind).meta["layout"]
+
+
+@contextmanager
+def isolated_numpy(seed: int) -> Iterator[None]:
+    """Seed NumPy's and Python's global generators; restore their states afterwards
+    (for data-set makers that draw from the global generators)."""
+    states = np.random.get_state(), random.getstate()
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(states[0])
+        random.setstate(states[1])
+
+
+def split(x: Tensor, y: Tensor, n_val: int, n_test: int) -> dict[str, tuple[Tensor, Tensor]]:
+    """Train, validation and test splits: the first examples train, then ``n_val``, then ``n_test``."""
+    n_train = len(x) - n_val - n_test
+    return {
+        "train": (x[:n_train], y[:n_train]),
+        "val": (x[n_train : n_train + n_val], y[n_train : n_train + n_val]),
+        "test": (x[n_train + n_val :], y[n_train + n_val :]),
+    }
+
+
+def cache_dir() -> Path:
+    """Where made data sets are kept between processes (``BENCH_DATA_CACHE``)."""
+    default = Path.home() / ".cache" / "exploding-gradients-bench"
+    return Path(os.environ.get("BENCH_DATA_CACHE", default))
+
+
+@lru_cache(maxsize=8)
+def _load(kind: str, options: tuple[tuple[str, Any], ...]) -> Task:
+    entry = REGISTRY.lookup(kind)
+    key = "-".join([kind, *(f"{k}={v}" for k, v in options)])
+    path = cache_dir() / f"{key}.pt"
+    if path.exists():
+        try:
+            return Task(**torch.load(path, weights_only=True))
+        except Exception:  # a torn or stale cache entry is remade below
+            path.unlink(missing_ok=True)
+    task = entry.factory(**dict(options))
+    with atomic.writing(path) as partial:
+        torch.save(dataclasses.asdict(task), partial)
+    return task
+
+
+def load(kind: str, **options: Any) -> Task:
+    """Make the task ``kind`` with ``options``, or reuse it from this process or the disk cache.
+
+    Making MNIST-1D takes seconds, so every job of a sweep would pay for it
+    again; the cache holds each data set once, written atomically.
+    """
+    return _load(kind, tuple(sorted(options.items())))
+
+
+def batch_indices(seed: int, n_train: int, batch_size: int, steps: range) -> Tensor:
+    """Training-example indices of a run for the given steps, shape (len(steps), B).
+
+    Epoch e visits a permutation drawn from a generator seeded by (seed, e);
+    each epoch yields floor(n_train / B) batches (the last partial batch is
+    dropped, as DataLoader(shuffle=True, drop_last=True)). Stateless in the
+    step, so a run can resume anywhere.
+    """
+    per_epoch = max(n_train // batch_size, 1)
+    batch_size = min(batch_size, n_train)
+    rows, cached = [], {}
+    for step in steps:
+        epoch, position = divmod(step, per_epoch)
+        if epoch not in cached:
+            epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+            cached = {epoch: torch.randperm(n_train, generator=torch.Generator().manual_seed(epoch_seed))}
+        rows.append(cached[epoch][position * batch_size : (position + 1) * batch_size])
+    return torch.stack(rows) if rows else torch.empty(0, batch_size, dtype=torch.long)
+
+
+discover(__name__, __path__)
