@@ -63,8 +63,15 @@ class BuiltCell:
     targets: dict[str, Tensor]
     initial_params: list[Tensor]
     layout: Layout
+    lr: Tensor
     optimizer: Transform
     chain: list[Transform]
+
+    @property
+    def skips_nonfinite(self) -> bool:
+        """Whether a member of the chain skips non-finite steps: then a non-finite loss skips the
+        step (its gradient made non-finite for the member to see) instead of ending the run."""
+        return any(t.skips_nonfinite for t in self.chain)
 
 
 def load_task(cell: Cell) -> tasks.Task:
@@ -100,12 +107,12 @@ def build(cell: Cell) -> BuiltCell:
         key: per_run_values([run.hyperparameters[key] for run in cell.runs], device)
         for key in cell.runs[0].hyperparameters
     }
-    lr = torch.tensor([run.lr for run in cell.runs], dtype=torch.float32, device=device)
     initial = [p.to(device) for p in initial_parameters(model, cell)]
     return BuiltCell(
         cell=cell, task=task, model=model, device=device, inputs=inputs, targets=targets,
         initial_params=initial, layout=Layout.of(initial),
-        optimizer=optim.make(cell.optimizer["kind"], lr, **sweep.factory_options("optimizers", cell.optimizer)),
+        lr=torch.tensor([[run.lr] for run in cell.runs], dtype=torch.float32, device=device),
+        optimizer=optim.make(cell.optimizer["kind"], **sweep.factory_options("optimizers", cell.optimizer)),
         chain=strategies.build(cell.members, hyperparameters),
     )
 
@@ -205,9 +212,9 @@ def forward_backward(built: BuiltCell, params: Tensor, batch: Tensor) -> tuple[T
 
 
 def run_transform(transform: Transform, inputs: Packed, state: dict[str, Any], params: Packed,
-                  active: list[Tensor], skips: list[Tensor]) -> tuple[Packed, dict[str, Any]]:
+                  active: list[Tensor], skips: list[Tensor], fails: list[Tensor]) -> tuple[Packed, dict[str, Any]]:
     """Apply one transform, on the flat buffer when it is layout-free, else on the tensors; move
-    what it reports from its new state into ``active`` and ``skips`` (see bench.transform)."""
+    what it reports from its new state into ``active``, ``skips`` and ``fails`` (see bench.transform)."""
     if transform.layout_free:
         (flat,), new_state = transform.update([inputs.flat], state, [params.flat])
         outputs = Packed(inputs.layout, flat=flat)
@@ -215,7 +222,7 @@ def run_transform(transform: Transform, inputs: Packed, state: dict[str, Any], p
         parts, new_state = transform.update(inputs.parts, state, params.parts)
         outputs = Packed(inputs.layout, parts=parts)
     new_state = dict(new_state)
-    for key, reports in (("active", active), ("skip", skips)):
+    for key, reports in (("active", active), ("skip", skips), ("fail", fails)):
         if key in new_state:
             reports.append(new_state.pop(key))
     return outputs, new_state
@@ -245,14 +252,20 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor) -> None:
     params = Packed(layout, flat=state.params)
     active: list[Tensor] = []  # (K,) masks: a strategy changed the gradient or update of the run
     skips: list[Tensor] = []  # (K,) masks: a strategy skips the run's step
+    fails: list[Tensor] = []  # (K,) masks: a strategy ends the run as diverged
 
     # forward/backward: each run's loss on its own batch and its own gradient
     loss, flat_grads = forward_backward(built, state.params, batch)
 
-    # divergence: a non-finite loss, or one above divergence_factor x the initial loss, freezes the run
-    if t == 0:
-        state.initial_loss = loss.clone()
-    blown = ~torch.isfinite(loss) | (loss > built.cell.divergence_factor * state.initial_loss)
+    # divergence: a non-finite loss, or one above divergence_factor x the initial (first finite) loss,
+    # freezes the run; with a skip strategy a non-finite loss skips the step instead
+    state.initial_loss = torch.where(torch.isnan(state.initial_loss), loss, state.initial_loss)
+    finite = torch.isfinite(loss)
+    blown = loss > built.cell.divergence_factor * state.initial_loss
+    if built.skips_nonfinite:
+        flat_grads = keep_where(finite, flat_grads, torch.full_like(flat_grads, float("nan")))
+    else:
+        blown |= ~finite
     newly = state.alive & blown
     state.diverged_step = torch.where(newly, t, state.diverged_step)
     alive = state.alive = state.alive & ~blown
@@ -263,30 +276,38 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor) -> None:
     for i, transform in enumerate(chain):
         if transform.stage == "gradient":
             kept[i] = alive & ~any_of(skips, alive)
-            grads, new_chain_states[i] = run_transform(transform, grads, old_chain_states[i], params, active, skips)
+            grads, new_chain_states[i] = run_transform(transform, grads, old_chain_states[i], params, active, skips,
+                                                       fails)
     skip = any_of(skips, alive)
+    failed = alive & any_of(fails, alive)  # e.g. too many consecutive skips: diverged now
+    state.diverged_step = torch.where(failed, t, state.diverged_step)
+    newly, alive = newly | failed, alive & ~failed
+    state.alive = alive
 
-    # optimizer: gradients -> additive updates
-    (flat_updates,), new_opt_state = built.optimizer.update([grads.flat], state.opt_state, [params.flat])
-    updates = Packed(layout, flat=flat_updates)
+    # optimizer: gradients -> directions (the step is -lr x direction)
+    (flat_directions,), new_opt_state = built.optimizer.update([grads.flat], state.opt_state, [params.flat])
+    directions = Packed(layout, flat=flat_directions)
 
-    # update strategies
+    # update strategies: on the optimizer's direction, before the learning rate (Adafactor's update clipping)
     for i, transform in enumerate(chain):
         if transform.stage == "update":
-            updates, new_chain_states[i] = run_transform(transform, updates, old_chain_states[i], params, active,
-                                                         skips)
+            directions, new_chain_states[i] = run_transform(transform, directions, old_chain_states[i], params,
+                                                            active, skips, fails)
+
+    # learning rate: each run's own
+    updates = directions.flat * -built.lr
 
     # weight constraints: project the new parameters
-    updated = params.flat + updates.flat
+    updated = params.flat + updates
     new_params = Packed(layout, flat=updated)
     for i, transform in enumerate(chain):
         if transform.stage == "weights":
             new_params, new_chain_states[i] = run_transform(transform, new_params, old_chain_states[i], params,
-                                                            active, skips)
+                                                            active, skips, fails)
 
     # logs; update_ratio = ||new - old|| / ||old|| (without weight constraints the change is the update)
     keep = alive & ~skip
-    change = updates.flat if new_params.flat is updated else new_params.flat - params.flat
+    change = updates if new_params.flat is updated else new_params.flat - params.flat
     logs["train_loss"][t] = torch.where(alive | newly, loss, float("nan"))
     logs["grad_norm_pre"][t] = run_norm(flat_grads)
     logs["grad_norm_post"][t] = logs["grad_norm_pre"][t] if grads.flat is flat_grads else run_norm(grads.flat)

@@ -11,6 +11,7 @@ against it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,7 +156,8 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
     form = models.input_form(cell.model["family"])
     x, y = task.inputs("train", form).to(device), task.targets("train").to(device)
     order = tasks.batch_indices(run.seed, len(x), cell.batch_size, range(cell.steps)).to(device)
-    losses, snapshots, initial, diverged = [], [], None, -1
+    losses, snapshots, initial, diverged, consecutive = [], [], None, -1, 0
+    skips_nonfinite = "skip_nonfinite" in cell.members  # optax's apply_if_finite: a bad step is skipped
     started = time.perf_counter()
     for step in range(cell.steps):
         xb, yb = x[order[step]], y[order[step]]
@@ -164,16 +166,21 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
         loss = task.loss(outputs.unsqueeze(0), yb.unsqueeze(0))[0]
         loss.backward()
         value = float(loss.detach())
-        initial = value if initial is None else initial
+        initial = value if initial is None and math.isfinite(value) else initial
         losses.append(value)
-        if not torch.isfinite(loss) or value > cell.divergence_factor * initial:
+        if (not math.isfinite(value) and not skips_nonfinite) or value > cell.divergence_factor * (initial or math.inf):
             diverged = step
             break
         parameters = list(net.parameters())
-        take_step = True
+        take_step = math.isfinite(value)
         for member in cell.members:
             if member in GRADIENT_STEPS:
                 take_step = GRADIENT_STEPS[member](parameters, run.hyperparameters) and take_step
+        if skips_nonfinite:
+            consecutive = 0 if take_step else consecutive + 1
+            if consecutive > run.hyperparameters.get("max_consecutive_skips", 5):
+                diverged = step
+                break
         if take_step:
             opt.step()
             for member in cell.members:

@@ -23,10 +23,16 @@ global per-run reductions (a global norm, a non-finite check): the result is
 the same whether a run's parameters come as many tensors or as one flat row,
 so the engine may hand it the flat (K, P) buffer as a one-tensor list.
 
-A transform reports what it did through two optional entries of its state:
-``state["active"]``, a (K,) bool tensor, true where it changed the gradient or
-update this step, and ``state["skip"]``, a (K,) bool tensor, true where the
-step must be skipped (parameters and downstream state left as they were).
+A transform reports what it did through optional entries of its state, each a
+(K,) bool tensor: ``state["active"]``, true where it changed the gradient or
+update this step; ``state["skip"]``, true where the step must be skipped
+(parameters and downstream state left as they were); ``state["fail"]``, true
+where the run must end now as diverged (e.g. too many consecutive skips).
+
+A transform that ``skips_nonfinite`` promises to skip every step whose gradient
+holds a NaN or an infinity: then the engine lets a run with a non-finite loss
+go on (its gradient made non-finite, so that the transform sees it) instead of
+ending it, and the transform decides when the run has failed.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class Transform:
     init: Callable[[Params], State]
     update: Callable[[Params, State, Params], tuple[Params, State]]
     layout_free: bool = False
+    skips_nonfinite: bool = False
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -65,7 +72,7 @@ class Transform:
 
 def stateless(name: str, stage: str, fn: Callable[[Params, State, Params], tuple[Params, State]],
               layout_free: bool = False) -> Transform:
-    """A transform whose state holds only what ``fn`` reports (``active``/``skip``)."""
+    """A transform whose state holds only what ``fn`` reports (``active``/``skip``/``fail``)."""
     return Transform(name=name, stage=stage, init=lambda params: {}, update=fn, layout_free=layout_free)
 
 

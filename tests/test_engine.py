@@ -147,3 +147,32 @@ def test_the_batch_plan_is_drawn_per_seed_and_in_blocks_without_changing_results
     blocked = engine.train(built, progress=False)
     for name in engine.STEP_METRICS:
         np.testing.assert_array_equal(blocked.step_metrics[name], whole.step_metrics[name])
+
+
+def poisoned_training(strategies: dict, poison_all: bool = False, steps: int = 12):
+    """Train with one training example (or all) made NaN: the batch that holds it gives a NaN loss and gradient."""
+    config = make_config(steps=steps, strategies=strategies, seeds=[0])
+    cell = only_cell(config)
+    built = engine.build(cell)
+    plan = engine.batch_plan(built, range(cell.steps))
+    example = int(plan[5, 0, 0])  # in step 5's batch of seed 0, and in no other of these steps (one epoch)
+    assert (plan[:, 0] == example).sum() == 1
+    built.inputs["train"] = built.inputs["train"].clone()  # the task's own tensors are shared (cached)
+    built.inputs["train"][slice(None) if poison_all else example] = float("nan")
+    return engine.train(built, progress=False)
+
+
+def test_a_nonfinite_batch_is_skipped_with_skip_nonfinite_and_ends_the_run_without() -> None:
+    without = poisoned_training({"none": {}})
+    assert (without.diverged_step == 5).all()
+    survived = poisoned_training({"skip_nonfinite": {}})
+    assert (survived.diverged_step == -1).all()
+    assert survived.step_metrics["clipped"][5].all() and not survived.step_metrics["clipped"][[4, 6]].any()
+    assert np.isfinite(survived.step_metrics["train_loss"][6:]).all()
+    assert all(torch.isfinite(p).all() for p in survived.final_params)
+
+
+def test_skip_nonfinite_ends_a_run_after_max_consecutive_skips() -> None:
+    history = poisoned_training({"skip_nonfinite": {"max_consecutive_skips": [0, 3]}}, poison_all=True)
+    # every step is non-finite: 0 skips allowed ends at step 0, 3 skips (steps 0-2) end at step 3
+    assert history.diverged_step.tolist() == [0, 3, 0, 3]  # runs: lr x max_consecutive_skips

@@ -95,3 +95,59 @@ def test_run_dials_and_single_run() -> None:
     assert_matches_oracle(cell)
     assert_matches_oracle(only_cell(make_config(seeds=[5], optimizers={"adam": {"kind": "adam",
                                                                                   "learning_rates": [0.001]}})))
+
+
+def adafactor_clipped(direction: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Adafactor's update clipping (Shazeer & Stern 2018, Alg. 4): d / max(1, RMS(d) / threshold)."""
+    rms = direction.norm() / direction.numel() ** 0.5
+    return direction / torch.clamp(rms / threshold, min=1.0)
+
+
+def train_with_update_clipping(cell, k: int) -> tuple[list[float], list[torch.Tensor]]:
+    """Run ``k`` of ``cell`` in plain PyTorch: torch.nn forward and backward, the optimizer's direction by
+    hand (Adam: m_hat / (sqrt(v_hat) + eps); SGD: the momentum buffer), clipped by Adafactor's rule per
+    tensor before the learning rate, then p <- p - lr d."""
+    run, kind = cell.runs[k], cell.optimizer["kind"]
+    single = type(cell)(**{**cell.__dict__, "runs": [run]})
+    task = engine.load_task(cell)
+    spec = engine.build_model(single, task)
+    net = reference.module(spec)
+    reference.load_parameters(net, [p[0] for p in engine.initial_parameters(spec, single)])
+    x = task.inputs("train", models.input_form(cell.model["family"]))
+    y = task.targets("train")
+    order = engine.tasks.batch_indices(run.seed, len(x), cell.batch_size, range(cell.steps))
+    params = list(net.parameters())
+    first, second = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+    losses = []
+    for step in range(cell.steps):
+        net.zero_grad()
+        loss = task.loss(net(x[order[step]]).unsqueeze(0), y[order[step]].unsqueeze(0))[0]
+        loss.backward()
+        losses.append(float(loss.detach()))
+        with torch.no_grad():
+            for i, p in enumerate(params):
+                if kind == "adam":
+                    first[i] = 0.9 * first[i] + 0.1 * p.grad
+                    second[i] = 0.999 * second[i] + 0.001 * p.grad**2
+                    direction = (first[i] / (1 - 0.9 ** (step + 1))) / (
+                        (second[i] / (1 - 0.999 ** (step + 1))).sqrt() + 1e-8)
+                else:
+                    first[i] = cell.optimizer["momentum"] * first[i] + p.grad
+                    direction = first[i]
+                p -= run.lr * adafactor_clipped(direction, run.hyperparameters["update_clip"])
+    return losses, [p.detach() for p in params]
+
+
+@pytest.mark.parametrize(("optimizer", "thresholds"), [("adam", [0.3, 1.0]), ("momentum", [0.01, 0.1])])
+def test_update_clip_is_adafactors_rule_on_the_direction_before_the_learning_rate(optimizer, thresholds) -> None:
+    config = make_config(optimizers={optimizer: OPTIMIZERS[optimizer]}, steps=12,
+                         strategies={"update_clip": {"update_clip": thresholds}})
+    cell = only_cell(config)
+    history = engine.train(engine.build(cell), progress=False)
+    assert history.step_metrics["clipped"].mean() > 0.2, "the thresholds must make it act"
+    for k in range(len(cell.runs)):
+        losses, params = train_with_update_clipping(cell, k)
+        torch.testing.assert_close(torch.tensor(history.step_metrics["train_loss"][:, k]),
+                                   torch.tensor(losses, dtype=torch.float32), rtol=1e-4, atol=1e-5)
+        for mine, theirs in zip(history.final_params, params, strict=True):
+            torch.testing.assert_close(mine[k], theirs, rtol=1e-4, atol=1e-5)

@@ -29,7 +29,7 @@ def test_mnist1d_leaves_global_generators_alone() -> None:
 
 def test_mnist1d_splits_and_layouts() -> None:
     task = tasks.load("mnist1d", n_train=400)
-    assert [len(task.targets(s)) for s in ("train", "val", "test")] == [400, 100, 100]
+    assert [len(task.targets(s)) for s in ("train", "val", "test")] == [400, 500, 1000]
     assert task.inputs("train", "vector").shape == (400, 40)
     assert task.inputs("train", "signal").shape == (400, 1, 40)
     assert task.inputs("train", "sequence").shape == (400, 40, 1)

@@ -1,10 +1,13 @@
-"""Batched optimizers as transforms, each run with its own learning rate; one module each.
+"""Batched optimizers as transforms, one module each.
 
-Every optimizer turns gradients into additive updates (``params + updates``)
-with the arithmetic of its ``torch.optim`` counterpart, applied to tensors with
-a leading run dimension K. The learning rate is a float or a (K,) tensor.
+Every optimizer turns gradients into *directions* ``d``, applied to tensors with
+a leading run dimension K; the engine then takes the step ``p <- p - lr d`` with
+each run's own learning rate, so that the update is exactly ``torch.optim``'s
+(``d`` is the update divided by ``-lr``: for Adam ``m_hat / (sqrt(v_hat) + eps)``,
+for SGD with momentum the momentum buffer). Strategies of the ``update`` stage
+act on ``d``, before the learning rate, as Adafactor's update clipping does.
 
-Each optimizer is a factory ``f(lr, *, options...) -> Transform`` in a module of
+Each optimizer is a factory ``f(*, options...) -> Transform`` in a module of
 this folder, decorated with ``@register(kind, reference=...)``: its
 keyword-only parameters are the options a config entry may set, and
 ``reference(params, lr, **options)`` builds the ``torch.optim`` optimizer the
@@ -17,15 +20,15 @@ from __future__ import annotations
 from typing import Any
 
 from bench.registry import Registry, discover
-from bench.transform import Hyperparameter, Transform
+from bench.transform import Transform
 
 REGISTRY = Registry("optimizer")
 register = REGISTRY.register
 
 
-def make(kind: str, lr: Hyperparameter, **options: Any) -> Transform:
-    """Build the optimizer ``kind`` with per-run ``lr``."""
-    return REGISTRY.lookup(kind).factory(lr, **options)
+def make(kind: str, **options: Any) -> Transform:
+    """Build the optimizer ``kind`` with ``options``."""
+    return REGISTRY.lookup(kind).factory(**options)
 
 
 discover(__name__, __path__)

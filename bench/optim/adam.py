@@ -1,9 +1,10 @@
 """Adam (Kingma & Ba 2015) and AdamW (Loshchilov & Hutter 2019).
 
 As ``torch.optim.Adam``: ``m <- b1 m + (1-b1) g``; ``v <- b2 v + (1-b2) g^2``;
-``u = -lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps)``; weight decay
-coupled (``g <- g + wd p``). AdamW, as ``torch.optim.AdamW``, decouples it:
-``u <- u - lr wd p``. The step count is kept per run.
+direction ``d = m / (1-b1^t) / (sqrt(v) / sqrt(1-b2^t) + eps)``, the engine
+steps ``p <- p - lr d``; weight decay coupled (``g <- g + wd p``). AdamW, as
+``torch.optim.AdamW``, decouples it: ``d <- d + wd p`` (so ``p <- p - lr wd p - lr d``).
+The step count is kept per run.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from __future__ import annotations
 import torch
 
 from bench.optim import register
-from bench.transform import Hyperparameter, Params, State, Transform, per_run
+from bench.transform import Params, State, Transform, per_run
 
 
-def scale_by_adam(lr: Hyperparameter, beta1: float, beta2: float, eps: float, weight_decay: float,
-                  decoupled: bool) -> Transform:
-    """Adam, or AdamW when ``decoupled``."""
+def scale_by_adam(beta1: float, beta2: float, eps: float, weight_decay: float, decoupled: bool) -> Transform:
+    """Adam's direction, or AdamW's when ``decoupled``."""
 
     def init(params: Params) -> State:
         runs = params[0].shape[0]
@@ -34,14 +34,11 @@ def scale_by_adam(lr: Hyperparameter, beta1: float, beta2: float, eps: float, we
         second = [beta2 * v + (1 - beta2) * g * g for v, g in zip(state["v"], grads, strict=True)]
         bias1 = (1 - beta1**step).to(grads[0].dtype)
         bias2_sqrt = torch.sqrt(1 - beta2**step).to(grads[0].dtype)
-        updates = []
+        directions = []
         for m, v, p in zip(first, second, params, strict=True):
-            denom = v.sqrt() / per_run(bias2_sqrt, v) + eps
-            u = -(per_run(lr, m) / per_run(bias1, m)) * m / denom
-            if weight_decay and decoupled:
-                u = u - per_run(lr, p) * weight_decay * p
-            updates.append(u)
-        return updates, {"step": step, "m": first, "v": second}
+            d = m / per_run(bias1, m) / (v.sqrt() / per_run(bias2_sqrt, v) + eps)
+            directions.append(d + weight_decay * p if weight_decay and decoupled else d)
+        return directions, {"step": step, "m": first, "v": second}
 
     return Transform("adamw" if decoupled else "adam", "optimizer", init, update)
 
@@ -59,14 +56,12 @@ def reference_w(params: list[torch.nn.Parameter], lr: float, *, beta1: float = 0
 
 
 @register("adam", reference=reference)
-def adam(lr: Hyperparameter, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-         weight_decay: float = 0.0) -> Transform:
+def adam(*, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0) -> Transform:
     """Adam with coupled weight decay."""
-    return scale_by_adam(lr, beta1, beta2, eps, weight_decay, decoupled=False)
+    return scale_by_adam(beta1, beta2, eps, weight_decay, decoupled=False)
 
 
 @register("adamw", reference=reference_w)
-def adamw(lr: Hyperparameter, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-          weight_decay: float = 0.01) -> Transform:
+def adamw(*, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.01) -> Transform:
     """AdamW: Adam with decoupled weight decay (torch.optim.AdamW's default 0.01)."""
-    return scale_by_adam(lr, beta1, beta2, eps, weight_decay, decoupled=True)
+    return scale_by_adam(beta1, beta2, eps, weight_decay, decoupled=True)

@@ -1,8 +1,8 @@
 """SGD with heavy-ball or Nesterov momentum (Polyak 1964; Sutskever et al. 2013).
 
 As ``torch.optim.SGD`` with dampening 0: ``b <- mu b + g``;
-``d = g + mu b`` (Nesterov) or ``d = b``; ``u = -lr d``.
-Weight decay is coupled: ``g <- g + wd p``.
+``d = g + mu b`` (Nesterov) or ``d = b`` (``d = g`` without momentum); the
+engine steps ``p <- p - lr d``. Weight decay is coupled: ``g <- g + wd p``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from bench.optim import register
-from bench.transform import Hyperparameter, Params, State, Transform, per_run
+from bench.transform import Params, State, Transform
 
 
 def reference(params: list[torch.nn.Parameter], lr: float, **options: float | bool) -> torch.optim.Optimizer:
@@ -19,8 +19,8 @@ def reference(params: list[torch.nn.Parameter], lr: float, **options: float | bo
 
 
 @register("sgd", reference=reference)
-def sgd(lr: Hyperparameter, *, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> Transform:
-    """SGD with optional (Nesterov) momentum and coupled weight decay."""
+def sgd(*, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> Transform:
+    """SGD's direction, with optional (Nesterov) momentum and coupled weight decay."""
 
     def init(params: Params) -> State:
         return {"momentum": [torch.zeros_like(p) for p in params]}
@@ -29,11 +29,11 @@ def sgd(lr: Hyperparameter, *, momentum: float = 0.0, nesterov: bool = False, we
         if weight_decay:
             grads = [g + weight_decay * p for g, p in zip(grads, params, strict=True)]
         if not momentum:
-            return [-per_run(lr, g) * g for g in grads], state
+            return grads, state
         buffers = [torch.add(g, b, alpha=momentum) for b, g in zip(state["momentum"], grads, strict=True)]
         directions = buffers
         if nesterov:
             directions = [torch.add(g, b, alpha=momentum) for g, b in zip(grads, buffers, strict=True)]
-        return [-per_run(lr, d) * d for d in directions], {"momentum": buffers}
+        return directions, {"momentum": buffers}
 
     return Transform("sgd", "optimizer", init, update)

@@ -16,7 +16,6 @@ from bench.transform import (
     per_run,
     run_mask,
     run_values,
-    stateless,
 )
 
 
@@ -28,21 +27,36 @@ def _zero_runs(grads: Params, skip: torch.Tensor) -> Params:
     return [torch.where(run_mask(skip, g), zero, g) for g in grads]
 
 
-@register("skip_nonfinite")
-def skip_nonfinite() -> Transform:
-    """Skip the step of a run whose gradient holds a NaN or an infinity.
+@register("skip_nonfinite", acting={"max_consecutive_skips": [5, 2, 1]})
+def skip_nonfinite(max_consecutive_skips: int | torch.Tensor = 5) -> Transform:
+    """Skip the step of a run whose loss or gradient holds a NaN or an infinity.
 
-    The rule of optax's ``apply_if_finite`` and of dynamic loss scaling in
-    mixed-precision training (Micikevicius et al. 2018, "Mixed precision
-    training"). A skipped run's gradients become zeros so that nothing
-    downstream sees a non-finite value; ``skip`` and ``active`` mark it.
+    The rule of optax's ``apply_if_finite(inner, max_consecutive_errors)`` and of
+    dynamic loss scaling in mixed-precision training (Micikevicius et al. 2018,
+    "Mixed precision training"). Up to ``max_consecutive_skips`` consecutive
+    non-finite steps are skipped; the next one ends the run as diverged (optax
+    then applies the non-finite update, which poisons the parameters: the same
+    end). optax has no default for it; ours is 5. A non-finite loss reaches this
+    transform as a non-finite gradient (the engine sees to it, see
+    ``Transform.skips_nonfinite``), so the run goes on instead of ending at once.
+    A skipped run's gradients become zeros so that nothing downstream sees a
+    non-finite value; ``skip`` and ``active`` mark it, ``fail`` the end.
+
+    The state keeps each run's number of consecutive skipped steps in ``consecutive`` (K,).
     """
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
-        skip = ~torch.isfinite(max_abs(grads))
-        return _zero_runs(grads, skip), {"skip": skip, "active": skip}
+    def init(params: Params) -> State:
+        return {"consecutive": torch.zeros(params[0].shape[0], dtype=torch.long, device=params[0].device)}
 
-    return stateless("skip_nonfinite", "gradient", update, layout_free=True)
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+        nonfinite = ~torch.isfinite(max_abs(grads))
+        consecutive = torch.where(nonfinite, state["consecutive"] + 1, 0)
+        fail = consecutive > run_values(max_consecutive_skips, consecutive)
+        skip = nonfinite & ~fail
+        return _zero_runs(grads, nonfinite), {"consecutive": consecutive, "skip": skip, "active": nonfinite,
+                                              "fail": fail}
+
+    return Transform("skip_nonfinite", "gradient", init, update, layout_free=True, skips_nonfinite=True)
 
 
 @register("spike_skip", acting={"spike_factor": 1.5, "spike_window": [3, 2, 5], "spike_warmup": 2}, bounds_spikes=True)

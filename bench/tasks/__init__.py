@@ -17,6 +17,8 @@ package is (see bench.registry).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import os
 import random
 from collections.abc import Iterator
@@ -144,7 +146,9 @@ def cache_dir() -> Path:
 @lru_cache(maxsize=8)
 def _load(kind: str, options: tuple[tuple[str, Any], ...]) -> Task:
     entry = REGISTRY.lookup(kind)
-    key = "-".join([kind, *(f"{k}={v}" for k, v in options)])
+    # The maker's own source is part of the key: a changed maker never reads a data set made by an older one.
+    source = hashlib.sha256(inspect.getsource(inspect.getmodule(entry.factory)).encode()).hexdigest()[:12]
+    key = "-".join([kind, *(f"{k}={v}" for k, v in options), source])
     path = cache_dir() / f"{key}.pt"
     if path.exists():
         try:

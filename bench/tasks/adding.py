@@ -1,8 +1,9 @@
-"""The adding problem (Hochreiter & Schmidhuber 1997; Le et al. 2015).
+"""The adding problem, in the variant of Le, Jaitly & Hinton 2015 and Arjovsky et al. 2016.
 
 A length-T sequence of (value, marker) pairs, values uniform on [0, 1], two
 positions marked (one in each half); the target is the sum of the two marked
-values. Predicting the mean gives MSE 1/6.
+values. Predicting the mean gives MSE 1/6. (Hochreiter & Schmidhuber 1997
+introduced the problem with values on [-1, 1] and a rescaled target.)
 """
 
 from __future__ import annotations
