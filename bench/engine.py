@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from bench import allocator, checkpoint, models, optim, strategies, sweep, tasks
+from bench import allocator, checkpoint, models, optim, schedules, strategies, sweep, tasks
 from bench.columns import EVAL_METRICS, STEP_METRICS
 from bench.flat import Layout, Packed, run_norm
 from bench.sweep import Cell, ConfigError
@@ -64,8 +64,16 @@ class BuiltCell:
     initial_params: list[Tensor]
     layout: Layout
     lr: Tensor
+    warmup_steps: Tensor
+    schedule: str
     optimizer: Transform
     chain: list[Transform]
+
+    def lr_at(self, step: int) -> Tensor:
+        """Each run's learning rate at ``step``, (K, 1): its base rate times its schedule's factor."""
+        if self.schedule == "constant" and known_empty(self.warmup_steps > step):
+            return self.lr
+        return self.lr * schedules.factors(self.schedule, step, self.warmup_steps, self.cell.steps)
 
     @property
     def skips_nonfinite(self) -> bool:
@@ -112,6 +120,8 @@ def build(cell: Cell) -> BuiltCell:
         cell=cell, task=task, model=model, device=device, inputs=inputs, targets=targets,
         initial_params=initial, layout=Layout.of(initial),
         lr=torch.tensor([[run.lr] for run in cell.runs], dtype=torch.float32, device=device),
+        warmup_steps=torch.tensor([[float(run.dials.get("warmup_steps", 0))] for run in cell.runs], device=device),
+        schedule=sweep.setting("optimizers", cell.optimizer, "schedule"),
         optimizer=optim.make(cell.optimizer["kind"], **sweep.factory_options("optimizers", cell.optimizer)),
         chain=strategies.build(cell.members, hyperparameters),
     )
@@ -212,19 +222,21 @@ def forward_backward(built: BuiltCell, params: Tensor, batch: Tensor) -> tuple[T
 
 
 def run_transform(transform: Transform, inputs: Packed, state: dict[str, Any], params: Packed,
-                  active: list[Tensor], skips: list[Tensor], fails: list[Tensor]) -> tuple[Packed, dict[str, Any]]:
-    """Apply one transform, on the flat buffer when it is layout-free, else on the tensors; move
-    what it reports from its new state into ``active``, ``skips`` and ``fails`` (see bench.transform)."""
+                  reports: dict[str, list[Any]], context: dict[str, Any]) -> tuple[Packed, dict[str, Any]]:
+    """Apply one transform, on the flat buffer when it is layout-free, else on the tensors, with the
+    ``context`` entries it asks for (``extra_args``); move what it reports from its new state into
+    ``reports`` (see bench.transform)."""
+    extra = {name: context[name] for name in transform.extra_args}
     if transform.layout_free:
-        (flat,), new_state = transform.update([inputs.flat], state, [params.flat])
+        (flat,), new_state = transform.update([inputs.flat], state, [params.flat], **extra)
         outputs = Packed(inputs.layout, flat=flat)
     else:
-        parts, new_state = transform.update(inputs.parts, state, params.parts)
+        parts, new_state = transform.update(inputs.parts, state, params.parts, **extra)
         outputs = Packed(inputs.layout, parts=parts)
     new_state = dict(new_state)
-    for key, reports in (("active", active), ("skip", skips), ("fail", fails)):
+    for key, reported in reports.items():
         if key in new_state:
-            reports.append(new_state.pop(key))
+            reported.append(new_state.pop(key))
     return outputs, new_state
 
 
@@ -250,9 +262,12 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor) -> None:
     old_chain_states = state.chain_states
     new_chain_states = list(old_chain_states)
     params = Packed(layout, flat=state.params)
-    active: list[Tensor] = []  # (K,) masks: a strategy changed the gradient or update of the run
-    skips: list[Tensor] = []  # (K,) masks: a strategy skips the run's step
-    fails: list[Tensor] = []  # (K,) masks: a strategy ends the run as diverged
+    # What strategies report (bench.transform): (K,) masks of runs whose gradient or update a strategy
+    # changed (active), whose step it skips (skip), that it ends as diverged (fail); an optimizer state
+    # it replaces the optimizer's with before the step (optimizer_state: e.g. a momentum reset).
+    reports: dict[str, list[Any]] = {"active": [], "skip": [], "fail": [], "optimizer_state": []}
+    lr = built.lr_at(t)
+    context = {"optimizer_state": state.opt_state, "lr": lr, "step": t}  # what a strategy may read
 
     # forward/backward: each run's loss on its own batch and its own gradient
     loss, flat_grads = forward_backward(built, state.params, batch)
@@ -275,27 +290,27 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor) -> None:
     grads = Packed(layout, flat=flat_grads)
     for i, transform in enumerate(chain):
         if transform.stage == "gradient":
-            kept[i] = alive & ~any_of(skips, alive)
-            grads, new_chain_states[i] = run_transform(transform, grads, old_chain_states[i], params, active, skips,
-                                                       fails)
-    skip = any_of(skips, alive)
-    failed = alive & any_of(fails, alive)  # e.g. too many consecutive skips: diverged now
+            kept[i] = alive & ~any_of(reports["skip"], alive)
+            grads, new_chain_states[i] = run_transform(transform, grads, old_chain_states[i], params, reports, context)
+    skip = any_of(reports["skip"], alive)
+    failed = alive & any_of(reports["fail"], alive)  # e.g. too many consecutive skips: diverged now
     state.diverged_step = torch.where(failed, t, state.diverged_step)
     newly, alive = newly | failed, alive & ~failed
     state.alive = alive
 
     # optimizer: gradients -> directions (the step is -lr x direction)
-    (flat_directions,), new_opt_state = built.optimizer.update([grads.flat], state.opt_state, [params.flat])
+    opt_state = reports["optimizer_state"][-1] if reports["optimizer_state"] else state.opt_state
+    (flat_directions,), new_opt_state = built.optimizer.update([grads.flat], opt_state, [params.flat])
     directions = Packed(layout, flat=flat_directions)
 
     # update strategies: on the optimizer's direction, before the learning rate (Adafactor's update clipping)
     for i, transform in enumerate(chain):
         if transform.stage == "update":
             directions, new_chain_states[i] = run_transform(transform, directions, old_chain_states[i], params,
-                                                            active, skips, fails)
+                                                            reports, context)
 
-    # learning rate: each run's own
-    updates = directions.flat * -built.lr
+    # learning rate: each run's own, on its schedule
+    updates = directions.flat * -lr
 
     # weight constraints: project the new parameters
     updated = params.flat + updates
@@ -303,7 +318,7 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor) -> None:
     for i, transform in enumerate(chain):
         if transform.stage == "weights":
             new_params, new_chain_states[i] = run_transform(transform, new_params, old_chain_states[i], params,
-                                                            active, skips, fails)
+                                                            reports, context)
 
     # logs; update_ratio = ||new - old|| / ||old|| (without weight constraints the change is the update)
     keep = alive & ~skip
@@ -312,7 +327,7 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor) -> None:
     logs["grad_norm_pre"][t] = run_norm(flat_grads)
     logs["grad_norm_post"][t] = logs["grad_norm_pre"][t] if grads.flat is flat_grads else run_norm(grads.flat)
     logs["update_ratio"][t] = torch.where(keep, run_norm(change) / run_norm(params.flat), 0.0)
-    logs["clipped"][t] = any_of(active + skips, alive).float()
+    logs["clipped"][t] = any_of(reports["active"] + reports["skip"], alive).float()
 
     # keep: each run's new state where it is alive and takes the step; gradient-stage members as above
     state.params = keep_where(keep, new_params.flat, params.flat)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from bench import engine, models, optim, sweep, tasks
+from bench import engine, models, optim, schedules, sweep, tasks
 from bench.sweep import Cell, Run
 
 
@@ -153,6 +153,8 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
     net = module(spec).to(device)
     load_parameters(net, [p[0] for p in engine.initial_parameters(spec, single)])
     opt = optimizer(cell, run, net)
+    schedule, warmup = sweep.setting("optimizers", cell.optimizer, "schedule"), run.dials.get("warmup_steps", 0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: schedules.factor(schedule, t, warmup, cell.steps))
     form = models.input_form(cell.model["family"])
     x, y = task.inputs("train", form).to(device), task.targets("train").to(device)
     order = tasks.batch_indices(run.seed, len(x), cell.batch_size, range(cell.steps)).to(device)
@@ -186,6 +188,7 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
             for member in cell.members:
                 if member in WEIGHT_STEPS:
                     WEIGHT_STEPS[member](parameters, run.hyperparameters)
+        scheduler.step()
         if keep_params:
             snapshots.append([p.detach().clone() for p in net.parameters()])
     return ReferenceHistory(losses, snapshots, diverged, time.perf_counter() - started)

@@ -2,10 +2,14 @@
 
 A registry maps a name to a factory. The factory's keyword-only parameters
 with defaults are the *options* a config entry of that kind may set (their
-defaults are the factory's); *dials* are per-run stress dials (a config list,
-one run per value) with their defaults; *meta* holds what else the rest of the
-benchmark needs to know about the entry (a task's input layout, a model's
-input form, the plain-PyTorch reference of a model or optimizer).
+defaults are the factory's); *settings* are keys every entry of the kind takes,
+read by the engine rather than the factory (an optimizer's ``schedule``);
+*dials* are per-run stress dials (a config list, one run per value) with their
+defaults, the entry's own and those every entry of the kind takes (an
+optimizer's ``warmup_steps``, a task's ``spike_rate``); *meta* holds what else
+the rest of the benchmark needs to know about the entry (a task's input
+layout, a model's input form, the plain-PyTorch reference of a model or
+optimizer).
 
 Each registry lives in a package (``bench.tasks``, ``bench.models``,
 ``bench.optim``, ``bench.strategies``) that imports every module in its folder
@@ -33,10 +37,11 @@ class Entry:
     options: Mapping[str, object]
     dials: Mapping[str, float] = field(default_factory=dict)
     meta: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, object] = field(default_factory=dict)
 
     def allowed(self) -> tuple[str, ...]:
-        """Every config key of an entry of this kind besides its kind: options, then dials."""
-        return (*self.options, *self.dials)
+        """Every config key of an entry of this kind besides its kind: options, settings, then dials."""
+        return (*self.options, *self.settings, *self.dials)
 
 
 def keyword_options(factory: Callable[..., Any]) -> dict[str, object]:
@@ -51,9 +56,12 @@ def keyword_options(factory: Callable[..., Any]) -> dict[str, object]:
 class Registry:
     """Named factories of one kind (``task``, ``model family``, ``optimizer``)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, settings: Mapping[str, object] | None = None,
+                 dials: Mapping[str, float] | None = None) -> None:
         self.kind = kind
         self.entries: dict[str, Entry] = {}
+        self.settings = dict(settings or {})
+        self.common_dials = dict(dials or {})
 
     def register(self, name: str, *, dials: Mapping[str, float] | None = None,
                  **meta: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -62,7 +70,8 @@ class Registry:
         def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
             if name in self.entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self.entries[name] = Entry(name, factory, keyword_options(factory), dict(dials or {}), meta)
+            self.entries[name] = Entry(name, factory, keyword_options(factory), {**self.common_dials, **(dials or {})},
+                                       meta, self.settings)
             return factory
 
         return decorate

@@ -55,6 +55,11 @@ def entry_dials(section: str, entry: dict[str, Any]) -> dict[str, list[float]]:
     return {dial: entry.get(dial, [default]) for dial, default in registered(section, entry).dials.items()}
 
 
+def setting(section: str, entry: dict[str, Any], key: str) -> Any:
+    """A setting of a config entry (a key every entry of its kind takes), or its default."""
+    return entry.get(key, registered(section, entry).settings[key])
+
+
 def run_dials() -> dict[str, float]:
     """Every per-run stress dial a config can set (tasks, model families, optimizers), with its default.
 

@@ -29,6 +29,15 @@ update this step; ``state["skip"]``, true where the step must be skipped
 (parameters and downstream state left as they were); ``state["fail"]``, true
 where the run must end now as diverged (e.g. too many consecutive skips).
 
+A transform may read what the engine knows of the step besides its inputs,
+as optax's ``GradientTransformationExtraArgs`` does: it lists the names in
+``extra_args`` and its ``update`` receives them as keyword arguments:
+``optimizer_state`` (the optimizer's state before this step's update, its
+tensors on the flat (K, P) buffer), ``lr`` (each run's learning rate this
+step, (K, 1)) and ``step`` (the step index). It may then also report
+``state["optimizer_state"]``, a replacement of the optimizer's state for this
+step (e.g. SPAM's periodic momentum reset).
+
 A transform that ``skips_nonfinite`` promises to skip every step whose gradient
 holds a NaN or an infinity: then the engine lets a run with a non-finite loss
 go on (its gradient made non-finite, so that the transform sees it) instead of
@@ -64,6 +73,7 @@ class Transform:
     update: Callable[[Params, State, Params], tuple[Params, State]]
     layout_free: bool = False
     skips_nonfinite: bool = False
+    extra_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:

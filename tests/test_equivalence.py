@@ -151,3 +151,22 @@ def test_update_clip_is_adafactors_rule_on_the_direction_before_the_learning_rat
                                    torch.tensor(losses, dtype=torch.float32), rtol=1e-4, atol=1e-5)
         for mine, theirs in zip(history.final_params, params, strict=True):
             torch.testing.assert_close(mine[k], theirs, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_schedules_match_torch_lambda_lr_step_by_step(schedule: str, optimizer: str) -> None:
+    entry = {**OPTIMIZERS[optimizer], "schedule": schedule, "warmup_steps": [0, 3, 8]}
+    config = make_config(optimizers={optimizer: entry}, strategies={"clip_norm": {"clip_norm": [1.0]}}, seeds=[2])
+    cell = only_cell(config)
+    assert sorted({run.dials["warmup_steps"] for run in cell.runs}) == [0, 3, 8]
+    assert_matches_oracle(cell)
+
+
+def test_warmup_starts_from_zero_and_cosine_ends_at_zero() -> None:
+    from bench import schedules
+
+    assert schedules.factor("constant", 0, 4, 10) == 0.0 and schedules.factor("constant", 2, 4, 10) == 0.5
+    assert schedules.factor("cosine", 4, 4, 10) == 1.0 and schedules.factor("cosine", 10, 4, 10) == pytest.approx(0)
+    factors = schedules.factors("cosine", 7, torch.tensor([[0.0], [4.0], [10.0]]), 10)
+    assert factors.flatten().tolist() == pytest.approx([schedules.factor("cosine", 7, w, 10) for w in (0, 4, 10)])

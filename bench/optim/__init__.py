@@ -22,7 +22,8 @@ from typing import Any
 from bench.registry import Registry, discover
 from bench.transform import Transform
 
-REGISTRY = Registry("optimizer")
+REGISTRY = Registry("optimizer", settings={"schedule": "constant"}, dials={"warmup_steps": 0})
+"""Every optimizer takes a learning-rate ``schedule`` and per-run ``warmup_steps`` (bench.schedules)."""
 register = REGISTRY.register
 
 
