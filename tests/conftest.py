@@ -30,6 +30,8 @@ BASE: dict[str, Any] = {
         "digits8": {"kind": "digits", "size": 8},
         "adding": {"kind": "adding", "length": 8, "n_train": 200, "n_eval": 64},
         "copy": {"kind": "copy", "length": 4, "n_train": 200, "n_eval": 64},
+        "mnist": {"kind": "mnist"},
+        "smnist": {"kind": "smnist", "permuted": True, "n_val": 16, "n_test": 16},
     },
     "models": {
         "mlp": {"family": "mlp", "depth": 3, "width": 16, "activation": "tanh"},

@@ -11,6 +11,7 @@ from bench import engine, models, optim, reference
 PROBLEMS = [
     ("mnist1d", "mlp"), ("mnist1d", "cnn1d"), ("digits", "cnn2d"), ("digits8", "mlp"),
     ("mnist1d", "rnn"), ("adding", "lstm"), ("copy", "gru"), ("adding", "rnn"),
+    ("mnist", "mlp"), ("mnist", "cnn2d"), ("mnist", "rnn"),
 ]
 OPTIMIZERS = {
     "sgd": {"kind": "sgd", "learning_rates": [0.01, 0.03]},
@@ -84,6 +85,13 @@ def test_every_strategy_with_a_pytorch_counterpart_matches_oracle(strategy: str,
     config = make_config(problems=[{"task": task, "models": [model]}], strategies={strategy: MORE_STRATEGIES[strategy]},
                          optimizers={"momentum": OPTIMIZERS["momentum"]})
     assert_matches_oracle(only_cell(config))
+
+
+def test_pixel_by_pixel_mnist_matches_oracle() -> None:
+    config = make_config(problems=[{"task": "smnist", "models": ["gru"]}], steps=4, batch_size=8, seeds=[0],
+                         optimizers={"momentum": OPTIMIZERS["momentum"]},
+                         strategies={"clip_norm": {"clip_norm": [0.5]}})
+    assert_matches_oracle(only_cell(config), steps_checked=4)
 
 
 def test_run_dials_and_single_run() -> None:

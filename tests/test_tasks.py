@@ -89,3 +89,28 @@ def test_same_data_whatever_the_cache(tmp_path, monkeypatch) -> None:
     for task in (first, cached):
         for split, (x, y) in made.splits.items():
             assert torch.equal(task.splits[split][0], x) and torch.equal(task.splits[split][1], y)
+
+
+def test_mnist_is_real_digits_split_by_a_fixed_seed_and_standardised_on_training_data() -> None:
+    task = make("mnist", n_val=500, n_test=1000, data_seed=0)
+    (x, y), (xv, _), (xt, yt) = (task.splits[s] for s in ("train", "val", "test"))
+    assert (len(y), len(xv), len(yt)) == (3500, 500, 1000) and x.shape[1:] == (1, 28, 28)
+    assert abs(x.mean().item()) < 1e-5 and abs(x.std().item() - 1) < 1e-5  # training statistics only
+    assert abs(xt.mean().item()) > 1e-4  # the test split is standardised with the training statistics
+    assert set(yt.tolist()) == set(range(10)) and torch.equal(make("mnist", data_seed=0).splits["test"][1], yt)
+    assert not torch.equal(make("mnist", data_seed=1).splits["test"][1], yt)
+    assert task.inputs("train", "vector").shape == (3500, 784)
+    assert task.inputs("train", "sequence").shape == (3500, 28, 28)  # rows as a sequence
+
+
+def test_sequential_mnist_reads_the_same_digits_pixel_by_pixel_in_one_fixed_order() -> None:
+    images = make("mnist", data_seed=3).splits["train"][0]
+    plain = make("smnist", data_seed=3).splits["train"][0]
+    permuted = make("smnist", permuted=True, data_seed=3).splits["train"][0]
+    assert plain.shape == permuted.shape == (3500, 784, 1)
+    assert torch.equal(plain[:, :, 0], images.flatten(1))
+    assert not torch.equal(permuted, plain)
+    order = torch.sort(permuted[0, :, 0]).values  # one permutation of each image's own pixels
+    assert torch.equal(order, torch.sort(plain[0, :, 0]).values)
+    again = make("smnist", permuted=True, data_seed=3).splits["train"][0]
+    assert torch.equal(again, permuted)
