@@ -12,7 +12,7 @@ the matrices the figures draw. Vocabulary (see the results schema in the README)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from bench.columns import CURVES_COLUMNS
 
 RUN_COLUMNS = stats.RUN_COLUMNS
 CURVE_COLUMNS = tuple(CURVES_COLUMNS)
-PROBLEM = ["task", "model"]
+PROBLEM = list(stats.PROBLEM_COLUMNS)
 
 
 def load(sweep: str, root: Path | str = ".") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -101,46 +101,59 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (cumulative[index] - cumulative[start]) / (index - start)
 
 
-def loss_matrix(curves: pd.DataFrame, run_ids: Sequence[str], window: int = 1,
+def loss_matrix(curves: pd.DataFrame, members: pd.DataFrame, window: int = 1,
                 column: str = "train_loss") -> tuple[np.ndarray, np.ndarray]:
-    """Steps and a (runs, steps) matrix of a curve column, smoothed per run; NaN after a run stops.
+    """Steps and a (runs, steps) matrix of a curve column of the runs ``members``, smoothed per run.
 
-    Non-finite values (the step a run diverged) are left out of the smoothing and
-    shown as NaN.
+    ``members`` are rows of a runs table (``run_id``, ``steps``, ``diverged``,
+    ``diverged_step``, ``chance_loss``). Steps run over the training budget
+    (0 to ``steps`` - 1). A diverged run is kept in, never left out: from its
+    divergence step on (that step included, where the loss blew up) it counts
+    at its task's chance loss, the loss of the chance predictor, as a failed
+    run counts at chance everywhere. Other non-finite values are carried
+    forward; a run without any finite value is NaN throughout. Smoothing
+    (trailing mean over ``window`` steps) comes after the filling.
     """
-    subset = curves[curves["run_id"].isin(list(run_ids)) & curves[column].notna()]  # drop eval-only rows
+    run_ids = members["run_id"].tolist()
+    subset = curves[curves["run_id"].isin(run_ids) & curves[column].notna()]  # drop eval-only rows
     table = subset.pivot_table(index="run_id", columns="step", values=column, aggfunc="first", dropna=False)
-    table = table.reindex(list(run_ids))
-    steps = table.columns.to_numpy()
-    matrix = table.to_numpy(dtype=float)
+    steps = np.arange(int(members["steps"].max()) if len(members) else 0)
+    matrix = table.reindex(index=run_ids, columns=steps).to_numpy(dtype=float)
+    matrix = np.where(np.isfinite(matrix), matrix, np.nan)
+    diverged = members["diverged"].to_numpy(dtype=bool)
+    after = diverged[:, None] & (steps[None, :] >= members["diverged_step"].to_numpy()[:, None])
+    matrix = np.where(after, members["chance_loss"].to_numpy(dtype=float)[:, None], matrix)
     out = np.full_like(matrix, np.nan)
     for i, row in enumerate(matrix):
-        finite = np.isfinite(row)
-        last = np.flatnonzero(finite)
-        if last.size == 0:
-            continue
-        end = last[-1] + 1
-        segment = row[:end]
-        fill = pd.Series(segment).ffill().to_numpy()
-        out[i, :end] = smooth(fill, window)
+        finite = np.flatnonzero(np.isfinite(row))
+        if finite.size:
+            end = finite[-1] + 1
+            out[i, :end] = smooth(pd.Series(row[:end]).ffill().to_numpy(), window)
     return steps, out
 
 
-def curve_band(curves: pd.DataFrame, run_ids: Sequence[str], window: int = 1, max_points: int = 200,
+def curve_band(curves: pd.DataFrame, members: pd.DataFrame, window: int = 1, max_points: int = 200,
                confidence: float = 0.95) -> pd.DataFrame:
-    """Mean train loss over seeds with a bootstrap confidence band, on at most ``max_points`` steps.
+    """Mean train loss over the seeds ``members`` with a bootstrap confidence band, on at most ``max_points`` steps.
 
-    Columns: step, mean, low, high, seeds (how many seeds still run at that step).
-    The band is drawn where at least two seeds are still running.
+    Every seed counts at every step: a diverged seed at the chance loss from
+    its divergence step on (:func:`loss_matrix`), so the mean never drops a
+    seed that blew up. The band is a percentile bootstrap over the seeds (the
+    independent unit of one setting), drawn where at least two seeds have a
+    value. Columns: step, mean, low, high, seeds (seeds with a value at that
+    step), diverged (seeds counted at chance there).
     """
-    steps, matrix = loss_matrix(curves, run_ids, window)
+    steps, matrix = loss_matrix(curves, members, window)
     if steps.size > max_points:
         keep = np.unique(np.linspace(0, steps.size - 1, max_points).round().astype(int))
         steps, matrix = steps[keep], matrix[:, keep]
     present = np.isfinite(matrix)
     counts = present.sum(axis=0)
-    with np.errstate(invalid="ignore"):
-        mean = np.nanmean(np.where(present, matrix, np.nan), axis=0) if matrix.size else np.array([])
+    diverged = members["diverged"].to_numpy(dtype=bool)[:, None] & (
+        steps[None, :] >= members["diverged_step"].to_numpy()[:, None])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a step without any value: NaN
+        mean = np.nanmean(matrix, axis=0) if matrix.size else np.array([])
     low = np.full(steps.shape, np.nan)
     high = np.full(steps.shape, np.nan)
     for n in np.unique(counts[counts >= 2]):
@@ -148,7 +161,8 @@ def curve_band(curves: pd.DataFrame, run_ids: Sequence[str], window: int = 1, ma
         block = matrix[:, columns]
         rows = np.isfinite(block).all(axis=1)
         low[columns], high[columns] = _band_interval(block[rows], confidence)
-    return pd.DataFrame({"step": steps, "mean": mean, "low": low, "high": high, "seeds": counts})
+    return pd.DataFrame({"step": steps, "mean": mean, "low": low, "high": high, "seeds": counts,
+                         "diverged": diverged.sum(axis=0)})
 
 
 def panels(runs: pd.DataFrame, task: str, model: str) -> list[dict]:

@@ -5,7 +5,6 @@ Kept free of heavy imports so that the Snakefile can use it at parse time.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 FIGURE_FORMATS = ("pdf", "png")
@@ -23,17 +22,19 @@ PAPER_FIGURES = ("convergence", "time-to-target", "stability", "sensitivity", "t
                  "profiles", "cost")
 """Overview figures the paper includes; ``cd`` too where it is defined (:func:`cd_defined`)."""
 MIN_CD_STRATEGIES = 3
-MIN_CD_PANELS = 2
+MIN_CD_PROBLEMS = 2
 
 
-def cd_defined(strategies: int, panels: int) -> bool:
-    """Whether the Friedman test and critical-difference diagram exist: >= 3 strategies on >= 2 panels.
+def cd_defined(strategies: int, problems: int) -> bool:
+    """Whether the Friedman test and critical-difference diagram exist: >= 3 strategies on >= 2 problems.
 
-    Panels are (task, model, optimizer, stress-dial values) combinations, as in
-    ``analysis.stats.panel_columns``. Otherwise no ``cd`` figure is written
+    Problems are task x model pairs, the ranking unit of ``analysis.stats.error_matrix``
+    (a problem's optimizers and stress-dial values are averaged into one row,
+    not counted as independent problems). Otherwise no ``cd`` figure is written
     (no placeholder) and the rules do not ask for one.
     """
-    return strategies >= MIN_CD_STRATEGIES and panels >= MIN_CD_PANELS
+    return strategies >= MIN_CD_STRATEGIES and problems >= MIN_CD_PROBLEMS
+
 
 def results_dir(sweep: str, root: Path | str = ".") -> Path:
     """Folder of a sweep's aggregated tables."""
@@ -87,22 +88,9 @@ def figure_stems(problems: list[tuple[str, str]], cd: bool = False,
     return [stem for notebook in NOTEBOOKS for stem in notebook_stems(notebook, problems, cd, regions)]
 
 
-def config_panel_count(config: dict) -> int:
-    """How many panels (task, model, optimizer, dial values) a validated sweep config trains."""
-    from bench.sweep import entry_dials
-
-    count = 0
-    for task, model in config_problems(config):
-        for optimizer in config["optimizers"].values():
-            dials = {**entry_dials("tasks", config["tasks"][task]), **entry_dials("models", config["models"][model]),
-                     **entry_dials("optimizers", optimizer)}
-            count += math.prod(len(values) for values in dials.values())
-    return count
-
-
 def config_cd(config: dict) -> bool:
     """Whether the sweep of ``config`` has a critical-difference diagram (:func:`cd_defined`)."""
-    return cd_defined(len(config["strategies"]), config_panel_count(config))
+    return cd_defined(len(config["strategies"]), len(config_problems(config)))
 
 
 def config_regions(config: dict) -> list[str]:

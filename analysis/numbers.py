@@ -23,12 +23,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from analysis import data, stats
+from analysis import data, layout, stats
 from analysis.layout import generated_dir
+
+GENERATED = ("numbers.tex", "table-best.tex", "table-stability.tex", "table-problems.tex", "table-lr-range.tex")
+"""The files :func:`write` writes, in this order; the Snakefile's numbers and paper rules read this list."""
 
 
 def tex_escape(text: str) -> str:
@@ -72,24 +76,97 @@ def panel_key(panel: dict, runs: pd.DataFrame) -> str:
     return "-".join(parts)
 
 
-def ranking(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """Ranks (problems x strategies, 1 = best) of the best-tuned mean test metric and the Friedman test.
+def ranking(runs: pd.DataFrame) -> pd.DataFrame:
+    """The error matrix the ranks, Friedman test, CD diagram and profiles use: task x model pairs x strategies.
 
-    ``stats.seed_summary`` of ``stats.best_tuned_runs``: failed runs count at chance.
+    ``stats.error_matrix`` of ``stats.seed_summary`` of ``stats.best_tuned_runs``:
+    per problem, the mean over its panels of the best-tuned mean test error
+    (1 - accuracy, or MSE); failed runs count at chance.
     """
-    summary = stats.seed_summary(stats.best_tuned_runs(runs), by=[*stats.problem_columns(runs), "strategy"])
-    scores = stats.score_matrix(summary)
-    return stats.rank_matrix(scores), stats.friedman_test(scores)
+    return stats.error_matrix(stats.seed_summary(stats.best_tuned_runs(runs), by=[*stats.panel_columns(runs),
+                                                                                    "strategy"]))
+
+
+def budget_text(runs: pd.DataFrame) -> dict[str, str]:
+    """Per strategy, its tuning budget per panel, ``learning rates x hyperparameter values`` (ranges if they vary)."""
+    budget = stats.tuning_budget(runs)
+    texts = {}
+    for strategy, rows in budget.groupby("strategy", sort=False):
+        counts = [f"{lo}" if lo == hi else f"{lo}--{hi}"
+                  for lo, hi in ((rows[c].min(), rows[c].max()) for c in ("lrs", "hyperparameters"))]
+        texts[str(strategy)] = rf"{counts[0]}\,$\times$\,{counts[1]}"
+    return texts
+
+
+def default_text(settings: pd.DataFrame) -> dict[str, str]:
+    """Per strategy, its registered defaults (``c = v``), ``not in the grid`` or ``no hyperparameters``."""
+    texts = {}
+    for _, row in settings.iterrows():
+        if not row["tuned"]:
+            texts[row["strategy"]] = "no hyperparameters"
+        elif not row["in_grid"]:
+            texts[row["strategy"]] = "not in the grid"
+        else:
+            texts[row["strategy"]] = ", ".join(f"{tex_escape(k)} = {v:g}" for k, v in row["default"].items())
+    return texts
+
+
+class Stability(NamedTuple):
+    """Per strategy: the grid-wide rates of the stability table, each with its cluster-bootstrap interval."""
+
+    divergence: pd.DataFrame
+    """``stats.cluster_rate`` of ``diverged`` over the runs, clusters = problems."""
+    stable: pd.DataFrame
+    """``stats.cluster_rate`` of ``stable`` over ``stats.stability_points``, clusters = problems."""
+    stable_default: pd.DataFrame
+    """The same at each strategy's registered default hyperparameters (``stats.default_runs``)."""
+    settings: pd.DataFrame
+    """``stats.default_settings``: the defaults and whether the grid holds them."""
+
+
+def stability(runs: pd.DataFrame) -> Stability:
+    """The grid-wide rates per strategy (:class:`Stability`), intervals resampling task x model pairs."""
+    defaults = stats.default_runs(runs)
+    return Stability(
+        divergence=stats.cluster_rate(runs, "diverged").set_index("strategy"),
+        stable=stats.cluster_rate(stats.stability_points(runs), "stable").set_index("strategy"),
+        stable_default=(stats.cluster_rate(stats.stability_points(defaults), "stable").set_index("strategy")
+                        if len(defaults) else pd.DataFrame(columns=["rate", "low", "high"])),
+        settings=stats.default_settings(runs),
+    )
+
+
+def rate_text(row: pd.Series | None, digits: int = 1) -> str:
+    """``rate [low, high]`` as LaTeX percentages; ``not in the grid`` where there is no row."""
+    if row is None:
+        return "not in the grid"
+    return f"{percent(row['rate'], digits)} [{percent(row['low'], digits)}, {percent(row['high'], digits)}]"
+
+
+def stable_default_row(result: Stability, strategy: str) -> pd.Series | None:
+    """The stable-share row of ``strategy`` at its default: the tuned one for a strategy without hyperparameters."""
+    setting = result.settings.set_index("strategy").loc[strategy]
+    if not setting["tuned"]:
+        return result.stable.loc[strategy]
+    return result.stable_default.loc[strategy] if strategy in result.stable_default.index else None
+
+
+def problem_mean(frame: pd.DataFrame, value: str) -> pd.Series:
+    """Per strategy, the mean over task x model pairs of the per-problem mean over panels of ``value`` (NaN skipped)."""
+    per_problem = frame.groupby(["strategy", *stats.PROBLEM_COLUMNS], sort=False)[value].mean()
+    return per_problem.groupby(level="strategy", sort=False).mean()
 
 
 def compute(runs: pd.DataFrame) -> dict[str, str]:
     """Every macro of numbers.tex: key -> LaTeX text."""
     values: dict[str, str] = {}
     strategies = data.strategy_order(runs)
+    keys = stats.panel_columns(runs)
     values["sweep"] = name(str(runs["sweep"].iloc[0]))
     values["runs"] = number(len(runs))
     values["cells"] = number(runs["cell"].nunique())
     values["problems"] = number(len(data.problems(runs)))
+    values["panels"] = number(len(runs[keys].drop_duplicates()))
     values["tasks"] = number(runs["task"].nunique())
     values["models"] = number(runs["model"].nunique())
     values["families"] = number(runs["family"].nunique())
@@ -105,24 +182,26 @@ def compute(runs: pd.DataFrame) -> dict[str, str]:
     # wall_time_s is the time of the whole cell (its runs train together): count it once per cell
     values["compute-hours"] = number(runs.groupby("cell")["wall_time_s"].first().sum() / 3600)
 
-    overall = stats.divergence_rates(runs, by=["strategy"]).set_index("strategy")
-    grid = stats.divergence_rates(runs, by=[*stats.problem_columns(runs), "strategy", "lr"])
-    grid["stable"] = grid["diverged"] == 0
-    stable_fraction = grid.groupby("strategy")["stable"].mean()
-    sensitivity = stats.lr_sensitivity(runs, value="test_metric_at_best_val")
+    result = stability(runs)
+    sensitivity = problem_mean(stats.lr_sensitivity(runs), "normalised")
     cost = stats.strategy_cost(runs)
+    budgets, defaults = budget_text(runs), default_text(result.settings)
     for strategy in strategies:
-        row = overall.loc[strategy]
-        values[f"divergence-{strategy}"] = percent(row["rate"])
-        values[f"divergence-{strategy}-low"] = percent(row["low"])
-        values[f"divergence-{strategy}-high"] = percent(row["high"])
-        values[f"stable-lrs-{strategy}"] = percent(stable_fraction.get(strategy, np.nan), 0)
-        own = sensitivity[sensitivity["strategy"] == strategy]["sensitivity"]
-        values[f"sensitivity-{strategy}"] = number(own.mean() if len(own) else np.nan)
+        for key, row, digits in ((f"divergence-{strategy}", result.divergence.loc[strategy], 1),
+                                 (f"stable-lrs-{strategy}", result.stable.loc[strategy], 0)):
+            for suffix, column in (("", "rate"), ("-low", "low"), ("-high", "high")):
+                values[key + suffix] = percent(row[column], digits)
+        default = stable_default_row(result, strategy)
+        values[f"stable-lrs-{strategy}-default"] = "not in the grid" if default is None else percent(default["rate"], 0)
+        values[f"default-{strategy}"] = defaults[strategy]
+        values[f"budget-{strategy}"] = budgets[strategy]
+        values[f"sensitivity-{strategy}"] = number(sensitivity.get(strategy, np.nan), 2)
         relative = cost[cost["strategy"] == strategy]["relative"].dropna()
         values[f"cost-{strategy}"] = number(relative.median() if len(relative) else np.nan, 2)
     if "none" not in strategies:
-        values["divergence-none"] = values["sensitivity-none"] = "n/a"
+        values["divergence-none"] = values["sensitivity-none"] = values["stable-lrs-none"] = "n/a"
+        for bound in ("low", "high"):
+            values[f"divergence-none-{bound}"] = values[f"stable-lrs-none-{bound}"] = "n/a"
     relative = cost.dropna(subset=["relative"]).groupby("strategy")["relative"].median()
     relative = relative.drop("none", errors="ignore")
     if len(relative):
@@ -130,11 +209,11 @@ def compute(runs: pd.DataFrame) -> dict[str, str]:
         values["costliest-cost"] = number(relative.max(), 2)
     else:
         values["costliest-strategy"] = values["costliest-cost"] = "n/a"
-    most_stable = overall["rate"].idxmin()
+    most_stable = result.divergence["rate"].idxmin()
     values["most-stable-strategy"] = name(most_stable)
-    values["most-stable-rate"] = percent(overall.loc[most_stable, "rate"])
+    values["most-stable-rate"] = percent(result.divergence.loc[most_stable, "rate"])
+    values["rate-clusters"] = number(result.divergence["clusters"].max())
 
-    keys = stats.problem_columns(runs)
     best = stats.best_tuned(runs)
     summary = stats.seed_summary(stats.best_tuned_runs(runs), by=[*keys, "strategy"])
     for _, row in best.iterrows():
@@ -145,8 +224,7 @@ def compute(runs: pd.DataFrame) -> dict[str, str]:
         values[f"test-{key}-{row['strategy']}"] = number(row["mean"])
         values[f"test-{key}-{row['strategy']}-low"] = number(row["low"])
         values[f"test-{key}-{row['strategy']}-high"] = number(row["high"])
-    ranges = stats.stable_lr_range(runs, by=[*keys, "strategy"])
-    for _, row in ranges.iterrows():
+    for _, row in stats.stable_lr_range(runs).iterrows():
         key = panel_key({k: row[k] for k in keys}, runs)
         values[f"lr-range-{key}-{row['strategy']}"] = lr_range(row)
     for task, model in data.problems(runs):
@@ -157,8 +235,17 @@ def compute(runs: pd.DataFrame) -> dict[str, str]:
         none = subset[subset["strategy"] == "none"]
         values[f"divergence-{task}-{model}-none"] = percent(none["diverged"].mean() if len(none) else np.nan)
 
-    ranks, friedman = ranking(runs)
-    mean_ranks = ranks.mean(axis=0).sort_values()
+    values.update(ranking_values(ranking(runs)))
+    values.update(holm_values(stats.paired_tests(stats.best_tuned_runs(runs))))
+    for key, text in TABLE_NOTE.items():
+        values[f"note-{key}"] = text
+    return values
+
+
+def ranking_values(errors: pd.DataFrame) -> dict[str, str]:
+    """The macros of the ranking over task x model pairs: mean ranks, best strategy, Friedman, critical difference."""
+    values: dict[str, str] = {}
+    mean_ranks = stats.rank_matrix(errors).mean(axis=0).sort_values()
     for strategy, rank in mean_ranks.items():
         values[f"rank-{strategy}"] = number(rank, 2)
     if len(mean_ranks):
@@ -166,16 +253,24 @@ def compute(runs: pd.DataFrame) -> dict[str, str]:
         values["best-strategy-rank"] = number(mean_ranks.iloc[0], 2)
     else:
         values["best-strategy"] = values["best-strategy-rank"] = "n/a"
-    values["ranked-panels"] = number(len(ranks))
+    friedman = stats.friedman_test(errors)
+    values["ranked-problems"] = number(len(errors))
+    values["ranked-strategies"] = number(errors.shape[1])
     values["friedman-stat"] = number(friedman["statistic"])
     values["friedman-p"] = number(friedman["pvalue"], 2)
-    tests = stats.paired_tests(stats.best_tuned_runs(runs))
-    significant = int((tests["pvalue_holm"] < 0.05).sum()) if len(tests) else 0
-    values["paired-tests"] = number(len(tests))
-    values["paired-significant"] = number(significant)
-    for key, text in TABLE_NOTE.items():
-        values[f"note-{key}"] = text
+    defined = layout.cd_defined(errors.shape[1], errors.shape[0])
+    values["cd"] = number(stats.critical_difference(errors).cd, 2) if defined else "n/a"
     return values
+
+
+def holm_values(tests: pd.DataFrame, alpha: float = 0.05) -> dict[str, str]:
+    """The macros of the paired tests against ``none``: how many, how many significant, and the Holm family."""
+    significant = int((tests["pvalue_holm"] < alpha).sum()) if len(tests) else 0
+    return {
+        "paired-tests": number(len(tests)),
+        "paired-significant": number(significant),
+        "paired-family": f"all {number(len(tests))} tests (one per panel and strategy) at once",
+    }
 
 
 def numbers_tex(values: dict[str, str]) -> str:
@@ -188,9 +283,19 @@ def numbers_tex(values: dict[str, str]) -> str:
 TABLE_NOTE = {
     "best": "Failed runs (diverged or no finite validation metric) count at the task's chance level; "
             "the best-tuned setting is chosen on validation with a failed seed as the worst value.",
-    "rate": "Divergence rate: runs flagged diverged over all runs of the grid, with a 95\\% Wilson interval.",
-    "lr-range": "Stable: no run at that learning rate diverged (seeds and thresholds pooled); "
+    "budget": "Settings: the tuning budget, learning rates $\\times$ hyperparameter values tried per panel; "
+              "def.: the strategy's registered default hyperparameters, tuned over the learning rate only "
+              "(not in the grid where the sweep never trained them).",
+    "rate": "Divergence rate: runs flagged diverged over all runs of the grid; its 95\\% interval is a "
+            "percentile bootstrap that resamples whole task--model pairs, the independent unit.",
+    "stable": "Stable: a (panel, learning rate) point whose best setting at that learning rate (chosen on "
+              "validation) has no diverged seed, so every strategy is judged on one setting's seeds per point; "
+              "95\\% interval by bootstrap over task--model pairs.",
+    "lr-range": "Stable: the strategy's best setting at that learning rate (chosen on validation) has no "
+                "diverged seed, the same number of runs per point for every strategy; "
                 "the widest contiguous stable span of the grid.",
+    "rank": "Ranks over task--model pairs: per pair, the mean over its panels (optimizers, stress dials) of the "
+            "best-tuned test error (1 $-$ accuracy, or MSE), one observation per pair.",
 }
 """How each table counts diverged runs; numbers.tex defines them as ``note-<key>`` for the captions."""
 
@@ -205,7 +310,7 @@ def lr_range(row: pd.Series) -> str:
 
 
 def _panels(runs: pd.DataFrame) -> list[dict]:
-    keys = stats.problem_columns(runs)
+    keys = stats.panel_columns(runs)
     return [dict(zip(keys, row, strict=True)) for row in runs[keys].drop_duplicates().itertuples(index=False)]
 
 
@@ -218,84 +323,100 @@ def table_best(runs: pd.DataFrame) -> str:
     """LaTeX tabular: best-tuned mean test metric over its 95% bootstrap CI per strategy (rows) and panel (columns).
 
     ``stats.seed_summary`` of ``stats.best_tuned_runs``: failed seeds count at
-    chance; ``k\\dagger`` marks a setting with k failed seeds. Needs makecell.
+    chance; ``k\\dagger`` marks a setting with k failed seeds. The ``settings``
+    column is the tuning budget per panel (:func:`budget_text`); below each
+    tuned value of a strategy with hyperparameters, ``def.`` is the same at its
+    registered default hyperparameters, tuned over the learning rate only
+    (``stats.default_runs``), or ``not in grid``. Needs makecell.
     """
-    keys = stats.problem_columns(runs)
+    keys = stats.panel_columns(runs)
     strategies = data.strategy_order(runs)
     panels = _panels(runs)
     summary = stats.seed_summary(stats.best_tuned_runs(runs), by=[*keys, "strategy"])
-    header = f"strategy & {_panel_header(runs, panels)} \\\\"
-    lines = [f"\\begin{{tabular}}{{l{'c' * len(panels)}}}", r"\toprule", header]
+    defaults = stats.default_runs(runs)
+    default_summary = (stats.seed_summary(stats.best_tuned_runs(defaults), by=[*keys, "strategy"])
+                       if len(defaults) else summary.iloc[:0])
+    settings = stats.default_settings(runs).set_index("strategy")
+    budgets = budget_text(runs)
+    header = f"strategy & settings & {_panel_header(runs, panels)} \\\\"
+    lines = [f"\\begin{{tabular}}{{ll{'c' * len(panels)}}}", r"\toprule", header]
     metrics = [tex_escape(str(data.select(runs, {"task": p["task"], "model": p["model"]})["metric"].iloc[0]))
                for p in panels]
-    lines.append(" & " + " & ".join(metrics) + r" \\")
+    lines.append(" & & " + " & ".join(metrics) + r" \\")
     lines.append(r"\midrule")
-    cells: dict[tuple[str, int], str | tuple[str, str]] = {}
+    cells: dict[tuple[str, int], list[str]] = {}
     for j, panel in enumerate(panels):
         rows = data.select(summary, panel).set_index("strategy")
+        fixed = data.select(default_summary, panel).set_index("strategy")
         scores = {}
-        for strategy in strategies:
-            if strategy not in rows.index:
-                cells[(strategy, j)] = "--"
-                continue
+        for strategy in [s for s in strategies if s in rows.index]:
             row = rows.loc[strategy]
             text = f"{row['mean']:.3g}"
             if row["failed"]:
                 text += f"$^{{{int(row['failed'])}\\dagger}}$"
-            interval = f"[{row['low']:.3g}, {row['high']:.3g}]" if np.isfinite(row["low"]) else ""
-            cells[(strategy, j)] = (text, interval)
+            cells[(strategy, j)] = [text, f"[{row['low']:.3g}, {row['high']:.3g}]" if np.isfinite(row["low"]) else ""]
+            if settings.loc[strategy, "tuned"]:
+                cells[(strategy, j)].append(f"def. {fixed.loc[strategy, 'mean']:.3g}" if strategy in fixed.index
+                                            else "def. not in grid")
             scores[strategy] = row["mean"] if row["higher_is_better"] else -row["mean"]
         if scores:
             winner = max(scores, key=scores.get)
-            mean, interval = cells[(winner, j)]
-            cells[(winner, j)] = (f"\\textbf{{{mean}}}", interval)
+            cells[(winner, j)][0] = f"\\textbf{{{cells[(winner, j)][0]}}}"
     for strategy in strategies:
         entries = []
         for j in range(len(panels)):
-            entry = cells.get((strategy, j), "--")
-            # mean over an interval in small type: \makecell (package makecell) stacks the two lines
-            entries.append(f"\\makecell{{{entry[0]}\\\\ \\scriptsize {entry[1]}}}" if isinstance(entry, tuple)
-                           else entry)
-        lines.append(f"{name(strategy)} & {' & '.join(entries)} \\\\")
+            entry = cells.get((strategy, j))
+            # mean over its interval (and the default's mean) in small type: \makecell (package makecell) stacks them
+            entries.append("\\makecell{" + "\\\\ \\scriptsize ".join(entry) + "}" if entry else "--")
+        lines.append(f"{name(strategy)} & {budgets[strategy]} & {' & '.join(entries)} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
 def table_stability(runs: pd.DataFrame) -> str:
-    """LaTeX tabular: per strategy, divergence rate [95% Wilson CI] over the grid, stable LR share, mean rank."""
-    strategies = data.strategy_order(runs)
-    overall = stats.divergence_rates(runs, by=["strategy"]).set_index("strategy")
-    grid = stats.divergence_rates(runs, by=[*stats.problem_columns(runs), "strategy", "lr"])
-    stable = (grid["diverged"] == 0).groupby(grid["strategy"]).mean()
-    ranks = ranking(runs)[0].mean(axis=0)
-    lines = [r"\begin{tabular}{lrrr}", r"\toprule",
-             r"strategy & divergence rate [95\% CI] & stable LRs & mean rank \\", r"\midrule"]
-    for strategy in strategies:
-        row = overall.loc[strategy]
-        rate = f"{percent(row['rate'])} [{percent(row['low'])}, {percent(row['high'])}]"
-        rank = number(ranks.get(strategy, np.nan), 2)
-        lines.append(f"{name(strategy)} & {rate} & {percent(stable.get(strategy, np.nan), 0)} & {rank} \\\\")
+    """LaTeX tabular: per strategy, tuning budget, divergence rate and stable-LR share [95% CI], at default, mean rank.
+
+    Rates over the whole grid with intervals that resample task x model pairs
+    (:func:`stability`); the stable share judged per setting
+    (``stats.stability_points``), tuned and at the registered default
+    hyperparameters; the mean rank over task x model pairs (:func:`ranking`).
+    """
+    result = stability(runs)
+    budgets = budget_text(runs)
+    ranks = stats.rank_matrix(ranking(runs)).mean(axis=0)
+    lines = [r"\begin{tabular}{llrrrr}", r"\toprule",
+             r"strategy & settings & divergence rate [95\% CI] & stable LRs [95\% CI] & stable LRs, default & "
+             r"mean rank \\", r"\midrule"]
+    for strategy in data.strategy_order(runs):
+        default = stable_default_row(result, strategy)
+        cells = [name(strategy), budgets[strategy], rate_text(result.divergence.loc[strategy]),
+                 rate_text(result.stable.loc[strategy], 0),
+                 "not in the grid" if default is None else percent(default["rate"], 0),
+                 number(ranks.get(strategy, np.nan), 2)]
+        lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
 def table_lr_range(runs: pd.DataFrame) -> str:
-    """LaTeX tabular: the widest contiguous stable learning-rate range (no diverged run) per strategy and panel.
+    """LaTeX tabular: the widest contiguous stable learning-rate range per strategy and panel, with the budget.
 
-    ``stats.stable_lr_range`` pooled over the strategy's hyperparameters and seeds.
+    ``stats.stable_lr_range``: a learning rate is stable when the strategy's
+    best setting at it has no diverged seed (``stats.stability_points``).
     """
-    keys = stats.problem_columns(runs)
+    keys = stats.panel_columns(runs)
     panels = _panels(runs)
-    ranges = stats.stable_lr_range(runs, by=[*keys, "strategy"])
-    header = f"strategy & {_panel_header(runs, panels)} \\\\"
-    lines = [f"\\begin{{tabular}}{{l{'c' * len(panels)}}}", r"\toprule", header, r"\midrule"]
+    ranges = stats.stable_lr_range(runs)
+    budgets = budget_text(runs)
+    header = f"strategy & settings & {_panel_header(runs, panels)} \\\\"
+    lines = [f"\\begin{{tabular}}{{ll{'c' * len(panels)}}}", r"\toprule", header, r"\midrule"]
     for strategy in data.strategy_order(runs):
         own = ranges[ranges["strategy"] == strategy]
         entries = []
         for panel in panels:
-            row = data.select(own, panel)
+            row = data.select(own, {k: panel[k] for k in keys})
             entries.append(lr_range(row.iloc[0]) if len(row) else "--")
-        lines.append(f"{name(strategy)} & {' & '.join(entries)} \\\\")
+        lines.append(f"{name(strategy)} & {budgets[strategy]} & {' & '.join(entries)} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -319,13 +440,9 @@ def write(runs: pd.DataFrame, out: Path | str) -> list[Path]:
     """Write numbers.tex and the tables into ``out``; return the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = {
-        "numbers.tex": numbers_tex(compute(runs)),
-        "table-best.tex": table_best(runs),
-        "table-stability.tex": table_stability(runs),
-        "table-problems.tex": table_problems(runs),
-        "table-lr-range.tex": table_lr_range(runs),
-    }
+    texts = (numbers_tex(compute(runs)), table_best(runs), table_stability(runs), table_problems(runs),
+             table_lr_range(runs))
+    files = dict(zip(GENERATED, texts, strict=True))
     paths = []
     for filename, text in files.items():
         path = out / filename

@@ -86,8 +86,10 @@ def draw_convergence(ax: plt.Axes, runs: pd.DataFrame, curves: pd.DataFrame, pan
                      styles: dict[str, Style], best: pd.DataFrame | None = None) -> None:
     """Train loss vs step of each strategy's best-tuned setting on one panel: mean and 95% bootstrap band.
 
-    A cross marks the step at which a seed of that setting diverged; the dotted
-    grey line is the loss of the chance predictor.
+    Every seed counts at every step (``data.curve_band``): a diverged seed at
+    the chance loss from its divergence step on. A cross marks the step at
+    which a seed of that setting diverged; the dotted grey line is the loss of
+    the chance predictor.
     """
     best = stats.best_tuned_runs(runs) if best is None else best
     chosen = data.select(best, panel)
@@ -97,7 +99,7 @@ def draw_convergence(ax: plt.Axes, runs: pd.DataFrame, curves: pd.DataFrame, pan
         if members.empty:
             continue
         style = styles[strategy]
-        band = data.curve_band(curves, members["run_id"].tolist(), window=window)
+        band = data.curve_band(curves, members, window=window)
         ax.plot(band["step"], band["mean"], color=style.colour, linestyle=style.linestyle, linewidth=1.4)
         ax.fill_between(band["step"], band["low"], band["high"], color=style.colour, alpha=0.2, linewidth=0)
         for _, run in members[members["diverged"].astype(bool)].iterrows():
@@ -125,12 +127,15 @@ def _plain_log_labels(ax: plt.Axes) -> None:
 
 def draw_stability(ax: plt.Axes, runs: pd.DataFrame, task: str, model: str, optimizer: str,
                    strategies: Sequence[str], colorbar: bool = True) -> None:
-    """Heatmap of the divergence rate per strategy (rows) and learning rate (columns) of one problem.
+    """Heatmap of the divergence rate per strategy (rows) and learning rate (columns) of one problem and optimizer.
 
-    The rate pools every seed, strategy hyperparameter and stress-dial value of that cell of the grid.
+    Judged per setting (``stats.stability_points``): each cell is the share of
+    diverged seeds of the strategy's best setting at that lr, averaged over the
+    stress-dial panels, so every strategy's cell holds the same number of runs
+    whatever the size of its threshold grid.
     """
     subset = data.select(runs, {"task": task, "model": model, "optimizer": optimizer})
-    rates = stats.divergence_rates(subset, by=("strategy", "lr"))
+    rates = stats.stability_points(subset).groupby(["strategy", "lr"])["rate"].mean().reset_index()
     table = rates.pivot(index="strategy", columns="lr", values="rate")
     table = table.reindex([s for s in strategies if s in table.index])
     table = table.reindex(sorted(table.columns), axis=1)
@@ -227,10 +232,18 @@ def _grid(n: int, width: float, height: float, columns: int | None = None) -> tu
 NOTES = {
     "best": "Best-tuned setting per strategy, chosen on validation: a failed (diverged) seed counts as the worst.",
     "chance": "Failed (diverged) runs count at the task's chance level.",
-    "rate": "Divergence rate: share of runs flagged diverged, pooled over seeds, thresholds and stress dials.",
+    "rate": "Divergence rate of each strategy's best setting at each learning rate (chosen on validation): "
+            "share of its seeds flagged diverged, averaged over stress dials; the same runs per cell for every "
+            "strategy.",
     "region": "Divergence rate: share of runs flagged diverged, pooled over seeds and stress dials.",
-    "target": "Runs that never reach the target are censored at their step budget; a diverged run never reaches it.",
-    "divergence": "Runs that never diverge are censored at their step budget.",
+    "target": "Runs that never reach the target are censored at their step budget; a diverged run never counts as "
+              "reached, even if it got there before diverging. Band: 95% bootstrap over seeds (clusters).",
+    "divergence": "Runs that never diverge are censored at their step budget. Band: 95% bootstrap over seeds "
+                  "(clusters).",
+    "curves": "Diverged seeds stay in the mean: at the chance loss from their divergence step on.",
+    "sensitivity": "Each point: the strategy's best setting at that learning rate (chosen on validation), its seeds; "
+                   "failed (diverged) runs count at the task's chance level.",
+    "profiles": "Error = 1 - accuracy, or MSE; one problem (task x model) = the mean error over its panels.",
     "traces": "Diverged runs take part like the others; their curves end at divergence.",
     "cost": "Diverged runs count: they stay in their cell's lockstep batch.",
 }
@@ -271,8 +284,13 @@ def target_levels(runs: pd.DataFrame, fraction: float = 0.5) -> dict[str, float]
 
 
 def draw_survival(ax: plt.Axes, events: pd.DataFrame, styles: dict[str, Style], ylabel: str) -> None:
-    """Kaplan-Meier curves (``stats.kaplan_meier``) of one panel's events, one step line and band per strategy."""
-    curves = stats.kaplan_meier(events, by=("strategy",))
+    """Kaplan-Meier curves (``stats.kaplan_meier``) of one panel's events, one step line and band per strategy.
+
+    The band is a cluster bootstrap over seeds: over a panel's grid the runs of
+    one seed share its initial weights and data order, so the seeds, not the
+    runs, are the independent draws.
+    """
+    curves = stats.kaplan_meier(events, by=("strategy",), cluster="seed")
     budget = float(events["steps"].max())
     for strategy in styles:
         curve = curves[curves["strategy"] == strategy]
@@ -308,9 +326,13 @@ def survival_overview(runs: pd.DataFrame, curves: pd.DataFrame | None, styles: d
 
 
 def draw_sensitivity(ax: plt.Axes, runs: pd.DataFrame, panel: dict, styles: dict[str, Style]) -> None:
-    """Mean test metric (failed runs at chance) against learning rate per strategy, 95% bootstrap CI over runs."""
+    """Mean test metric against learning rate per strategy: its best setting at each lr, 95% bootstrap CI over seeds.
+
+    ``stats.lr_profile``: the setting at each lr is chosen on validation, so a
+    point is one setting's seeds, never thresholds pooled; failed runs at chance.
+    """
     scored = stats.score_runs(data.select(runs, panel))
-    summary = stats.seed_summary(scored, value="test_score", by=("strategy", "lr"))
+    summary = stats.lr_profile(data.select(runs, panel))
     for strategy in styles:
         rows = summary[summary["strategy"] == strategy].sort_values("lr")
         if rows.empty:
@@ -333,7 +355,7 @@ def sensitivity_figure(runs: pd.DataFrame, panels: list[dict], styles: dict[str,
     for ax, panel in zip(axes, panels, strict=False):
         draw_sensitivity(ax, runs, panel, styles)
     _legend_below(fig, styles, runs["strategy"].unique())
-    note(fig, "chance")
+    note(fig, "sensitivity")
     return fig
 
 
@@ -404,35 +426,37 @@ def explosions_figure(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str
 
 
 def ranking_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """``stats.seed_summary`` of the best-tuned runs, one row per problem and strategy (failed runs at chance)."""
+    """``stats.seed_summary`` of the best-tuned runs, one row per panel and strategy (failed runs at chance)."""
     best = stats.best_tuned_runs(runs)
     return stats.seed_summary(best, by=[*stats.panel_columns(runs), "strategy"])
 
 
 def cd_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.DataFrame | None = None) -> Figure | None:
-    """Critical-difference diagram of the best-tuned test metric over problems; None where undefined.
+    """Critical-difference diagram of the best-tuned test error over problems (task x model); None where undefined.
 
-    Defined with at least 3 strategies on at least 2 panels (``layout.cd_defined``).
+    Ranked on ``stats.error_matrix``: one row per problem, the mean error over
+    its panels. Defined with at least 3 strategies on at least 2 problems
+    (``layout.cd_defined``).
     """
     summary = ranking_summary(runs) if summary is None else summary
-    scores = stats.score_matrix(summary)
-    if not layout.cd_defined(scores.shape[1], scores.shape[0]):
+    errors = stats.error_matrix(summary)
+    if not layout.cd_defined(errors.shape[1], errors.shape[0]):
         return None
-    cd = stats.critical_difference(scores)
-    friedman = stats.friedman_test(scores)
-    fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.12 * scores.shape[1]), layout="constrained")
+    cd = stats.critical_difference(errors)
+    friedman = stats.friedman_test(errors)
+    fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.12 * errors.shape[1]), layout="constrained")
     sp.critical_difference_diagram(cd.ranks, cd.pvalues, ax=ax,
-                                   color_palette={s: styles[s].colour for s in scores.columns})
-    ax.set_title(f"mean rank over {scores.shape[0]} problems; Friedman p = {friedman['pvalue']:.2g}",
-                 fontsize="small")
-    note(fig, "best", "chance")
+                                   color_palette={s: styles[s].colour for s in errors.columns})
+    ax.set_title(f"mean rank over {errors.shape[0]} problems (task x model); CD = {cd.cd:.2g}; "
+                 f"Friedman p = {friedman['pvalue']:.2g}", fontsize="small")
+    note(fig, "best", "chance", "profiles")
     return fig
 
 
 def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.DataFrame | None = None) -> Figure:
-    """Performance profiles of the best-tuned test metric (``stats.performance_profile``)."""
+    """Performance profiles of the best-tuned test error over problems (``stats.performance_profile``, on costs)."""
     summary = ranking_summary(runs) if summary is None else summary
-    profile = stats.performance_profile(summary)
+    profile = stats.performance_profile(stats.error_matrix(summary))
     fig, ax = plt.subplots(figsize=(3.4 + (1.4 if len(styles) > 6 else 0), 2.4), layout="constrained")
     top = float(profile["tau"].max()) if len(profile) else 1.0
     for strategy in styles:
@@ -449,13 +473,13 @@ def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.Da
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("factor tau from the best strategy")
+    ax.set_xlabel("error within a factor tau of the best strategy's")
     ax.set_ylabel("share of problems")
     if len(styles) > 6:
         ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="x-small")
     else:
         ax.legend(loc="lower right", fontsize="x-small")
-    note(fig, "best", "chance")
+    note(fig, "best", "chance", "profiles")
     return fig
 
 
@@ -488,10 +512,10 @@ def convergence_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | st
     paths: list[Path] = []
     for task, model in data.problems(runs):
         fig = convergence_figure(runs, curves, task, model, styles, best)
-        note(fig, "best")
+        note(fig, "best", "curves")
         paths += save(fig, out / problem_stem("convergence", task, model))
     fig = convergence_overview(runs, curves, styles, best)
-    note(fig, "best")
+    note(fig, "best", "curves")
     paths += save(fig, out / "convergence")
     fig = survival_overview(runs, curves, styles, "target")
     note(fig, "target")

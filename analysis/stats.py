@@ -3,7 +3,7 @@
 Every function takes and returns pandas DataFrames shaped like the results
 tables (README, "Results schema"); nothing here plots. Vocabulary:
 
-- a *problem* is a (task, model) pair;
+- a *problem* is a (task, model) pair (:data:`PROBLEM_COLUMNS`);
 - a *panel* is what a strategy is compared on within a problem: task, model,
   optimizer and the stress dials (bench.sweep.run_dials), see
   :func:`panel_columns`;
@@ -21,6 +21,22 @@ diverged or its best validation metric is not finite (:func:`score_runs`).
 - Where a number is needed (test metrics, means, tests, ranks, learning-rate
   sensitivity), a failed run counts at the task's chance level
   (``chance_metric``: 1 / classes for accuracy, the target variance for MSE).
+
+Which unit each statistic treats as independent:
+
+- seeds of one setting: bootstrap intervals of a setting's mean
+  (:func:`seed_summary`), Wilson intervals of its divergence rate
+  (:func:`divergence_rates`), the paired tests (:func:`paired_tests`, Holm over
+  all of them by default);
+- problems: rates over a whole grid (:func:`cluster_rate`, a cluster
+  bootstrap over problems), ranks, Friedman, Nemenyi and performance profiles
+  (:func:`error_matrix`: per problem, the mean over its panels);
+- seeds of a panel: the Kaplan-Meier bands over a panel's grid
+  (:func:`kaplan_meier` with ``cluster="seed"``).
+
+Stability is judged per setting (:func:`stability_points`): a learning rate is
+stable for a strategy when its best setting at that lr has no diverged seed,
+so every strategy is judged on the same number of runs per point.
 """
 
 from __future__ import annotations
@@ -42,6 +58,9 @@ RUN_COLUMNS = tuple(RUNS_COLUMNS)
 
 STRESS_DIALS = tuple(run_dials())
 """Run-level stress dials (bench.sweep.run_dials): part of the panel, never tuned."""
+
+PROBLEM_COLUMNS = ("task", "model")
+"""The columns naming a problem: the independent unit of every comparison across problems."""
 
 ADDED_COLUMNS = ("failed", "val_score", "test_score", "time", "observed")
 """Columns the functions here add to a runs table; neither hyperparameters nor dials."""
@@ -99,15 +118,18 @@ def score_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return scored
 
 
-def best_tuned(runs: pd.DataFrame) -> pd.DataFrame:
-    """The best-tuned setting of every strategy on every problem, one row each.
+def best_tuned(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataFrame:
+    """The best-tuned setting of every strategy on every panel (and value of ``within``), one row each.
 
     Chosen on validation: fewest failed seeds first (a failed seed is the worst
     possible value), then the highest mean oriented validation metric of the
-    other seeds, then the smallest lr and hyperparameters. Columns: problem,
-    strategy, setting, ``metric``, ``higher_is_better``, ``seeds``, ``failed``
-    (failed seeds) and ``val_mean`` (mean validation metric of the seeds that
-    did not fail, in metric units; NaN if all failed).
+    other seeds, then the smallest lr and hyperparameters. ``within`` names
+    setting columns held fixed instead of tuned: ``["lr"]`` gives the best
+    setting at each learning rate. Columns: panel, strategy, setting,
+    ``metric``, ``higher_is_better``, ``seeds``, ``failed`` (failed seeds),
+    ``diverged`` (diverged seeds), ``val_mean`` (mean validation metric of the
+    seeds that did not fail, in metric units; NaN if all failed) and
+    ``candidates`` (settings the choice was made among).
     """
     scored = score_runs(runs)
     scored["_alive"] = np.where(scored["failed"], np.nan, scored["best_val_metric"])
@@ -115,19 +137,101 @@ def best_tuned(runs: pd.DataFrame) -> pd.DataFrame:
     keys = [*panel_columns(runs), "strategy", *setting_columns(runs)]
     summary = _groups(scored, keys).agg(
         metric=("metric", "first"), higher_is_better=("higher_is_better", "first"), seeds=("seed", "size"),
-        failed=("failed", "sum"), val_mean=("_alive", "mean"), _oriented=("_oriented", "mean"),
+        failed=("failed", "sum"), diverged=("diverged", "sum"), val_mean=("_alive", "mean"),
+        _oriented=("_oriented", "mean"),
     ).reset_index()
     settings = setting_columns(runs)
     summary = summary.sort_values(["failed", "_oriented", *settings], ascending=[True, False, *[True] * len(settings)],
                                   na_position="last", kind="stable")
-    best = _groups(summary, [*panel_columns(runs), "strategy"]).head(1)
+    groups = [*panel_columns(runs), "strategy", *within]
+    summary["candidates"] = _groups(summary, groups)["seeds"].transform("size")
+    best = _groups(summary, groups).head(1)
     return best.drop(columns="_oriented").reset_index(drop=True)
 
 
-def best_tuned_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every seed's run of each strategy's best-tuned setting (:func:`best_tuned`), scored by :func:`score_runs`."""
+def best_tuned_runs(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataFrame:
+    """Every seed's run of each best-tuned setting (:func:`best_tuned`, ``within``), scored by :func:`score_runs`."""
     keys = [*panel_columns(runs), "strategy", *setting_columns(runs)]
-    return score_runs(runs).merge(best_tuned(runs)[keys], on=keys, how="inner")
+    return score_runs(runs).merge(best_tuned(runs, within)[keys], on=keys, how="inner")
+
+
+def tuning_budget(runs: pd.DataFrame) -> pd.DataFrame:
+    """The tuning budget of every strategy on every panel: how many settings its best-tuned choice was made among.
+
+    Columns: panel, ``strategy``, ``lrs`` (learning rates), ``hyperparameters``
+    (distinct hyperparameter settings, 1 for a strategy without any),
+    ``settings`` (distinct (lr, hyperparameters) settings tried) and ``seeds``
+    (runs per setting, at most).
+    """
+    keys = [*panel_columns(runs), "strategy"]
+    hyper = hyperparameter_columns(runs)
+    count = {name: _groups(runs.drop_duplicates([*keys, *columns]), keys).size()
+             for name, columns in (("lrs", ["lr"]), ("hyperparameters", hyper), ("settings", ["lr", *hyper]))}
+    budget = pd.DataFrame(count)
+    budget["seeds"] = _groups(runs, [*keys, *setting_columns(runs)]).size().groupby(level=keys, dropna=False).max()
+    return budget.reset_index()
+
+
+def registered_defaults(strategy: str) -> dict[str, float]:
+    """The registered default of each numeric hyperparameter of ``strategy`` (``bench.strategies.lookup``).
+
+    A chain is a config entry, not a registered strategy: its hyperparameters
+    take their members' defaults, found by name (hyperparameter names are
+    unique across the registry).
+    """
+    from bench import strategies
+
+    if strategy in strategies.REGISTRY:
+        defaults = strategies.lookup(strategy).defaults
+    else:
+        defaults = {key: value for entry in strategies.REGISTRY.values() for key, value in entry.defaults.items()}
+    return {key: float(value) for key, value in defaults.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)}
+
+
+def default_settings(runs: pd.DataFrame, defaults: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
+    """Per strategy: its default hyperparameters and whether the sweep's grid contains them.
+
+    The hyperparameters of a strategy are the hyperparameter columns its runs
+    set (not NaN); their defaults come from ``defaults`` (strategy -> column ->
+    value) or, by default, :func:`registered_defaults`. Columns: ``strategy``,
+    ``default`` (column -> default value; empty for a strategy without
+    hyperparameters), ``in_grid`` (some run has every hyperparameter at its
+    default, within floating-point tolerance; a hyperparameter without a
+    registered default is never in the grid) and ``tuned`` (the strategy has
+    hyperparameters, so its default differs from its tuned choice).
+    """
+    rows = []
+    for strategy, own in _groups(runs, ["strategy"]):
+        columns = [c for c in hyperparameter_columns(runs) if own[c].notna().any()]
+        known = registered_defaults(strategy[0]) if defaults is None else dict(defaults.get(strategy[0], {}))
+        default = {c: known[c] for c in columns if c in known}
+        rows.append({"strategy": strategy[0], "default": default, "tuned": bool(columns),
+                     "in_grid": len(default) == len(columns) and bool(_at_default(own, default).any())})
+    return pd.DataFrame(rows, columns=["strategy", "default", "in_grid", "tuned"])
+
+
+def _at_default(runs: pd.DataFrame, default: Mapping[str, float]) -> np.ndarray:
+    """Rows of ``runs`` whose every column of ``default`` equals its value (``np.isclose``)."""
+    mask = np.ones(len(runs), dtype=bool)
+    for column, value in default.items():
+        mask &= np.isclose(runs[column].to_numpy(dtype=float), value)
+    return mask
+
+
+def default_runs(runs: pd.DataFrame, defaults: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
+    """The runs of each strategy at its default hyperparameters (:func:`default_settings`), every lr and seed.
+
+    The fixed-default comparison: tuned over the learning rate only (e.g.
+    :func:`best_tuned` of these runs). A strategy without hyperparameters keeps
+    all its runs; one whose default is not in the grid has none.
+    """
+    settings = default_settings(runs, defaults).set_index("strategy")
+    keep = np.zeros(len(runs), dtype=bool)
+    for strategy, row in settings[settings["in_grid"]].iterrows():
+        own = (runs["strategy"] == strategy).to_numpy()
+        keep[own] = _at_default(runs[own], row["default"])
+    return runs[keep]
 
 
 def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
@@ -183,9 +287,11 @@ def seed_summary(runs: pd.DataFrame, value: str = "test_score", by: Sequence[str
 def divergence_rates(runs: pd.DataFrame, by: Sequence[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
     """Divergence rate per group with a Wilson score interval (``scipy.stats.binomtest``).
 
-    Counts ``diverged`` runs only. ``by`` defaults to problem, strategy and
-    setting (learning rate and hyperparameters). Columns: ``by``..., ``runs``,
-    ``diverged``, ``rate``, ``low``, ``high``.
+    The Wilson interval holds where a group's runs are independent draws: the
+    seeds of one setting, the default ``by`` (panel, strategy and setting).
+    For a rate over many settings or problems use :func:`cluster_rate`, which
+    resamples the independent units. Counts ``diverged`` runs only. Columns:
+    ``by``..., ``runs``, ``diverged``, ``rate``, ``low``, ``high``.
     """
     keys = list(by) if by is not None else [*panel_columns(runs), "strategy", *setting_columns(runs)]
     counts = _groups(runs, keys)["diverged"].agg(runs="size", diverged="sum").reset_index()
@@ -197,25 +303,81 @@ def divergence_rates(runs: pd.DataFrame, by: Sequence[str] | None = None, confid
     return counts
 
 
-def _lr_groups(runs: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
-    return list(by) if by is not None else [*panel_columns(runs), "strategy", *hyperparameter_columns(runs)]
+def _ratio_ci(counts: np.ndarray, sizes: np.ndarray, confidence: float, n_resamples: int,
+              seed: int) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``sum(counts) / sum(sizes)`` resampling the clusters (array entries)."""
+    if counts.size < 2:
+        return float("nan"), float("nan")
+    shares = counts / sizes
+    if np.all(shares == shares[0]):
+        return float(shares[0]), float(shares[0])
+    result = stats.bootstrap((counts, sizes), lambda k, n, axis=-1: k.sum(axis=axis) / n.sum(axis=axis),
+                             paired=True, vectorized=True, confidence_level=confidence, n_resamples=n_resamples,
+                             method="percentile", rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def stable_lr_range(runs: pd.DataFrame, max_rate: float = 0.0, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """The widest contiguous span of grid learning rates whose divergence rate is at most ``max_rate``.
+def cluster_rate(frame: pd.DataFrame, value: str, by: Sequence[str] = ("strategy",),
+                 cluster: Sequence[str] = PROBLEM_COLUMNS, confidence: float = 0.95, n_resamples: int = 9999,
+                 seed: int = 0) -> pd.DataFrame:
+    """Share of the rows of ``frame`` where the boolean column ``value`` holds, per group, with a cluster bootstrap.
 
-    Per group of ``by`` (default: problem, strategy and hyperparameters, so
-    each hyperparameter setting has its own range; runs that share ``by`` and
-    lr are pooled). Widest means the largest ``hi / lo``; ties go to the lower
-    span. Counts ``diverged`` runs. Columns: ``by``..., ``lo``, ``hi``,
-    ``ratio`` (``hi / lo``, 1 for one learning rate), ``stable_lrs`` (grid points
-    in the span), ``grid_lrs``; NaN bounds and 0 points where no lr is stable.
+    For rates over a strategy's whole grid (e.g. ``value="diverged"`` on a
+    runs table, or ``"stable"`` on :func:`stability_points`): the rows of one
+    ``cluster`` (by default a problem, task x model) share its data and
+    architecture, so they are not independent draws, and a binomial interval
+    over the pooled rows is far too narrow. The share is the pooled one
+    (``count / rows``); its interval resamples whole clusters with replacement
+    (``scipy.stats.bootstrap``, paired over the clusters' counts and sizes,
+    percentile) and recomputes the pooled share. Fewer than two clusters: NaN
+    interval; every cluster at the same share: that share. Columns: ``by``...,
+    ``clusters``, ``rows``, ``count``, ``rate``, ``low``, ``high``.
     """
-    keys = _lr_groups(runs, by)
-    rates = divergence_rates(runs, by=[*keys, "lr"])
+    keys, units = list(by), list(cluster)
+    counts = _groups(frame.assign(_value=frame[value].astype(float)), [*keys, *units])["_value"].agg(
+        ["sum", "size"]).reset_index()
     rows = []
-    for key, group in _groups(rates, keys):
-        group = group.sort_values("lr")
+    for key, group in _groups(counts, keys):
+        k, n = group["sum"].to_numpy(dtype=float), group["size"].to_numpy(dtype=float)
+        low, high = _ratio_ci(k, n, confidence, n_resamples, seed)
+        rows.append({**dict(zip(keys, key, strict=True)), "clusters": len(group), "rows": int(n.sum()),
+                     "count": int(k.sum()), "rate": k.sum() / n.sum(), "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def stability_points(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataFrame:
+    """Per panel, strategy and learning rate: the strategy's best setting at that lr, and whether it is stable.
+
+    The stability rule: a learning rate is *stable* for a strategy when its
+    best setting at that lr (chosen on validation by the best-tuned rule of
+    :func:`best_tuned`, fewest failed seeds first) has no diverged seed. Every
+    strategy is so judged on one setting's seeds per point, the same number of
+    runs whatever the size of its threshold grid; pooling every run at an lr
+    would judge ``none`` on its seeds and a strategy with three thresholds on
+    three times as many. ``within``: hyperparameter columns held fixed (a point
+    per value) instead of chosen. Columns: those of :func:`best_tuned`, ``rate``
+    (diverged seeds / seeds of the chosen setting) and ``stable``.
+    """
+    points = best_tuned(runs, within=["lr", *within])
+    points["rate"] = points["diverged"] / points["seeds"]
+    points["stable"] = points["diverged"] == 0
+    return points
+
+
+def stable_lr_range(runs: pd.DataFrame, max_rate: float = 0.0, within: Sequence[str] = ()) -> pd.DataFrame:
+    """The widest contiguous span of grid learning rates whose :func:`stability_points` rate is at most ``max_rate``.
+
+    Per panel and strategy (and value of ``within``): a learning rate counts
+    when the strategy's best setting at it has a divergence rate over its seeds
+    of at most ``max_rate`` (0: no diverged seed, the stability rule). Widest
+    means the largest ``hi / lo``; ties go to the lower span. Columns: panel,
+    ``strategy``, ``within``..., ``lo``, ``hi``, ``ratio`` (``hi / lo``, 1 for
+    one learning rate), ``stable_lrs`` (grid points in the span), ``grid_lrs``;
+    NaN bounds and 0 points where no lr is stable.
+    """
+    keys = [*panel_columns(runs), "strategy", *within]
+    rows = []
+    for key, group in _groups(stability_points(runs, within).sort_values("lr"), keys):
         lrs, stable = group["lr"].to_numpy(dtype=float), (group["rate"] <= max_rate).to_numpy()
         best = (np.nan, np.nan, 0)
         start = None
@@ -232,26 +394,50 @@ def stable_lr_range(runs: pd.DataFrame, max_rate: float = 0.0, by: Sequence[str]
     return pd.DataFrame(rows)
 
 
-def lr_sensitivity(runs: pd.DataFrame, value: str = "best_val_metric", by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Learning-rate sensitivity: mean over the lr grid of the gap to the best lr's mean metric.
+def lr_profile(runs: pd.DataFrame, value: str = "test_metric_at_best_val", confidence: float = 0.95) -> pd.DataFrame:
+    """Per panel, strategy and learning rate: the mean ``value`` of the best setting at that lr, CI over its seeds.
 
-    Per group of ``by`` (default: problem, strategy and hyperparameters): the
-    mean of ``value`` (validation by default) over the runs at each lr, failed
-    runs at chance; the gap is ``best - mean`` for higher-is-better metrics and
-    ``mean - best`` for MSE, so it is >= 0 in metric units, 0 for a strategy
-    indifferent to the lr. Columns: ``by``..., ``grid_lrs``, ``best_lr``,
-    ``best_mean``, ``sensitivity``.
+    The setting at each lr is chosen on validation by the best-tuned rule
+    (:func:`best_tuned` with ``within=["lr"]``), so every point of every
+    strategy is one setting's seeds, never its thresholds pooled. ``value``
+    (test metric by default) counts failed runs at chance. Columns: those of
+    :func:`seed_summary` over panel, strategy and setting, and ``chance_metric``.
     """
-    keys = _lr_groups(runs, by)
-    sign = _sign(runs["higher_is_better"])
-    frame = runs[[*keys, "lr"]].assign(_oriented=_at_chance(runs, value) * sign, _sign=sign)
-    means = _groups(frame, [*keys, "lr"])[["_oriented", "_sign"]].mean().reset_index()
+    chosen = best_tuned_runs(runs, within=["lr"])
+    chosen["_value"] = _at_chance(chosen, value)
+    keys = [*panel_columns(runs), "strategy", *setting_columns(runs)]
+    summary = seed_summary(chosen, value="_value", by=keys, confidence=confidence)
+    chance = chosen.drop_duplicates(keys)[[*keys, "chance_metric"]]
+    order = [*panel_columns(runs), "strategy", "lr"]
+    return summary.merge(chance, on=keys, how="left").sort_values(order, kind="stable", ignore_index=True)
+
+
+def lr_sensitivity(runs: pd.DataFrame, value: str = "test_metric_at_best_val") -> pd.DataFrame:
+    """Learning-rate sensitivity per panel and strategy: the mean gap of the :func:`lr_profile` to its best point.
+
+    Per panel and strategy, over the grid's learning rates (each at its best
+    setting, failed runs at chance): ``sensitivity`` is the mean of ``best -
+    mean`` for higher-is-better metrics and ``mean - best`` for MSE, >= 0 in
+    the metric's units; ``normalised`` divides it by the gain of the best
+    point over chance (``|best - chance|``), so it is unit-free and comparable
+    across metrics: 0 for a strategy indifferent to the lr, 1 when the grid is
+    on average as far from the best as chance is, more where it is worse than
+    chance (NaN when the best point is at chance). Averages
+    across problems must use ``normalised``, never the metric-unit gap.
+    Columns: panel, ``strategy``, ``metric``, ``grid_lrs``, ``best_lr``,
+    ``best_mean``, ``sensitivity``, ``normalised``.
+    """
+    profile = lr_profile(runs, value)
+    keys = [*panel_columns(runs), "strategy"]
     rows = []
-    for key, group in _groups(means.sort_values("lr", kind="stable"), keys):
-        best = group.loc[group["_oriented"].idxmax()]
-        rows.append({**dict(zip(keys, key, strict=True)), "grid_lrs": len(group), "best_lr": best["lr"],
-                     "best_mean": best["_oriented"] * best["_sign"],
-                     "sensitivity": float((best["_oriented"] - group["_oriented"]).mean())})
+    for key, group in _groups(profile, keys):
+        oriented = group["mean"].to_numpy(dtype=float) * _sign(group["higher_is_better"])
+        best = int(np.argmax(oriented))
+        gap = float((oriented[best] - oriented).mean())
+        gain = abs(group["mean"].iloc[best] - group["chance_metric"].iloc[best])
+        rows.append({**dict(zip(keys, key, strict=True)), "metric": group["metric"].iloc[0], "grid_lrs": len(group),
+                     "best_lr": group["lr"].iloc[best], "best_mean": group["mean"].iloc[best], "sensitivity": gap,
+                     "normalised": gap / gain if gain > 0 else float("nan")})
     return pd.DataFrame(rows)
 
 
@@ -271,9 +457,12 @@ def steps_to_target(runs: pd.DataFrame, curves: pd.DataFrame, target: float | Ma
     """``runs`` with ``time`` (first eval step reaching ``target``) and ``observed`` (reached) added.
 
     ``target`` is one number or one per task name; reached means ``column`` >=
-    target for higher-is-better metrics, <= for MSE. A run that never reaches
-    it, diverged or not, is right-censored at its budget ``steps``: a diverged
-    run is frozen and will not reach the target within the budget.
+    target for higher-is-better metrics, <= for MSE. A diverged run is a failed
+    run and never counts as reached, even where an eval before its divergence
+    was at target (its training ended in a blown-up model, and it counts at
+    chance everywhere else). A run that does not reach the target, diverged or
+    not, is right-censored at its budget ``steps``: it stays in the risk set to
+    the end, so it lowers the share that gets there.
     """
     targets = runs["task"].map(target) if isinstance(target, Mapping) else pd.Series(target, index=runs.index)
     if targets.isna().any():
@@ -284,33 +473,77 @@ def steps_to_target(runs: pd.DataFrame, curves: pd.DataFrame, target: float | Ma
     reached = np.where(evals["_higher"], evals[column] >= evals["_target"], evals[column] <= evals["_target"])
     first = evals[reached].groupby("run_id")["step"].min()
     events = runs.copy()
-    hit = events["run_id"].map(first)
+    hit = events["run_id"].map(first).where(~events["diverged"].astype(bool))
     events["observed"] = hit.notna().to_numpy()
     events["time"] = hit.fillna(events["steps"]).astype(float)
     return events
 
 
-def kaplan_meier(events: pd.DataFrame, by: Sequence[str] = ("strategy",), confidence: float = 0.95) -> pd.DataFrame:
+def _weighted_survival(times: np.ndarray, observed: np.ndarray, weights: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Kaplan-Meier survival at ``grid`` of runs counted ``weights`` times each: (resamples, runs) -> (resamples, grid).
+
+    The product over event times t <= grid of 1 - d(t) / n(t), with d and n the
+    weighted events and runs at risk; ``scipy.stats.ecdf`` has no weights, and
+    with unit weights this is its survival function (tests check it).
+    """
+    event_times = np.unique(times[observed])
+    at_risk = weights @ (times[:, None] >= event_times[None, :])
+    events = weights @ ((times[:, None] == event_times[None, :]) & observed[:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(at_risk > 0, 1.0 - events / at_risk, 1.0)
+    survival = np.concatenate([np.ones((len(weights), 1)), np.cumprod(factor, axis=1)], axis=1)
+    return survival[:, np.searchsorted(event_times, grid, side="right")]
+
+
+def _cluster_band(group: pd.DataFrame, cluster: str, grid: np.ndarray, confidence: float, n_resamples: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile cluster-bootstrap band of the Kaplan-Meier curve of ``group`` at ``grid``, resampling ``cluster``."""
+    codes, units = pd.factorize(group[cluster])
+    if len(units) < 2:
+        return np.full(grid.shape, np.nan), np.full(grid.shape, np.nan)
+    times = group["time"].to_numpy(dtype=float)
+    observed = group["observed"].to_numpy(dtype=bool)
+
+    def statistic(sample: np.ndarray, axis: int = -1) -> np.ndarray:
+        sample = np.atleast_2d(sample)
+        multiplicity = (sample[..., None] == np.arange(len(units))).sum(axis=-2)
+        return _weighted_survival(times, observed, multiplicity[:, codes].astype(float), grid).T
+
+    result = stats.bootstrap((np.arange(len(units)),), statistic, vectorized=True, confidence_level=confidence,
+                             n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    return result.confidence_interval.low, result.confidence_interval.high
+
+
+def kaplan_meier(events: pd.DataFrame, by: Sequence[str] = ("strategy",), confidence: float = 0.95,
+                 cluster: str | None = None, n_resamples: int = 999, seed: int = 0) -> pd.DataFrame:
     """Kaplan-Meier survival curves of ``time`` / ``observed`` per group (``scipy.stats.ecdf`` on CensoredData).
 
     ``events`` comes from :func:`time_to_divergence` or :func:`steps_to_target`
     (survival = not yet diverged / not yet at target). One row per group and
     distinct time (event or censoring), right-continuous; survival is 1 before
-    the first time. ``lower``/``upper``: Greenwood (linear) pointwise interval,
-    NaN where it is undefined (survival 0). Columns: ``by``..., ``time``,
-    ``survival``, ``lower``, ``upper``.
+    the first time. ``lower``/``upper``: a pointwise interval. Without
+    ``cluster``, Greenwood's (linear), which holds for independent runs only,
+    NaN where undefined (survival 0). With ``cluster`` (a column, e.g.
+    ``"seed"``): a percentile cluster bootstrap that resamples whole clusters
+    with replacement and recomputes the curve, for runs that are dependent
+    within a cluster (over a panel's grid, the runs of one seed share its
+    initial weights and data order); NaN with fewer than two clusters.
+    Columns: ``by``..., ``time``, ``survival``, ``lower``, ``upper``.
     """
     parts = []
     for key, group in _groups(events, by):
         observed = group["observed"].to_numpy(dtype=bool)
         times = group["time"].to_numpy(dtype=float)
         sf = stats.ecdf(stats.CensoredData(uncensored=times[observed], right=times[~observed])).sf
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            interval = sf.confidence_interval(confidence)
         grid = sf.quantiles
-        part = pd.DataFrame({"time": grid, "survival": sf.probabilities,
-                             "lower": interval.low.evaluate(grid), "upper": interval.high.evaluate(grid)})
+        if cluster is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                interval = sf.confidence_interval(confidence)
+            lower, upper = interval.low.evaluate(grid), interval.high.evaluate(grid)
+        else:
+            lower, upper = _cluster_band(group, cluster, grid, confidence, n_resamples, seed)
+        part = pd.DataFrame({"time": grid, "survival": sf.probabilities, "lower": lower, "upper": upper})
         for position, (name, value) in enumerate(zip(by, key, strict=True)):
             part.insert(position, name, value)
         parts.append(part)
@@ -429,8 +662,8 @@ def _compare(x: pd.Series, y: pd.Series) -> dict[str, Any]:
 
 
 def paired_tests(best_runs: pd.DataFrame, baseline: str = "none", value: str = "test_score",
-                 family: Sequence[str] | None = None) -> pd.DataFrame:
-    """Each strategy against ``baseline`` on each problem, over seeds, with Holm correction and an effect size.
+                 family: Sequence[str] = ()) -> pd.DataFrame:
+    """Each strategy against ``baseline`` on each panel, over seeds, with Holm correction and an effect size.
 
     ``best_runs`` is :func:`best_tuned_runs`; ``value`` defaults to
     ``test_score`` (failed runs at chance, so a strategy whose seeds all
@@ -439,33 +672,37 @@ def paired_tests(best_runs: pd.DataFrame, baseline: str = "none", value: str = "
     both have the same seeds, once each: Wilcoxon signed-rank on the
     seed-paired differences, zero differences split between the signs
     (``difference``: their median; ``effect``: matched-pairs rank-biserial
-    correlation; all differences zero gives p = 1); otherwise Mann-Whitney U (``difference`` of medians; ``effect``:
-    Cliff's delta = 2U / (n m) - 1). ``pvalue_holm`` adjusts within each
-    ``family`` group (default: per problem; ``[]``: all tests at once).
+    correlation; all differences zero gives p = 1); otherwise Mann-Whitney U
+    (``difference`` of medians; ``effect``: Cliff's delta = 2U / (n m) - 1).
+
+    ``pvalue_holm``: Holm's adjustment over the family a sentence reports. By
+    default one family, every (panel, strategy) test of the table, as
+    numbers.tex reports "k of N significant after Holm"; ``family`` names
+    columns whose groups are separate families instead (e.g. per panel).
     """
-    problem = panel_columns(best_runs)
+    panel = panel_columns(best_runs)
     frame = best_runs.assign(_value=best_runs[value].to_numpy(dtype=float) * _sign(best_runs["higher_is_better"]))
     rows = []
-    for key, group in _groups(frame, problem):
+    for key, group in _groups(frame, panel):
         base = group[group["strategy"] == baseline].set_index("seed")["_value"]
         if base.empty:
             continue
         for strategy, other in _groups(group[group["strategy"] != baseline], ["strategy"]):
             values = other.set_index("seed")["_value"]
-            rows.append({**dict(zip(problem, key, strict=True)), "strategy": strategy[0], "baseline": baseline,
+            rows.append({**dict(zip(panel, key, strict=True)), "strategy": strategy[0], "baseline": baseline,
                          "seeds": len(values), "baseline_seeds": len(base), **_compare(values, base)})
     tests = pd.DataFrame(rows)
     if tests.empty:
         return tests
-    families = problem if family is None else list(family)
-    if families:
-        tests["pvalue_holm"] = tests.groupby(families, dropna=False)["pvalue"].transform(lambda p: holm(p.to_numpy()))
+    if family:
+        tests["pvalue_holm"] = tests.groupby(list(family), dropna=False)["pvalue"].transform(
+            lambda p: holm(p.to_numpy()))
     else:
         tests["pvalue_holm"] = holm(tests["pvalue"].to_numpy())
     return tests
 
 
-def _problem_labels(frame: pd.DataFrame) -> pd.Series:
+def _panel_labels(frame: pd.DataFrame) -> pd.Series:
     """A readable label per row: ``task/model/optimizer`` plus ``dial=value`` for the dials that apply."""
     labels = frame["task"].astype(str) + "/" + frame["model"].astype(str) + "/" + frame["optimizer"].astype(str)
     for dial in panel_columns(frame)[3:]:
@@ -473,42 +710,70 @@ def _problem_labels(frame: pd.DataFrame) -> pd.Series:
     return labels
 
 
-def _pivot(summary: pd.DataFrame, value: str) -> tuple[pd.DataFrame, pd.Series]:
-    """Problems x strategies of ``value`` (strategies missing on any problem dropped) and each problem's direction."""
-    frame = summary.assign(problem=_problem_labels(summary).to_numpy())
-    matrix = frame.pivot(index="problem", columns="strategy", values=value).dropna(axis=1)
+METRIC_ERRORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "accuracy": lambda values: 1.0 - values,
+    "mse": lambda values: values,
+}
+"""How a metric becomes an error, a cost (lower is better, 0 is perfect): 1 - accuracy; MSE is one already."""
+
+
+def metric_error(values: Sequence[float] | np.ndarray, metrics: Sequence[str] | np.ndarray) -> np.ndarray:
+    """The error (:data:`METRIC_ERRORS`) of each value given its metric's name; an unknown metric is a ValueError."""
+    values, metrics = np.asarray(values, dtype=float), np.asarray(metrics, dtype=object)
+    unknown = sorted(set(metrics) - set(METRIC_ERRORS))
+    if unknown:
+        raise ValueError(f"no error defined for metric(s) {', '.join(map(str, unknown))}; known: "
+                         f"{', '.join(METRIC_ERRORS)}")
+    errors = np.empty_like(values)
+    for metric, to_error in METRIC_ERRORS.items():
+        errors[metrics == metric] = to_error(values[metrics == metric])
+    return errors
+
+
+def error_matrix(summary: pd.DataFrame, value: str = "mean") -> pd.DataFrame:
+    """Problems (rows, ``task/model``) x strategies: the mean over the problem's panels of each panel's error.
+
+    ``summary`` is :func:`seed_summary` of :func:`best_tuned_runs` by panel and
+    strategy (failed runs at chance); ``value`` its column (the mean over
+    seeds), turned into an error by :func:`metric_error` (1 - accuracy, MSE).
+
+    The ranking unit is the problem (task x model pair), not the panel: the
+    panels of one problem (its optimizers and stress-dial values) share its
+    data and architecture, so they are dependent; counting each as a problem
+    inflates N for Friedman and Nemenyi and shrinks the critical difference.
+    Within a problem every panel has the same metric, so the mean of their
+    errors is in one unit: the strategy's expected error on the problem over
+    its panels, each weighted equally, each tuned on its own. A problem counts
+    once however many panels it has, and the same number enters the ranks, the
+    Friedman test, the CD diagram and the performance profiles. A strategy
+    missing on any panel of some problem is dropped.
+    """
+    frame = summary.assign(error=metric_error(summary[value], summary["metric"]), panel=_panel_labels(summary),
+                           problem=summary["task"].astype(str) + "/" + summary["model"].astype(str))
+    panels = frame.pivot(index=["problem", "panel"], columns="strategy", values="error")
+    complete = panels.notna().groupby(level="problem").all()
+    matrix = panels.groupby(level="problem").mean().where(complete).dropna(axis=1)
     order = [s for s in dict.fromkeys(frame["strategy"]) if s in matrix.columns]
-    higher = frame.groupby("problem")["higher_is_better"].first().astype(bool)
-    return matrix[order].rename_axis(columns=None), higher.reindex(matrix.index)
+    return matrix[order].rename_axis(index=None, columns=None)
 
 
-def score_matrix(summary: pd.DataFrame, value: str = "mean") -> pd.DataFrame:
-    """Problems (rows, labelled ``task/model/optimizer[/dial=v]``) x strategies of ``value``, higher = better.
+def rank_matrix(errors: pd.DataFrame) -> pd.DataFrame:
+    """Rank of each strategy on each problem of an :func:`error_matrix`: 1 = lowest error, ties share the mean rank."""
+    return errors.apply(lambda row: pd.Series(stats.rankdata(row.to_numpy()), index=row.index), axis=1)
 
-    ``summary`` is :func:`seed_summary` of :func:`best_tuned_runs` (failed runs
-    at chance). MSE values are negated. Strategies absent from some problem are dropped.
+
+def friedman_test(errors: pd.DataFrame) -> pd.Series:
+    """Friedman test over the problems (rows) of an :func:`error_matrix` (``scipy.stats.friedmanchisquare``).
+
+    N is the number of rows: independent problems. Returns ``statistic``,
+    ``pvalue``, ``problems``, ``strategies``; NaN statistic and p-value with
+    fewer than 3 strategies or 2 problems, or when every problem ties all strategies.
     """
-    matrix, higher = _pivot(summary, value)
-    return matrix.mul(_sign(higher), axis=0)
-
-
-def rank_matrix(scores: pd.DataFrame) -> pd.DataFrame:
-    """Rank of each strategy on each problem of a :func:`score_matrix`: 1 = best, ties share the average rank."""
-    return scores.apply(lambda row: pd.Series(stats.rankdata(-row.to_numpy()), index=row.index), axis=1)
-
-
-def friedman_test(scores: pd.DataFrame) -> pd.Series:
-    """Friedman test over the problems of a :func:`score_matrix` (``scipy.stats.friedmanchisquare``).
-
-    Returns ``statistic``, ``pvalue``, ``problems``, ``strategies``; NaN
-    statistic and p-value with fewer than 3 strategies or 2 problems, or when
-    every problem ties all strategies.
-    """
-    problems, strategies = scores.shape
+    problems, strategies = errors.shape
     statistic = pvalue = float("nan")
     if strategies >= 3 and problems >= 2:
         with np.errstate(divide="ignore", invalid="ignore"):
-            result = stats.friedmanchisquare(*(scores[c].to_numpy() for c in scores.columns))
+            result = stats.friedmanchisquare(*(errors[c].to_numpy() for c in errors.columns))
         statistic, pvalue = float(result.statistic), float(result.pvalue)
     return pd.Series({"statistic": statistic, "pvalue": pvalue, "problems": problems, "strategies": strategies})
 
@@ -524,40 +789,36 @@ class CriticalDifference(NamedTuple):
     """Nemenyi critical difference of mean ranks at ``alpha`` (Demšar 2006)."""
 
 
-def critical_difference(scores: pd.DataFrame, alpha: float = 0.05) -> CriticalDifference:
-    """Mean ranks, Nemenyi p-values and the critical difference over the problems of a :func:`score_matrix`.
+def critical_difference(errors: pd.DataFrame, alpha: float = 0.05) -> CriticalDifference:
+    """Mean ranks, Nemenyi p-values and the critical difference over the problems of an :func:`error_matrix`.
 
     CD = q_alpha * sqrt(k (k + 1) / (6 N)), q_alpha the studentized range
-    quantile / sqrt(2), k strategies, N problems.
+    quantile / sqrt(2), k strategies, N problems (rows, independent).
     """
-    problems, strategies = scores.shape
+    problems, strategies = errors.shape
     q = stats.studentized_range.ppf(1 - alpha, strategies, np.inf) / np.sqrt(2)
     return CriticalDifference(
-        ranks=rank_matrix(scores).mean(axis=0), pvalues=sp.posthoc_nemenyi_friedman(scores),
+        ranks=rank_matrix(errors).mean(axis=0), pvalues=sp.posthoc_nemenyi_friedman(errors),
         cd=float(q * np.sqrt(strategies * (strategies + 1) / (6 * problems))),
     )
 
 
-def performance_profile(summary: pd.DataFrame, value: str = "mean",
-                        taus: Sequence[float] | None = None) -> pd.DataFrame:
-    """Performance profiles: per strategy, the fraction of problems on which it is within a factor tau of the best.
+def performance_profile(errors: pd.DataFrame, taus: Sequence[float] | None = None) -> pd.DataFrame:
+    """Dolan-Moré performance profiles on costs: per strategy, the share of problems within a factor tau of the best.
 
-    ``summary`` as for :func:`score_matrix` (failed runs at chance). The ratio
-    on a problem is ``best / value`` for higher-is-better metrics and
-    ``value / best`` for MSE, so it is >= 1 and 1 for the best (values must be
-    >= 0; 0/0 counts as 1, x/0 as inf). ``taus`` defaults to every distinct
+    ``errors`` is an :func:`error_matrix` (problems x strategies, a cost:
+    1 - accuracy or MSE, never a ratio of accuracies). The ratio on a problem
+    is ``error / best error`` of the problem, unit-free, >= 1 and 1 for the
+    best (0/0 counts as 1, x/0 as inf). ``taus`` defaults to every distinct
     finite ratio, where the profile steps. Columns: ``strategy``, ``tau``, ``fraction``.
     """
-    matrix, higher = _pivot(summary, value)
-    values = matrix.to_numpy(dtype=float)
-    up = higher.to_numpy()[:, None]
-    best = np.where(higher, matrix.max(axis=1), matrix.min(axis=1))[:, None]
-    numerator, denominator = np.where(up, best, values), np.where(up, values, best)
+    values = errors.to_numpy(dtype=float)
+    best = values.min(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(numerator == denominator, 1.0, numerator / denominator)
+        ratios = np.where(values == best, 1.0, values / best)
     grid = np.unique(ratios[np.isfinite(ratios)]) if taus is None else np.asarray(taus, dtype=float)
     fractions = (ratios[None, :, :] <= grid[:, None, None]).mean(axis=1)
-    return pd.DataFrame({"strategy": np.tile(matrix.columns, len(grid)), "tau": np.repeat(grid, matrix.shape[1]),
+    return pd.DataFrame({"strategy": np.tile(errors.columns, len(grid)), "tau": np.repeat(grid, errors.shape[1]),
                          "fraction": fractions.ravel()})
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats as sps
 
 from analysis import data, layout, numbers, plots, stats
 
@@ -132,14 +133,21 @@ def test_figures_count_diverged_seeds_as_documented(tables):
     assert plots.NOTES["chance"].startswith("Failed (diverged) runs count at the task's chance level")
 
 
-def test_curve_band_mean_and_bootstrap_interval(tables):
+def test_curve_band_keeps_diverged_seeds_at_the_chance_loss(tables):
     runs, curves = tables
     members = runs[(runs["strategy"] == "none") & (runs["lr"] == 1.0) & (runs["task"] == "mnist1d")]
-    band = data.curve_band(curves, members["run_id"].tolist(), window=1)
-    assert band["seeds"].iloc[0] == 3 and band["seeds"].iloc[-1] == 1  # two seeds stopped at step 17
+    band = data.curve_band(curves, members, window=1)
+    assert band["step"].tolist() == list(range(40))  # the whole budget, although two seeds stopped at step 17
+    assert (band["seeds"] == 3).all()  # no seed is left out
+    assert band["diverged"].iloc[16] == 0 and (band["diverged"].iloc[17:] == 2).all()
+    survivor = curves[curves["run_id"] == members.loc[members["seed"] == 0, "run_id"].iloc[0]].set_index("step")
+    chance = float(members["chance_loss"].iloc[0])
+    last = band.set_index("step").loc[39]
+    assert last["mean"] == pytest.approx((survivor.loc[39, "train_loss"] + 2 * chance) / 3)
+    assert last["mean"] > survivor.loc[39, "train_loss"]  # averaging the survivor alone would be lower
+    assert last["low"] <= last["mean"] <= last["high"] and last["high"] > last["low"]
     early = band.iloc[:10]
     assert ((early["low"] <= early["mean"] + 1e-12) & (early["mean"] <= early["high"] + 1e-12)).all()
-    assert band["high"].iloc[-1] != band["high"].iloc[-1]  # NaN: no band with one seed
 
 
 def test_smooth_is_a_trailing_mean():
@@ -171,6 +179,9 @@ def test_cd_diagram_only_where_defined(tables):
     two = runs[runs["strategy"] != "clip_value"]
     assert plots.cd_figure(two, styles) is None  # two strategies: no Friedman test, no diagram
     assert not layout.cd_defined(2, 5) and not layout.cd_defined(5, 1) and layout.cd_defined(3, 2)
+    one_problem = with_dial(runs[runs["task"] == "mnist1d"])  # two panels of one problem: still no ranking
+    assert stats.error_matrix(plots.ranking_summary(one_problem)).shape[0] == 1
+    assert plots.cd_figure(one_problem, styles) is None
 
 
 def test_config_figure_lists():
@@ -184,6 +195,9 @@ def test_config_figure_lists():
     assert set(layout.paper_stems(smoke)) <= set(stems)
     paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
     assert layout.config_cd(paper) and "clip_norm" in layout.config_regions(paper)
+    one = {**smoke, "strategies": {key: {} for key in ("none", "a", "b")},
+           "problems": [{"task": "mnist1d", "models": ["mlp"]}]}
+    assert not layout.config_cd(one)  # one task x model pair, however many panels: no CD diagram
     captions = {p.stem for p in (ROOT / "report").glob("*.rst")}
     assert {layout.stem_kind(s) for s in layout.config_stems(paper)} <= captions
 
@@ -197,6 +211,13 @@ def test_notebooks_have_no_outputs():
         assert f"plots.{notebook}_figures(" in source and "read_parquet" not in source
 
 
+def with_dial(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs again at init_gain 2 on mnist1d (a second panel of that problem), identical otherwise."""
+    second = runs[runs["task"] == "mnist1d"].assign(init_gain=2.0)
+    second = second.assign(run_id=second["run_id"] + "-gain2")
+    return pd.concat([runs, second], ignore_index=True)
+
+
 def test_numbers_and_tables(tables, tmp_path):
     runs, _ = tables
     values = numbers.compute(runs)
@@ -205,12 +226,41 @@ def test_numbers_and_tables(tables, tmp_path):
     assert values["best-strategy"].startswith("\\texttt{clip")
     assert values["friedman-p"] != "n/a"
     assert values["lr-range-mnist1d-mlp-none"] == "0.01--0.1"
+    assert values["budget-clip_norm"] == "3\\,$\\times$\\,2" and values["budget-none"] == "3\\,$\\times$\\,1"
+    assert values["default-clip_norm"] == "not in the grid"  # registered default 1.0, grid 0.5 and 2
+    assert values["stable-lrs-clip_norm-default"] == "not in the grid"
+    assert values["default-none"] == "no hyperparameters"
     paths = numbers.write(runs, tmp_path)
     text = (tmp_path / "numbers.tex").read_text()
     assert "\\benchdef{runs}{" in text
     assert "\\toprule" in (tmp_path / "table-best.tex").read_text()
+    assert "def. not in grid" in (tmp_path / "table-best.tex").read_text()
     assert "0.01--1" in (tmp_path / "table-lr-range.tex").read_text()  # clip_norm never diverges
-    assert len(paths) == 5
+    stability = (tmp_path / "table-stability.tex").read_text()
+    assert "settings" in stability and "not in the grid" in stability
+    assert len(paths) == len(numbers.GENERATED) == 5
+
+
+def test_numbers_rank_task_model_pairs_and_state_the_holm_family(tables):
+    runs = with_dial(tables[0])  # mnist1d/mlp has two panels now: still one problem
+    values = numbers.compute(runs)
+    assert values["panels"] == "3" and values["ranked-problems"] == "2"
+    q = sps.studentized_range.ppf(0.95, 3, np.inf) / math.sqrt(2)
+    assert values["cd"] == numbers.number(q * math.sqrt(3 * 4 / (6 * 2)), 2)  # N = 2 problems, not 3 panels
+    tests = stats.paired_tests(stats.best_tuned_runs(runs))
+    assert values["paired-tests"] == str(len(tests)) == "6"  # 3 panels x 2 strategies against none
+    assert values["paired-family"].startswith("all 6 tests")
+    np.testing.assert_allclose(tests["pvalue_holm"], stats.holm(tests["pvalue"].to_numpy()))
+
+
+def test_sensitivity_macro_never_averages_accuracy_with_mse(tables):
+    runs = tables[0]
+    values = numbers.compute(runs)
+    per_panel = stats.lr_sensitivity(runs).set_index(["task", "strategy"])
+    expected = per_panel.xs("none", level="strategy")["normalised"].mean()  # one panel per problem here
+    assert values["sensitivity-none"] == numbers.number(expected, 2)
+    mixed = per_panel.xs("none", level="strategy")["sensitivity"].mean()  # accuracy points + MSE units
+    assert values["sensitivity-none"] != numbers.number(mixed, 2)
 
 
 def test_numbers_cli_reports_missing_results(tmp_path):

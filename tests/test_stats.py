@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -104,6 +105,51 @@ def test_best_tuned_prefers_fewer_failures_then_mean_then_smaller_setting(tuning
     assert len(best) == 4
 
 
+def test_best_tuned_within_lr_chooses_per_learning_rate(tuning_runs):
+    at_lr = stats.best_tuned(tuning_runs, within=["lr"]).set_index(["task", "strategy", "lr"])
+    clip = at_lr.loc[("mnist1d", "clip_norm", 1.0)]
+    assert (clip["clip_norm"], clip["candidates"], clip["seeds"]) == (0.5, 2, 3)
+    assert at_lr.loc[("mnist1d", "clip_norm", 10.0), ["diverged", "candidates"]].tolist() == [3, 1]
+    assert at_lr.loc[("mnist1d", "none", 1.0), ["failed", "diverged"]].tolist() == [1, 1]
+    assert len(at_lr) == 8  # one row per panel, strategy and lr
+    runs = stats.best_tuned_runs(tuning_runs, within=["lr"])
+    assert (runs.groupby(["task", "strategy", "lr"])["seed"].size() == 3).all()
+
+
+def test_tuning_budget_counts_settings_per_panel(tuning_runs):
+    budget = stats.tuning_budget(tuning_runs).set_index(["task", "strategy"])
+    columns = ["lrs", "hyperparameters", "settings", "seeds"]
+    assert budget.loc[("mnist1d", "clip_norm"), columns].tolist() == [2, 2, 3, 3]
+    assert budget.loc[("mnist1d", "none"), columns].tolist() == [2, 1, 2, 3]
+
+
+def test_default_settings_and_runs_use_the_registered_defaults():
+    from bench import strategies
+
+    assert strategies.lookup("clip_norm").defaults["clip_norm"] == 1.0
+    assert strategies.lookup("agc").defaults["agc_clipping"] == 0.01
+    runs = make_runs([
+        *seeds([0.5, 0.5], strategy="none", lr=0.1), *seeds([0.6, 0.6], strategy="none", lr=1.0),
+        *seeds([0.7, 0.7], strategy="clip_norm", lr=0.1, clip_norm=0.5),
+        *seeds([0.6, 0.6], strategy="clip_norm", lr=0.1, clip_norm=1.0),  # the default: not the best
+        *seeds([0.8, 0.8], strategy="clip_norm", lr=1.0, clip_norm=0.5),
+        *seeds([0.7, 0.7], strategy="agc", lr=0.1, agc_clipping=0.04),  # default 0.01 not trained
+    ])
+    settings = stats.default_settings(runs).set_index("strategy")
+    assert settings.loc["clip_norm", "default"] == {"clip_norm": 1.0} and settings.loc["clip_norm", "in_grid"]
+    assert settings.loc["none", "default"] == {} and settings.loc["none", "in_grid"]
+    assert not settings.loc["none", "tuned"] and settings.loc["agc", "tuned"]
+    assert not settings.loc["agc", "in_grid"]
+    fixed = stats.default_runs(runs)
+    assert set(fixed["strategy"]) == {"none", "clip_norm"}
+    assert (fixed.loc[fixed["strategy"] == "clip_norm", "clip_norm"] == 1.0).all()
+    assert (fixed["strategy"] == "none").sum() == 4
+    best = stats.best_tuned(fixed).set_index("strategy")
+    assert best.loc["clip_norm", "val_mean"] == pytest.approx(0.6)  # tuned: 0.8 at clip_norm 0.5
+    custom = stats.default_settings(runs, defaults={"agc": {"agc_clipping": 0.04}}).set_index("strategy")
+    assert custom.loc["agc", "in_grid"] and not custom.loc["clip_norm", "in_grid"]
+
+
 def test_best_tuned_keeps_stress_dials_apart():
     runs = make_runs([*seeds([0.5, 0.5], lr=0.1, init_gain=1.0), *seeds([0.9, 0.9], lr=1.0, init_gain=1.0),
                       *seeds([0.6, 0.6], lr=0.1, init_gain=2.0), *seeds([NAN, 0.9], lr=1.0, init_gain=2.0)])
@@ -168,6 +214,32 @@ def test_divergence_rates_with_wilson_interval(tuning_runs):
     assert len(rates) == 9
 
 
+def clustered_runs() -> pd.DataFrame:
+    """Six problems of 20 runs: on three every run diverges, on three none does (pooled rate 0.5)."""
+    return make_runs([{"task": "mnist1d" if i < 3 else "adding", "model": f"m{i}", "seed": s, "diverged": i < 3}
+                      for i in range(6) for s in range(20)])
+
+
+def test_cluster_bootstrap_interval_is_wider_than_pooled_wilson_on_clustered_data():
+    runs = clustered_runs()
+    clustered = stats.cluster_rate(runs, "diverged", by=["strategy"]).iloc[0]
+    assert (clustered["clusters"], clustered["rows"], clustered["count"]) == (6, 120, 60)
+    assert clustered["rate"] == 0.5
+    pooled = stats.divergence_rates(runs, by=["strategy"]).iloc[0]
+    assert pooled["rate"] == 0.5
+    assert pooled["high"] - pooled["low"] < 0.2  # 120 runs taken as independent
+    assert clustered["high"] - clustered["low"] > 2 * (pooled["high"] - pooled["low"])  # 6 problems are
+    direct = sps.bootstrap((np.array([20.0, 20, 20, 0, 0, 0]), np.full(6, 20.0)),
+                           lambda k, n, axis=-1: k.sum(axis=axis) / n.sum(axis=axis), paired=True, vectorized=True,
+                           n_resamples=9999, method="percentile", rng=np.random.default_rng(0))
+    assert (clustered["low"], clustered["high"]) == pytest.approx(
+        (direct.confidence_interval.low, direct.confidence_interval.high))
+    even = stats.cluster_rate(runs.assign(diverged=runs["seed"] < 5), "diverged").iloc[0]
+    assert (even["rate"], even["low"], even["high"]) == (0.25, 0.25, 0.25)  # every cluster alike
+    one = stats.cluster_rate(runs[runs["model"] == "m0"], "diverged").iloc[0]
+    assert one["rate"] == 1.0 and math.isnan(one["low"]) and math.isnan(one["high"])
+
+
 def grid_runs(rates: list[float], **fields) -> list[dict]:
     """Two seeds per learning rate 1e-3 ... 10, with the given divergence rate (0, 0.5 or 1)."""
     rows = []
@@ -194,7 +266,44 @@ def test_stable_lr_range():
     assert single[["lo", "hi", "ratio", "stable_lrs"]].iloc[0].tolist() == [0.3, 0.3, 1.0, 1]
 
 
-def test_lr_sensitivity_counts_diverged_at_chance():
+def test_stability_is_judged_per_setting_with_equal_runs_per_point():
+    """At every lr, a strategy's best setting there: its two seeds, whether it has one threshold or three."""
+    runs = make_runs([
+        *grid_runs([0, 0, 0.5, 1, 1], strategy="none"),
+        *grid_runs([0, 0, 0, 0, 0.5], strategy="clip_norm", clip_norm=1.0),
+        *grid_runs([0, 0.5, 0.5, 0.5, 1], strategy="clip_norm", clip_norm=4.0),  # a bad threshold
+        *grid_runs([1, 1, 1, 1, 1], strategy="clip_norm", clip_norm=16.0),  # a hopeless one
+    ])
+    points = stats.stability_points(runs).set_index(["strategy", "lr"])
+    assert (points["seeds"] == 2).all()  # the same number of runs per point for every strategy
+    assert points.xs("clip_norm")["candidates"].tolist() == [3] * 5
+    assert points.xs("clip_norm")["clip_norm"].tolist() == [1.0] * 5
+    assert points.xs("clip_norm")["stable"].tolist() == [True, True, True, True, False]
+    assert points.xs("none")["stable"].tolist() == [True, True, False, False, False]
+    pooled = stats.divergence_rates(runs, by=["strategy", "lr"]).set_index(["strategy", "lr"])
+    assert (pooled.xs("clip_norm")["runs"] == 6).all() and (pooled.xs("none")["runs"] == 2).all()
+    assert not (pooled.xs("clip_norm")["diverged"] == 0).any()  # pooled, clip_norm would have no stable lr
+    ranges = stats.stable_lr_range(runs).set_index("strategy")
+    assert ranges.loc["clip_norm", ["lo", "hi", "stable_lrs"]].tolist() == [0.001, 1.0, 4]
+    per_threshold = stats.stable_lr_range(runs, within=["clip_norm"]).set_index(["strategy", "clip_norm"])
+    assert per_threshold.loc[("clip_norm", 4.0), ["lo", "hi", "stable_lrs"]].tolist() == [0.001, 0.001, 1]
+    assert per_threshold.loc[("clip_norm", 16.0), "stable_lrs"] == 0
+
+
+def test_lr_profile_takes_the_best_setting_at_each_lr_not_the_pooled_thresholds():
+    runs = make_runs([
+        *seeds([0.8, 0.8], strategy="clip_norm", lr=0.1, clip_norm=1.0),
+        *seeds([0.2, 0.2], strategy="clip_norm", lr=0.1, clip_norm=4.0),
+        *seeds([0.6, NAN], strategy="clip_norm", lr=1.0, clip_norm=1.0),
+        *seeds([0.3, 0.3], strategy="clip_norm", lr=1.0, clip_norm=4.0),  # no failed seed: chosen
+    ])
+    profile = stats.lr_profile(runs).set_index("lr")
+    assert profile["clip_norm"].tolist() == [1.0, 4.0]
+    assert profile["mean"].tolist() == pytest.approx([0.8, 0.3])  # pooled thresholds: 0.5 and 0.3
+    assert profile["seeds"].tolist() == [2, 2]
+
+
+def test_lr_sensitivity_counts_diverged_at_chance_and_normalises_the_gap():
     runs = make_runs([
         *seeds([0.8, 0.8], lr=0.1), *seeds([0.5, 0.7], lr=1.0), *seeds([NAN, NAN], lr=10.0),
         *seeds([0.2, 0.2], task="adding", lr=0.1), *seeds([0.5, 0.5], task="adding", lr=1.0),
@@ -202,12 +311,14 @@ def test_lr_sensitivity_counts_diverged_at_chance():
     result = stats.lr_sensitivity(runs).set_index("task")
     assert result.loc["mnist1d", ["grid_lrs", "best_lr"]].tolist() == [3, 0.1]
     assert result.loc["mnist1d", "best_mean"] == pytest.approx(0.8)
-    assert result.loc["mnist1d", "sensitivity"] == pytest.approx((0 + 0.2 + 0.7) / 3)
+    assert result.loc["mnist1d", "sensitivity"] == pytest.approx((0 + 0.2 + 0.7) / 3)  # accuracy points
+    assert result.loc["mnist1d", "normalised"] == pytest.approx((0 + 0.2 + 0.7) / 3 / (0.8 - 0.1))
     assert result.loc["adding", "best_lr"] == 0.1
     assert result.loc["adding", "best_mean"] == pytest.approx(0.2)
-    assert result.loc["adding", "sensitivity"] == pytest.approx(0.15)
+    assert result.loc["adding", "sensitivity"] == pytest.approx(0.15)  # MSE units
+    assert result.loc["adding", "normalised"] == pytest.approx(0.15 / abs(0.2 - 1 / 6))
     flat = stats.lr_sensitivity(make_runs(seeds([0.4, 0.4], lr=0.1) + seeds([0.4, 0.4], lr=1.0)))
-    assert flat["sensitivity"].iloc[0] == 0
+    assert flat["sensitivity"].iloc[0] == 0 and flat["normalised"].iloc[0] == 0
 
 
 def test_time_to_divergence_and_kaplan_meier():
@@ -243,19 +354,53 @@ def test_steps_to_target_censors_at_the_budget():
     runs = make_runs([
         {"run_id": "fast"}, {"run_id": "never"}, {"run_id": "blown", "diverged": True, "diverged_step": 15},
         {"run_id": "mse", "task": "adding"}, {"run_id": "no_curve"},
+        {"run_id": "late_blow", "diverged": True, "diverged_step": 25},  # at target at step 10, then diverged
     ])
-    evals = {"fast": [0.1, 0.6, 0.9], "never": [0.1, 0.2, 0.3], "blown": [0.1, 0.4], "mse": [1.0, 0.5, 0.05]}
+    evals = {"fast": [0.1, 0.6, 0.9], "never": [0.1, 0.2, 0.3], "blown": [0.1, 0.4], "mse": [1.0, 0.5, 0.05],
+             "late_blow": [0.1, 0.7, 0.8]}
     curves = pd.DataFrame([{"run_id": r, "step": 10 * i, "val_metric": v}
                            for r, values in evals.items() for i, v in enumerate(values)])
     events = stats.steps_to_target(runs, curves, {"mnist1d": 0.5, "adding": 0.1}).set_index("run_id")
-    assert events["time"].to_dict() == {"fast": 10, "never": 100, "blown": 100, "mse": 20, "no_curve": 100}
+    assert events["time"].to_dict() == {"fast": 10, "never": 100, "blown": 100, "mse": 20, "no_curve": 100,
+                                        "late_blow": 100}
     assert events["observed"].to_dict() == {"fast": True, "never": False, "blown": False, "mse": True,
-                                            "no_curve": False}
+                                            "no_curve": False, "late_blow": False}
     with pytest.raises(ValueError, match="adding"):
         stats.steps_to_target(runs, curves, {"mnist1d": 0.5})
     one_target = stats.steps_to_target(runs, curves, 0.95)  # out of reach for accuracy, easy for MSE
-    assert one_target["observed"].tolist() == [False, False, False, True, False]
-    assert one_target["time"].tolist() == [100, 100, 100, 10, 100]
+    assert one_target["observed"].tolist() == [False, False, False, True, False, False]
+    assert one_target["time"].tolist() == [100, 100, 100, 10, 100, 100]
+
+
+def test_weighted_survival_with_unit_weights_is_scipys_kaplan_meier():
+    rng = np.random.default_rng(1)
+    times = rng.integers(1, 20, 30).astype(float)
+    observed = rng.random(30) < 0.6
+    grid = np.arange(0.0, 21.0)
+    sf = sps.ecdf(sps.CensoredData(uncensored=times[observed], right=times[~observed])).sf
+    ours = stats._weighted_survival(times, observed, np.ones((2, 30)), grid)
+    np.testing.assert_allclose(ours, np.tile(sf.evaluate(grid), (2, 1)))
+    doubled = np.ones(30)
+    doubled[:5] = 2  # counting a run twice is the same as listing it twice
+    listed = np.concatenate([times, times[:5]]), np.concatenate([observed, observed[:5]])
+    sf = sps.ecdf(sps.CensoredData(uncensored=listed[0][listed[1]], right=listed[0][~listed[1]])).sf
+    np.testing.assert_allclose(stats._weighted_survival(times, observed, doubled[None, :], grid)[0], sf.evaluate(grid))
+
+
+def test_kaplan_meier_cluster_band_resamples_seeds():
+    """Seed 0's four runs all diverge at step 5, seed 1's never: the curve depends on which seeds are drawn."""
+    runs = make_runs([{"seed": s, "lr": lr, "diverged": s == 0, "diverged_step": 5 if s == 0 else -1, "steps": 10}
+                      for s in (0, 1) for lr in (0.01, 0.1, 1.0, 10.0)])
+    events = stats.time_to_divergence(runs)
+    greenwood = stats.kaplan_meier(events).set_index("time")
+    clustered = stats.kaplan_meier(events, cluster="seed").set_index("time")
+    assert clustered["survival"].to_dict() == greenwood["survival"].to_dict() == {5.0: 0.5, 10.0: 0.5}
+    # resamples {0, 0}, {0, 1}, {1, 1}: survival 0, 0.5, 1 at step 5, drawn 1/4, 1/2, 1/4 of the time
+    assert (clustered.loc[5.0, "lower"], clustered.loc[5.0, "upper"]) == (0.0, 1.0)
+    assert clustered.loc[5.0, "upper"] - clustered.loc[5.0, "lower"] > greenwood.loc[5.0, "upper"] - greenwood.loc[
+        5.0, "lower"]
+    single = stats.kaplan_meier(events[events["seed"] == 1], cluster="seed")
+    assert single[["lower", "upper"]].isna().all(axis=None)  # one cluster: no interval
 
 
 def spiky_curves() -> pd.DataFrame:
@@ -347,14 +492,27 @@ def test_paired_tests(test_runs):
     greater = sum(x > y for x in [0.6, 0.3, 0.5] for y in [0.50, 0.52, 0.48, 0.55, 0.45])
     less = sum(x < y for x in [0.6, 0.3, 0.5] for y in [0.50, 0.52, 0.48, 0.55, 0.45])
     assert short["effect"] == pytest.approx((greater - less) / 15)  # Cliff's delta
-    mnist = tests.loc["mnist1d"]
-    np.testing.assert_allclose(mnist["pvalue_holm"], stats.holm(mnist["pvalue"].to_numpy()))
     single = tests.loc[("adding", "clip_norm")]  # one seed, lower MSE: better
     assert (single["test"], single["pvalue"], single["effect"]) == ("wilcoxon", 1.0, 1.0)
     assert single["difference"] == pytest.approx(0.1)
     assert single["pvalue_holm"] == 1.0
-    pooled = stats.paired_tests(stats.best_tuned_runs(test_runs), family=[])
-    np.testing.assert_allclose(pooled["pvalue_holm"], stats.holm(pooled["pvalue"].to_numpy()))
+
+
+def test_holm_family_is_every_test_reported_unless_stated():
+    """Two panels: by default Holm adjusts over all six (panel, strategy) tests, as numbers.tex reports them."""
+    base = [0.50, 0.52, 0.48, 0.55, 0.45, 0.51]
+    better = [b + 0.01 * (i + 1) for i, b in enumerate(base)]  # all six differences positive: p = 2 / 64
+    rows = []
+    for gain in (1.0, 2.0):
+        rows += [*seeds(base, strategy="none", init_gain=gain), *seeds(better, strategy="clip_norm", init_gain=gain),
+                 *seeds(base, strategy="same", init_gain=gain), *seeds(better, strategy="agc", init_gain=gain)]
+    tests = stats.paired_tests(stats.best_tuned_runs(make_runs(rows)))
+    assert len(tests) == 6
+    p = 2 / 64
+    assert sorted(tests["pvalue"]) == pytest.approx([p] * 4 + [1.0] * 2)
+    assert sorted(tests["pvalue_holm"]) == pytest.approx([6 * p] * 4 + [1.0] * 2)  # family of 6: 4 smallest x6
+    per_panel = stats.paired_tests(stats.best_tuned_runs(make_runs(rows)), family=["init_gain"])
+    assert sorted(per_panel["pvalue_holm"]) == pytest.approx([3 * p] * 4 + [1.0] * 2)  # family of 3
 
 
 def summary_table() -> pd.DataFrame:
@@ -367,50 +525,94 @@ def summary_table() -> pd.DataFrame:
     }
     return pd.DataFrame([
         {"task": t, "model": m, "optimizer": "sgd", "init_gain": 1.0, "strategy": s, "mean": v,
-         "higher_is_better": t != "adding"}
+         "metric": "mse" if t == "adding" else "accuracy", "higher_is_better": t != "adding"}
         for (t, m), row in values.items() for s, v in row.items()
     ])
 
 
-def test_score_and_rank_matrices():
-    scores = stats.score_matrix(summary_table())
-    assert scores.columns.tolist() == ["a", "b", "c"]
-    assert scores.index.tolist() == ["adding/lstm/sgd/init_gain=1", "digits/cnn/sgd/init_gain=1",
-                                     "mnist1d/cnn/sgd/init_gain=1", "mnist1d/mlp/sgd/init_gain=1"]
-    assert scores.loc["adding/lstm/sgd/init_gain=1"].tolist() == [-0.1, -0.2, -0.4]
-    ranks = stats.rank_matrix(scores)
-    assert ranks.loc["mnist1d/cnn/sgd/init_gain=1"].tolist() == [1.5, 1.5, 3.0]
-    assert ranks.loc["digits/cnn/sgd/init_gain=1"].tolist() == [2.0, 1.0, 3.0]
+def test_error_and_rank_matrices():
+    errors = stats.error_matrix(summary_table())
+    assert errors.columns.tolist() == ["a", "b", "c"]
+    assert errors.index.tolist() == ["adding/lstm", "digits/cnn", "mnist1d/cnn", "mnist1d/mlp"]
+    assert errors.loc["adding/lstm"].tolist() == pytest.approx([0.1, 0.2, 0.4])  # MSE is a cost already
+    assert errors.loc["digits/cnn"].tolist() == pytest.approx([0.4, 0.1, 0.7])  # 1 - accuracy
+    ranks = stats.rank_matrix(errors)
+    assert ranks.loc["mnist1d/cnn"].tolist() == [1.5, 1.5, 3.0]
+    assert ranks.loc["digits/cnn"].tolist() == [2.0, 1.0, 3.0]
     assert ranks.mean().tolist() == [1.375, 1.625, 3.0]
+    with pytest.raises(ValueError, match="perplexity"):
+        stats.error_matrix(summary_table().assign(metric="perplexity"))
+
+
+def dependent_panels() -> pd.DataFrame:
+    """Three problems, each with four panels (two optimizers x two init gains), three strategies."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for task, model, offset in (("mnist1d", "mlp", 0.0), ("digits", "cnn", 0.1), ("mnist1d", "cnn", 0.2)):
+        for optimizer, gain in itertools.product(("sgd", "adam"), (1.0, 2.0)):
+            for strategy, quality in (("a", 0.9), ("b", 0.8), ("c", 0.7)):
+                rows.append({"task": task, "model": model, "optimizer": optimizer, "init_gain": gain,
+                             "strategy": strategy, "metric": "accuracy", "higher_is_better": True,
+                             "mean": quality - offset - 0.05 * gain + 0.01 * rng.random()})
+    return pd.DataFrame(rows)
+
+
+def test_ranking_unit_is_the_problem_not_the_panel():
+    summary = dependent_panels()
+    errors = stats.error_matrix(summary)
+    assert errors.shape == (3, 3)  # N = 3 problems, not 12 panels
+    one = summary[(summary["task"] == "digits") & (summary["strategy"] == "b")]
+    assert errors.loc["digits/cnn", "b"] == pytest.approx((1 - one["mean"]).mean())  # mean over its 4 panels
+    friedman = stats.friedman_test(errors)
+    assert friedman["problems"] == 3
+    direct = sps.friedmanchisquare(*(errors[c] for c in errors.columns))
+    assert friedman["statistic"] == pytest.approx(direct.statistic) == pytest.approx(6.0)  # a < b < c everywhere
+    cd = stats.critical_difference(errors)
+    q = sps.studentized_range.ppf(0.95, 3, np.inf) / math.sqrt(2)
+    assert cd.cd == pytest.approx(q * math.sqrt(3 * 4 / (6 * 3)))  # N = 3
+    assert cd.cd == pytest.approx(2 * q * math.sqrt(3 * 4 / (6 * 12)))  # twice what 12 panels would give
+    assert cd.ranks.to_dict() == {"a": 1.0, "b": 2.0, "c": 3.0}
+    incomplete = summary.drop(summary.index[(summary["strategy"] == "c") & (summary["optimizer"] == "adam")][:1])
+    assert stats.error_matrix(incomplete).columns.tolist() == ["a", "b"]  # c lacks a panel of one problem
 
 
 def test_friedman_and_critical_difference():
-    scores = stats.score_matrix(summary_table())
-    result = stats.friedman_test(scores)
-    direct = sps.friedmanchisquare(*(scores[c] for c in scores.columns))
+    errors = stats.error_matrix(summary_table())
+    result = stats.friedman_test(errors)
+    direct = sps.friedmanchisquare(*(errors[c] for c in errors.columns))
     assert (result["statistic"], result["pvalue"]) == (pytest.approx(direct.statistic), pytest.approx(direct.pvalue))
     assert (result["problems"], result["strategies"]) == (4, 3)
-    assert stats.friedman_test(scores[["a", "b"]])[["statistic", "pvalue"]].isna().all()
+    assert stats.friedman_test(errors[["a", "b"]])[["statistic", "pvalue"]].isna().all()
     tied = pd.DataFrame(np.ones((3, 3)), columns=list("xyz"))
     assert math.isnan(stats.friedman_test(tied)["pvalue"])
-    cd = stats.critical_difference(scores)
+    cd = stats.critical_difference(errors)
     assert cd.ranks.to_dict() == {"a": 1.375, "b": 1.625, "c": 3.0}
-    pd.testing.assert_frame_equal(cd.pvalues, sp.posthoc_nemenyi_friedman(scores))
+    pd.testing.assert_frame_equal(cd.pvalues, sp.posthoc_nemenyi_friedman(errors))
     assert cd.cd == pytest.approx(2.343 * math.sqrt(3 * 4 / (6 * 4)), abs=1e-3)  # Demšar (2006), table 5
 
 
-def test_performance_profile():
-    rows = [("mnist1d", "a", 0.8), ("mnist1d", "b", 0.4), ("adding", "a", 0.2), ("adding", "b", 0.1),
-            ("digits", "a", 0.5), ("digits", "b", 0.5)]
-    summary = pd.DataFrame([{"task": t, "model": "m", "optimizer": "sgd", "strategy": s, "mean": v,
-                             "higher_is_better": t != "adding"} for t, s, v in rows])
-    profile = stats.performance_profile(summary).set_index(["strategy", "tau"])["fraction"]
-    assert profile.to_dict() == {("a", 1.0): 2 / 3, ("b", 1.0): 2 / 3, ("a", 2.0): 1.0, ("b", 2.0): 1.0}
-    on_grid = stats.performance_profile(summary, taus=[1.5]).set_index("strategy")["fraction"]
-    assert on_grid.to_dict() == {"a": 2 / 3, "b": 2 / 3}
-    zero = summary.assign(mean=[0.8, 0.0, 0.0, 0.1, 0.0, 0.0])  # accuracy 0 and a perfect MSE
-    profile = stats.performance_profile(zero, taus=[1.0, 1e9]).set_index(["strategy", "tau"])["fraction"]
-    assert profile.to_dict() == {("a", 1.0): 1.0, ("b", 1.0): 1 / 3, ("a", 1e9): 1.0, ("b", 1e9): 1 / 3}
+def profile_summary(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    """A per-panel summary of strategies on tasks (``adding`` in MSE, the others in accuracy)."""
+    return pd.DataFrame([{"task": t, "model": "m", "optimizer": "sgd", "strategy": s, "mean": v,
+                          "metric": "mse" if t == "adding" else "accuracy", "higher_is_better": t != "adding"}
+                         for t, s, v in rows])
+
+
+def test_performance_profile_is_on_costs():
+    summary = profile_summary([("mnist1d", "a", 0.8), ("mnist1d", "b", 0.4), ("adding", "a", 0.2),
+                               ("adding", "b", 0.1), ("digits", "a", 0.5), ("digits", "b", 0.5)])
+    profile = stats.performance_profile(stats.error_matrix(summary))
+    # errors: mnist1d 0.2 vs 0.6 (ratio 3; a ratio of accuracies would say 2), adding 0.2 vs 0.1 (ratio 2)
+    assert profile["tau"].tolist() == pytest.approx([1, 1, 2, 2, 3, 3])
+    assert profile["strategy"].tolist() == ["a", "b"] * 3
+    assert profile["fraction"].tolist() == pytest.approx([2 / 3, 2 / 3, 1, 2 / 3, 1, 1])
+    on_grid = stats.performance_profile(stats.error_matrix(summary), taus=[2.5]).set_index("strategy")["fraction"]
+    assert on_grid.to_dict() == {"a": 1.0, "b": 2 / 3}
+    perfect = profile_summary([("mnist1d", "a", 1.0), ("mnist1d", "b", 0.9), ("adding", "a", 0.0),
+                               ("adding", "b", 0.0)])  # a perfect accuracy and two perfect MSEs
+    profile = stats.performance_profile(stats.error_matrix(perfect), taus=[1.0, 1e9])
+    assert profile.set_index(["strategy", "tau"])["fraction"].to_dict() == {
+        ("a", 1.0): 1.0, ("b", 1.0): 0.5, ("a", 1e9): 1.0, ("b", 1e9): 0.5}
 
 
 def test_strategy_cost_per_run_step_relative_to_none():
