@@ -66,6 +66,8 @@ class BuiltCell:
     lr: Tensor
     warmup_steps: Tensor
     schedule: str
+    spike_rate: Tensor
+    spike_scale: float
     optimizer: Transform
     chain: list[Transform]
 
@@ -122,6 +124,8 @@ def build(cell: Cell) -> BuiltCell:
         lr=torch.tensor([[run.lr] for run in cell.runs], dtype=torch.float32, device=device),
         warmup_steps=torch.tensor([[float(run.dials.get("warmup_steps", 0))] for run in cell.runs], device=device),
         schedule=sweep.setting("optimizers", cell.optimizer, "schedule"),
+        spike_rate=torch.tensor([float(run.dials.get("spike_rate", 0.0)) for run in cell.runs], device=device),
+        spike_scale=float(sweep.setting("tasks", cell.task, "spike_scale")),
         optimizer=optim.make(cell.optimizer["kind"], **sweep.factory_options("optimizers", cell.optimizer)),
         chain=strategies.build(cell.members, hyperparameters),
     )
@@ -211,10 +215,10 @@ def record_evaluation(built: BuiltCell, state: LoopState, row: int) -> None:
         state.evals[f"{split}_metric"][row] = torch.where(recorded, metric, float("nan"))
 
 
-def forward_backward(built: BuiltCell, params: Tensor, batch: Tensor) -> tuple[Tensor, Tensor]:
-    """Each run's loss on its batch ``batch`` (K, B), (K,), and its gradient as a (K, P) buffer:
-    one backward pass of the summed losses (runs share no parameter, so each run's gradient is its own)."""
-    xb, yb = built.inputs["train"][batch], built.targets["train"][batch]
+def forward_backward(built: BuiltCell, params: Tensor, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+    """Each run's loss on its batch (inputs ``xb`` (K, B, ...), targets ``yb``), (K,), and its gradient
+    as a (K, P) buffer: one backward pass of the summed losses (runs share no parameter, so each run's
+    gradient is its own)."""
     leaf = params.detach().requires_grad_(True)
     loss = built.task.loss(built.model.forward(built.layout.split(leaf), xb), yb)
     (flat_grads,) = torch.autograd.grad(loss.sum(), leaf)
@@ -256,8 +260,10 @@ def keep_where(mask: Tensor, new: Any, old: Any) -> Any:
     return select(mask, new, old)
 
 
-def step(built: BuiltCell, state: LoopState, batch: Tensor) -> None:
-    """One lockstep step of all K runs on their batches ``batch`` (K, B), in place on ``state``."""
+def step(built: BuiltCell, state: LoopState, batch: Tensor, spike: Tensor | None = None) -> None:
+    """One lockstep step of all K runs on their batches ``batch`` (K, B), in place on ``state``;
+    ``spike`` (K, 2): the factor on the inputs of one example of each run's batch and its slot
+    (the bad-batch dial, see :func:`spike_plan`; None: no run is corrupted)."""
     t, chain, layout, logs = state.step, built.chain, built.layout, state.logs
     old_chain_states = state.chain_states
     new_chain_states = list(old_chain_states)
@@ -269,8 +275,15 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor) -> None:
     lr = built.lr_at(t)
     context = {"optimizer_state": state.opt_state, "lr": lr, "step": t}  # what a strategy may read
 
+    # batch: each run's own examples; a bad batch has one example's inputs scaled
+    xb, yb = built.inputs["train"][batch], built.targets["train"][batch]
+    if spike is not None:
+        runs = torch.arange(len(batch), device=batch.device)
+        slots = spike[:, 1].long()
+        xb[runs, slots] = xb[runs, slots] * spike[:, 0].view(-1, *[1] * (xb.dim() - 2))
+
     # forward/backward: each run's loss on its own batch and its own gradient
-    loss, flat_grads = forward_backward(built, state.params, batch)
+    loss, flat_grads = forward_backward(built, state.params, xb, yb)
 
     # divergence: a non-finite loss, or one above divergence_factor x the initial (first finite) loss,
     # freezes the run; with a skip strategy a non-finite loss skips the step instead
@@ -351,6 +364,21 @@ def batch_plan(built: BuiltCell, steps: range) -> Tensor:
     return drawn[:, [seeds.index(r.seed) for r in built.cell.runs]].to(built.device)
 
 
+def spike_plan(built: BuiltCell, steps: range) -> Tensor | None:
+    """Every run's bad-batch factor and example slot for ``steps``, (len(steps), K, 2), or None when no
+    run of the cell has a ``spike_rate`` above 0. A run's draws depend on its seed only
+    (bench.tasks.spike_draws); its factor is ``spike_scale`` where the draw falls below its rate, else 1."""
+    if not any(run.dials.get("spike_rate", 0.0) > 0 for run in built.cell.runs):
+        return None
+    seeds = sorted({r.seed for r in built.cell.runs})
+    drawn = [tasks.spike_draws(seed, built.cell.batch_size, steps) for seed in seeds]
+    column = [seeds.index(r.seed) for r in built.cell.runs]
+    u = torch.stack([d[0] for d in drawn], dim=1)[:, column].to(built.device)
+    slots = torch.stack([d[1] for d in drawn], dim=1)[:, column].to(built.device)
+    factor = torch.where(u < built.spike_rate, built.spike_scale, 1.0)
+    return torch.stack([factor, slots.float()], dim=2)
+
+
 def train(built: BuiltCell, progress: bool = True, checkpoint_path: Path | None = None,
           checkpoint_every: int = 0) -> History:
     """Train all runs of a built cell in lockstep and return their history.
@@ -364,7 +392,7 @@ def train(built: BuiltCell, progress: bool = True, checkpoint_path: Path | None 
     saved = checkpoint.load(checkpoint_path, cell, device) if checkpoint_path else None
     state = LoopState(**saved) if saved else fresh_state(built)
     resumed_from = state.step
-    plan, plan_start = batch_plan(built, range(0)), 0
+    plan, spikes, plan_start = batch_plan(built, range(0)), None, 0
     eval_rows = {t: row for row, t in enumerate(eval_steps(cell))}
 
     started = time.perf_counter() - state.elapsed_s
@@ -377,8 +405,9 @@ def train(built: BuiltCell, progress: bool = True, checkpoint_path: Path | None 
             break
         if not plan_start <= state.step < plan_start + len(plan):  # the plan comes in blocks: bounded memory
             plan_start = state.step
-            plan = batch_plan(built, range(plan_start, min(plan_start + PLAN_BLOCK, cell.steps)))
-        step(built, state, plan[state.step - plan_start])
+            block = range(plan_start, min(plan_start + PLAN_BLOCK, cell.steps))
+            plan, spikes = batch_plan(built, block), spike_plan(built, block)
+        step(built, state, plan[state.step - plan_start], None if spikes is None else spikes[state.step - plan_start])
         bar.update(1)
         if checkpoint_path and checkpoint_every and state.step % checkpoint_every == 0 and state.step < cell.steps:
             state.elapsed_s = time.perf_counter() - started

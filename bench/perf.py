@@ -92,7 +92,9 @@ class EngineTimer:
         synchronize(self.built.device)
         started = time.perf_counter()
         for step in range(steps):
-            engine.forward_backward(self.built, self.state.params, self.indices[step % len(self.indices)])
+            batch = self.indices[step % len(self.indices)]
+            engine.forward_backward(self.built, self.state.params, self.built.inputs["train"][batch],
+                                    self.built.targets["train"][batch])
         synchronize(self.built.device)
         return (time.perf_counter() - started) / steps
 

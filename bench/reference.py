@@ -158,11 +158,16 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
     form = models.input_form(cell.model["family"])
     x, y = task.inputs("train", form).to(device), task.targets("train").to(device)
     order = tasks.batch_indices(run.seed, len(x), cell.batch_size, range(cell.steps)).to(device)
+    rate, scale = run.dials.get("spike_rate", 0.0), sweep.setting("tasks", cell.task, "spike_scale")
+    draws, slots = tasks.spike_draws(run.seed, cell.batch_size, range(cell.steps))
     losses, snapshots, initial, diverged, consecutive = [], [], None, -1, 0
     skips_nonfinite = "skip_nonfinite" in cell.members  # optax's apply_if_finite: a bad step is skipped
     started = time.perf_counter()
     for step in range(cell.steps):
         xb, yb = x[order[step]], y[order[step]]
+        if draws[step] < rate:  # a bad batch: one example's inputs scaled
+            xb = xb.clone()
+            xb[slots[step]] *= scale
         opt.zero_grad()
         outputs = net(xb)
         loss = task.loss(outputs.unsqueeze(0), yb.unsqueeze(0))[0]

@@ -176,3 +176,19 @@ def test_skip_nonfinite_ends_a_run_after_max_consecutive_skips() -> None:
     history = poisoned_training({"skip_nonfinite": {"max_consecutive_skips": [0, 3]}}, poison_all=True)
     # every step is non-finite: 0 skips allowed ends at step 0, 3 skips (steps 0-2) end at step 3
     assert history.diverged_step.tolist() == [0, 3, 0, 3]  # runs: lr x max_consecutive_skips
+
+
+def test_with_the_spike_dial_on_none_shows_gradient_norm_spikes_at_exactly_the_corrupted_steps() -> None:
+    tasks = {"mnist1d": {"kind": "mnist1d", "n_train": 400, "spike_rate": [0.0, 0.25], "spike_scale": 100.0}}
+    models = {"mlp": {"family": "mlp", "depth": 3, "width": 16, "activation": "relu"}}  # tanh would saturate
+    config = make_config(tasks=tasks, models=models, steps=40, seeds=[3], divergence_factor=1e9,
+                         optimizers={"sgd": {"kind": "sgd", "learning_rates": [0.001]}})
+    cell, _, history = train(config)
+    rates = [run.dials["spike_rate"] for run in cell.runs]
+    draws, _ = engine.tasks.spike_draws(3, cell.batch_size, range(cell.steps))
+    corrupted = (draws < 0.25).numpy()
+    assert 3 <= corrupted.sum() <= 20
+    norms = history.step_metrics["grad_norm_pre"]
+    clean, spiky = norms[:, rates.index(0.0)], norms[:, rates.index(0.25)]
+    assert (spiky[corrupted] > 10 * np.median(clean)).all()  # a spike at every corrupted step
+    assert (spiky[~corrupted] < 3 * np.median(clean)).all()  # and nowhere else

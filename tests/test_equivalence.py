@@ -178,3 +178,11 @@ def test_warmup_starts_from_zero_and_cosine_ends_at_zero() -> None:
     assert schedules.factor("cosine", 4, 4, 10) == 1.0 and schedules.factor("cosine", 10, 4, 10) == pytest.approx(0)
     factors = schedules.factors("cosine", 7, torch.tensor([[0.0], [4.0], [10.0]]), 10)
     assert factors.flatten().tolist() == pytest.approx([schedules.factor("cosine", 7, w, 10) for w in (0, 4, 10)])
+
+
+def test_bad_batches_match_the_oracle() -> None:
+    tasks = {"adding": {"kind": "adding", "length": 8, "n_train": 200, "n_eval": 64, "spike_rate": [0.0, 0.3],
+                        "spike_scale": 5.0}}
+    config = make_config(tasks=tasks, problems=[{"task": "adding", "models": ["lstm"]}], seeds=[1],
+                         strategies={"clip_norm": {"clip_norm": [1.0]}})
+    assert_matches_oracle(only_cell(config))

@@ -36,7 +36,8 @@ from torch import Tensor
 from bench import atomic
 from bench.registry import Registry, discover
 
-REGISTRY = Registry("task kind")
+REGISTRY = Registry("task kind", settings={"spike_scale": 100.0}, dials={"spike_rate": 0.0})
+"""Every task takes the bad-batch dial ``spike_rate`` and its ``spike_scale`` (:func:`spike_draws`)."""
 register = REGISTRY.register
 
 FORMS = {
@@ -168,6 +169,22 @@ def load(kind: str, **options: Any) -> Task:
     again; the cache holds each data set once, written atomically.
     """
     return _load(kind, tuple(sorted(options.items())))
+
+
+def spike_draws(seed: int, batch_size: int, steps: range) -> tuple[Tensor, Tensor]:
+    """A run's bad-batch draws for the given steps: a uniform number u (len(steps),) and an example slot
+    (len(steps),) per step, from a generator seeded by (seed, step) only, so a run can resume anywhere.
+
+    The bad-batch dial (Chowdhery et al. 2022, PaLM, sec. 5.1: data-driven loss spikes): a step is
+    corrupted where ``u < spike_rate``, and then the inputs of the example in ``slot`` of its batch are
+    multiplied by ``spike_scale``.
+    """
+    us, slots = [], []
+    for step in steps:
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, 7]).generate_state(1)[0]))
+        us.append(torch.rand((), generator=generator))
+        slots.append(torch.randint(batch_size, (), generator=generator))
+    return torch.stack(us) if us else torch.empty(0), torch.stack(slots) if slots else torch.empty(0, dtype=torch.long)
 
 
 def batch_indices(seed: int, n_train: int, batch_size: int, steps: range) -> Tensor:
