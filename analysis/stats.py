@@ -5,7 +5,7 @@ tables (README, "Results schema"); nothing here plots. Vocabulary:
 
 - a *problem* is a (task, model) pair (:data:`PROBLEM_COLUMNS`);
 - a *panel* is what a strategy is compared on within a problem: task, model,
-  optimizer and the stress dials (bench.sweep.run_dials), see
+  optimizer and the stress dials (bench.sweep.stress_dials), see
   :func:`panel_columns`;
 - a *setting* is one point of a strategy's tuning grid: learning rate and the
   strategy's hyperparameters (:func:`setting_columns`); its runs differ only
@@ -51,13 +51,14 @@ import scikit_posthocs as sp
 from scipy import stats
 
 from bench.columns import RUNS_COLUMNS
-from bench.sweep import run_dials
+from bench.sweep import stress_dials
 
 RUN_COLUMNS = tuple(RUNS_COLUMNS)
 """The fixed columns of runs.parquet (bench.columns)."""
 
-STRESS_DIALS = tuple(run_dials())
-"""Run-level stress dials (bench.sweep.run_dials): part of the panel, never tuned."""
+STRESS_DIALS = tuple(stress_dials())
+"""Run-level stress dials (bench.sweep.stress_dials): part of the panel, never tuned. Other dials
+(an optimizer's ``warmup_steps``) are setting columns, tuned like the learning rate."""
 
 PROBLEM_COLUMNS = ("task", "model")
 """The columns naming a problem: the independent unit of every comparison across problems."""

@@ -57,11 +57,14 @@ class Registry:
     """Named factories of one kind (``task``, ``model family``, ``optimizer``)."""
 
     def __init__(self, kind: str, settings: Mapping[str, object] | None = None,
-                 dials: Mapping[str, float] | None = None) -> None:
+                 dials: Mapping[str, float] | None = None, tuned: Iterable[str] = ()) -> None:
         self.kind = kind
         self.entries: dict[str, Entry] = {}
         self.settings = dict(settings or {})
         self.common_dials = dict(dials or {})
+        self.tuned = frozenset(tuned)
+        """Dials that are a training recipe's knobs, tuned on validation like the learning rate
+        (an optimizer's warm-up), rather than stress dials that define the problem."""
 
     def register(self, name: str, *, dials: Mapping[str, float] | None = None,
                  **meta: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

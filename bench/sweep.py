@@ -9,8 +9,8 @@ one line naming the key and what is allowed.
 A cell fixes everything that changes shapes or code paths: task, model,
 optimizer and strategy; its id reads ``<task>-<model>-<optimizer>-<strategy>``.
 Its runs are the product of learning rates, strategy hyperparameter grids,
-run-level stress dials (lists in task, model and optimizer entries, see
-:func:`run_dials`) and seeds.
+run-level dials (lists in task, model and optimizer entries, see
+:func:`stress_dials`) and seeds.
 """
 
 from __future__ import annotations
@@ -60,12 +60,20 @@ def setting(section: str, entry: dict[str, Any], key: str) -> Any:
     return entry.get(key, registered(section, entry).settings[key])
 
 
-def run_dials() -> dict[str, float]:
+def stress_dials() -> dict[str, float]:
     """Every per-run stress dial a config can set (tasks, model families, optimizers), with its default.
 
-    A dial is a list in its config entry: one run per value, never tuned (a part of the problem).
+    A dial is a list in its config entry, one run per value. A stress dial is part of the problem and
+    never tuned (``init_gain``, ``recurrent_radius``, ``spike_rate``); the other dials are tuned on
+    validation like the learning rate (an optimizer's ``warmup_steps``, see ``Registry.tuned``).
     """
-    return {dial: default for _, registry in SECTIONS.values() for dial, default in registry.dials().items()}
+    return {dial: default for _, registry in SECTIONS.values() for dial, default in registry.dials().items()
+            if dial not in registry.tuned}
+
+
+RECIPE_KEYS = ("warmup_steps",)
+"""Keys of a strategy entry besides ``chain`` and its members' hyperparameters: the optimizer dials it
+sets for its own cell (a warm-up as a mitigation of its own, or combined with a strategy)."""
 
 
 class ConfigError(ValueError):
@@ -157,11 +165,17 @@ def check(config: dict[str, Any]) -> None:
     """The semantic checks a JSON schema cannot express; raise ConfigError."""
     for section, (named_by, _) in SECTIONS.items():
         for name, entry in config[section].items():
-            allowed = registered(section, entry).allowed()
+            factory = registered(section, entry)
+            allowed = factory.allowed()
             for key in entry:
                 if key not in (named_by, "learning_rates", *allowed):
                     raise ConfigError(f"config key '{section}.{name}.{key}' does not apply to {entry[named_by]}; "
                                       f"allowed: {', '.join(allowed)}")
+            if "check" in factory.meta:
+                try:
+                    factory.meta["check"](**factory_options(section, entry))
+                except ValueError as error:
+                    raise ConfigError(f"config key '{section}.{name}': {error}") from None
     for i, problem in enumerate(config["problems"]):
         if problem["task"] not in config["tasks"]:
             raise ConfigError(f"config key 'problems.{i}.task': unknown task {problem['task']!r}; "
@@ -184,7 +198,7 @@ def check(config: dict[str, Any]) -> None:
                 raise ConfigError(f"config key '{key}': unknown strategy {member!r}; "
                                   f"allowed: {', '.join(strategies.known())}")
         for key in entry:
-            if key != "chain" and strategies.owner(key, members) is None:
+            if key not in ("chain", *RECIPE_KEYS) and strategies.owner(key, members) is None:
                 allowed = ", ".join(k for m in members for k in strategies.lookup(m).defaults) or "none"
                 raise ConfigError(f"config key 'strategies.{name}.{key}' is not a hyperparameter of "
                                   f"{'+'.join(members)}; allowed: {allowed}")
@@ -228,12 +242,13 @@ def cells(config: dict[str, Any]) -> list[Cell]:
                 dials = {**entry_dials("tasks", config["tasks"][task_name]), **entry_dials("models", model),
                          **entry_dials("optimizers", optimizer)}
                 for strategy_name, entry in config["strategies"].items():
-                    grid = {k: v for k, v in entry.items() if k != "chain"}
+                    grid = {k: v for k, v in entry.items() if k not in ("chain", *RECIPE_KEYS)}
+                    cell_dials = {**dials, **{k: v for k, v in entry.items() if k in RECIPE_KEYS}}
                     runs = [
                         Run(lr=lr, seed=seed, hyperparameters=hp, dials=dial)
                         for lr in optimizer["learning_rates"]
                         for hp in _grid(grid)
-                        for dial in _grid(dials)
+                        for dial in _grid(cell_dials)
                         for seed in config["seeds"]
                     ]
                     result.append(Cell(

@@ -186,3 +186,16 @@ def test_bad_batches_match_the_oracle() -> None:
     config = make_config(tasks=tasks, problems=[{"task": "adding", "models": ["lstm"]}], seeds=[1],
                          strategies={"clip_norm": {"clip_norm": [1.0]}})
     assert_matches_oracle(only_cell(config))
+
+
+def test_warm_up_as_a_strategy_entry_sets_the_warm_up_of_its_own_cell_only() -> None:
+    from bench import sweep
+
+    strategies = {"none": {}, "warmup": {"chain": ["none"], "warmup_steps": [5]},
+                  "clip_norm_warmup": {"chain": ["clip_norm"], "clip_norm": [0.5], "warmup_steps": [0, 5]}}
+    cells = {cell.strategy_name: cell for cell in sweep.cells(make_config(strategies=strategies))}
+    assert {run.dials["warmup_steps"] for run in cells["none"].runs} == {0}
+    assert {run.dials["warmup_steps"] for run in cells["warmup"].runs} == {5}
+    assert {run.dials["warmup_steps"] for run in cells["clip_norm_warmup"].runs} == {0, 5}
+    assert cells["warmup"].members == ["none"]
+    assert_matches_oracle(cells["clip_norm_warmup"])

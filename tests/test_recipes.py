@@ -21,6 +21,7 @@ import yaml
 
 from bench import models, optim, strategies, tasks
 from bench.registry import keyword_options
+from bench.sweep import RECIPE_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
@@ -41,7 +42,7 @@ def test_the_schema_allows_exactly_what_is_registered(section: str) -> None:
 
 
 def test_the_schema_allows_exactly_the_registered_strategy_hyperparameters() -> None:
-    properties = set(SCHEMA["$defs"]["strategy"]["properties"]) - {"chain"}
+    properties = set(SCHEMA["$defs"]["strategy"]["properties"]) - {"chain", *RECIPE_KEYS}
     assert properties == {key for name in strategies.known() for key in strategies.lookup(name).defaults}
 
 

@@ -65,10 +65,12 @@ def tuning_runs() -> pd.DataFrame:
 
 def test_columns_match_the_results_schema():
     from bench.columns import RUNS_COLUMNS
-    from bench.sweep import run_dials
+    from bench.sweep import stress_dials
 
     assert stats.RUN_COLUMNS == tuple(RUNS_COLUMNS)
-    assert stats.STRESS_DIALS == tuple(run_dials()) and {"init_gain", "recurrent_radius"} <= set(stats.STRESS_DIALS)
+    assert stats.STRESS_DIALS == tuple(stress_dials())
+    assert {"init_gain", "recurrent_radius", "spike_rate"} <= set(stats.STRESS_DIALS)
+    assert "warmup_steps" not in stats.STRESS_DIALS  # tuned like the learning rate: a setting column
 
 
 def test_problem_and_setting_columns(tuning_runs):

@@ -22,8 +22,9 @@ from typing import Any
 from bench.registry import Registry, discover
 from bench.transform import Transform
 
-REGISTRY = Registry("optimizer", settings={"schedule": "constant"}, dials={"warmup_steps": 0})
-"""Every optimizer takes a learning-rate ``schedule`` and per-run ``warmup_steps`` (bench.schedules)."""
+REGISTRY = Registry("optimizer", settings={"schedule": "constant"}, dials={"warmup_steps": 0}, tuned={"warmup_steps"})
+"""Every optimizer takes a learning-rate ``schedule`` and per-run ``warmup_steps`` (bench.schedules): a
+mitigation tuned like the learning rate, which a strategy entry may also set for its own cell."""
 register = REGISTRY.register
 
 

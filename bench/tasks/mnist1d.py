@@ -19,14 +19,19 @@ from bench.tasks import Task, isolated_numpy, register
 CANONICAL_TRAIN = 4000
 
 
-@register("mnist1d", layout="signal")
+def check(*, n_train: int = 3500, n_val: int = 500, data_seed: int = 42) -> None:
+    """Raise ValueError when the splits ask for more examples than MNIST-1D's training set holds."""
+    if n_train + n_val > CANONICAL_TRAIN:
+        raise ValueError(f"n_train + n_val = {n_train + n_val} is more than the {CANONICAL_TRAIN} training "
+                         f"examples of MNIST-1D; allowed: n_train + n_val at most {CANONICAL_TRAIN}")
+
+
+@register("mnist1d", layout="signal", check=check)
 def mnist1d(*, n_train: int = 3500, n_val: int = 500, data_seed: int = 42) -> Task:
     """Canonical MNIST-1D (``data_seed`` 42) made offline: train, validation and the 1,000 test examples."""
     from mnist1d.data import get_dataset_args, make_dataset
 
-    if n_train + n_val > CANONICAL_TRAIN:
-        raise ValueError(f"task mnist1d: n_train + n_val = {n_train + n_val} is more than the "
-                         f"{CANONICAL_TRAIN} training examples of MNIST-1D; allowed: at most {CANONICAL_TRAIN}")
+    check(n_train=n_train, n_val=n_val)
     args = get_dataset_args()
     args.seed = data_seed
     with isolated_numpy(data_seed):

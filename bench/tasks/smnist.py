@@ -14,10 +14,10 @@ import math
 import torch
 
 from bench.tasks import Task, register, split
-from bench.tasks.mnist import digits
+from bench.tasks.mnist import check, digits
 
 
-@register("smnist", layout="sequence")
+@register("smnist", layout="sequence", check=check)
 def smnist(*, permuted: bool = False, n_val: int = 500, n_test: int = 1000, data_seed: int = 0) -> Task:
     """The digits as (784, 1) pixel sequences (permuted by a fixed permutation when ``permuted``)."""
     x, y, _ = digits(n_val, n_test, data_seed)
