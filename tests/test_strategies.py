@@ -16,7 +16,7 @@ import torch
 import yaml
 from torch import Tensor
 
-from bench import strategies
+from bench import optim, strategies
 from bench.transform import Transform, select
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,14 +38,34 @@ def value_of(hyperparameter, k: int):
     return hyperparameter[k].item() if isinstance(hyperparameter, Tensor) else hyperparameter
 
 
-def apply(transform: Transform, inputs: list[list[Tensor]], params: list[Tensor]):
-    """Run ``transform`` over a sequence of inputs as the engine does; outputs, reports and final state."""
+LR = 0.05  # every run's learning rate, for transforms that read it
+
+
+def apply(transform: Transform, inputs: list[list[Tensor]], params: list[Tensor], optimizer: Transform | None = None,
+          lr: Tensor | None = None, states: list | None = None):
+    """Run ``transform`` over a sequence of inputs as the engine does; outputs, reports and final state.
+
+    A transform that reads the engine's context (``extra_args``) gets what the engine would pass:
+    each run's learning rate (``lr``, (K, 1), default LR), the step index, and the state of
+    ``optimizer`` (default Adam) before its update, the optimizer taking the transform's outputs
+    as its gradients after a reported ``optimizer_state`` has replaced its own. ``states``, when
+    given, collects the optimizer's state after each step.
+    """
     state = transform.init(params)
+    optimizer = optimizer or optim.make("adam")
+    optimizer_state = optimizer.init(params)
+    lr = torch.full((params[0].shape[0], 1), LR) if lr is None else lr
     outputs, reports = [], []
-    for step_inputs in inputs:
-        out, state = transform.update(step_inputs, state, params)
+    for step, step_inputs in enumerate(inputs):
+        context = {"optimizer_state": optimizer_state, "lr": lr, "step": step}
+        out, state = transform.update(step_inputs, state, params, **{key: context[key] for key in transform.extra_args})
         state = dict(state)
         reports.append({key: state.pop(key) for key in REPORTS if key in state})
+        replaced = state.pop("optimizer_state", optimizer_state)
+        if "optimizer_state" in transform.extra_args:
+            _, optimizer_state = optimizer.update(out, replaced, params)
+            if states is not None:
+                states.append(optimizer_state)
         outputs.append(out)
     return outputs, reports, state
 
@@ -185,6 +205,108 @@ def ref_update_clip(updates, threshold):
 def ref_max_norm(weights, c):
     """torch.renorm on each weight tensor's output units; biases untouched."""
     return [torch.renorm(w, 2, 0, c) if w.dim() >= 2 else w.clone() for w in weights]
+
+
+class RefAdaGC:
+    """The authors' AdaGC (``clip_by_norm``, tensor-wise, unsharded) for one run: the global norm
+    as a Python float, per-tensor norms and the reference ``norm_value`` per tensor."""
+
+    def __init__(self, clip_ratio, beta, start_clip_steps, max_norm, eps=1e-6):
+        self.clip_ratio, self.beta, self.start_clip_steps, self.max_norm, self.eps = (
+            clip_ratio, beta, start_clip_steps, max_norm, eps)
+        self.steps, self.state = 0, {}
+
+    def step(self, grads):
+        grads = [g.clone() for g in grads]
+        self.steps += 1
+        total_norm = sum(g.norm(2) ** 2 for g in grads).item() ** 0.5
+        if self.steps <= self.start_clip_steps:  # warm-up: GlobalGC, collecting each tensor's smallest norm
+            clip_coeff = self.max_norm / (total_norm + self.eps)
+            if clip_coeff < 1.0:
+                grads = [g * clip_coeff for g in grads]
+            for index, g in enumerate(grads):
+                norm_value = torch.norm(g, 2)
+                if index not in self.state:
+                    self.state[index] = norm_value
+                if norm_value < self.state[index]:
+                    self.state[index] = norm_value
+            return grads
+        for index, g in enumerate(grads):
+            norm_value = torch.norm(g, 2)
+            if index not in self.state:
+                self.state[index] = norm_value
+            avg_norm_value = self.state[index]
+            if norm_value > self.clip_ratio * avg_norm_value:
+                grads[index] = g * ((self.clip_ratio * avg_norm_value) / (norm_value + self.eps))
+                norm_value = self.clip_ratio * avg_norm_value
+            self.state[index] = avg_norm_value * self.beta + norm_value * (1.0 - self.beta)
+        return grads
+
+
+class RefSPAM:
+    """The authors' SPAM optimizer (their AdamW class, without sparse masks) for one run, up to the
+    moments: spike-aware clipping of the gradient against ``exp_avg_sq``, the momentum reset every
+    ``DeltaT`` steps (0: never, where their modulo would fail) and Adam's moment updates. Their
+    cosine scale of the step after a reset acts on the parameters only, and is left out here."""
+
+    def __init__(self, threshold, delta_t, grad_accu_steps, betas=(0.9, 0.999)):
+        self.thres, self.DeltaT, self.grad_accu_steps, self.betas = threshold, delta_t, grad_accu_steps, betas
+        self.total_step, self.exp_avg, self.exp_avg_sq = 0, None, None
+
+    def step(self, grads):
+        grads = [g.clone() for g in grads]
+        if self.exp_avg is None:
+            self.exp_avg = [torch.zeros_like(g) for g in grads]
+            self.exp_avg_sq = [torch.zeros_like(g) for g in grads]
+        beta1, beta2 = self.betas
+        for index, grad in enumerate(grads):
+            if self.DeltaT != 0 and (self.total_step + 1) % self.DeltaT == 0:
+                self.exp_avg[index] = torch.zeros_like(grad)
+                self.exp_avg_sq[index] = torch.zeros_like(grad)
+            exp_avg, exp_avg_sq = self.exp_avg[index], self.exp_avg_sq[index]
+            if self.thres != 0:
+                current_step = self.total_step + 1
+                if current_step >= self.grad_accu_steps:
+                    mask = (grad**2) > (self.thres * exp_avg_sq)
+                    if self.DeltaT != 0:
+                        if current_step % self.DeltaT >= self.grad_accu_steps:
+                            grad[mask] = grad[mask].sign() * torch.sqrt(exp_avg_sq[mask] * self.thres)
+                    else:
+                        grad[mask] = grad[mask].sign() * torch.sqrt(exp_avg_sq[mask] * self.thres)
+            exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        self.total_step += 1
+        return grads
+
+
+class RefMixClip:
+    """The authors' ``Algorithm(params, MixClip, lr, gamma, momentum)`` for one run (one parameter
+    group, no weight decay): their momentum buffer ``b <- momentum b + (1 - momentum) g`` and the step
+    ``x <- x - lr nu / (1 + ||b|| / gamma lr) b - lr (1 - nu) / (1 + ||g|| / gamma lr) g``."""
+
+    def __init__(self, params, lr, gamma, momentum, nu):
+        self.params = [torch.nn.Parameter(p.clone()) for p in params]
+        self.lr, self.gamma, self.momentum, self.nu = lr, gamma, momentum, nu
+        self.state = {p: {} for p in self.params}
+
+    def step(self, grads):
+        for p, g in zip(self.params, grads, strict=True):
+            p.grad = g.clone()
+        with torch.no_grad():
+            d_ps = []
+            for p in self.params:
+                d_p = p.grad.data
+                if self.momentum != 0:
+                    buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(d_p))
+                    buf.mul_(self.momentum).add_(d_p, alpha=1 - self.momentum)
+                    d_p = buf
+                d_ps.append(d_p)
+            norm = math.sqrt(sum(d.view(-1).dot(d.view(-1)) for d in d_ps))
+            norm2 = math.sqrt(sum(p.grad.view(-1).dot(p.grad.view(-1)) for p in self.params))
+            for p, d_p in zip(self.params, d_ps, strict=True):
+                p.data.add_(d_p, alpha=-self.lr * self.nu / (1 + norm / self.gamma * self.lr))
+                p.data.add_(p.grad.data, alpha=-self.lr * (1 - self.nu) / (1 + norm2 / self.gamma * self.lr))
+        return [p.detach().clone() for p in self.params]
 
 
 # ---------------------------------------------------------------- against the references
@@ -429,6 +551,123 @@ def test_grad_scale_normalized_and_skip_nonfinite():
     assert report["skip"].tolist() == [False, True, False]
     assert all(torch.equal(o[1], torch.zeros_like(o[1])) for o in out)
     assert all(torch.equal(o[::2], g[::2]) for o, g in zip(out, grads, strict=True))
+
+
+def test_adagc_matches_authors_code():
+    spikes = {(14, 0): 30.0, (20, 1): 8.0, (25, 2): 50.0, (3, 0): 40.0}
+    sequence = norm_sequence(30, 15, spikes)
+    sequence[18][2][1] *= 25.0  # one tensor of one run spikes alone
+    sequence[22][5][0] *= 0.01  # one tensor drops
+    ratio, beta = torch.tensor([1.04, 1.5, 1.2]), torch.tensor([0.99, 0.9, 0.95])
+    warmup, clip = torch.tensor([10.0, 0.0, 4.0]), torch.tensor([1.0, 100.0, 5.0])
+    outputs, reports, _ = apply(
+        strategies.make("adagc", adagc_lambda=ratio, adagc_beta=beta, adagc_warmup=warmup, adagc_warmup_clip=clip),
+        sequence, tensors(RUNS, 0))
+    for k in range(RUNS):
+        reference = RefAdaGC(value_of(ratio, k), value_of(beta, k), int(value_of(warmup, k)), value_of(clip, k))
+        for step, grads in enumerate(sequence):
+            expected = reference.step(run_of(grads, k))
+            assert_runs_match(outputs[step], expected, k, rtol=1e-5, atol=1e-6)
+            changed = any(not torch.equal(e, g) for e, g in zip(expected, run_of(grads, k), strict=True))
+            assert bool(reports[step]["active"][k]) == changed, (step, k)
+    active = torch.stack([r["active"] for r in reports])
+    assert active[3, 0] and active[14, 0] and active[18, 2] and active[25, 2]  # warm-up and per-tensor clips
+    assert not active[:, 1].all() and not active[0, 1]  # no warm-up: the first norms set the references
+
+
+def test_adagc_hand_checked():
+    grads = [[torch.tensor([[3.0, 4.0]]), torch.tensor([[0.6, 0.8]])] for _ in range(2)]
+    grads.append([torch.tensor([[6.0, 8.0]]), torch.tensor([[0.06, 0.08]])])
+    params = [torch.ones(1, 2), torch.ones(1, 2)]
+    outputs, reports, state = apply(strategies.make("adagc", adagc_warmup=2), grads, params)
+    # warm-up: global norm sqrt(26) clipped to 1; the references are the clipped tensor norms
+    coefficient = 1.0 / (26**0.5 + 1e-6)
+    torch.testing.assert_close(outputs[0][0], grads[0][0] * coefficient)
+    # then the first tensor's norm 10 > 1.04 * 5 coefficient: clipped to it; the second's 0.1 < 1.04 coefficient
+    limit = 1.04 * 5.0 * coefficient
+    torch.testing.assert_close(outputs[2][0], torch.tensor([[6.0, 8.0]]) * limit / (10.0 + 1e-6))
+    assert torch.equal(outputs[2][1], grads[2][1])
+    torch.testing.assert_close(state["gamma"], torch.tensor([[0.99 * 5.0 * coefficient + 0.01 * limit,
+                                                              0.99 * coefficient + 0.01 * 0.1]]))
+    assert [r["active"].item() for r in reports] == [True, True, True]
+
+
+def test_spam_clip_matches_authors_code():
+    spikes = {(24, 0): 200.0, (26, 0): 0.01, (9, 1): 30.0, (15, 1): 40.0, (4, 2): 25.0, (12, 2): 60.0}
+    sequence = norm_sequence(30, 16, spikes)
+    sequence[17][3][1] *= 50.0  # one tensor of one run spikes alone
+    theta, interval, warmup = (torch.tensor([5000.0, 50.0, 10.0]), torch.tensor([0.0, 10.0, 7.0]),
+                               torch.tensor([20.0, 3.0, 2.0]))
+    states = []
+    outputs, reports, _ = apply(
+        strategies.make("spam_clip", spam_theta=theta, spam_reset_interval=interval, spam_warmup=warmup),
+        sequence, tensors(RUNS, 0), states=states)
+    for k in range(RUNS):
+        reference = RefSPAM(value_of(theta, k), int(value_of(interval, k)), int(value_of(warmup, k)))
+        for step, grads in enumerate(sequence):
+            expected = reference.step(run_of(grads, k))
+            assert_runs_match(outputs[step], expected, k, rtol=1e-6, atol=0)
+            assert_runs_match(states[step]["m"], reference.exp_avg, k, rtol=1e-5, atol=1e-7)
+            assert_runs_match(states[step]["v"], reference.exp_avg_sq, k, rtol=1e-5, atol=1e-7)
+            changed = any(not torch.equal(e, g) for e, g in zip(expected, run_of(grads, k), strict=True))
+            assert bool(reports[step]["active"][k]) == changed, (step, k)
+    active = torch.stack([r["active"] for r in reports])
+    assert active[24, 0] and not active[:20, 0].any()  # clipping waits w steps
+    assert active[15, 1] and active[12, 2] and not active[9, 1]  # step 10 resets: 10 mod 10 < w
+    assert all(states[step]["step"][1] == step + 1 for step in range(30))  # the reset keeps Adam's step count
+
+
+def test_spam_clip_with_sgd_keeps_its_own_second_moment():
+    """Without a second moment in the optimizer's state it keeps Adam's, and clips as it would with Adam;
+    the reset zeroes SGD's momentum buffer."""
+    sequence = norm_sequence(12, 17, {(6, 0): 100.0, (9, 2): 50.0})
+    values = {"spam_theta": torch.tensor([20.0, 5.0, 10.0]), "spam_reset_interval": torch.tensor([0.0, 4.0, 5.0]),
+              "spam_warmup": torch.tensor([3.0, 1.0, 2.0])}
+    with_adam, adam_reports, _ = apply(strategies.make("spam_clip", **values), sequence, tensors(RUNS, 0))
+    states = []
+    with_sgd, sgd_reports, _ = apply(strategies.make("spam_clip", **values), sequence, tensors(RUNS, 0),
+                                     optimizer=optim.make("sgd", momentum=0.9), states=states)
+    for adam_out, sgd_out in zip(with_adam, with_sgd, strict=True):
+        for a, b in zip(adam_out, sgd_out, strict=True):
+            assert torch.equal(a, b)
+    for adam_report, sgd_report in zip(adam_reports, sgd_reports, strict=True):
+        assert torch.equal(adam_report["active"], sgd_report["active"])
+    assert any(r["active"].any() for r in sgd_reports)
+    for b, g in zip(states[7]["momentum"], with_sgd[7], strict=True):  # step 8: 8 mod 4 == 0, run 1 reset
+        assert torch.equal(b[1], g[1]) and not torch.equal(b[0], g[0])
+
+
+def test_mixed_clip_matches_authors_code():
+    """mixed_clip before sgd with momentum 0 steps the parameters exactly as the authors' MixClip."""
+    sequence = norm_sequence(15, 18, {(5, 0): 30.0, (9, 1): 0.01, (11, 2): 100.0})
+    params = tensors(RUNS, 19)
+    gamma, beta, nu = torch.tensor([1.0, 5.0, 0.5]), torch.tensor([0.999, 0.9, 0.0]), torch.tensor([0.7, 0.3, 1.0])
+    lr = torch.tensor([[0.1], [0.02], [1.0]])
+    transform = strategies.make("mixed_clip", mixed_clip_gamma=gamma, mixed_clip_beta=beta, mixed_clip_nu=nu)
+    assert transform.stage == "gradient"
+    outputs, reports, _ = apply(transform, sequence, params, lr=lr)
+    sgd = optim.make("sgd", momentum=0.0)
+    ours, sgd_state = [p.clone() for p in params], sgd.init(params)
+    references = [RefMixClip(run_of(params, k), lr[k].item(), value_of(gamma, k), value_of(beta, k), value_of(nu, k))
+                  for k in range(RUNS)]
+    for step, out in enumerate(outputs):
+        directions, sgd_state = sgd.update(out, sgd_state, ours)
+        ours = [p - lr.view(-1, *[1] * (p.dim() - 1)) * d for p, d in zip(ours, directions, strict=True)]
+        for k in range(RUNS):
+            assert_runs_match(ours, references[k].step(run_of(sequence[step], k)), k, rtol=1e-5, atol=1e-6)
+    active = torch.stack([r["active"] for r in reports])
+    assert active[11, 2] and not active[:, 1].any()  # lr ||g|| > gamma; run 1's steps are all within gamma
+
+
+def test_mixed_clip_hand_checked():
+    grads = [[torch.tensor([[3.0, 4.0]])], [torch.tensor([[0.0, 0.0]])]]
+    outputs, reports, _ = apply(strategies.make("mixed_clip", mixed_clip_beta=0.5), grads, [torch.ones(1, 2)],
+                                    lr=torch.tensor([[2.0]]))
+    # m = (1.5, 2), ||m|| = 2.5: 0.7 / (1 + 2 * 2.5) m + 0.3 / (1 + 2 * 5) g
+    torch.testing.assert_close(outputs[0][0], 0.7 / 6.0 * torch.tensor([[1.5, 2.0]]) + 0.3 / 11.0 * grads[0][0])
+    # m = (0.75, 1), ||m|| = 1.25, g = 0
+    torch.testing.assert_close(outputs[1][0], 0.7 / 3.5 * torch.tensor([[0.75, 1.0]]))
+    assert [r["active"].item() for r in reports] == [True, True]
 
 
 # ---------------------------------------------------------------- edge cases, every strategy
