@@ -190,21 +190,34 @@ def registered_defaults(strategy: str) -> dict[str, float]:
             if isinstance(value, int | float) and not isinstance(value, bool)}
 
 
+def strategy_hyperparameter_columns(runs: pd.DataFrame) -> list[str]:
+    """The hyperparameter columns that are strategy hyperparameters (named in ``bench.strategies``' registry).
+
+    The other setting columns (an optimizer's tuned dials such as
+    ``warmup_steps``) are tuned like the learning rate for every strategy.
+    """
+    from bench import strategies
+
+    names = {key for entry in strategies.REGISTRY.values() for key in entry.defaults}
+    return [c for c in hyperparameter_columns(runs) if c in names]
+
+
 def default_settings(runs: pd.DataFrame, defaults: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
     """Per strategy: its default hyperparameters and whether the sweep's grid contains them.
 
-    The hyperparameters of a strategy are the hyperparameter columns its runs
-    set (not NaN); their defaults come from ``defaults`` (strategy -> column ->
-    value) or, by default, :func:`registered_defaults`. Columns: ``strategy``,
-    ``default`` (column -> default value; empty for a strategy without
-    hyperparameters), ``in_grid`` (some run has every hyperparameter at its
-    default, within floating-point tolerance; a hyperparameter without a
-    registered default is never in the grid) and ``tuned`` (the strategy has
-    hyperparameters, so its default differs from its tuned choice).
+    The hyperparameters of a strategy are the strategy-hyperparameter columns
+    (:func:`strategy_hyperparameter_columns`) its runs set (not NaN); their
+    defaults come from ``defaults`` (strategy -> column -> value) or, by
+    default, :func:`registered_defaults`. Columns: ``strategy``, ``default``
+    (column -> default value; empty for a strategy without hyperparameters),
+    ``in_grid`` (some run has every hyperparameter at its default, within
+    floating-point tolerance; a hyperparameter without a registered default is
+    never in the grid) and ``tuned`` (the strategy has hyperparameters, so its
+    default differs from its tuned choice).
     """
     rows = []
     for strategy, own in _groups(runs, ["strategy"]):
-        columns = [c for c in hyperparameter_columns(runs) if own[c].notna().any()]
+        columns = [c for c in strategy_hyperparameter_columns(runs) if own[c].notna().any()]
         known = registered_defaults(strategy[0]) if defaults is None else dict(defaults.get(strategy[0], {}))
         default = {c: known[c] for c in columns if c in known}
         rows.append({"strategy": strategy[0], "default": default, "tuned": bool(columns),
@@ -223,8 +236,8 @@ def _at_default(runs: pd.DataFrame, default: Mapping[str, float]) -> np.ndarray:
 def default_runs(runs: pd.DataFrame, defaults: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
     """The runs of each strategy at its default hyperparameters (:func:`default_settings`), every lr and seed.
 
-    The fixed-default comparison: tuned over the learning rate only (e.g.
-    :func:`best_tuned` of these runs). A strategy without hyperparameters keeps
+    The fixed-default comparison: tuned over the learning rate (and any tuned
+    optimizer dial) only, e.g. :func:`best_tuned` of these runs. A strategy without hyperparameters keeps
     all its runs; one whose default is not in the grid has none.
     """
     settings = default_settings(runs, defaults).set_index("strategy")

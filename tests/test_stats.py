@@ -150,6 +150,11 @@ def test_default_settings_and_runs_use_the_registered_defaults():
     assert best.loc["clip_norm", "val_mean"] == pytest.approx(0.6)  # tuned: 0.8 at clip_norm 0.5
     custom = stats.default_settings(runs, defaults={"agc": {"agc_clipping": 0.04}}).set_index("strategy")
     assert custom.loc["agc", "in_grid"] and not custom.loc["clip_norm", "in_grid"]
+    warm = pd.concat([runs.assign(warmup_steps=0.0), runs.assign(warmup_steps=10.0)], ignore_index=True)
+    warm_settings = stats.default_settings(warm).set_index("strategy")  # warm-up is tuned like the lr
+    assert not warm_settings.loc["none", "tuned"] and warm_settings.loc["none", "in_grid"]
+    assert warm_settings.loc["clip_norm", "default"] == {"clip_norm": 1.0}
+    assert len(stats.default_runs(warm)) == 2 * len(fixed)
 
 
 def test_best_tuned_keeps_stress_dials_apart():
