@@ -5,6 +5,10 @@ Everything is measured in one process, in one run, on the same device:
 - run-steps per second of the engine (K runs per step) and of the sequential
   plain-PyTorch oracle (one run at a time, the peers' way) for the MLP, CNN
   and RNN cells of a config, at several K;
+- run-steps per second of the engine and of the real peer for many small
+  trainings at once, PyTorch's own model-ensembling recipe (``torch.func``:
+  ``stack_module_state``, ``functional_call``, ``vmap`` of ``grad``; see
+  :mod:`bench.peer`), on the same cells, K and strategy;
 - the floating-point rate of the engine's training step on the MLP cell,
   counted by ``torch.utils.flop_counter.FlopCounterMode``, against the rate of
   a large matrix product (the machine's practical limit) and of one batched
@@ -30,7 +34,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import allocator, engine, reference, strategies, sweep
+from bench import allocator, engine, peer, reference, strategies, sweep
 from bench.sweep import Cell, Run
 
 FAMILY_GROUPS = {"mlp": ("mlp",), "cnn": ("cnn1d", "cnn2d"), "rnn": ("rnn",)}
@@ -96,6 +100,25 @@ class EngineTimer:
             engine.forward_backward(self.built, self.state.params, self.built.inputs["train"][batch],
                                     self.built.targets["train"][batch])
         synchronize(self.built.device)
+        return (time.perf_counter() - started) / steps
+
+
+class PeerTimer:
+    """The vmap ensemble of a cell (bench.peer), ready to time its steps again and again."""
+
+    def __init__(self, cell: Cell, warmup: int = 3) -> None:
+        self.ensemble = peer.VmapEnsemble(cell)
+        self.steps, self.step = cell.steps, 0
+        self.seconds(warmup)
+
+    def seconds(self, steps: int) -> float:
+        """Seconds per ensemble step (all K runs) over the next ``steps`` steps, cycling through the data."""
+        synchronize(self.ensemble.device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            self.ensemble.step(self.step % self.steps)
+            self.step += 1
+        synchronize(self.ensemble.device)
         return (time.perf_counter() - started) / steps
 
 
@@ -201,6 +224,31 @@ def throughput(group: str, cell: Cell, sizes: tuple[int, ...], device: str, thre
             for runs, step_seconds in seconds.items()]
 
 
+PEER_STRATEGIES = ("clip_norm", "none")
+"""The strategies timed on both sides against the vmap peer."""
+
+
+def against_peer(group: str, cell: Cell, sizes: tuple[int, ...], members: tuple[str, ...], device: str,
+                 threads: int, budget: Budget) -> list[dict[str, Any]]:
+    """Run-steps per second of the engine and of the vmap ensemble (bench.peer) on the same runs of
+    ``cell`` at each K in ``sizes`` and with each strategy of ``members``, all timed interleaved."""
+    timers: dict[tuple[str, int, str], EngineTimer | PeerTimer] = {}
+    for member in members:
+        for runs in sizes:
+            same = with_runs(cell, runs, device, budget.steps, threads, [member])
+            timers[member, runs, "engine"], timers[member, runs, "vmap"] = EngineTimer(same), PeerTimer(same)
+    seconds = fastest({key: functools.partial(timer.seconds, budget.steps) for key, timer in timers.items()},
+                      budget.rounds)
+    rows = []
+    for member in members:
+        for runs in sizes:
+            engine_rate, vmap_rate = (runs / seconds[member, runs, side] for side in ("engine", "vmap"))
+            rows.append({"model": group, "cell": cell.id, "K": runs, "strategy": member,
+                         "engine_run_steps_per_s": engine_rate, "vmap_run_steps_per_s": vmap_rate,
+                         "ratio": engine_rate / vmap_rate})
+    return rows
+
+
 def limit(timer: EngineTimer, device: torch.device, size: int, budget: Budget) -> dict[str, Any]:
     """The engine's FLOP rate on ``timer``'s MLP cell against a ``size``-square matrix product and a
     batched product of the cell's layer shape, and how much of its step the forward and backward
@@ -232,7 +280,7 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
     record: dict[str, Any] = {
         "date": datetime.date.today().isoformat(), "device": device_name(resolved),
         "torch": torch.__version__, "threads": threads, "python": platform.python_version(),
-        "quick": quick, "throughput": [], "strategy_overhead": [],
+        "quick": quick, "throughput": [], "peer": [], "strategy_overhead": [],
     }
     for group, cell in cells.items():
         rows = throughput(group, cell, (1, 8) if quick else (1, 8, 32, 128), device, threads, 1 if quick else 3,
@@ -241,6 +289,11 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
         for row in rows:
             report(f"{group:4s} K={row['K']:4d}  engine {row['engine_run_steps_per_s']:10.1f}  "
                    f"reference {row['reference_run_steps_per_s']:8.1f} run-steps/s  speedup {row['speedup']:6.2f}x")
+        rows = against_peer(group, cell, (8,) if quick else (8, 32, 128), PEER_STRATEGIES, device, threads, budget)
+        record["peer"] += rows
+        for row in rows:
+            report(f"{group:4s} K={row['K']:4d}  {row['strategy']:9s}  engine {row['engine_run_steps_per_s']:10.1f}  "
+                   f"vmap {row['vmap_run_steps_per_s']:10.1f} run-steps/s  engine/vmap {row['ratio']:6.2f}x")
 
     timers = {name: EngineTimer(with_runs(cells["mlp"], 8 if quick else 32, device, budget.steps, threads, [name]))
               for name in strategies.known()}
@@ -269,6 +322,15 @@ def markdown(record: dict[str, Any]) -> str:
     for row in record["throughput"]:
         lines.append(f"| {row['model']} | {row['K']} | {row['engine_run_steps_per_s']:.0f} | "
                      f"{row['reference_run_steps_per_s']:.0f} | {row['speedup']:.2f}x |")
+    lines += ["", "Against the vmap ensemble (PyTorch's model-ensembling recipe, `bench/peer.py`), the same runs "
+              "and strategy on both sides:", ""]
+    if "peer" not in record:
+        lines.append("Not measured yet.")
+    else:
+        lines += ["| model | K | strategy | engine run-steps/s | vmap run-steps/s | engine / vmap |",
+                  "|---|---:|---|---:|---:|---:|"]
+        lines += [f"| {row['model']} | {row['K']} | `{row['strategy']}` | {row['engine_run_steps_per_s']:.0f} | "
+                  f"{row['vmap_run_steps_per_s']:.0f} | {row['ratio']:.2f}x |" for row in record["peer"]]
     limit, memory = record["limit"], record["memory"]
     runs, rows, inner, columns = limit["layer_shape"]
     gpu = f", peak GPU memory: {memory['gpu_mib']:.0f} MiB" if "gpu_mib" in memory else ""

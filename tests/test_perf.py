@@ -1,7 +1,9 @@
-"""`python -m bench perf --quick` runs and writes the documented JSON (no thresholds here)."""
+"""`python -m bench perf --quick` runs and writes the documented JSON (no thresholds here); the vmap peer
+trains the engine's runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import perf
+from bench import engine, peer, perf, sweep
 from bench.__main__ import main
 
 
@@ -19,11 +21,18 @@ def test_perf_quick_writes_the_documented_record(tmp_path) -> None:
     out = tmp_path / "perf.json"
     assert main(["perf", "--config", "config/smoke.yaml", "--device", "cpu", "--quick", "--json", str(out)]) == 0
     record = json.loads(out.read_text())
-    assert {"device", "torch", "threads", "date", "throughput", "limit", "strategy_overhead", "memory"} <= set(record)
+    assert {"device", "torch", "threads", "date", "throughput", "peer", "limit", "strategy_overhead",
+            "memory"} <= set(record)
     assert {row["model"] for row in record["throughput"]} == {"mlp", "cnn", "rnn"}
     for row in record["throughput"]:
         assert {"model", "K", "engine_run_steps_per_s", "reference_run_steps_per_s", "speedup"} <= set(row)
         assert row["engine_run_steps_per_s"] > 0 and row["speedup"] > 0
+    assert {(row["model"], row["K"], row["strategy"]) for row in record["peer"]} == {
+        (model, 8, strategy) for model in ("mlp", "cnn", "rnn") for strategy in ("clip_norm", "none")}
+    for row in record["peer"]:
+        assert {"model", "cell", "K", "strategy", "engine_run_steps_per_s", "vmap_run_steps_per_s", "ratio"} <= set(row)
+        assert row["vmap_run_steps_per_s"] > 0
+        assert row["ratio"] == pytest.approx(row["engine_run_steps_per_s"] / row["vmap_run_steps_per_s"])
     assert {"matmul_flops_per_s", "engine_flops_per_s", "fraction", "layer_matmul_flops_per_s"} <= set(record["limit"])
     assert 0 < record["limit"]["fraction"]
     assert record["limit"]["layer_shape"] == [8, 32, 32, 32]  # K = 8 runs of the smoke MLP: width 32, batch 32
@@ -31,6 +40,46 @@ def test_perf_quick_writes_the_documented_record(tmp_path) -> None:
     ratios = {row["strategy"]: row["ratio_to_none"] for row in record["strategy_overhead"]}
     assert "none" in ratios and "clip_norm" in ratios and all(r > 0 for r in ratios.values())
     assert record["memory"]["host_rss_mib"] > 0
+
+
+def smoke_cell(group: str, rnn_cell: str = "lstm", **optimizer) -> sweep.Cell:
+    """The smoke tier's ``group`` cell (MLP, CNN 2-D or RNN of ``rnn_cell``) with clip_norm and four runs of
+    different learning rates and thresholds: the first clips every step, the third never, the others where
+    their gradient's norm exceeds theirs."""
+    cell = perf.with_runs(perf.representative_cells(sweep.load("config/smoke.yaml"))[group], 4, "cpu", 5, 1,
+                          ["clip_norm"])
+    model = {**cell.model, "cell": rnn_cell} if group == "rnn" else cell.model
+    runs = [dataclasses.replace(run, lr=lr, hyperparameters={"clip_norm": threshold})
+            for run, lr, threshold in zip(cell.runs, (0.01, 0.1, 0.03, 0.05), (0.05, 0.5, 1e3, 0.2), strict=True)]
+    return dataclasses.replace(cell, runs=runs, model=model, optimizer={**cell.optimizer, **optimizer})
+
+
+@pytest.mark.parametrize(("group", "rnn_cell", "optimizer"), [
+    ("mlp", "", {}), ("mlp", "", {"nesterov": True, "weight_decay": 1e-3}), ("cnn", "", {}),
+    ("rnn", "tanh", {}), ("rnn", "lstm", {}), ("rnn", "gru", {}),
+])
+def test_the_vmap_peer_trains_the_engines_runs(group, rnn_cell, optimizer) -> None:
+    """Five steps of every run: the same losses, gradient norms before and after clipping, update ratios."""
+    cell = smoke_cell(group, rnn_cell, **optimizer)
+    built = engine.build(cell)
+    state = engine.fresh_state(built)
+    for t, batch in enumerate(engine.batch_plan(built, range(cell.steps))):
+        assert state.step == t
+        engine.step(built, state, batch)
+    assert state.alive.all()  # the peer freezes no run: compare runs that stay stable
+    ensemble = peer.VmapEnsemble(cell)
+    for t in range(cell.steps):
+        ensemble.step(t)
+    for name, logged in ensemble.logs.items():
+        torch.testing.assert_close(logged, state.logs[name], rtol=1e-4, atol=0, msg=name)
+    pre, post = ensemble.logs["grad_norm_pre"], ensemble.logs["grad_norm_post"]
+    assert (post[:, 0] < pre[:, 0]).all() and (post[:, 2] == pre[:, 2]).all()  # the threshold acts, or not
+
+
+def test_the_vmap_peer_refuses_what_it_does_not_train() -> None:
+    cell = dataclasses.replace(smoke_cell("mlp"), members=["agc"], strategy_name="agc")
+    with pytest.raises(ValueError, match="a member other than none, clip_value, clip_norm"):
+        peer.VmapEnsemble(cell)
 
 
 class FakeTimer:
@@ -95,6 +144,11 @@ def test_the_committed_records_print_as_tables_and_the_readme_shows_the_cpu_one(
     record = json.loads(Path("perf/cpu.json").read_text())
     gpu = {**record, "memory": {**record["memory"], "gpu_mib": 1234.0}}
     assert "peak GPU memory: 1234 MiB" in perf.markdown(gpu)
+    if "peer" not in record:  # recorded before the vmap peer was timed
+        assert "Not measured yet." in perf.markdown(record)
+    row = {"model": "mlp", "cell": "c", "K": 8, "strategy": "clip_norm", "engine_run_steps_per_s": 100.0,
+           "vmap_run_steps_per_s": 50.0, "ratio": 2.0}
+    assert "| mlp | 8 | `clip_norm` | 100 | 50 | 2.00x |" in perf.markdown({**record, "peer": [row]})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
