@@ -27,16 +27,21 @@ def _fire(point: str) -> None:
 
 
 if POINTS:
+    import sys
+
+    # The job's own copy of the project (its working directory), as `python -m bench` would import it
+    # once started: this module runs before the working directory joins sys.path.
+    sys.path.insert(0, os.getcwd())
     import bench.engine
     import bench.store
 
-    train_step, write = bench.engine.train_step, bench.store.write
+    step, write = bench.engine.step, bench.store.write
 
-    def killing_train_step(run, state, batch):
-        point = f"train:{run.cell.id}@{state.step}"
+    def killing_step(built, state, *args):
+        point = f"train:{built.cell.id}@{state.step}"
         if point in POINTS:
             _fire(point)
-        return train_step(run, state, batch)
+        return step(built, state, *args)
 
     def killing_write(frame, path, kind):
         write(frame, path, kind)
@@ -48,5 +53,5 @@ if POINTS:
                 and "aggregate" in POINTS:
             _fire("aggregate")
 
-    bench.engine.train_step = killing_train_step
+    bench.engine.step = killing_step
     bench.store.write = killing_write
