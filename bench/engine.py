@@ -15,6 +15,7 @@ read back once at the end, so a CUDA step never waits on the host.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,13 +291,13 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor, spike: Tensor | None
     state.initial_loss = torch.where(torch.isnan(state.initial_loss), loss, state.initial_loss)
     finite = torch.isfinite(loss)
     blown = loss > built.cell.divergence_factor * state.initial_loss
-    if built.skips_nonfinite:
-        flat_grads = keep_where(finite, flat_grads, torch.full_like(flat_grads, float("nan")))
-    else:
+    if not built.skips_nonfinite:
         blown |= ~finite
+    elif not known_empty(~finite):
+        flat_grads = torch.where(finite[:, None], flat_grads, float("nan"))
     newly = state.alive & blown
     state.diverged_step = torch.where(newly, t, state.diverged_step)
-    alive = state.alive = state.alive & ~blown
+    alive = state.alive & ~blown
 
     # gradient strategies, in chain order; each keeps its new state where no earlier member skipped
     kept = [alive] * len(chain)
@@ -352,16 +353,19 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor, spike: Tensor | None
     state.step = t + 1
 
 
+def per_seed(built: BuiltCell, draw: Callable[[int], Tensor]) -> Tensor:
+    """``draw(seed)`` (steps, ...) for every run, as (steps, K, ...) on the device: each distinct seed's
+    draw is made once and shared by the runs that have it."""
+    seeds = sorted({r.seed for r in built.cell.runs})
+    drawn = torch.stack([draw(seed) for seed in seeds], dim=1)
+    return drawn[:, [seeds.index(r.seed) for r in built.cell.runs]].to(built.device)
+
+
 def batch_plan(built: BuiltCell, steps: range) -> Tensor:
     """Every run's training-example indices for ``steps``, (len(steps), K, B), on the device.
-
-    A run's batches depend on its seed only: each distinct seed's are drawn once
-    and shared by the runs that have it.
-    """
-    seeds = sorted({r.seed for r in built.cell.runs})
-    drawn = torch.stack([tasks.batch_indices(seed, len(built.inputs["train"]), built.cell.batch_size, steps)
-                         for seed in seeds], dim=1)
-    return drawn[:, [seeds.index(r.seed) for r in built.cell.runs]].to(built.device)
+    A run's batches depend on its seed only."""
+    n_train, batch_size = len(built.inputs["train"]), built.cell.batch_size
+    return per_seed(built, lambda seed: tasks.batch_indices(seed, n_train, batch_size, steps))
 
 
 def spike_plan(built: BuiltCell, steps: range) -> Tensor | None:
@@ -370,13 +374,13 @@ def spike_plan(built: BuiltCell, steps: range) -> Tensor | None:
     (bench.tasks.spike_draws); its factor is ``spike_scale`` where the draw falls below its rate, else 1."""
     if not any(run.dials.get("spike_rate", 0.0) > 0 for run in built.cell.runs):
         return None
-    seeds = sorted({r.seed for r in built.cell.runs})
-    drawn = [tasks.spike_draws(seed, built.cell.batch_size, steps) for seed in seeds]
-    column = [seeds.index(r.seed) for r in built.cell.runs]
-    u = torch.stack([d[0] for d in drawn], dim=1)[:, column].to(built.device)
-    slots = torch.stack([d[1] for d in drawn], dim=1)[:, column].to(built.device)
-    factor = torch.where(u < built.spike_rate, built.spike_scale, 1.0)
-    return torch.stack([factor, slots.float()], dim=2)
+    def draw(seed: int) -> Tensor:  # (steps, 2): the uniform draw and the example slot
+        u, slots = tasks.spike_draws(seed, built.cell.batch_size, steps)
+        return torch.stack([u, slots.float()], dim=1)
+
+    draws = per_seed(built, draw)
+    factor = torch.where(draws[..., 0] < built.spike_rate, built.spike_scale, 1.0)
+    return torch.stack([factor, draws[..., 1]], dim=2)
 
 
 def train(built: BuiltCell, progress: bool = True, checkpoint_path: Path | None = None,
