@@ -5,7 +5,7 @@
 #   snakemake --profile profiles/slurm --configfile config/paper.yaml   # on a SLURM cluster
 #
 # config -> one train job per cell -> aggregate -> notebooks (figures) + numbers -> paper.
-# See docs/pipeline.md.
+# Snakemake also reads the workflow profile profiles/default/ (rerun after a crash). See docs/pipeline.md.
 
 import sys
 
@@ -32,12 +32,13 @@ except (WorkflowError, bench_sweep.ConfigError) as error:
 
 SWEEP = config["sweep"]
 CELLS = {cell.id: cell for cell in bench_sweep.cells(config)}
-PROBLEMS = layout.config_problems(config)
 CUDA = config["device"] == "cuda"
 GPU = {"gpu": 1} if CUDA else {}  # one GPU per train job (mapped to --gres by the SLURM executor)
-SWEEP_CONFIG = f"results/{SWEEP}/config.yaml"
-# Jobs train from this file: the config exactly as Snakemake has it. Rewritten only when it changes.
-write_if_changed(SWEEP_CONFIG, sweep_config_text(config))
+SWEEP_CONFIG = f"results/{SWEEP}/config.yaml"  # the config the jobs train from (written by onstart)
+PAPER = f"paper/build/{SWEEP}/main.pdf"
+# Without TeX the default target leaves the paper out (one line says so at the start and at the end),
+# and a run that needs the paper stops before any job (onstart below).
+NO_TEX = tex_missing_line(PAPER)
 PARTITION = {"slurm_partition": config["slurm_partition"]} if "slurm_partition" in config else {}
 ENV = "../envs/bench.yaml"  # software of every job, for --use-conda (relative to rules/)
 
@@ -55,6 +56,26 @@ localrules:
     figures,
 
 
+# As a run starts, after Snakemake has planned its jobs and before the first one: stop if it needs the
+# paper and TeX is missing; else write the config the jobs train from, results/<sweep>/config.yaml
+# (the config exactly as Snakemake has it: files, --config overrides, schema defaults), atomically
+# and only if it changed. Not a rule: jobs would depend on it, and Snakemake (9.27, issue #4166)
+# skips the own rerun reasons (a cell's changed fingerprint, a deleted cell) of every job downstream
+# of an ancient() input whose rule must run, so a config edit would retrain nothing. Not while the
+# workflow is parsed either: a dry run or --lint writes nothing.
+onstart:
+    if NO_TEX and any(job.rule.name == "paper" for job in workflow.dag.needrun_jobs()):
+        sys.exit(f"error: cannot build the paper: {NO_TEX}")
+    bench_atomic.write_text(SWEEP_CONFIG, sweep_config_text(config), only_if_changed=True)
+    if NO_TEX:
+        print(f"note: paper skipped: {NO_TEX}", file=sys.stderr)
+
+
+onsuccess:
+    if NO_TEX:
+        print(f"note: paper skipped: {NO_TEX}", file=sys.stderr)
+
+
 # The cells' own tables are listed as targets too: Snakemake does not remake a deleted intermediate
 # file whose consumers are up to date, and a deleted cell should be retrained.
 rule all:
@@ -65,8 +86,8 @@ rule all:
         f"results/{SWEEP}/curves.parquet",
         figure_files("pdf"),
         figure_files("png"),
-        f"paper/generated/{SWEEP}/numbers.tex",
-        f"paper/build/{SWEEP}/main.pdf",
+        generated_files(),
+        [] if NO_TEX else PAPER,
 
 
 rule results:

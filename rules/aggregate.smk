@@ -3,13 +3,13 @@
 
 rule aggregate:
     input:
-        config=ancient(SWEEP_CONFIG),
         runs=expand("results/{sweep}/cells/{cell}/runs.parquet", sweep=SWEEP, cell=CELLS),
         curves=expand("results/{sweep}/cells/{cell}/curves.parquet", sweep=SWEEP, cell=CELLS),
     output:
         runs=f"results/{SWEEP}/runs.parquet",
         curves=f"results/{SWEEP}/curves.parquet",
     params:
+        config=SWEEP_CONFIG,
         cells_dir=lambda wildcards, input: Path(input.runs[0]).parent.parent,
         out=lambda wildcards, output: Path(output.runs).parent,
     resources:
@@ -21,5 +21,5 @@ rule aggregate:
     conda:
         ENV
     shell:
-        "python -m bench aggregate --config {input.config} --cells-dir {params.cells_dir} --out {params.out} "
+        "python -m bench aggregate --config {params.config} --cells-dir {params.cells_dir} --out {params.out} "
         "> {log} 2>&1"

@@ -1,18 +1,25 @@
 # Helpers shared by the rules: the sweep's cells, the config the jobs train from, file names.
 # Functions only (no rules), so that the rule files stay declarative.
 
+import ast
 import hashlib
+import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import yaml
 
 from analysis import layout
+from bench import atomic as bench_atomic
 from bench import sweep as bench_sweep  # first: keeps jsonschema's slow optional IRI checker out (see bench/sweep.py)
 
 import jsonschema
 
 SCHEMA = "config/schema.yaml"
+# What the paper build runs, and the packages that bring it (as in the README and .ci/run).
+TEX_TOOLS = ("latexmk", "pdflatex", "bibtex")
+TEX_INSTALL = "apt-get install latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended"
 
 
 def config_error_line(config, error):
@@ -36,17 +43,6 @@ def sweep_config_text(config):
     """The merged config (config file, --config overrides, schema defaults) as YAML."""
     header = "# The config of this sweep as Snakemake saw it (file + overrides + defaults). Generated.\n"
     return header + yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False)
-
-
-def write_if_changed(path, text):
-    """Write ``text`` to ``path`` unless it already holds exactly that (keeps mtimes stable)."""
-    path = Path(path)
-    if path.is_file() and path.read_text() == text:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f"{path.suffix}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
 
 
 def cell_fingerprint(cell):
@@ -88,3 +84,28 @@ def figure_report_items(notebook):
             labels={"figure": kind, "problem": problem.replace("-", " / ", 1) if problem else "all problems"},
         ))
     return items
+
+
+def tex_missing_line(paper):
+    """Which TeX tools the PDF ``paper`` needs are missing and how to install them, in one line; "" if none."""
+    missing = [tool for tool in TEX_TOOLS if shutil.which(tool) is None]
+    if not missing:
+        return ""
+    return f"{', '.join(missing)} not found on PATH, needed for {paper}; on Debian/Ubuntu: {TEX_INSTALL}"
+
+
+def generated_tex():
+    """The .tex files ``python -m analysis.numbers`` writes: its ``GENERATED``, read from its source.
+
+    Not imported: analysis.numbers loads pandas and scipy, seconds at every start of Snakemake.
+    """
+    source = Path(importlib.util.find_spec("analysis.numbers").origin).read_text()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "GENERATED" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise WorkflowError("analysis/numbers.py defines no GENERATED")
+
+
+def generated_files():
+    """The paper's generated numbers and tables, paper/generated/<sweep>/*.tex (numbers.tex first)."""
+    return [f"paper/generated/{SWEEP}/{name}" for name in generated_tex()]

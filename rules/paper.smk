@@ -5,14 +5,10 @@ rule paper:
     input:
         tex="paper/main.tex",
         bib="paper/refs.bib",
-        numbers=f"paper/generated/{SWEEP}/numbers.tex",
-        best=f"paper/generated/{SWEEP}/table-best.tex",
-        stability=f"paper/generated/{SWEEP}/table-stability.tex",
-        problems=f"paper/generated/{SWEEP}/table-problems.tex",
-        lr_range=f"paper/generated/{SWEEP}/table-lr-range.tex",
+        generated=generated_files(),
         figures=expand("figures/{sweep}/{name}.pdf", sweep=SWEEP, name=layout.paper_stems(config)),
     output:
-        report(f"paper/build/{SWEEP}/main.pdf", caption="../report/paper.rst", category="Paper"),
+        report(PAPER, caption="../report/paper.rst", category="Paper"),
     params:
         sweep=lambda wildcards, output: Path(output[0]).parent.name,
         # latexmk -cd runs in paper/, so the output folder is given relative to it

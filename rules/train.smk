@@ -2,16 +2,15 @@
 
 
 rule train:
-    input:
-        # ancient: the sweep config is rewritten whenever any cell changes; the fingerprint param
-        # below reruns exactly the cells whose definition changed.
-        config=ancient(SWEEP_CONFIG),
     output:
         runs=f"results/{SWEEP}/cells/{{cell}}/runs.parquet",
         curves=f"results/{SWEEP}/cells/{{cell}}/curves.parquet",
     params:
-        out=lambda wildcards, output: Path(output.runs).parent,
+        # the sweep config (written as the run starts, see the Snakefile): not an input, as it changes
+        # whenever any cell does; the fingerprint reruns exactly the cells whose definition changed.
+        config=SWEEP_CONFIG,
         fingerprint=lambda wildcards: cell_fingerprint(CELLS[wildcards.cell]),
+        out=lambda wildcards, output: Path(output.runs).parent,
     threads: config["threads"]
     resources:
         mem_mb=lambda wildcards, attempt: (16000 if CUDA else 4000) * attempt,
@@ -25,5 +24,5 @@ rule train:
     conda:
         ENV
     shell:
-        "python -m bench train --quiet --config {input.config} --cell {wildcards.cell} --out {params.out} "
+        "python -m bench train --quiet --config {params.config} --cell {wildcards.cell} --out {params.out} "
         "> {log} 2>&1"

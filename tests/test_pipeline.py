@@ -1,14 +1,14 @@
 """The Snakemake pipeline end to end, on the smoke tier, in a temporary copy of the repository.
 
-One full run (train, aggregate, notebook, numbers, paper) is shared by the tests
-of this module; the others check what a second run does, what deleting a cell
-does, that a bad config stops before any job with one line, and that
-``snakemake --lint`` is clean.
+One full run is shared by the tests of this module: the smoke tier without TeX on PATH (results,
+figures and numbers, no paper, and a note saying so), then, where TeX is installed, the same
+command again, which builds the paper alone. The other tests check what a further run does, what
+deleting a cell does, that ``snakemake paper`` without TeX and a bad config stop before any job
+with one line, and that ``snakemake --lint`` is clean.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -18,19 +18,40 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow import ROOT, SMOKE, copy_repository, job_counts, snakemake
+from workflow import ROOT, SMOKE, copy_repository, environment, job_counts, path_without, snakemake
 
-from analysis import layout
+from analysis import layout, numbers
 
-pytestmark = pytest.mark.skipif(shutil.which("latexmk") is None, reason="the pipeline builds the paper with latexmk")
+TEX_TOOLS = ("latexmk", "pdflatex", "bibtex")
+TEX = all(shutil.which(tool) for tool in TEX_TOOLS)
+needs_tex = pytest.mark.skipif(not TEX, reason="the paper is built with latexmk, pdflatex and bibtex")
+TEX_INSTALL = "apt-get install latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended"
+SKIPPED = "note: paper skipped: latexmk, pdflatex, bibtex not found on PATH"
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the repository in which the smoke tier has run once."""
-    work = copy_repository(tmp_path_factory.mktemp("pipeline") / "repo")
-    result = snakemake(work, "--cores", "2", "--configfile", SMOKE)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def without_tex(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """In a fresh copy, with the TeX tools taken off PATH: ``snakemake paper`` (refused), then the
+    smoke tier's default target."""
+    base = tmp_path_factory.mktemp("pipeline")
+    work = copy_repository(base / "repo")
+    env = environment(path_without(TEX_TOOLS, base / "path"))
+    paper = snakemake(work, "paper", "--cores", "2", "--configfile", SMOKE, env=env)
+    untouched = not (work / "results").exists() and not (work / "logs").exists()
+    run = snakemake(work, "--cores", "2", "--configfile", SMOKE, env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return {"work": work, "paper": paper, "untouched": untouched, "run": run}
+
+
+@pytest.fixture(scope="module")
+def workdir(without_tex: dict) -> Path:
+    """A copy of the repository in which the smoke tier has run: without TeX, then (where TeX is
+    installed) again with it, which builds the paper and nothing else."""
+    work = without_tex["work"]
+    if TEX:
+        result = snakemake(work, "--cores", "2", "--configfile", SMOKE)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert job_counts(result.stdout + result.stderr) == {"paper": 1, "all": 1, "total": 2}
     return work
 
 
@@ -38,23 +59,55 @@ def smoke_config() -> dict:
     return yaml.safe_load((ROOT / SMOKE).read_text())
 
 
-def test_full_run_writes_results_figures_and_paper(workdir: Path) -> None:
-    sweep = smoke_config()["sweep"]
+def test_run_without_tex_writes_results_figures_and_numbers(without_tex: dict) -> None:
+    work, sweep = without_tex["work"], smoke_config()["sweep"]
     for table in ("runs", "curves"):
-        assert (workdir / "results" / sweep / f"{table}.parquet").stat().st_size > 0
+        assert (work / "results" / sweep / f"{table}.parquet").stat().st_size > 0
     stems = layout.config_stems(smoke_config())  # every figure of the three notebooks, per task x model too
     assert {f"convergence-{t}-{m}" for t, m in layout.config_problems(smoke_config())} <= set(stems)
     for stem in stems:
         for fmt in layout.FIGURE_FORMATS:
-            assert (workdir / "figures" / sweep / f"{stem}.{fmt}").stat().st_size > 1000, stem
-    for name in ("numbers", "table-best", "table-stability", "table-problems", "table-lr-range"):
-        assert (workdir / "paper" / "generated" / sweep / f"{name}.tex").is_file()
+            assert (work / "figures" / sweep / f"{stem}.{fmt}").stat().st_size > 1000, stem
+    for name in numbers.GENERATED:
+        assert (work / "paper" / "generated" / sweep / name).is_file()
+    assert (work / "results" / sweep / "config.yaml").is_file()
+    assert list((work / "benchmarks" / sweep / "train").glob("*.tsv"))
+    assert not (work / "paper" / "build").exists()
+
+
+def test_run_without_tex_says_so_at_start_and_end(without_tex: dict) -> None:
+    """One line before the first job and one after the last: the paper is skipped, and how to install TeX."""
+    lines = without_tex["run"].stderr.splitlines()
+    notes = [i for i, line in enumerate(lines) if line.startswith(SKIPPED)]
+    jobs = [i for i, line in enumerate(lines) if re.match(r"(local)?rule \w+:$", line)]
+    assert len(notes) == 2 and notes[0] < jobs[0] and notes[1] > jobs[-1], lines
+    assert all(lines[i].endswith(f"on Debian/Ubuntu: {TEX_INSTALL}") for i in notes), lines[notes[0]]
+
+
+def test_paper_without_tex_stops_before_any_job(without_tex: dict) -> None:
+    paper = without_tex["paper"]
+    assert paper.returncode != 0
+    errors = [line for line in paper.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: cannot build the paper: latexmk, pdflatex, bibtex not found on PATH, needed for "
+                      f"paper/build/smoke/main.pdf; on Debian/Ubuntu: {TEX_INSTALL}"], paper.stderr[-3000:]
+    assert without_tex["untouched"], "nothing ran: no results, no logs"
+
+
+def test_tex_install_command_is_the_same_everywhere() -> None:
+    """The command the pipeline prints is the README's, and .ci/run installs the same packages."""
+    assert TEX_INSTALL in (ROOT / "README.md").read_text()
+    ci = " ".join((ROOT / ".ci" / "run").read_text().replace("\\\n", " ").split())
+    packages = TEX_INSTALL.removeprefix("apt-get install ")
+    assert f"--no-install-recommends {packages} " in ci
+
+
+@needs_tex
+def test_run_with_tex_builds_the_paper(workdir: Path) -> None:
+    sweep = smoke_config()["sweep"]
     pdf = workdir / "paper" / "build" / sweep / "main.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
     log = (workdir / "logs" / sweep / "paper.log").read_text()
     assert "undefined" not in log.split("Run number")[-1].lower(), "unresolved numbers or references"
-    assert (workdir / "results" / sweep / "config.yaml").is_file()
-    assert list((workdir / "benchmarks" / sweep / "train").glob("*.tsv"))
 
 
 def test_second_run_does_nothing(workdir: Path) -> None:
@@ -88,6 +141,19 @@ def test_changing_one_strategy_retrains_only_its_cells(workdir: Path, tmp_path: 
     assert job_counts(result.stdout + result.stderr).get("train") == len(problems)
 
 
+def test_notebook_and_numbers_rules_rerun_by_name(workdir: Path) -> None:
+    """The README's way to redraw figures and numbers from stored results, without training."""
+    result = snakemake(workdir, *(["paper"] if TEX else []), "--dry-run", "--cores", "2", "--configfile", SMOKE,
+                       "--forcerun", *layout.NOTEBOOKS, "numbers")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert {rule: counts.get(rule) for rule in (*layout.NOTEBOOKS, "numbers")} == dict.fromkeys(
+        (*layout.NOTEBOOKS, "numbers"), 1), counts
+    assert "train" not in counts and "aggregate" not in counts, counts
+
+
+# Snakemake's own line before anything else, naming the workflow profile (profiles/default) it reads.
+PROFILE_NOTICE = re.compile(r"Using .*profile.* for setting default command line arguments\.")
 BAD_CONFIGS = {
     "unknown strategy": (lambda c: c["strategies"].update({"clip_nrom": {}}), "clip_nrom"),
     "misspelled key": (lambda c: c.update({"seed": c.pop("seeds")}), "seed"),
@@ -101,8 +167,6 @@ BAD_CONFIGS = {
 def checks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, Path]]:
     """Snakemake on each bad config and ``--lint`` on the smoke config, run side by side (each parses the
     workflow for seconds): name -> (exit status, output, working directory)."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     commands = {}
     for case, (change, _) in BAD_CONFIGS.items():
         folder = tmp_path_factory.mktemp("bad")
@@ -114,7 +178,7 @@ def checks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str
     commands["lint"] = (folder, ["--lint", "--configfile", str(ROOT / SMOKE)])
     running = {
         name: subprocess.Popen([sys.executable, "-m", "snakemake", *args, "--directory", str(folder)], cwd=ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for name, (folder, args) in commands.items()
     }
     return {name: (process.wait(timeout=300), process.stdout.read(), commands[name][0])
@@ -125,7 +189,7 @@ def checks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str
 def test_bad_config_stops_with_one_line_before_any_job(case: str, checks) -> None:
     status, output, folder = checks[case]
     assert status != 0
-    lines = [line for line in output.splitlines() if line.strip()]
+    lines = [line for line in output.splitlines() if line.strip() and not PROFILE_NOTICE.fullmatch(line)]
     assert len(lines) == 1, lines
     key = BAD_CONFIGS[case][1]
     assert lines[0].startswith("error: ") and key in lines[0] and "allowed" in lines[0], lines[0]
@@ -133,9 +197,10 @@ def test_bad_config_stops_with_one_line_before_any_job(case: str, checks) -> Non
 
 
 def test_lint_is_clean(checks) -> None:
-    status, output, _ = checks["lint"]
+    status, output, folder = checks["lint"]
     assert status == 0, output
     assert "Congratulations" in output, output
+    assert not (folder / "results").exists(), "parsing the workflow writes nothing"
 
 
 def test_rule_environment_lists_the_project_dependencies() -> None:

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,16 +33,33 @@ def copy_repository(target: Path) -> Path:
     return target
 
 
-def environment() -> dict[str, str]:
-    """This interpreter's environment first on PATH, so that jobs run `python -m bench` with it."""
+def environment(path: str | None = None) -> dict[str, str]:
+    """This interpreter's environment first on PATH (or on ``path``), so that jobs run `python -m bench` with it."""
     env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '') if path is None else path}"
     return env
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run snakemake in ``workdir`` with this interpreter's environment."""
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=environment(),
+def path_without(programs: Iterable[str], folder: Path) -> str:
+    """This process's PATH with ``programs`` taken out: each folder that holds one of them is replaced by
+    ``folder``/<n>, a folder of links to the rest of its programs."""
+    programs, folders = set(programs), []
+    for n, directory in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        names = set(os.listdir(directory)) if os.path.isdir(directory) else set()
+        if not programs & names:
+            folders.append(directory)
+            continue
+        links = folder / str(n)
+        links.mkdir(parents=True)
+        for name in sorted(names - programs):
+            (links / name).symlink_to(Path(directory, name))
+        folders.append(str(links))
+    return os.pathsep.join(folders)
+
+
+def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run snakemake in ``workdir`` with this interpreter's environment (or ``env``)."""
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env or environment(),
                           capture_output=True, text=True, timeout=600)
 
 
