@@ -133,9 +133,11 @@ def parser() -> argparse.ArgumentParser:
                                                "job and the sweep's total job-seconds.")
     estimate.add_argument("--config", required=True, help="sweep config (YAML)")
     estimate.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the config's)")
-    estimate.add_argument("--steps", type=int, default=20, help="timed steps per cell (default 20)")
-    estimate.add_argument("--sizes", type=int, nargs=2, default=[32, 128], metavar=("K1", "K2"),
-                          help="numbers of runs each timed cell is cut to (default 32 128; capped at its K)")
+    estimate.add_argument("--steps", type=int, default=5, help="timed steps per cell, after 3 untimed (default 5)")
+    estimate.add_argument("--sizes", type=int, nargs=2, default=[8, 32], metavar=("K1", "K2"),
+                          help="numbers of runs each timed cell is cut to (default 8 32, where a CPU's cost is "
+                               "already proportional to K; on a GPU, whose cost is flat until it fills, 32 128; "
+                               "capped at its K)")
     estimate.add_argument("--seed", type=int, default=0, help="seed of the random choice of cells")
     estimate.add_argument("--json", help="also write the record to this JSON file")
     estimate.set_defaults(handler=_estimate)

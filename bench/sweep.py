@@ -190,6 +190,18 @@ def check(config: dict[str, Any]) -> None:
             if family not in families:
                 raise ConfigError(f"config key 'problems.{i}.models': {model!r} ({family}) cannot run on task "
                                   f"{problem['task']!r}; allowed families: {', '.join(families)}")
+        for section in ("optimizers", "strategies"):
+            for name in problem.get(section, []):
+                if name not in config[section]:
+                    raise ConfigError(f"config key 'problems.{i}.{section}': unknown entry {name!r}; "
+                                      f"allowed: {', '.join(config[section])}")
+    seen: dict[tuple[str, str], int] = {}
+    for i, problem in enumerate(config["problems"]):
+        for model in problem["models"]:
+            first = seen.setdefault((problem["task"], model), i)
+            if first != i:
+                raise ConfigError(f"config key 'problems.{i}.models': {problem['task']} x {model} is already "
+                                  f"problem {first}; allowed: each task x model pair in one problems entry")
     for name, entry in config["strategies"].items():
         members = entry.get("chain", [name])
         for member in members:
@@ -238,10 +250,12 @@ def cells(config: dict[str, Any]) -> list[Cell]:
         task_name = problem["task"]
         for model_name in problem["models"]:
             model = config["models"][model_name]
-            for optimizer_name, optimizer in config["optimizers"].items():
+            for optimizer_name in problem.get("optimizers", config["optimizers"]):
+                optimizer = config["optimizers"][optimizer_name]
                 dials = {**entry_dials("tasks", config["tasks"][task_name]), **entry_dials("models", model),
                          **entry_dials("optimizers", optimizer)}
-                for strategy_name, entry in config["strategies"].items():
+                for strategy_name in problem.get("strategies", config["strategies"]):
+                    entry = config["strategies"][strategy_name]
                     grid = {k: v for k, v in entry.items() if k not in ("chain", *RECIPE_KEYS)}
                     cell_dials = {**dials, **{k: v for k, v in entry.items() if k in RECIPE_KEYS}}
                     runs = [
@@ -258,7 +272,8 @@ def cells(config: dict[str, Any]) -> list[Cell]:
                         model_name=model_name, model=model,
                         optimizer_name=optimizer_name, optimizer=optimizer,
                         strategy_name=strategy_name, members=entry.get("chain", [strategy_name]),
-                        runs=runs, steps=config["steps"], eval_every=config["eval_every"],
+                        runs=runs, steps=problem.get("steps", config["steps"]),
+                        eval_every=problem.get("eval_every", config["eval_every"]),
                         batch_size=config["batch_size"], divergence_factor=config["divergence_factor"],
                         device=config["device"], threads=config["threads"],
                         checkpoint_every=config["checkpoint_every"],

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import ROOT, mutated
 
-from bench import store
+from bench import store, sweep
 from bench.__main__ import main
 
 
@@ -37,6 +37,22 @@ def test_help_explains_every_command() -> None:
 def test_cells_lists_readable_ids(tmp_path: Path, capsys) -> None:
     assert main(["cells", "--config", str(write_config(tmp_path / "c.yaml")), "--runs"]) == 0
     assert capsys.readouterr().out.strip() == "mnist1d-mlp-sgd-none\t4"
+
+
+def test_a_problem_picks_its_optimizers_strategies_and_budget(tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path / "c.yaml", **{
+        "optimizers.adam": {"kind": "adam", "learning_rates": [0.001]},
+        "strategies.clip_norm": {"clip_norm": [1.0, 2.0]},
+        "problems": [{"task": "mnist1d", "models": ["mlp"]},
+                     {"task": "adding", "models": ["rnn"], "optimizers": ["adam"], "strategies": ["clip_norm"],
+                      "steps": 7, "eval_every": 7}]})
+    assert main(["cells", "--config", str(config), "--runs"]) == 0
+    listed = dict(line.split("\t") for line in capsys.readouterr().out.strip().splitlines())
+    assert listed == {"mnist1d-mlp-sgd-none": "4", "mnist1d-mlp-sgd-clip_norm": "8", "mnist1d-mlp-adam-none": "2",
+                      "mnist1d-mlp-adam-clip_norm": "4", "adding-rnn-adam-clip_norm": "4"}
+    cells = {cell.id: cell for cell in sweep.cells(sweep.load(config))}
+    assert (cells["adding-rnn-adam-clip_norm"].steps, cells["adding-rnn-adam-clip_norm"].eval_every) == (7, 7)
+    assert cells["mnist1d-mlp-sgd-none"].steps == sweep.load(config)["steps"]
 
 
 def test_train_writes_both_tables(tmp_path: Path) -> None:

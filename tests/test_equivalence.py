@@ -11,7 +11,7 @@ from bench import engine, models, optim, reference
 PROBLEMS = [
     ("mnist1d", "mlp"), ("mnist1d", "cnn1d"), ("digits", "cnn2d"), ("digits8", "mlp"),
     ("mnist1d", "rnn"), ("adding", "lstm"), ("copy", "gru"), ("adding", "rnn"),
-    ("mnist", "mlp"), ("mnist", "cnn2d"), ("mnist", "rnn"),
+    ("mnist", "mlp"), ("mnist", "cnn2d"), ("mnist", "rnn"), ("mnist", "cnn1d"),
 ]
 OPTIMIZERS = {
     "sgd": {"kind": "sgd", "learning_rates": [0.01, 0.03]},

@@ -35,6 +35,12 @@ HOSTILE = {
     "unknown device": ({"device": "tpu"}, "device"),
     "problem names an unknown task": ({"problems.0.task": "imagenet"}, "problems.0.task"),
     "problem names an unknown model": ({"problems.0.models": ["vit"]}, "problems.0.models"),
+    "problem names an unknown optimizer": ({"problems.0.optimizers": ["lion"]}, "problems.0.optimizers"),
+    "problem names an unknown strategy": ({"problems.0.strategies": ["magic"]}, "problems.0.strategies"),
+    "problem steps is zero": ({"problems.0.steps": 0}, "problems.0.steps"),
+    "problem eval_every is a string": ({"problems.0.eval_every": "often"}, "problems.0.eval_every"),
+    "task x model pair in two problems": ({"problems": [{"task": "mnist1d", "models": ["mlp"]}] * 2},
+                                          "problems.1.models"),
     # hyperparameters given to the wrong strategy
     "hyperparameter of another strategy": ({"strategies": {"clip_value": {"clip_norm": [1.0]}}},
                                            "strategies.clip_value.clip_norm"),

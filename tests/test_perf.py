@@ -107,12 +107,12 @@ def test_fastest_takes_each_block_minimum_over_rounds():
 
 
 def test_the_gpu_script_writes_both_records(tmp_path) -> None:
-    """scripts/gpu_check.sh, run on a CPU with its overrides: the perf record and the paper estimate."""
+    """scripts/gpu_check.sh, run on a CPU with its overrides: the perf record and the full-sweep estimate."""
     env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path), "PERF_FLAGS": "--quick",
-           "PAPER_CONFIG": "config/smoke.yaml", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+           "FULL_CONFIG": "config/smoke.yaml", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     subprocess.run(["scripts/gpu_check.sh", "probe"], check=True, env=env, capture_output=True)
     perf_record = json.loads((tmp_path / "probe.json").read_text())
-    estimate_record = json.loads((tmp_path / "probe-paper.json").read_text())
+    estimate_record = json.loads((tmp_path / "probe-full.json").read_text())
     assert perf_record["device"] == estimate_record["device"] and perf_record["device"].startswith("cpu")
     assert estimate_record["sweep"] == "smoke" and estimate_record["predicted_job_s"] > 0
 

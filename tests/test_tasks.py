@@ -40,6 +40,9 @@ def test_digits_upsampled_to_28() -> None:
     task = tasks.load("digits", size=28)
     assert task.inputs("train", "image").shape[1:] == (1, 28, 28)
     assert task.inputs("val", "sequence").shape[1:] == (28, 28)
+    signal = task.inputs("val", "signal")  # rows along the length, a row's pixels as channels
+    assert signal.shape[1:] == (28, 28)
+    assert torch.equal(signal.transpose(1, 2), task.inputs("val", "sequence"))
     total = sum(len(task.targets(s)) for s in ("train", "val", "test"))
     assert total == 1797
 

@@ -44,11 +44,12 @@ register = REGISTRY.register
 
 FORMS = {
     "signal": ("vector", "signal", "sequence"),
-    "image": ("vector", "image", "sequence"),
+    "image": ("vector", "image", "sequence", "signal"),
     "sequence": ("sequence",),
 }
-"""Input forms each task layout can feed: ``vector`` (N, F), ``signal`` (N, C, L), ``image``
-(N, C, H, W), ``sequence`` (N, T, F; a signal read sample by sample, an image row by row)."""
+"""Input forms each task layout can feed: ``vector`` (N, F), ``signal`` (N, C, L; an image as a
+signal along its rows, its C x W pixels per row the channels, as a 1-D CNN reads a sequence),
+``image`` (N, C, H, W), ``sequence`` (N, T, F; a signal read sample by sample, an image row by row)."""
 SEQUENCE_SCORED_STEPS = 10
 """Steps a ``sequence`` objective scores its accuracy on: the last ones (the copy task's recall)."""
 
@@ -81,6 +82,8 @@ class Task:
             return x.flatten(1)
         if form == "sequence" and self.layout != "sequence":
             return x.flatten(1, -2).transpose(1, 2) if self.layout == "signal" else x[:, 0]
+        if form == "signal" and self.layout == "image":
+            return x.transpose(2, 3).flatten(1, 2)  # (N, C x W, H): row h is step h, as for ``sequence``
         return x
 
     def targets(self, split: str) -> Tensor:
