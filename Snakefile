@@ -5,6 +5,8 @@
 #   snakemake --profile profiles/slurm --configfile config/paper.yaml   # on a SLURM cluster
 #
 # config -> one train job per cell -> aggregate -> notebooks (figures) + numbers -> paper.
+# Where study/<sweep>/ holds committed results whose fingerprint matches the config, they stand in for
+# training and aggregation (rules/study.smk; BENCH_RETRAIN=1 trains anyway).
 # Snakemake also reads the workflow profile profiles/default/ (rerun after a crash). See docs/pipeline.md.
 
 import sys
@@ -40,6 +42,10 @@ PAPER = f"paper/build/{SWEEP}/main.pdf"
 # and a run that needs the paper stops before any job (onstart below).
 NO_TEX = tex_missing_line(PAPER)
 PARTITION = {"slurm_partition": config["slurm_partition"]} if "slurm_partition" in config else {}
+# The sweep's committed results (python -m bench publish): restored instead of trained when their fingerprint
+# matches the config; one line at the start says which happens (onstart below).
+STUDY = str(bench_publish.study_dir(SWEEP))
+FROM_STUDY, STUDY_LINE = study_state(config, STUDY)
 ENV = "../envs/bench.yaml"  # software of every job, for --use-conda (relative to rules/)
 
 
@@ -67,6 +73,7 @@ onstart:
     if NO_TEX and any(job.rule.name == "paper" for job in workflow.dag.needrun_jobs()):
         sys.exit(f"error: cannot build the paper: {NO_TEX}")
     bench_atomic.write_text(SWEEP_CONFIG, sweep_config_text(config), only_if_changed=True)
+    print(STUDY_LINE, file=sys.stderr)
     if NO_TEX:
         print(f"note: paper skipped: {NO_TEX}", file=sys.stderr)
 
@@ -104,6 +111,17 @@ rule figures:
 
 
 include: "rules/train.smk"
-include: "rules/aggregate.smk"
+
+
+# The sweep's tables: from the committed results, or aggregated from the cells (rules for the same files).
+if FROM_STUDY:
+
+    include: "rules/study.smk"
+
+else:
+
+    include: "rules/aggregate.smk"
+
+
 include: "rules/analysis.smk"
 include: "rules/paper.smk"

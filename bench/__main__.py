@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {cells,train,aggregate,perf,estimate} ...``.
+"""Command line: ``python -m bench {cells,train,aggregate,publish,restore,perf,estimate} ...``.
 
 Every problem with the input (config, cell id, results files) ends the command
 with exit status 2 and one line ``error: ...`` naming the key or file and what
@@ -52,6 +52,25 @@ def _aggregate(args: argparse.Namespace) -> None:
         raise StoreError(f"{cells_dir / missing[0] / 'runs.parquet'}: missing ({len(missing)} cells have no results)")
     n_runs, n_rows = store.aggregate([cells_dir / c.id for c in sweep.cells(config)], args.out)
     print(f"aggregated {n_runs} runs and {n_rows} curve rows -> {args.out}")
+
+
+def _publish(args: argparse.Namespace) -> None:
+    from bench import publish
+
+    stored = publish.publish(args.sweep, args.config, args.results, args.out, args.every)
+    folder = Path(args.out) / args.sweep
+    size = sum(stored["bytes"].values()) + (folder / publish.RECORD).stat().st_size
+    print(f"published {stored['runs']} runs of {stored['cells']} cells and {stored['curve_rows']} of "
+          f"{stored['curve_rows_full']} curve rows (every step of {stored['every_step_runs']} runs, every "
+          f"{stored['every']}th of the others, every evaluation) -> {folder} ({size / 1e6:.2f} MB)")
+
+
+def _restore(args: argparse.Namespace) -> None:
+    from bench import publish, sweep
+
+    config = sweep.load(args.config) if args.config else None
+    n_runs, n_rows = publish.restore(args.study, args.out, config)
+    print(f"restored {n_runs} runs and {n_rows} curve rows from {args.study} -> {args.out}")
 
 
 def _write_json(record: dict, path: Path) -> None:
@@ -112,6 +131,31 @@ def parser() -> argparse.ArgumentParser:
     aggregate.add_argument("--cells-dir", required=True, help="folder with one sub-folder per cell")
     aggregate.add_argument("--out", required=True, help="output folder")
     aggregate.set_defaults(handler=_aggregate)
+
+    publish = commands.add_parser(
+        "publish", help="write a sweep's results for committing: study/<sweep>/",
+        description="Write STUDY/<sweep>/ from RESULTS/<sweep>/{runs,curves}.parquet: runs.parquet (the runs "
+                    "table in full), curves.parquet (thinned to what the figures draw: every step of the runs "
+                    "they draw step by step, every evaluation, every EVERY-th step of the other runs) and "
+                    "fingerprint.json (a hash of the config's training-relevant content). Refuses results that "
+                    "are not those of the config, or whose figures would differ once thinned. With the folder "
+                    "committed, the workflow rebuilds figures, numbers and paper from it without training.")
+    publish.add_argument("--sweep", required=True, help="sweep name (results/<sweep>/, study/<sweep>/)")
+    publish.add_argument("--config", required=True, help="the sweep config the results were trained from")
+    publish.add_argument("--results", default="results", help="folder of the sweeps' results (default: results)")
+    publish.add_argument("--out", default="study", help="folder of the study folders (default: study)")
+    publish.add_argument("--every", type=int, default=10,
+                         help="keep every EVERY-th step of the runs no figure draws step by step (default 10)")
+    publish.set_defaults(handler=_publish)
+
+    restore = commands.add_parser(
+        "restore", help="write a sweep's results tables from its study folder",
+        description="Write OUT/runs.parquet and OUT/curves.parquet (the results schema, validated) from a study "
+                    "folder written by `publish`; with --config, only if its fingerprint matches that config.")
+    restore.add_argument("--study", required=True, help="study folder, e.g. study/paper")
+    restore.add_argument("--out", required=True, help="output folder, e.g. results/paper")
+    restore.add_argument("--config", help="sweep config the study must match (its fingerprint)")
+    restore.set_defaults(handler=_restore)
 
     perf = commands.add_parser("perf", help="measure engine throughput against the per-run oracle",
                                description="Measure, side by side in one run: run-steps/s of the lockstep engine "

@@ -5,6 +5,7 @@ import ast
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import yaml
 
 from analysis import layout
 from bench import atomic as bench_atomic
+from bench import publish as bench_publish
 from bench import sweep as bench_sweep  # first: keeps jsonschema's slow optional IRI checker out (see bench/sweep.py)
 
 import jsonschema
@@ -20,6 +22,8 @@ SCHEMA = "config/schema.yaml"
 # What the paper build runs, and the packages that bring it (as in the README and .ci/run).
 TEX_TOOLS = ("latexmk", "pdflatex", "bibtex")
 TEX_INSTALL = "apt-get install latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended"
+# Set (to anything but 0) to train a sweep whose committed results in study/<sweep>/ match its config.
+RETRAIN = "BENCH_RETRAIN"
 
 
 def config_error_line(config, error):
@@ -60,8 +64,32 @@ def cell_fingerprint(cell):
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def config_names():
+    """The config files Snakemake read, as given (relative where they lie below the working directory)."""
+    files = [os.path.relpath(f) if not os.path.relpath(f).startswith("..") else str(f)
+             for f in workflow.config_settings.configfiles] or ["config/default.yaml"]
+    return " + ".join(files) + (" + --config" if workflow.config_settings.config else "")
+
+
+def study_state(config, study):
+    """Whether the committed results in ``study`` stand in for training, and the one line that says which.
+
+    They do when their fingerprint (bench/publish.py) matches the config and BENCH_RETRAIN is not set.
+    """
+    names = config_names()
+    matched, why = bench_publish.matches(config, study, names)
+    start = f"note: results of sweep {config['sweep']}:"
+    if not matched:
+        return False, f"{start} {why}: training"
+    if os.environ.get(RETRAIN, "") not in ("", "0"):
+        return False, f"{start} committed in {study} (fingerprint matches {names}), but {RETRAIN} is set: training"
+    return True, f"{start} committed in {study} (fingerprint matches {names}), nothing to train"
+
+
 def cell_files():
-    """Both tables of every cell of the sweep."""
+    """Both tables of every cell of the sweep; none where the committed results stand in for training."""
+    if FROM_STUDY:
+        return []
     return expand("results/{sweep}/cells/{cell}/{table}.parquet", sweep=SWEEP, cell=CELLS, table=("runs", "curves"))
 
 

@@ -15,21 +15,27 @@ SMOKE = "config/smoke.yaml"
 # Generated or local paths that never travel into the temporary copies.
 SKIP = {".git", ".venv", ".venv-ci", ".snakemake", "results", "figures", "logs", "benchmarks", "__pycache__",
         ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints", "build", "generated"}
+STUDY = "study"
+"""The committed results (bench/publish.py): a copy holds them only when asked, else the smoke tier would not train."""
 
 
-def copy_repository(target: Path) -> Path:
-    """Copy the working tree without generated files: git's tracked and unignored files, else a filtered copytree."""
+def copy_repository(target: Path, study: bool = False) -> Path:
+    """Copy the working tree without generated files: git's tracked and unignored files, else a filtered copytree.
+
+    Without ``study`` the copy leaves out the committed results in study/, so that the workflow trains.
+    """
+    skip = SKIP if study else SKIP | {STUDY}
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                             capture_output=True, text=True)
     if listed.returncode == 0 and listed.stdout:
         for name in filter(None, listed.stdout.split("\0")):
             source = ROOT / name
-            if source.is_file() and not SKIP.intersection(Path(name).parts):
+            if source.is_file() and not skip.intersection(Path(name).parts):
                 (target / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target / name)
     else:
         shutil.copytree(ROOT, target, ignore=lambda folder, names: [
-            n for n in names if n in SKIP or n.endswith(".egg-info")])
+            n for n in names if n in skip or n.endswith(".egg-info")])
     return target
 
 
