@@ -8,14 +8,23 @@ Writes into ``paper/generated/<sweep>/``:
 - ``table-best.tex``: best-tuned test metric per strategy and panel;
 - ``table-stability.tex``: divergence rate, stable learning rates and rank per strategy;
 - ``table-lr-range.tex``: the stable learning-rate range per strategy and panel;
-- ``table-problems.tex``: the task x model pairs with metric, chance level and divergence of ``none``.
+- ``table-problems.tex``: the task x model pairs with metric, chance level and divergence of ``none``;
+- ``table-gains.tex``: decades of stable learning rate each strategy adds over ``none``, per model family
+  (question Q1, ``analysis.questions.q1_stable_range``), a lower bound marked where a range is censored;
+- ``claims.tex``: the study's claims (``paper/claims.yaml``, evaluated by ``analysis.claims``): one
+  ``\\benchclaim{<id>}`` sentence per claim and its numbers as ``\\benchdef`` keys; beside it
+  ``claims.json``, the same machine-readable (not in :data:`GENERATED`: Snakemake removes a rule's
+  outputs before rerunning it, and the previous claims.json is what a rerun's flips are judged against).
 
 All statistics come from :mod:`analysis.stats` and follow its one rule for
 failed runs (diverged, or no finite validation metric): a failed seed is the
 worst value when the best-tuned setting is chosen, and counts at the task's
 chance level in every mean, interval, test and rank. Each table says so in its note.
 
-Run it as ``python -m analysis.numbers --sweep default`` from the repository root.
+Run it as ``python -m analysis.numbers --sweep default`` from the repository root. It prints which
+claims hold and a ``warning: claim <id> flipped: ...`` line for every claim whose outcome changed against
+the previous ``claims.json`` at the output path (or ``--reference FILE``). ``--findings`` prints the
+answers to the study's seven questions as a Markdown table instead (``--all-claims``: every claim).
 """
 
 from __future__ import annotations
@@ -28,10 +37,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from analysis import data, layout, stats
-from analysis.layout import generated_dir
+from analysis import claims, data, layout, questions, stats
+from analysis.layout import generated_dir, results_dir
 
-GENERATED = ("numbers.tex", "table-best.tex", "table-stability.tex", "table-problems.tex", "table-lr-range.tex")
+GENERATED = ("numbers.tex", "table-best.tex", "table-stability.tex", "table-problems.tex", "table-lr-range.tex",
+             "table-gains.tex", "claims.tex")
 """The files :func:`write` writes, in this order; the Snakefile's numbers and paper rules read this list."""
 
 
@@ -436,13 +446,69 @@ def table_problems(runs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(runs: pd.DataFrame, out: Path | str) -> list[Path]:
-    """Write numbers.tex and the tables into ``out``; return the paths."""
+def table_gains(gains: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """LaTeX tabular: decades of stable learning rate each strategy adds over ``none`` (rows) per model family.
+
+    ``analysis.questions.q1_stable_range`` at ``level = family`` over all
+    optimizers: the mean over the family's task x model pairs of the gain
+    per panel, above its 95% interval (over pairs, or seeds for a family
+    with one pair); ``$\\geq$`` marks a lower bound (the strategy's range
+    reaches the top of the grid on some panel), ``$\\leq$`` an upper one.
+    """
+    rows = gains[(gains["level"] == "family") & (gains["optimizer"] == "all")] if len(gains) else gains
+    families = ["all", *dict.fromkeys(runs["family"].astype(str))]
+    lines = [f"\\begin{{tabular}}{{l{'c' * len(families)}}}", r"\toprule",
+             "strategy & " + " & ".join("all families" if f == "all" else name(f) for f in families) + r" \\",
+             r"\midrule"]
+    for strategy in [s for s in data.strategy_order(runs) if s != "none"]:
+        cells = []
+        for family in families:
+            row = rows[(rows["strategy"] == strategy) & (rows["family"] == family)] if len(rows) else rows
+            if row.empty:
+                cells.append("--")
+                continue
+            row = row.iloc[0]
+            mark = {"lower": r"$\geq$", "upper": r"$\leq$"}.get(row["bound"], "")
+            interval = (f"[{signed(row['low'])}, {signed(row['high'])}]" if np.isfinite(row["low"]) else "")
+            cells.append(f"\\makecell{{{mark}{signed(row['estimate'])}\\\\ \\scriptsize {interval}}}")
+        lines.append(f"{name(strategy)} & {' & '.join(cells)} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def signed(value: float, digits: int = 2) -> str:
+    """A number for a table cell, its minus sign typeset: ``$-$0.5``; ``n/a`` where undefined."""
+    text = number(value, digits)
+    return "$-$" + text[1:] if text.startswith("-") else text
+
+
+def curve_reader(sweep: str, root: Path | str = ".") -> questions.CurveSource:
+    """A reader of ``results/<sweep>/curves.parquet`` loading only the rows of the run ids asked for; None if absent."""
+    path = results_dir(sweep, root) / "curves.parquet"
+    if not path.is_file():
+        return None
+    columns = ["run_id", "step", "train_loss", "val_metric"]
+
+    def read(run_ids):
+        return pd.read_parquet(path, columns=columns, filters=[("run_id", "in", list(run_ids))])
+
+    return read
+
+
+def write(runs: pd.DataFrame, out: Path | str, curves: questions.CurveSource = None,
+          claims_file: Path | str = claims.CLAIMS_FILE, reference: Path | str | None = None) -> list[Path]:
+    """Write numbers.tex, the tables and the claims (claims.tex, claims.json) into ``out``; return the paths.
+
+    Prints one line per claim (holds, fails, not measured) and, on standard
+    error, a warning for every claim that flipped against ``reference`` or the
+    previous claims.json at ``out`` (``analysis.claims.write``).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    answers = questions.answer_all(runs, curves)
     texts = (numbers_tex(compute(runs)), table_best(runs), table_stability(runs), table_problems(runs),
-             table_lr_range(runs))
-    files = dict(zip(GENERATED, texts, strict=True))
+             table_lr_range(runs), table_gains(answers["q1_stable_range"], runs))
+    files = dict(zip(GENERATED, texts, strict=False))
     paths = []
     for filename, text in files.items():
         path = out / filename
@@ -450,23 +516,54 @@ def write(runs: pd.DataFrame, out: Path | str) -> list[Path]:
         temporary.write_text(text)
         temporary.replace(path)
         paths.append(path)
-    return paths
+    written = claims.write(answers, out, str(runs["sweep"].iloc[0]), claims_file, reference)
+    for line in written.summary():
+        print(line)
+    for line in written.warnings:
+        print(line, file=sys.stderr)
+    return [*paths, written.tex, written.json]
+
+
+def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = True,
+                      claims_file: Path | str = claims.CLAIMS_FILE) -> str:
+    """The answers to the study's questions as a Markdown table, computed from ``results/<sweep>/``.
+
+    Columns: question, answer sentence, effect, 95% interval, figure stem; one
+    row per question (its headline claim), or per claim with ``headline_only=False``.
+    """
+    runs = data.load_runs(sweep, root)
+    titles, entries = claims.load(claims_file)
+    needed = list(dict.fromkeys(entry.function for entry in entries))
+    outcomes = claims.evaluate_claims(questions.answer_all(runs, curve_reader(sweep, root), needed), entries)
+    return claims.findings_markdown(outcomes, titles, headline_only)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m analysis.numbers --sweep NAME [--root DIR] [--out DIR]``."""
+    """Command line: ``python -m analysis.numbers --sweep NAME [--root DIR] [--out DIR] [--findings]``."""
     parser = argparse.ArgumentParser(prog="python -m analysis.numbers", description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", required=True, help="sweep name: reads results/<sweep>/runs.parquet")
     parser.add_argument("--root", default=".", help="repository root (default: current folder)")
     parser.add_argument("--out", default=None, help="output folder (default: paper/generated/<sweep>)")
+    parser.add_argument("--claims", default=None, help="claims file (default: paper/claims.yaml)")
+    parser.add_argument("--reference", default=None,
+                        help="claims.json to judge flips against (default: the previous one at the output folder)")
+    parser.add_argument("--findings", action="store_true",
+                        help="print the answers to the study's questions as a Markdown table; write nothing")
+    parser.add_argument("--all-claims", action="store_true", help="with --findings: one row per claim")
     args = parser.parse_args(argv)
+    claims_file = Path(args.claims) if args.claims else Path(args.root) / "paper" / "claims.yaml"
+    if not claims_file.is_file():
+        claims_file = claims.CLAIMS_FILE
     try:
+        if args.findings:
+            print(findings_markdown(args.sweep, args.root, not args.all_claims, claims_file), end="")
+            return 0
         runs = data.load_runs(args.sweep, args.root)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = args.out or generated_dir(args.sweep, args.root)
-    for path in write(runs, out):
+    for path in write(runs, out, curve_reader(args.sweep, args.root), claims_file, args.reference):
         print(path)
     return 0
 

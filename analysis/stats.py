@@ -119,18 +119,17 @@ def score_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return scored
 
 
-def best_tuned(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataFrame:
-    """The best-tuned setting of every strategy on every panel (and value of ``within``), one row each.
+def ranked_settings(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every setting of every strategy on every panel, one row each, in the order the best-tuned rule ranks them.
 
-    Chosen on validation: fewest failed seeds first (a failed seed is the worst
-    possible value), then the highest mean oriented validation metric of the
-    other seeds, then the smallest lr and hyperparameters. ``within`` names
-    setting columns held fixed instead of tuned: ``["lr"]`` gives the best
-    setting at each learning rate. Columns: panel, strategy, setting,
-    ``metric``, ``higher_is_better``, ``seeds``, ``failed`` (failed seeds),
-    ``diverged`` (diverged seeds), ``val_mean`` (mean validation metric of the
-    seeds that did not fail, in metric units; NaN if all failed) and
-    ``candidates`` (settings the choice was made among).
+    The rule of :func:`best_tuned`: fewest failed seeds first (a failed seed is
+    the worst possible value), then the highest mean oriented validation
+    metric of the other seeds, then the smallest lr and hyperparameters.
+    Columns: panel, strategy, setting, ``metric``, ``higher_is_better``,
+    ``seeds``, ``failed``, ``diverged``, ``val_mean`` (as in :func:`best_tuned`),
+    ``val_oriented`` (``val_mean`` negated for MSE) and ``test_mean`` (mean
+    ``test_score`` over the seeds, failed runs at chance). Sorted over the
+    whole table: the rows of one panel and strategy are in rank order.
     """
     scored = score_runs(runs)
     scored["_alive"] = np.where(scored["failed"], np.nan, scored["best_val_metric"])
@@ -139,15 +138,32 @@ def best_tuned(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataFrame:
     summary = _groups(scored, keys).agg(
         metric=("metric", "first"), higher_is_better=("higher_is_better", "first"), seeds=("seed", "size"),
         failed=("failed", "sum"), diverged=("diverged", "sum"), val_mean=("_alive", "mean"),
-        _oriented=("_oriented", "mean"),
+        val_oriented=("_oriented", "mean"), test_mean=("test_score", "mean"),
     ).reset_index()
     settings = setting_columns(runs)
-    summary = summary.sort_values(["failed", "_oriented", *settings], ascending=[True, False, *[True] * len(settings)],
-                                  na_position="last", kind="stable")
+    return summary.sort_values(["failed", "val_oriented", *settings],
+                               ascending=[True, False, *[True] * len(settings)], na_position="last",
+                               kind="stable", ignore_index=True)
+
+
+def best_tuned(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataFrame:
+    """The best-tuned setting of every strategy on every panel (and value of ``within``), one row each.
+
+    Chosen on validation: fewest failed seeds first (a failed seed is the worst
+    possible value), then the highest mean oriented validation metric of the
+    other seeds, then the smallest lr and hyperparameters (:func:`ranked_settings`).
+    ``within`` names setting columns held fixed instead of tuned: ``["lr"]`` gives the best
+    setting at each learning rate. Columns: panel, strategy, setting,
+    ``metric``, ``higher_is_better``, ``seeds``, ``failed`` (failed seeds),
+    ``diverged`` (diverged seeds), ``val_mean`` (mean validation metric of the
+    seeds that did not fail, in metric units; NaN if all failed) and
+    ``candidates`` (settings the choice was made among).
+    """
+    summary = ranked_settings(runs).drop(columns=["val_oriented", "test_mean"])
     groups = [*panel_columns(runs), "strategy", *within]
     summary["candidates"] = _groups(summary, groups)["seeds"].transform("size")
     best = _groups(summary, groups).head(1)
-    return best.drop(columns="_oriented").reset_index(drop=True)
+    return best.reset_index(drop=True)
 
 
 def best_tuned_runs(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataFrame:
@@ -744,7 +760,11 @@ def metric_error(values: Sequence[float] | np.ndarray, metrics: Sequence[str] | 
     return errors
 
 
-def error_matrix(summary: pd.DataFrame, value: str = "mean") -> pd.DataFrame:
+MIN_RANKED_PROBLEMS = 2
+"""Fewest problems a ranking is made over (Friedman needs two); :func:`error_matrix` falls back below it."""
+
+
+def error_matrix(summary: pd.DataFrame, value: str = "mean", min_problems: int = MIN_RANKED_PROBLEMS) -> pd.DataFrame:
     """Problems (rows, ``task/model``) x strategies: the mean over the problem's panels of each panel's error.
 
     ``summary`` is :func:`seed_summary` of :func:`best_tuned_runs` by panel and
@@ -759,14 +779,27 @@ def error_matrix(summary: pd.DataFrame, value: str = "mean") -> pd.DataFrame:
     errors is in one unit: the strategy's expected error on the problem over
     its panels, each weighted equally, each tuned on its own. A problem counts
     once however many panels it has, and the same number enters the ranks, the
-    Friedman test, the CD diagram and the performance profiles. A strategy
-    missing on any panel of some problem is dropped.
+    Friedman test, the CD diagram and the performance profiles.
+
+    Which problems and strategies: a study may run some strategies on a subset
+    of its problems only (a config's per-problem ``strategies:``). Every
+    strategy is ranked, on the problems where the full strategy set ran (every
+    strategy on every panel of the problem), provided there are at least
+    ``min_problems`` of them; a problem lacking any strategy on any panel is
+    left out rather than a strategy dropped. With fewer such problems, every
+    problem is kept and the strategies missing on any panel of some problem
+    are dropped instead.
     """
     frame = summary.assign(error=metric_error(summary[value], summary["metric"]), panel=_panel_labels(summary),
                            problem=summary["task"].astype(str) + "/" + summary["model"].astype(str))
     panels = frame.pivot(index=["problem", "panel"], columns="strategy", values="error")
     complete = panels.notna().groupby(level="problem").all()
-    matrix = panels.groupby(level="problem").mean().where(complete).dropna(axis=1)
+    means = panels.groupby(level="problem").mean()
+    full = complete.all(axis=1)
+    if int(full.sum()) >= min_problems:
+        matrix = means[full]
+    else:
+        matrix = means.where(complete).dropna(axis=1)
     order = [s for s in dict.fromkeys(frame["strategy"]) if s in matrix.columns]
     return matrix[order].rename_axis(index=None, columns=None)
 

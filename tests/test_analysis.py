@@ -238,7 +238,8 @@ def test_numbers_and_tables(tables, tmp_path):
     assert "0.01--1" in (tmp_path / "table-lr-range.tex").read_text()  # clip_norm never diverges
     stability = (tmp_path / "table-stability.tex").read_text()
     assert "settings" in stability and "not in the grid" in stability
-    assert len(paths) == len(numbers.GENERATED) == 5
+    assert [path.name for path in paths] == [*numbers.GENERATED, "claims.json"]
+    assert "\\benchclaimdef{Q1-clip-norm}{" in (tmp_path / "claims.tex").read_text()
 
 
 def test_numbers_rank_task_model_pairs_and_state_the_holm_family(tables):

@@ -580,7 +580,22 @@ def test_ranking_unit_is_the_problem_not_the_panel():
     assert cd.cd == pytest.approx(2 * q * math.sqrt(3 * 4 / (6 * 12)))  # twice what 12 panels would give
     assert cd.ranks.to_dict() == {"a": 1.0, "b": 2.0, "c": 3.0}
     incomplete = summary.drop(summary.index[(summary["strategy"] == "c") & (summary["optimizer"] == "adam")][:1])
-    assert stats.error_matrix(incomplete).columns.tolist() == ["a", "b"]  # c lacks a panel of one problem
+    ranked = stats.error_matrix(incomplete)  # c lacks a panel of mnist1d/mlp: that problem leaves the ranking
+    assert ranked.columns.tolist() == ["a", "b", "c"] and ranked.index.tolist() == ["digits/cnn", "mnist1d/cnn"]
+    fallback = stats.error_matrix(incomplete, min_problems=3)  # fewer full problems than asked: drop c instead
+    assert fallback.columns.tolist() == ["a", "b"] and len(fallback) == 3
+
+
+def test_error_matrix_ranks_every_strategy_on_the_problems_that_ran_the_full_set():
+    """A study runs some strategies on a subset of its problems: they are ranked, on the problems with every one."""
+    summary = summary_table()
+    extra = summary[(summary["task"] == "mnist1d") & (summary["strategy"] == "a")].assign(strategy="d", mean=0.05)
+    summary = pd.concat([summary[summary["strategy"] != "d"], extra], ignore_index=True)
+    errors = stats.error_matrix(summary)
+    assert errors.columns.tolist() == ["a", "b", "c", "d"]
+    assert errors.index.tolist() == ["mnist1d/cnn", "mnist1d/mlp"]
+    assert errors.loc["mnist1d/mlp"].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.95])
+    assert stats.error_matrix(summary_table()).columns.tolist() == ["a", "b", "c"]  # d on one problem: dropped
 
 
 def test_friedman_and_critical_difference():

@@ -1,0 +1,457 @@
+"""Claims computed on a sweep: ``paper/claims.yaml`` evaluated on the question tables (:mod:`analysis.questions`).
+
+Each claim reads one row of one question's table, tests a comparison on it
+(``low > 0``, ``low <= 0 <= high``, ``pvalue_holm >= 0.05 and low > -0.05``,
+``verdict == "hides"``) and takes the sentence of its outcome with the row's
+numbers put in. A claim whose row is missing, or whose comparison reads a
+value that is not a number, is *not measured in this sweep* and takes its
+``missing`` sentence: a sweep without Adam or without spikes still builds.
+
+Sentences are written once, for LaTeX, Markdown and plain text alike:
+```code``` spans become ``\\texttt``, ``[[key|Author (year)]]`` becomes
+``\\citet{key}`` in LaTeX and the text elsewhere, ``{field}`` or
+``{field:spec}`` takes a row value (2 significant digits by default; minus
+signs typeset in LaTeX). Besides the row's columns a sentence can use
+``at_least`` ("at least " for a lower bound, "at most " for an upper one,
+see ``bound``), ``bound_note``, and ``abs_``/``percent_`` of ``estimate``,
+``low`` and ``high``.
+
+:func:`write` writes ``claims.tex`` (``\\benchclaim{<id>}`` holds the
+sentence; ``\\benchnum{claim-<id>-estimate}`` and ``-low``, ``-high``,
+``-n``, ``-status`` its numbers) and ``claims.json`` (id, status, holds,
+estimate, low, high, n, unit, sentence), and compares the outcomes with the
+previous ``claims.json`` at the output path, or with a reference file:
+a claim that held and fails now (or the reverse), or that is no longer
+measured, gives a ``warning: claim <id> flipped: ...`` line.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import operator
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from analysis import questions
+
+CLAIMS_FILE = Path(__file__).resolve().parents[1] / "paper" / "claims.yaml"
+"""The study's claims (``paper/claims.yaml``)."""
+
+NOT_MEASURED = "not measured"
+STATUSES = ("holds", "fails", NOT_MEASURED)
+CLAIM_KEYS = {"id", "question", "function", "row", "claim", "holds", "fails", "missing", "cases", "figure",
+              "effect", "interval", "headline"}
+REQUIRED_KEYS = {"id", "question", "function", "row", "claim", "holds", "fails", "missing"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One entry of ``claims.yaml``."""
+
+    id: str
+    question: str
+    function: str
+    row: Mapping[str, Any]
+    claim: str
+    holds: str
+    fails: str
+    missing: str
+    cases: tuple[tuple[str, str], ...] = ()
+    figure: str = ""
+    effect: str = "{at_least}{estimate}"
+    interval: str = "{low} to {high}"
+    headline: bool = False
+
+
+@dataclass
+class Outcome:
+    """A claim evaluated on a sweep: its status, the row it read and its sentence in each format."""
+
+    claim: Claim
+    status: str
+    values: dict[str, Any] = field(default_factory=dict)
+    sentence: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def holds(self) -> bool | None:
+        return None if self.status == NOT_MEASURED else self.status == "holds"
+
+    def number(self, name: str) -> float | None:
+        value = self.values.get(name)
+        return float(value) if _is_number(value) and math.isfinite(float(value)) else None
+
+
+def load(path: Path | str = CLAIMS_FILE) -> tuple[dict[str, dict], list[Claim]]:
+    """The questions (id -> title, figure) and claims of a claims file; a ValueError names a malformed entry."""
+    document = yaml.safe_load(Path(path).read_text())
+    if not isinstance(document, dict) or not isinstance(document.get("claims"), list):
+        raise ValueError(f"{path}: expected a mapping with a list 'claims'")
+    titles = dict(document.get("questions") or {})
+    claims, seen = [], set()
+    for entry in document["claims"]:
+        name = entry.get("id", "?") if isinstance(entry, dict) else "?"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: claim {name}: expected a mapping")
+        unknown, missing = set(entry) - CLAIM_KEYS, REQUIRED_KEYS - set(entry)
+        if unknown or missing:
+            raise ValueError(f"{path}: claim {name}: " + "; ".join(
+                part for part in (f"unknown key(s) {', '.join(sorted(unknown))}" if unknown else "",
+                                  f"missing key(s) {', '.join(sorted(missing))}" if missing else "") if part))
+        if name in seen:
+            raise ValueError(f"{path}: claim {name} appears twice")
+        if entry["function"] not in questions.QUESTIONS:
+            raise ValueError(f"{path}: claim {name}: unknown function {entry['function']}; known: "
+                             f"{', '.join(questions.QUESTIONS)}")
+        seen.add(name)
+        for expression in [entry["claim"], *(case["when"] for case in entry.get("cases") or [])]:
+            _parse(expression)
+        claims.append(Claim(
+            id=str(name), question=str(entry["question"]), function=str(entry["function"]), row=dict(entry["row"]),
+            claim=str(entry["claim"]), holds=str(entry["holds"]), fails=str(entry["fails"]),
+            missing=str(entry["missing"]),
+            cases=tuple((str(case["when"]), str(case["text"])) for case in entry.get("cases") or []),
+            figure=str(entry.get("figure", "")), effect=str(entry.get("effect", Claim.effect)),
+            interval=str(entry.get("interval", Claim.interval)), headline=bool(entry.get("headline", False))))
+    return titles, claims
+
+
+# -- comparisons ------------------------------------------------------------------------------------------------
+_OPERATORS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+              ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Add: operator.add, ast.Sub: operator.sub,
+              ast.Mult: operator.mul, ast.Div: operator.truediv, ast.USub: operator.neg, ast.UAdd: operator.pos}
+
+
+def _parse(expression: str) -> ast.Expression:
+    """Parse a comparison, allowing only names, numbers, strings, arithmetic, comparisons, and/or/not and abs()."""
+    tree = ast.parse(expression, mode="eval")
+    for node in ast.walk(tree):
+        allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Compare, ast.BinOp,
+                   ast.Name, ast.Load, ast.Constant, ast.Call, *_OPERATORS)
+        if not isinstance(node, allowed) or (isinstance(node, ast.Call) and (
+                not isinstance(node.func, ast.Name) or node.func.id != "abs" or len(node.args) != 1)):
+            raise ValueError(f"comparison {expression!r}: {type(node).__name__} is not allowed")
+    return tree
+
+
+def names(expression: str) -> set[str]:
+    """The row fields a comparison reads."""
+    return {node.id for node in ast.walk(_parse(expression)) if isinstance(node, ast.Name) and node.id != "abs"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+
+
+def _defined(value: Any) -> bool:
+    if value is None:
+        return False
+    if _is_number(value):
+        return not math.isnan(float(value))
+    return not (isinstance(value, str) and value == "")
+
+
+def evaluate(expression: str, values: Mapping[str, Any]) -> bool | None:
+    """The truth of a comparison on a row's ``values``; None where it reads a missing or undefined value."""
+    if not all(name in values and _defined(values[name]) for name in names(expression)):
+        return None
+
+    def run(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return run(node.body)
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            value = values[node.id]
+            return float(value) if _is_number(value) else value
+        if isinstance(node, ast.BoolOp):
+            results = (run(v) for v in node.values)
+            return all(results) if isinstance(node.op, ast.And) else any(results)
+        if isinstance(node, ast.UnaryOp):
+            return (not run(node.operand)) if isinstance(node.op, ast.Not) else _OPERATORS[type(node.op)](
+                run(node.operand))
+        if isinstance(node, ast.BinOp):
+            return _OPERATORS[type(node.op)](run(node.left), run(node.right))
+        if isinstance(node, ast.Call):
+            return abs(run(node.args[0]))
+        if isinstance(node, ast.Compare):
+            left = run(node.left)
+            for op, right_node in zip(node.ops, node.comparators, strict=True):
+                right = run(right_node)
+                if not _OPERATORS[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        raise ValueError(f"comparison {expression!r}: cannot evaluate {type(node).__name__}")
+
+    return bool(run(_parse(expression)))
+
+
+# -- rows -------------------------------------------------------------------------------------------------------
+def find_row(table: pd.DataFrame, selector: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The one row of ``table`` matching every key of ``selector`` (floats within 1e-9); None if none.
+
+    A selector matching several rows is a mistake in the claims file: ValueError.
+    """
+    if table is None or table.empty:
+        return None
+    mask = np.ones(len(table), dtype=bool)
+    for key, wanted in selector.items():
+        if key not in table.columns:
+            return None
+        column = table[key]
+        if _is_number(wanted):
+            numeric = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+            mask &= np.isclose(numeric, float(wanted), rtol=1e-9, atol=0.0)
+        else:
+            mask &= (column.astype(str) == str(wanted)).to_numpy()
+    hits = table[mask]
+    if len(hits) > 1:
+        raise ValueError(f"row {dict(selector)} matches {len(hits)} rows; name more columns")
+    return None if hits.empty else {k: _plain(v) for k, v in hits.iloc[0].items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def derived(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The row's values plus the helpers sentences may use (``at_least``, ``bound_note``, ``abs_*``, ``percent_*``)."""
+    out = dict(values)
+    bound = str(values.get("bound", "") or "")
+    out["at_least"] = {"lower": "at least ", "upper": "at most "}.get(bound, "")
+    out["bound_note"] = (" (ranges on both sides of the comparison reach the top of the grid, so it is bounded "
+                         "neither way)" if bound == "both" else "")
+    for name in ("estimate", "low", "high"):
+        value = values.get(name)
+        if _is_number(value):
+            out[f"abs_{name}"] = abs(float(value))
+            out[f"percent_{name}"] = 100 * float(value)
+    return out
+
+
+# -- sentences --------------------------------------------------------------------------------------------------
+_CITATION = re.compile(r"\[\[([^|\]]+)\|([^\]]+)\]\]")
+
+
+def format_value(value: Any, spec: str, target: str) -> str:
+    """One placeholder's text: numbers to 2 significant digits (or ``spec``), ``n/a`` where undefined."""
+    from analysis.numbers import number, tex_escape
+
+    if isinstance(value, bool | np.bool_):
+        text = "yes" if value else "no"
+    elif _is_number(value):
+        value = float(value)
+        if not math.isfinite(value):
+            return "n/a"
+        text = format(value, spec) if spec else number(value, 2)
+        if target == "tex" and text.startswith("-"):
+            return "$-$" + text[1:]
+        return text
+    else:
+        text = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    return tex_escape(text) if target == "tex" else text
+
+
+def render(template: str, values: Mapping[str, Any], target: str = "md") -> str:
+    """A sentence for ``target`` (``tex``, ``md`` or ``text``) from a template and a row's values.
+
+    An unknown placeholder is a KeyError naming it (a mistake in the claims file).
+    """
+    from analysis.numbers import tex_escape
+
+    citations: list[tuple[str, str]] = []
+
+    def cite(match: re.Match) -> str:
+        citations.append((match.group(1), match.group(2)))
+        return f"\x00{len(citations) - 1}\x00"
+
+    template = _CITATION.sub(cite, template)
+    pieces: list[str] = []
+    code = False
+    for literal, name, spec, _ in string.Formatter().parse(template):
+        for i, part in enumerate(literal.split("`")):
+            if i:
+                code = not code
+                pieces.append({"tex": r"\texttt{" if code else "}", "md": "`"}.get(target, ""))
+            if target == "tex":
+                part = "\x00".join(tex_escape(chunk) if j % 2 == 0 else chunk
+                                   for j, chunk in enumerate(part.split("\x00")))
+            pieces.append(part)
+        if name is not None:
+            if name not in values:
+                raise KeyError(f"placeholder {{{name}}} is not a column of the row")
+            pieces.append(format_value(values[name], spec, target))
+    text = "".join(pieces)
+
+    def cited(match: re.Match) -> str:
+        key, words = citations[int(match.group(1))]
+        return rf"\citet{{{key}}}" if target == "tex" else words
+
+    return re.sub("\x00(\\d+)\x00", cited, text)
+
+
+def evaluate_claims(tables: Mapping[str, pd.DataFrame], claims: Sequence[Claim]) -> list[Outcome]:
+    """Every claim's outcome on the question tables (:func:`analysis.questions.answer_all`)."""
+    outcomes = []
+    for claim in claims:
+        row = find_row(tables.get(claim.function), claim.row)
+        values = derived(row or {})
+        verdict = None if row is None or not _defined(row.get("estimate")) else evaluate(claim.claim, values)
+        if verdict is None:
+            status, template = NOT_MEASURED, claim.missing
+        else:
+            status = "holds" if verdict else "fails"
+            template = claim.holds if verdict else claim.fails
+            for when, text in claim.cases:
+                if evaluate(when, values):
+                    template = text
+                    break
+        sentence = {target: render(template, values, target) for target in ("tex", "md", "text")}
+        outcomes.append(Outcome(claim, status, values, sentence))
+    return outcomes
+
+
+# -- outputs ----------------------------------------------------------------------------------------------------
+def claims_tex(outcomes: Sequence[Outcome]) -> str:
+    """The text of claims.tex: ``\\benchclaim{id}`` sentences and ``\\benchdef`` numbers of every claim."""
+    lines = [
+        "% Generated by `python -m analysis.numbers` from paper/claims.yaml; do not edit.",
+        "% \\benchclaim{<id>}: the sentence of a claim, for its outcome on this sweep;",
+        "% \\benchnum{claim-<id>-estimate|low|high|n|status}: its numbers.",
+        r"\providecommand{\benchdef}[2]{\expandafter\def\csname bench@#1\endcsname{#2}}",
+        r"\providecommand{\benchclaimdef}[2]{\expandafter\def\csname benchclaim@#1\endcsname{#2}}",
+        r"\providecommand{\benchclaim}[1]{\ifcsname benchclaim@#1\endcsname\csname benchclaim@#1\endcsname"
+        r"\else\textbf{??}\PackageWarning{bench}{Undefined claim `#1' (not in claims.tex)}\fi}",
+        "",
+    ]
+    from analysis.numbers import tex_escape
+
+    for outcome in outcomes:
+        key = outcome.claim.id
+        lines.append(f"\\benchclaimdef{{{key}}}{{{outcome.sentence['tex']}}}")
+        for name in ("estimate", "low", "high", "n"):
+            lines.append(f"\\benchdef{{claim-{key}-{name}}}{{{format_value(outcome.values.get(name), '', 'tex')}}}")
+        lines.append(f"\\benchdef{{claim-{key}-status}}{{{tex_escape(outcome.status)}}}")
+    return "\n".join(lines) + "\n"
+
+
+def _json_value(value: Any) -> Any:
+    value = _plain(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def claims_json(outcomes: Sequence[Outcome], sweep: str) -> dict:
+    """The machine-readable outcomes: per claim its id, question, status, holds, numbers, sentence and row."""
+    return {"sweep": sweep, "claims": [{
+        "id": o.claim.id, "question": o.claim.question, "status": o.status, "holds": o.holds,
+        "estimate": _json_value(o.values.get("estimate")), "low": _json_value(o.values.get("low")),
+        "high": _json_value(o.values.get("high")), "n": _json_value(o.values.get("n")),
+        "unit": _json_value(o.values.get("unit")), "sentence": o.sentence["md"], "figure": o.claim.figure,
+        "function": o.claim.function, "row": dict(o.claim.row),
+    } for o in outcomes]}
+
+
+def flips(previous: Mapping[str, Any] | None, outcomes: Sequence[Outcome]) -> list[str]:
+    """Warning lines for claims whose outcome changed against ``previous`` (a claims.json document)."""
+    if not previous:
+        return []
+    before = {entry["id"]: entry.get("holds") for entry in previous.get("claims", [])}
+    words = {True: "held", False: "failed", None: "was not measured"}
+    now_words = {True: "holds now", False: "fails now", None: "not measured now"}
+    lines = []
+    for outcome in outcomes:
+        key = outcome.claim.id
+        if key not in before or before[key] == outcome.holds:
+            continue
+        if before[key] is None:
+            continue  # newly measured: nothing was claimed before
+        lines.append(f"warning: claim {key} flipped: {words[before[key]]} before, {now_words[outcome.holds]}")
+    return lines
+
+
+def read_previous(path: Path | str | None) -> dict | None:
+    """A previous claims.json, or None where there is none or it cannot be read."""
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Written:
+    """What :func:`write` wrote and found: the paths, the outcomes and the flip warnings."""
+
+    tex: Path
+    json: Path
+    outcomes: list[Outcome]
+    warnings: list[str]
+
+    def summary(self) -> list[str]:
+        """One line per claim: ``claim <id>: holds|fails|not measured``."""
+        return [f"claim {o.claim.id}: {o.status}" for o in self.outcomes]
+
+
+def write(tables: Mapping[str, pd.DataFrame], out: Path | str, sweep: str, claims_file: Path | str = CLAIMS_FILE,
+          reference: Path | str | None = None) -> Written:
+    """Evaluate the claims on ``tables``, write ``claims.tex`` and ``claims.json`` into ``out``.
+
+    Flips are judged against ``reference`` (a claims.json, e.g. a committed
+    one) or, by default, the ``claims.json`` already at ``out`` from the
+    previous build (read before it is replaced).
+    """
+    from bench.atomic import write_text
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _, claims = load(claims_file)
+    outcomes = evaluate_claims(tables, claims)
+    previous = read_previous(reference if reference is not None else out / "claims.json")
+    tex, document = out / "claims.tex", out / "claims.json"
+    write_text(tex, claims_tex(outcomes))
+    write_text(document, json.dumps(claims_json(outcomes, sweep), indent=1) + "\n")
+    return Written(tex, document, outcomes, flips(previous, outcomes))
+
+
+def findings_markdown(outcomes: Sequence[Outcome], titles: Mapping[str, Any], headline_only: bool = True) -> str:
+    """The answers as a Markdown table: question, answer sentence, effect, 95% interval, figure stem.
+
+    One row per question (its ``headline`` claim, else its first) or, with
+    ``headline_only=False``, one per claim.
+    """
+    chosen = list(outcomes)
+    if headline_only:
+        chosen = []
+        for question in dict.fromkeys(o.claim.question for o in outcomes):
+            own = [o for o in outcomes if o.claim.question == question]
+            chosen.append(next((o for o in own if o.claim.headline), own[0]))
+    lines = ["| question | answer | effect | 95% CI | figure |", "|---|---|---|---|---|"]
+    for outcome in chosen:
+        title = titles.get(outcome.claim.question, {})
+        title = title.get("title", "") if isinstance(title, dict) else str(title)
+        measured = outcome.status != NOT_MEASURED
+        effect = render(outcome.claim.effect, outcome.values, "md") if measured else "--"
+        interval = render(outcome.claim.interval, outcome.values, "md") if measured else "--"
+        figure = f"`{outcome.claim.figure}`" if outcome.claim.figure else ""
+        cells = [f"{outcome.claim.question}: {title}".strip(": "), outcome.sentence["md"], effect, interval, figure]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,428 @@
+"""The study's questions and claims (analysis.questions, analysis.claims) on synthetic runs with known answers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import claims, numbers, questions, stats
+
+SGD_LRS = [10 ** (k / 2) for k in range(-4, 3)]  # 0.01 .. 10, half-decades, as config/paper.yaml
+ADAM_LRS = [10 ** (k / 2) for k in range(-8, 0)]  # 1e-4 .. 0.316
+SEEDS = (0, 1, 2, 3, 4)
+PROBLEMS = {  # (task, model): family, metric, higher_is_better, chance
+    ("mnist1d", "mlp"): ("mlp", "accuracy", True, 0.1),
+    ("mnist", "mlp"): ("mlp", "accuracy", True, 0.1),
+    ("adding", "rnn"): ("rnn", "mse", False, 1 / 6),
+}
+GRIDS = {
+    "none": [{}],
+    "clip_norm": [{"clip_norm": c} for c in (0.25, 1.0, 4.0)],
+    "clip_value": [{"clip_value": 0.1}],
+    "agc": [{"agc_clipping": 0.01}],
+    "grad_scale": [{"gamma": 10 ** -0.5}, {"gamma": 0.99}],
+    "update_clip": [{"update_clip": 1.0}],
+    "value_then_decay": [{"clip_value": 0.01, "gamma": 0.99}],
+    "warmup": [{"warmup_steps": w} for w in (15, 50, 150)],
+    "clip_norm_warmup": [{"clip_norm": c, "warmup_steps": 50} for c in (0.25, 1.0, 4.0)],
+    "zclip": [{"zclip_z": 2.5}],
+    "spike_skip": [{"spike_factor": 6.0}],
+    "skip_nonfinite": [{}],
+}
+HYPER = sorted({key for grid in GRIDS.values() for setting in grid for key in setting})
+
+Outcome = Callable[[dict], tuple[bool, float]]
+"""A run (dict: task, model, optimizer, strategy, lr, seed, hyperparameters, spike_rate) -> (diverged, quality)."""
+
+
+def limit_outcome(limits: dict[str, float]) -> Outcome:
+    """Diverges above ``limits[strategy]`` x the optimizer's smallest lr x 10 (decades over the grid's start).
+
+    ``limits`` in decades above the bottom of the grid; quality (a metric in [0, 1]) rises with lr.
+    """
+    def outcome(run: dict) -> tuple[bool, float]:
+        bottom = SGD_LRS[0] if run["optimizer"] == "sgd" else ADAM_LRS[0]
+        decades = math.log10(run["lr"] / bottom)
+        diverged = decades > limits.get(run["strategy"], np.inf) + 1e-9
+        return diverged, 0.4 + 0.1 * decades + 0.001 * run["seed"]
+    return outcome
+
+
+def make_sweep(outcome: Outcome, strategies=("none", "clip_norm", "clip_value"), problems=None,
+               optimizers=("sgd",), seeds=SEEDS, spike_rates=None) -> pd.DataFrame:
+    """A runs table following the results contract, every strategy of ``strategies`` on every problem."""
+    rows = []
+    for (task, model), optimizer, strategy in itertools.product(problems or list(PROBLEMS), optimizers, strategies):
+        family, metric, higher, chance = PROBLEMS[(task, model)]
+        lrs = SGD_LRS if optimizer == "sgd" else ADAM_LRS
+        for setting, lr, seed, rate in itertools.product(GRIDS[strategy], lrs, seeds, spike_rates or [np.nan]):
+            run = {"task": task, "model": model, "optimizer": optimizer, "strategy": strategy, "lr": lr,
+                   "seed": seed, "spike_rate": rate, **setting}
+            diverged, quality = outcome(run)
+            value = quality if higher else chance * (1 - quality)
+            cell = f"{task}-{model}-{optimizer}-{strategy}"
+            rows.append({
+                "run_id": f"{cell}|lr={lr:.6g}|{setting}|rate={rate}|seed={seed}", "sweep": "synthetic",
+                "cell": cell, "task": task, "model": model, "family": family, "optimizer": optimizer,
+                "strategy": strategy, "lr": lr, "seed": seed, "metric": metric, "higher_is_better": higher,
+                "chance_metric": chance, "chance_loss": 2.3, "diverged": diverged,
+                "diverged_step": 20 if diverged else -1, "final_train_loss": np.inf if diverged else 1 - quality,
+                "best_val_metric": np.nan if diverged else value,
+                "test_metric_at_best_val": np.nan if diverged else value, "steps": 100, "wall_time_s": 1.0,
+                "init_gain": 1.0, **{h: setting.get(h, np.nan) for h in HYPER},
+                **({"spike_rate": rate} if spike_rates else {}),
+            })
+    return pd.DataFrame(rows)
+
+
+def row(table: pd.DataFrame, **keys) -> pd.Series:
+    found = claims.find_row(table, keys)
+    assert found is not None, keys
+    return pd.Series(found)
+
+
+# -- Q1 ---------------------------------------------------------------------------------------------------------
+def test_q1_gain_in_decades_and_a_never_diverging_strategy_is_censored():
+    runs = make_sweep(limit_outcome({"none": 1.0, "clip_value": 2.0}))  # clip_norm never diverges
+    q1 = questions.q1_stable_range(runs, n_resamples=199)
+    clip = row(q1, level="family", family="all", optimizer="all", strategy="clip_norm")
+    assert clip["estimate"] == pytest.approx(2.0)  # 0.01..10 (3 decades) against 0.01..0.1 (1 decade)
+    assert clip["censored"] and clip["bound"] == "lower"
+    assert (clip["low"], clip["high"]) == (pytest.approx(2.0), pytest.approx(2.0))
+    assert clip["unit"] == questions.UNIT_PAIRS and clip["n"] == 3
+    value = row(q1, level="family", family="all", optimizer="all", strategy="clip_value")
+    assert value["estimate"] == pytest.approx(1.0) and not value["censored"] and value["bound"] == ""
+    mlp = row(q1, level="family", family="mlp", optimizer="all", strategy="clip_norm")
+    assert mlp["n"] == 2 and mlp["unit"] == questions.UNIT_PAIRS
+    # one pair in the rnn family: the interval resamples seeds instead
+    rnn = row(q1, level="family", family="rnn", optimizer="all", strategy="clip_norm")
+    assert rnn["unit"] == questions.UNIT_SEEDS and rnn["n"] == len(SEEDS)
+    panels = q1[(q1["level"] == "panel") & (q1["strategy"] == "clip_norm")]
+    assert len(panels) == 3 and panels["censored"].all()
+
+
+def test_q1_empty_range_counts_one_step_below_a_single_stable_lr():
+    runs = make_sweep(limit_outcome({"none": -1.0, "clip_value": 0.0}))  # none: nothing stable; clip_value: 0.01
+    q1 = questions.q1_stable_range(runs, n_resamples=199)
+    assert row(q1, level="family", family="all", optimizer="all", strategy="clip_value")["estimate"] == (
+        pytest.approx(0.5))  # one grid step
+
+
+def test_q1_seed_interval_reflects_seeds_that_diverge():
+    base = limit_outcome({"none": 1.0, "clip_value": 2.0})
+
+    def outcome(run: dict) -> tuple[bool, float]:
+        diverged, quality = base(run)
+        if run["strategy"] == "clip_norm" and run["seed"] == 0 and run["lr"] > 1.1:
+            return True, quality  # one seed of clip_norm diverges at the top two lrs
+        return diverged, quality
+
+    runs = make_sweep(outcome, problems=[("adding", "rnn")])
+    rnn = row(questions.q1_stable_range(runs, n_resamples=499), level="family", family="rnn", optimizer="all",
+              strategy="clip_norm")
+    assert rnn["estimate"] == pytest.approx(1.0)  # 0.01..1 against 0.01..0.1
+    assert rnn["unit"] == questions.UNIT_SEEDS
+    assert rnn["low"] == pytest.approx(1.0) and rnn["high"] == pytest.approx(2.0)  # resamples without seed 0: 3 decades
+
+
+def test_seed_grid_with_unit_weights_chooses_as_stats():
+    rng = np.random.default_rng(1)
+
+    def outcome(run: dict) -> tuple[bool, float]:
+        return bool(rng.random() < 0.3), float(rng.random())
+
+    runs = make_sweep(outcome, strategies=("clip_norm",), problems=[("mnist1d", "mlp")])
+    grid = questions.SeedGrid(runs, SEEDS, 0.5)
+    weights = np.ones((1, len(SEEDS)))
+    points = stats.stability_points(runs).sort_values("lr")
+    assert grid.stable(weights)[0].tolist() == points["stable"].tolist()
+    best = stats.best_tuned(runs).iloc[0]
+    chosen = grid.best(weights)[0]
+    assert grid.lr[chosen] == best["lr"]
+    ranges = stats.stable_lr_range(runs).iloc[0]
+    expected = math.log10(ranges["hi"] / ranges["lo"]) if ranges["stable_lrs"] else -0.5
+    assert grid.width(weights)[0] == pytest.approx(expected)
+    test = questions.normalised_score([stats.best_tuned_runs(runs)["test_score"].mean()], ["accuracy"], [0.1])[0]
+    assert grid.chosen_mean(weights)[0] == pytest.approx(test)
+
+
+def test_widest_span():
+    stable = np.array([[1, 1, 0, 1, 1, 1], [0, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]], dtype=bool)
+    lrs = [10 ** (k / 2) for k in range(6)]
+    assert questions.widest_span(stable, lrs, 0.5).tolist() == pytest.approx([1.0, -0.5, 0.0])
+
+
+# -- Q2 ---------------------------------------------------------------------------------------------------------
+def test_expected_best_is_the_exact_mean_over_random_subsets():
+    scores = np.array([0.9, 0.5, 0.1, 0.7])  # in validation rank order
+    for budget in range(1, 6):
+        subsets = list(itertools.combinations(range(4), min(budget, 4)))
+        brute = np.mean([scores[min(subset)] for subset in subsets])
+        assert questions.expected_best(scores, budget) == pytest.approx(brute)
+    assert questions.expected_best(scores[:3], 2) == pytest.approx(0.9 * 2 / 3 + 0.5 / 3)
+
+
+def test_q2_adaptive_against_budget_matched_clip_norm():
+    def outcome(run: dict) -> tuple[bool, float]:
+        if run["strategy"] == "clip_norm":  # only the middle threshold is good, at every lr
+            return False, 0.8 if run["clip_norm"] == 1.0 else 0.2
+        return False, 0.5  # agc at its default
+
+    runs = make_sweep(outcome, strategies=("none", "clip_norm", "agc"), problems=[("mnist1d", "mlp"),
+                                                                                   ("mnist", "mlp")])
+    q2 = questions.q2_adaptive_clippers(runs)
+    agc = row(q2, level="all", optimizer="all", strategy="agc")
+    # agc tunes 7 lrs; clip_norm's best of 7 of its 21 settings, 7 of them good: 1 - C(14,7)/C(21,7)
+    good = 1 - math.comb(14, 7) / math.comb(21, 7)
+    expected_raw = 0.8 * good + 0.2 * (1 - good)
+
+    def normalise(accuracy: float) -> float:
+        return (accuracy - 0.1) / 0.9
+
+    assert agc["budget"] == 7 and agc["reference_settings"] == 21
+    assert agc["estimate"] == pytest.approx(normalise(0.5) - normalise(expected_raw + 0.0), abs=1e-3)
+    assert agc["n"] == 2 and agc["unit"] == questions.UNIT_PAIRS
+    problem = row(q2, level="problem", strategy="agc", task="mnist", model="mlp")
+    assert problem["difference_metric"] == pytest.approx(0.5 - expected_raw, abs=1e-3)
+    assert row(q2, level="all", optimizer="all", strategy="agc")["pvalue_holm"] >= agc["pvalue"]
+
+
+# -- Q3 ---------------------------------------------------------------------------------------------------------
+def grad_scale_sweep(exact: bool = True) -> pd.DataFrame:
+    """none and grad_scale under SGD (gamma lr equivalent) and Adam (same lr), results made to obey the theory."""
+    def quality(optimizer: str, lr: float, seed: int) -> float:
+        return 0.3 + 0.05 * math.log10(lr) + 0.01 * seed
+
+    def outcome(run: dict) -> tuple[bool, float]:
+        lr = run["lr"]
+        if run["strategy"] == "grad_scale" and run["optimizer"] == "sgd":
+            lr = lr * run["gamma"]  # an effective learning rate
+        value = quality(run["optimizer"], lr, run["seed"])
+        if not exact and run["strategy"] == "grad_scale" and run["seed"] == 0:
+            value += 0.05
+        return False, value
+
+    return make_sweep(outcome, strategies=("none", "grad_scale"), optimizers=("sgd", "adam"),
+                      problems=[("mnist1d", "mlp"), ("mnist", "mlp")])
+
+
+def test_q3_grad_scale_is_an_lr_rescaling_under_sgd_and_a_noop_under_adam():
+    q3 = questions.q3_grad_scale(grad_scale_sweep())
+    scaled = row(q3, optimizer="sgd", comparison="scaled_lr", gamma="all")
+    assert scaled["estimate"] == 1.0 and scaled["loss_max_abs"] == pytest.approx(0.0, abs=1e-12)
+    assert scaled["n"] == 2 * 6 * len(SEEDS)  # gamma 10^-1/2 maps 6 of 7 lrs onto the grid; 0.99 none
+    same = row(q3, optimizer="sgd", comparison="same_lr", gamma=10 ** -0.5)
+    assert same["estimate"] == 0.0 and same["loss_mean_abs"] > 1e-3
+    # gamma = 0.99 moves the lr by 1%: these synthetic results agree within the noise tolerance
+    assert row(q3, optimizer="sgd", comparison="same_lr", gamma="all")["estimate"] == 0.5
+    adam = row(q3, optimizer="adam", comparison="same_lr", gamma="all")
+    assert adam["estimate"] == 1.0  # under Adam the same lr reproduces none
+    assert row(q3, optimizer="adam", comparison="scaled_lr", gamma="all")["estimate"] == 0.0
+    broken = questions.q3_grad_scale(grad_scale_sweep(exact=False))
+    assert row(broken, optimizer="sgd", comparison="scaled_lr", gamma="all")["estimate"] == pytest.approx(0.8)
+
+
+def test_q3_adam_noop_detected():
+    def outcome(run: dict) -> tuple[bool, float]:
+        return False, 0.3 + 0.05 * math.log10(run["lr"]) + 0.01 * run["seed"]
+
+    runs = make_sweep(outcome, strategies=("none", "grad_scale"), optimizers=("adam",))
+    q3 = questions.q3_grad_scale(runs)
+    adam = row(q3, optimizer="adam", comparison="same_lr", gamma="all")
+    assert adam["estimate"] == 1.0 and adam["n"] == 2 * 8 * 3 * len(SEEDS) and adam["fate_mismatch"] == 0
+    assert (adam["low"], adam["high"]) == (1.0, 1.0)
+
+
+# -- Q4, Q7 -----------------------------------------------------------------------------------------------------
+def test_q4_update_clip_tames_adam_where_clip_norm_does_not():
+    runs = make_sweep(limit_outcome({"none": 1.5, "clip_norm": 1.5}), strategies=("none", "clip_norm", "update_clip"),
+                      optimizers=("sgd", "adam"))
+    q4 = questions.q4_update_clip(runs, n_resamples=199)
+    difference = row(q4, optimizer="adam", measure="range_difference")
+    assert difference["estimate"] == pytest.approx(2.0) and difference["bound"] == "lower"  # 3.5 - 1.5 decades
+    assert row(q4, optimizer="adam", measure="gain", strategy="clip_norm")["estimate"] == pytest.approx(0.0)
+    assert row(q4, optimizer="adam", measure="test_difference")["estimate"] > 0
+
+
+def test_q7_gains_and_interaction():
+    runs = make_sweep(limit_outcome({"none": 1.0, "warmup": 1.5, "clip_norm": 2.0, "clip_norm_warmup": 2.5}),
+                      strategies=("none", "warmup", "clip_norm", "clip_norm_warmup"))
+    q7 = questions.q7_warmup(runs, n_resamples=199)
+    gains = {s: row(q7, optimizer="all", measure="gain", strategy=s)["estimate"]
+             for s in ("warmup", "clip_norm", "clip_norm_warmup")}
+    assert gains == pytest.approx({"warmup": 0.5, "clip_norm": 1.0, "clip_norm_warmup": 1.5})
+    assert row(q7, optimizer="all", measure="interaction")["estimate"] == pytest.approx(0.0)
+    assert row(q7, optimizer="all", measure="warmup_minus_clipping")["estimate"] == pytest.approx(-0.5)
+    assert row(q7, optimizer="all", measure="gain", strategy="warmup")["budget"] == (
+        "warmup 3, clip_norm 3, clip_norm_warmup 3")
+
+
+# -- Q5, Q6 (curves) ----------------------------------------------------------------------------------------------
+def curves_for(runs: pd.DataFrame, loss: Callable[[pd.Series, int], float],
+               val: Callable[[pd.Series, int], float], steps: int = 100, eval_every: int = 10) -> pd.DataFrame:
+    frames = []
+    step = np.arange(steps + 1)
+    for _, run in runs.iterrows():
+        evaluated = (step % eval_every == 0) | (step == steps)
+        frames.append(pd.DataFrame({
+            "run_id": run["run_id"], "step": step,
+            "train_loss": [loss(run, s) if s < steps else np.nan for s in step],
+            "grad_norm_pre": 1.0, "grad_norm_post": 1.0, "clipped": False, "update_ratio": 1e-3,
+            "val_loss": np.nan,
+            "val_metric": [val(run, s) if e else np.nan for s, e in zip(step, evaluated, strict=True)],
+            "test_loss": np.nan, "test_metric": np.nan}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_q5_seed_recipe_takes_twice_the_steps():
+    runs = make_sweep(lambda run: (False, 0.9), strategies=("value_then_decay", "clip_norm"),
+                      problems=[("mnist1d", "mlp"), ("mnist", "mlp")])
+    # target: half-way from chance (0.1) to the best (0.9) = 0.5; clip_norm gets there at step 20, the recipe at 40
+    speed = {"clip_norm": 0.02, "value_then_decay": 0.01}
+    curves = curves_for(runs, lambda run, s: 2.3 * math.exp(-speed[run["strategy"]] * s),
+                        lambda run, s: min(0.9, 0.1 + speed[run["strategy"]] * s * 1.0))
+    q5 = questions.q5_seed_recipe(runs, curves)
+    steps = row(q5, optimizer="all", measure="steps_to_target")
+    assert steps["estimate"] == pytest.approx(2.0) and not steps["censored"]
+    assert (steps["low"], steps["high"]) == (pytest.approx(2.0), pytest.approx(2.0))
+    assert row(q5, optimizer="all", measure="loss_auc")["estimate"] > 1
+    assert row(q5, optimizer="all", measure="test_difference")["estimate"] == pytest.approx(0.0)
+    without = questions.q5_seed_recipe(runs)
+    assert without["measure"].tolist() == ["test_difference", "test_difference"]
+
+
+def spike_sweep() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Spike problems: none shows the damage, spike_skip hides it, clip_norm prevents it."""
+    def outcome(run: dict) -> tuple[bool, float]:
+        hit = run["spike_rate"] > 0
+        drop = {"none": 0.2, "spike_skip": 0.1, "clip_norm": 0.0}[run["strategy"]] if hit else 0.0
+        return False, 0.8 - drop + 0.002 * run["seed"] - 0.01 * abs(math.log10(run["lr"]) + 1)
+
+    runs = make_sweep(outcome, strategies=("none", "clip_norm", "spike_skip"), problems=[("mnist1d", "mlp"),
+                                                                                          ("mnist", "mlp")],
+                      spike_rates=[0.0, 0.05])
+
+    def loss(run: pd.Series, step: int) -> float:
+        lasting = run["strategy"] == "none" and run["spike_rate"] > 0 and step >= 30
+        corrupted = run["spike_rate"] > 0 and step % 20 == 7  # isolated bad-batch losses, every strategy
+        return 0.5 + (0.4 if lasting else 0.0) + (3.0 if corrupted else 0.0) + 0.001 * run["seed"]
+
+    return runs, curves_for(runs, loss, lambda run, s: 0.5)
+
+
+def test_q6_prevents_hides_and_shows():
+    runs, curves = spike_sweep()
+    q6 = questions.q6_spikes(runs, curves, strategies=("none", "clip_norm", "spike_skip"), n_resamples=199)
+    verdicts = {s: row(q6, level="all", strategy=s, spike_rate=0.05)["verdict"] for s in ("none", "clip_norm",
+                                                                                           "spike_skip")}
+    assert verdicts == {"none": "shows", "clip_norm": "prevents", "spike_skip": "hides"}
+    skip = row(q6, level="all", strategy="spike_skip", spike_rate=0.05)
+    assert skip["estimate"] == pytest.approx(-0.1 / 0.9)
+    assert skip["vs_none"] == pytest.approx(0.1 / 0.9) and skip["vs_reference"] == pytest.approx(-0.1 / 0.9)
+    assert skip["train_estimate"] == pytest.approx(0.0, abs=1e-9) and skip["problems"] == 2
+    assert row(q6, level="all", strategy="none", spike_rate=0.05)["train_estimate"] == pytest.approx(0.4)
+    one = row(q6, level="problem", strategy="spike_skip", task="mnist", model="mlp", spike_rate=0.05)
+    assert one["unit"] == questions.UNIT_SEEDS and one["n"] == len(SEEDS)
+    no_curves = questions.q6_spikes(runs, None, strategies=("none", "spike_skip"), n_resamples=99)
+    assert set(no_curves["verdict"]) <= {"prevents", "damaged"}
+
+
+# -- claims -----------------------------------------------------------------------------------------------------
+def test_comparisons_and_sentences():
+    values = claims.derived({"estimate": -0.25, "low": -0.5, "high": 0.1, "n": 4, "unit": "task-model pairs",
+                             "bound": "lower", "strategy": "clip_norm"})
+    assert claims.evaluate("low <= 0 <= high", values) is True
+    assert claims.evaluate("low > 0", values) is False
+    assert claims.evaluate("abs(estimate) > 0.2 and not high < 0", values) is True
+    assert claims.evaluate("pvalue < 0.05", values) is None  # not in the row: not measured
+    with pytest.raises(ValueError, match="not allowed"):
+        claims.evaluate("__import__('os')", values)
+    template = "`{strategy}` adds {at_least}{estimate} decades ({low} to {high}, 95% CI over {n} {unit}) [[k|K (1)]]."
+    assert claims.render(template, values, "md") == (
+        "`clip_norm` adds at least -0.25 decades (-0.5 to 0.1, 95% CI over 4 task-model pairs) K (1).")
+    assert claims.render(template, values, "tex") == (
+        r"\texttt{clip\_norm} adds at least $-$0.25 decades ($-$0.5 to 0.1, 95\% CI over 4 task-model pairs) "
+        r"\citet{k}.")
+    with pytest.raises(KeyError, match="nonsense"):
+        claims.render("{nonsense}", values)
+
+
+def full_sweep() -> tuple[pd.DataFrame, pd.DataFrame]:
+    runs = make_sweep(limit_outcome({"none": 1.0, "clip_value": 2.0, "agc": 1.5, "value_then_decay": 2.0,
+                                     "warmup": 1.5, "update_clip": 2.5}),
+                      strategies=tuple(GRIDS), optimizers=("sgd", "adam"))
+    curves = curves_for(runs, lambda run, s: 2.3 * math.exp(-0.02 * s), lambda run, s: min(0.9, 0.1 + 0.02 * s))
+    return runs, curves
+
+
+def test_claims_file_reads_every_row_it_names(tmp_path):
+    titles, entries = claims.load()
+    assert set(titles) == {f"Q{k}" for k in range(1, 8)}
+    assert {e.question for e in entries if e.headline} == set(titles)  # one answer per question
+    runs, curves = full_sweep()
+    outcomes = claims.evaluate_claims(questions.answer_all(runs, curves, n_resamples=199), entries)
+    status = {o.claim.id: o.status for o in outcomes}
+    assert status["Q1-clip-norm"] == "holds"
+    assert status["Q4-update-clip-range"] == "fails"  # update_clip 2.5 decades under Adam, clip_norm all 3.5
+    assert status["Q6-spike-skip"] == claims.NOT_MEASURED  # no spikes in this sweep
+    assert status["Q2-agc"] != claims.NOT_MEASURED and status["Q3-sgd-rescaling"] != claims.NOT_MEASURED
+    for outcome in outcomes:  # every sentence renders, measured or not
+        assert outcome.sentence["tex"] and "{" not in outcome.sentence["md"]
+    q1 = next(o for o in outcomes if o.claim.id == "Q1-clip-norm")
+    assert q1.sentence["md"].startswith("Norm clipping (`clip_norm`) widens the stable learning-rate range by at least")
+    table = claims.findings_markdown(outcomes, titles)
+    assert table.count("\n") == 2 + 7 and "| Q1: How many decades" in table
+
+
+def test_default_like_sweep_without_adam_or_spikes_builds(tmp_path):
+    runs = make_sweep(limit_outcome({"none": 1.0}), strategies=("none", "clip_norm"))
+    paths = numbers.write(runs, tmp_path)
+    document = json.loads((tmp_path / "claims.json").read_text())
+    by_id = {entry["id"]: entry for entry in document["claims"]}
+    assert by_id["Q4-update-clip-range"]["status"] == claims.NOT_MEASURED
+    assert by_id["Q4-update-clip-range"]["holds"] is None
+    assert "not measured in this sweep" in by_id["Q4-update-clip-range"]["sentence"]
+    assert by_id["Q1-clip-norm"]["holds"] is True and by_id["Q1-clip-norm"]["estimate"] == pytest.approx(2.0)
+    tex = (tmp_path / "claims.tex").read_text()
+    assert "\\benchclaimdef{Q4-update-clip-range}{" in tex and "\\benchdef{claim-Q1-clip-norm-estimate}{2}" in tex
+    assert "$\\geq$2" in (tmp_path / "table-gains.tex").read_text()  # the censored gain is marked
+    assert [p.name for p in paths][-2:] == ["claims.tex", "claims.json"]
+
+
+def test_a_flipped_claim_warns(tmp_path, capsys):
+    runs = make_sweep(limit_outcome({"none": 1.0}), strategies=("none", "clip_norm"))
+    numbers.write(runs, tmp_path)
+    first = capsys.readouterr()
+    assert "claim Q1-clip-norm: holds" in first.out and "warning" not in first.err
+    numbers.write(runs, tmp_path)  # nothing changed: no warning
+    assert "warning" not in capsys.readouterr().err
+    worse = make_sweep(limit_outcome({"none": 1.0, "clip_norm": 1.0}), strategies=("none", "clip_norm"))
+    numbers.write(worse, tmp_path)
+    second = capsys.readouterr()
+    assert "warning: claim Q1-clip-norm flipped: held before, fails now" in second.err.splitlines()
+    assert "claim Q1-clip-norm: fails" in second.out
+    # against a reference file instead of the previous output
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps({"claims": [{"id": "Q1-clip-norm", "holds": False}]}))
+    numbers.write(runs, tmp_path / "other", reference=reference)
+    assert "warning: claim Q1-clip-norm flipped: failed before, holds now" in capsys.readouterr().err
+
+
+def test_findings_cli_prints_the_answers(tmp_path, capsys):
+    runs = make_sweep(limit_outcome({"none": 1.0}), strategies=("none", "clip_norm"))
+    folder = tmp_path / "results" / "synthetic"
+    folder.mkdir(parents=True)
+    runs.to_parquet(folder / "runs.parquet")
+    assert numbers.main(["--sweep", "synthetic", "--root", str(tmp_path), "--findings"]) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert lines[0] == "| question | answer | effect | 95% CI | figure |" and len(lines) == 2 + 7
+    assert "at least 2 decades" in out and "not measured in this sweep" in out
+    assert numbers.main(["--sweep", "synthetic", "--root", str(tmp_path), "--findings", "--all-claims"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2 + len(claims.load()[1])
