@@ -803,7 +803,9 @@ def late_median_loss(curves: pd.DataFrame, members: pd.DataFrame, start: float =
     on (``data.loss_matrix``). Under the bad-batch dial every strategy records
     the loss of a corrupted batch (the loss is taken before the update), an
     isolated high value the median passes over; a lasting rise after a bad
-    step, or a divergence, moves it. Indexed like ``members``.
+    step, or a divergence, moves it. Indexed like ``members``. Committed (thinned) curves keep every
+    step of the best-tuned runs and every 10th of the others; ``data.loss_matrix`` carries a kept step
+    forward over the gap, so the median is then taken over the kept steps, each counted ten times.
     """
     steps, matrix = data.loss_matrix(curves, members)
     late = matrix[:, steps >= start * steps.size] if steps.size else matrix
@@ -847,6 +849,8 @@ def q6_spikes(runs: pd.DataFrame, curves: CurveSource = None, strategies: Sequen
     if not problems:
         return _empty(*columns)
     table = curves_of(curves, [rid for _, _, group, _ in problems for rid in group["run_id"]])
+    trains = {(task, model): late_median_loss(table, group) if table is not None and len(table) else None
+              for task, model, group, _ in problems}
     rows = []
     for rate in sorted({r for *_, rates in problems for r in rates}):
         for strategy in strategies:
@@ -854,7 +858,7 @@ def q6_spikes(runs: pd.DataFrame, curves: CurveSource = None, strategies: Sequen
             for task, model, group, rates in problems:
                 if rate not in rates:
                     continue
-                part = _spike_problem(group, table, keys, rate, strategy, baseline, reference)
+                part = _spike_problem(group, trains[(task, model)], keys, rate, strategy, baseline, reference)
                 if part is not None:
                     parts.append((task, model, part))
             for task, model, part in parts:
@@ -866,7 +870,7 @@ def q6_spikes(runs: pd.DataFrame, curves: CurveSource = None, strategies: Sequen
     return pd.DataFrame(rows) if rows else _empty(*columns)
 
 
-def _spike_problem(group: pd.DataFrame, table: pd.DataFrame | None, keys: list[str], rate: float, strategy: str,
+def _spike_problem(group: pd.DataFrame, train: pd.Series | None, keys: list[str], rate: float, strategy: str,
                    baseline: str, reference: str) -> dict | None:
     """One pair's Q6 pieces: per condition (optimizer, other dials) and spike rate, the compared strategies' grids.
 
@@ -874,7 +878,6 @@ def _spike_problem(group: pd.DataFrame, table: pd.DataFrame | None, keys: list[s
     """
     needed = list(dict.fromkeys([strategy, baseline, reference]))
     seeds = sorted(int(s) for s in group["seed"].unique())
-    train = late_median_loss(table, group) if table is not None and len(table) else None
     conditions = [k for k in keys if k not in ("task", "model", "spike_rate")]
     grids: dict[tuple, dict[str, SeedGrid]] = {}
     points: dict[tuple, dict[str, tuple[float, float]]] = {}

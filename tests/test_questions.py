@@ -426,3 +426,21 @@ def test_findings_cli_prints_the_answers(tmp_path, capsys):
     assert "at least 2 decades" in out and "not measured in this sweep" in out
     assert numbers.main(["--sweep", "synthetic", "--root", str(tmp_path), "--findings", "--all-claims"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2 + len(claims.load()[1])
+
+
+def test_q6_verdicts_hold_on_thinned_committed_curves():
+    """study/<sweep>/curves.parquet keeps every step of best-tuned runs only, every 10th of the others."""
+    runs, curves = spike_sweep()
+    best = set(stats.best_tuned_runs(runs)["run_id"])
+    thinned = curves[curves["run_id"].isin(best) | (curves["step"] % 10 == 0) | curves["val_metric"].notna()]
+    q6 = questions.q6_spikes(runs, thinned, strategies=("none", "clip_norm", "spike_skip"), n_resamples=199)
+    verdicts = {s: row(q6, level="all", strategy=s, spike_rate=0.05)["verdict"] for s in ("none", "clip_norm",
+                                                                                           "spike_skip")}
+    assert verdicts == {"none": "shows", "clip_norm": "prevents", "spike_skip": "hides"}
+
+
+def test_a_tiny_sweep_builds_with_every_claim_not_measured_or_decided(tmp_path):
+    runs = make_sweep(limit_outcome({"none": 1.0}), strategies=("none",), problems=[("mnist1d", "mlp")], seeds=(0,))
+    numbers.write(runs, tmp_path)
+    document = json.loads((tmp_path / "claims.json").read_text())
+    assert {entry["status"] for entry in document["claims"]} == {claims.NOT_MEASURED}
