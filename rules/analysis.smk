@@ -38,6 +38,8 @@ for analysis_notebook in layout.NOTEBOOKS:
 rule numbers:
     input:
         runs=f"results/{SWEEP}/runs.parquet",
+        curves=f"results/{SWEEP}/curves.parquet",
+        claims="paper/claims.yaml",
     output:
         generated_files(),
     params:
