@@ -3,48 +3,75 @@
 Every problem with the input (config, cell id, results files) ends the command
 with exit status 2 and one line ``error: ...`` naming the key or file and what
 is allowed, before any work is done.
+
+Each command imports what it needs when it runs (torch with the registries,
+pandas and pyarrow with the results store), so that ``--help`` answers at once
+and a training job loads nothing it does not use. Run as a program, the garbage
+collector is off while the libraries load and takes no final sweep at exit (see
+:func:`_imported`): a second of each short job otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
 from pathlib import Path
 
-from bench import sweep
-from bench.store import StoreError
+from bench.errors import ConfigError, StoreError
 
 CHECKPOINT = "checkpoint.pt"
+DATA_CACHE_HELP = ("folder of the cached data sets (default: $BENCH_DATA_CACHE, else results/.cache/tasks "
+                   "in the working directory, where the workflow keeps results/)")
+
+
+def _imported() -> None:
+    """A command's libraries are loaded: turn the garbage collector back on for its work, if the
+    program turned it off while they loaded.
+
+    Importing torch, NumPy and the rest makes about a million objects, which live until the process
+    exits; each full collection during the imports walks all of them again, as does the final one
+    at exit, for nothing. ``python -m bench`` imports with the collector off, then freezes what the
+    imports made (never walked again, see ``gc.freeze``) and turns it on; it freezes all that lives
+    again before it exits. Called from a test, where the collector is on, this does nothing.
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _cells(args: argparse.Namespace) -> None:
+    from bench import sweep
+
+    _imported()
     for cell in sweep.cells(sweep.load(args.config)):
         print(f"{cell.id}\t{len(cell.runs)}" if args.runs else cell.id)
 
 
 def _train(args: argparse.Namespace) -> None:
-    from bench import engine, store
+    from bench import engine, store, sweep
 
+    _imported()
     cell = sweep.find(sweep.load(args.config), args.cell)
-    built = engine.build(cell)
+    built = engine.build(cell, data_cache=args.data_cache)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / CHECKPOINT
     history = engine.train(built, progress=not args.quiet, checkpoint_path=checkpoint_path,
                            checkpoint_every=cell.checkpoint_every)
-    runs, curves = store.tables(cell, built.task, history)
-    store.write_cell(runs, curves, out)
+    store.write_cell(*store.arrow_tables(cell, built.task, history), out)
     checkpoint_path.unlink(missing_ok=True)
-    diverged = int(runs["diverged"].sum())
+    diverged = int((history.diverged_step >= 0).sum())
     resumed = f", resumed from the checkpoint at step {history.resumed_from}" if history.resumed_from else ""
-    print(f"{cell.id}: {len(runs)} runs, {diverged} diverged, {history.wall_time_s:.1f} s{resumed} -> {args.out}")
+    print(f"{cell.id}: {len(cell.runs)} runs, {diverged} diverged, {history.wall_time_s:.1f} s{resumed} -> {args.out}")
 
 
 def _aggregate(args: argparse.Namespace) -> None:
-    from bench import store
+    from bench import store, sweep
 
+    _imported()
     config = sweep.load(args.config)
     cells_dir = Path(args.cells_dir)
     missing = [c.id for c in sweep.cells(config) if not (cells_dir / c.id / "runs.parquet").is_file()]
@@ -57,6 +84,7 @@ def _aggregate(args: argparse.Namespace) -> None:
 def _publish(args: argparse.Namespace) -> None:
     from bench import publish
 
+    _imported()
     stored = publish.publish(args.sweep, args.config, args.results, args.out, args.every)
     folder = Path(args.out) / args.sweep
     size = sum(stored["bytes"].values()) + (folder / publish.RECORD).stat().st_size
@@ -68,6 +96,7 @@ def _publish(args: argparse.Namespace) -> None:
 def _restore(args: argparse.Namespace) -> None:
     from bench import publish, sweep
 
+    _imported()
     config = sweep.load(args.config) if args.config else None
     n_runs, n_rows = publish.restore(args.study, args.out, config)
     print(f"restored {n_runs} runs and {n_rows} curve rows from {args.study} -> {args.out}")
@@ -82,8 +111,9 @@ def _write_json(record: dict, path: Path) -> None:
 
 
 def _perf(args: argparse.Namespace) -> None:
-    from bench import perf
+    from bench import perf, sweep
 
+    _imported()
     if args.table:
         print(perf.markdown(json.loads(Path(args.table).read_text())))
         return
@@ -96,7 +126,9 @@ def _perf(args: argparse.Namespace) -> None:
 def _estimate(args: argparse.Namespace) -> None:
     from bench import estimate
 
-    record = estimate.estimate(args.config, args.device, args.steps, tuple(args.sizes), args.seed)
+    _imported()
+    record = estimate.estimate(args.config, args.device, args.steps, tuple(args.sizes), args.seed,
+                               data_cache=args.data_cache)
     if args.json:
         _write_json(record, Path(args.json))
 
@@ -122,6 +154,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--cell", required=True, help="cell id, as listed by `cells`")
     train.add_argument("--out", required=True, help="output folder of the cell's tables")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--data-cache", metavar="DIR", help=DATA_CACHE_HELP)
     train.set_defaults(handler=_train)
 
     aggregate = commands.add_parser("aggregate", help="combine all cells' tables of a sweep",
@@ -184,6 +217,7 @@ def parser() -> argparse.ArgumentParser:
                                "capped at its K)")
     estimate.add_argument("--seed", type=int, default=0, help="seed of the random choice of cells")
     estimate.add_argument("--json", help="also write the record to this JSON file")
+    estimate.add_argument("--data-cache", metavar="DIR", help=DATA_CACHE_HELP)
     estimate.set_defaults(handler=_estimate)
     return main
 
@@ -193,11 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.handler(args)
-    except (sweep.ConfigError, StoreError) as error:
+    except (ConfigError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    gc.disable()  # while the command's libraries load (see _imported)
+    status = main()
+    gc.freeze()  # what lives now is left to the exit, not walked by a last collection
+    sys.exit(status)

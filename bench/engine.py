@@ -85,9 +85,10 @@ class BuiltCell:
         return any(t.skips_nonfinite for t in self.chain)
 
 
-def load_task(cell: Cell) -> tasks.Task:
-    """The cell's task (made, or reused from the data cache)."""
-    return tasks.load(cell.task["kind"], **sweep.factory_options("tasks", cell.task))
+def load_task(cell: Cell, data_cache: str | Path | None = None) -> tasks.Task:
+    """The cell's task: made, or reused from the data cache in ``data_cache`` (default
+    :func:`bench.tasks.cache_dir`)."""
+    return tasks.load(cell.task["kind"], sweep.factory_options("tasks", cell.task), data_cache)
 
 
 def build_model(cell: Cell, task: tasks.Task) -> models.Model:
@@ -103,13 +104,14 @@ def initial_parameters(model: models.Model, cell: Cell) -> list[Tensor]:
     return model.init([run.seed for run in cell.runs], [run.dials for run in cell.runs])
 
 
-def build(cell: Cell) -> BuiltCell:
-    """Load the task, build the model, the optimizer and the strategy chain; set torch's threads
-    and keep freed host memory for reuse (see bench.allocator)."""
+def build(cell: Cell, data_cache: str | Path | None = None) -> BuiltCell:
+    """Load the task (from the data cache in ``data_cache``, see :func:`load_task`), build the model,
+    the optimizer and the strategy chain; set torch's threads and keep freed host memory for reuse
+    (see bench.allocator)."""
     torch.set_num_threads(cell.threads)
     allocator.keep_freed_memory()
     device = resolve_device(cell.device)
-    task = load_task(cell)
+    task = load_task(cell, data_cache)
     model = build_model(cell, task)
     form = models.input_form(cell.model["family"])
     inputs = {split: task.inputs(split, form).to(device) for split in SPLITS}

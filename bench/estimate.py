@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -92,10 +93,11 @@ def stratum(cell: Cell) -> tuple[str, str, str]:
     return cell.task_name, cell.model_name, cell.optimizer_name
 
 
-def time_runs(cell: Cell, runs: int, steps: int) -> tuple[float, float, float]:
+def time_runs(cell: Cell, runs: int, steps: int, data_cache: str | Path | None = None) -> tuple[float, float, float]:
     """Seconds of the setup, of one lockstep step (after a warm-up, over ``steps`` steps) and of
-    one evaluation of ``cell`` cut to its first ``runs`` runs."""
-    timer = perf.EngineTimer(dataclasses.replace(cell, runs=cell.runs[:runs], steps=max(steps, 1)))
+    one evaluation of ``cell`` cut to its first ``runs`` runs (its data from ``data_cache``)."""
+    timer = perf.EngineTimer(dataclasses.replace(cell, runs=cell.runs[:runs], steps=max(steps, 1)),
+                             data_cache=data_cache)
     step_s = timer.seconds(steps)
     perf.synchronize(timer.built.device)
     started = time.perf_counter()
@@ -104,23 +106,26 @@ def time_runs(cell: Cell, runs: int, steps: int) -> tuple[float, float, float]:
     return timer.build_s, step_s, time.perf_counter() - started
 
 
-def time_stratum(cell: Cell, sizes: tuple[int, int], steps: int) -> StratumTiming:
+def time_stratum(cell: Cell, sizes: tuple[int, int], steps: int,
+                 data_cache: str | Path | None = None) -> StratumTiming:
     """Time ``cell`` at both ``sizes`` (capped at its K) and fit the cost lines.
 
-    The task's data are made (and cached on disk) first, untimed: in a sweep only
-    the first job of a task makes them.
+    The task's data are made (or read from the data cache in ``data_cache``, the one the sweep's
+    jobs use) first, untimed: in a sweep only the first job of a task makes them.
     """
-    engine.load_task(cell)
-    measured = {runs: time_runs(cell, runs, steps) for runs in sorted({min(size, len(cell.runs)) for size in sizes})}
+    engine.load_task(cell, data_cache)
+    measured = {runs: time_runs(cell, runs, steps, data_cache)
+                for runs in sorted({min(size, len(cell.runs)) for size in sizes})}
     lines = [Linear.through({runs: seconds[part] for runs, seconds in measured.items()}) for part in range(3)]
     return StratumTiming(cell, *lines)
 
 
 def estimate(config_path: str, device: str | None, steps: int, sizes: tuple[int, int], seed: int,
-             report: Callable[[str], None] = print) -> dict[str, Any]:
+             report: Callable[[str], None] = print, data_cache: str | Path | None = None) -> dict[str, Any]:
     """Time one random cell per stratum of the config and predict the whole sweep; the JSON-ready record.
 
-    ``device`` (when given) replaces the config's.
+    ``device`` (when given) replaces the config's; data sets come from the data cache in
+    ``data_cache`` (default :func:`bench.tasks.cache_dir`, as for the training jobs).
     """
     config = sweep.load(config_path)
     if device is not None:
@@ -132,7 +137,7 @@ def estimate(config_path: str, device: str | None, steps: int, sizes: tuple[int,
     strata = []
     for key, members in groupby(cells, key=stratum):
         members = list(members)
-        timing = time_stratum(draw.choice(members), sizes, steps)
+        timing = time_stratum(draw.choice(members), sizes, steps, data_cache)
         predicted = sum(timing.predict(cell, job_start_s) for cell in members)
         strata.append({"task": key[0], "model": key[1], "optimizer": key[2], "cells": len(members),
                        "runs": sum(len(cell.runs) for cell in members), "timed_cell": timing.cell.id,

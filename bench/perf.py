@@ -29,6 +29,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,9 +74,9 @@ def synchronize(device: torch.device) -> None:
 class EngineTimer:
     """A built cell, ready to time its lockstep steps again and again."""
 
-    def __init__(self, cell: Cell, warmup: int = 3) -> None:
+    def __init__(self, cell: Cell, warmup: int = 3, data_cache: str | Path | None = None) -> None:
         started = time.perf_counter()
-        self.built = engine.build(cell)
+        self.built = engine.build(cell, data_cache)
         self.build_s = time.perf_counter() - started
         self.state = engine.fresh_state(self.built)
         self.indices = engine.batch_plan(self.built, range(cell.steps))

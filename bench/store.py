@@ -8,22 +8,29 @@ rename, so a killed job never leaves a half-written table behind.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench import atomic
-from bench.columns import CURVES_COLUMNS, RUNS_COLUMNS, TIMING_COLUMNS  # noqa: F401 - TIMING_COLUMNS re-exported
+from bench.columns import (  # noqa: F401 - TIMING_COLUMNS re-exported
+    CURVES_COLUMNS,
+    EVAL_METRICS,
+    RUNS_COLUMNS,
+    STEP_METRICS,
+    TIMING_COLUMNS,
+)
 from bench.engine import History
+from bench.errors import StoreError
 from bench.sweep import Cell
 from bench.tasks import Task
 
-
-class StoreError(ValueError):
-    """A results file that cannot be read as the table it should be; names the file."""
+if TYPE_CHECKING:  # pandas is imported where frames are read or combined, never by a training job
+    import pandas as pd
 
 
 def _best(values: np.ndarray, higher_is_better: bool) -> tuple[int, float]:
@@ -36,18 +43,16 @@ def _best(values: np.ndarray, higher_is_better: bool) -> tuple[int, float]:
     return index, float(values[index])
 
 
-def tables(cell: Cell, task: Task, history: History) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The runs and curves tables of a trained cell."""
-    run_ids = cell.run_ids()
-    steps = np.arange(cell.steps)
+def _run_rows(cell: Cell, task: Task, history: History) -> list[dict[str, object]]:
+    """One row per run, in the cell's run order: identity, hyperparameters and summary metrics."""
     eval_steps = np.asarray(history.eval_steps)
-    run_rows, curve_parts = [], []
-    for k, (run_id, run) in enumerate(zip(run_ids, cell.runs, strict=True)):
+    rows: list[dict[str, object]] = []
+    for k, (run_id, run) in enumerate(zip(cell.run_ids(), cell.runs, strict=True)):
         last = int(history.diverged_step[k]) if history.diverged_step[k] >= 0 else cell.steps
         evals = eval_steps <= last
         best, best_val = _best(history.eval_metrics["val_metric"][evals, k], task.higher_is_better)
         train = history.step_metrics["train_loss"][: min(last + 1, cell.steps), k]
-        run_rows.append({
+        rows.append({
             "run_id": run_id, "sweep": cell.sweep, "cell": cell.id, "task": cell.task_name,
             "model": cell.model_name, "family": cell.model["family"], "optimizer": cell.optimizer_name,
             "strategy": cell.strategy_name, "lr": run.lr, "seed": run.seed, "metric": task.metric,
@@ -61,36 +66,108 @@ def tables(cell: Cell, task: Task, history: History) -> tuple[pd.DataFrame, pd.D
             "steps": cell.steps, "wall_time_s": history.wall_time_s,
             **{key: float(value) for key, value in {**run.hyperparameters, **run.dials}.items()},
         })
-        rows = steps <= last
-        curve = pd.DataFrame({"run_id": run_id, "step": steps[rows]})
-        for name in ("train_loss", "grad_norm_pre", "grad_norm_post", "update_ratio"):
-            curve[name] = history.step_metrics[name][rows, k].astype(np.float64)
-        curve["clipped"] = history.step_metrics["clipped"][rows, k] > 0.5
-        evaluated = pd.DataFrame({"run_id": run_id, "step": eval_steps[evals]})
-        for name, values in history.eval_metrics.items():
-            evaluated[name] = values[evals, k].astype(np.float64)
-        curve_parts.append(curve.merge(evaluated, on=["run_id", "step"], how="outer"))
-    curves = pd.concat(curve_parts, ignore_index=True)
-    curves["clipped"] = curves["clipped"].fillna(False).astype(bool)
-    return pd.DataFrame(run_rows), curves[list(CURVES_COLUMNS)].sort_values(["run_id", "step"], ignore_index=True)
+    return rows
 
 
-def _check(frame: pd.DataFrame, columns: dict[str, pa.DataType], name: str, extra_float: bool) -> pa.Table:
-    missing = [c for c in columns if c not in frame.columns]
+def _curve_columns(cell: Cell, history: History) -> dict[str, np.ndarray]:
+    """The curves table's columns: per run (ordered by run id), every step up to its last (its
+    divergence step, else the last step) and every evaluation step up to it, in step order; step
+    metrics are NaN (``clipped`` false) at the final evaluation step, evaluation metrics off
+    evaluation steps."""
+    run_ids = cell.run_ids()
+    eval_steps = np.asarray(history.eval_steps, dtype=np.int64)  # sorted
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in CURVES_COLUMNS}
+    for k in sorted(range(len(run_ids)), key=run_ids.__getitem__):
+        last = int(history.diverged_step[k]) if history.diverged_step[k] >= 0 else cell.steps
+        steps = np.union1d(np.arange(min(last + 1, cell.steps)), eval_steps[eval_steps <= last])
+        logged = steps[steps < cell.steps]  # the first len(logged) rows have step metrics
+        parts["run_id"].append(np.full(len(steps), run_ids[k], dtype=object))
+        parts["step"].append(steps)
+        for name in STEP_METRICS:
+            values = np.full(len(steps), False if name == "clipped" else np.nan)
+            logs = history.step_metrics[name][logged, k]
+            values[: len(logged)] = logs > 0.5 if name == "clipped" else logs
+            parts[name].append(values)
+        evaluated = np.isin(steps, eval_steps)
+        rows = np.searchsorted(eval_steps, steps[evaluated])
+        for name in EVAL_METRICS:
+            values = np.full(len(steps), np.nan)
+            values[evaluated] = history.eval_metrics[name][rows, k]
+            parts[name].append(values)
+    return {name: np.concatenate(columns) for name, columns in parts.items()}
+
+
+NUMPY_TYPES = {pa.float64(): np.float64, pa.int64(): np.int64}
+
+
+def _arrow_array(values: Sequence[object] | np.ndarray, dtype: pa.DataType) -> pa.Array:
+    """``values`` as an Arrow array of ``dtype`` (string, bool, int64 or float64), NaN as null.
+
+    Made from its buffers: pyarrow's converters (``pa.array``, ``pa.table``) import pandas, a
+    second of every training job. NaN becomes null, as in pyarrow's conversion of a DataFrame, so
+    the files are the same either way.
+    """
+    n = len(values)
+    if dtype == pa.string():
+        encoded = [str(value).encode() for value in values]
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum([len(value) for value in encoded], out=offsets[1:])
+        return pa.Array.from_buffers(dtype, n, [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+    if dtype == pa.bool_():
+        bits = np.packbits(np.asarray(values, dtype=bool), bitorder="little")
+        return pa.Array.from_buffers(dtype, n, [None, pa.py_buffer(bits)])
+    data = np.ascontiguousarray(values, dtype=NUMPY_TYPES[dtype])
+    missing = np.isnan(data) if dtype == pa.float64() else np.zeros(n, dtype=bool)
+    validity = pa.py_buffer(np.packbits(~missing, bitorder="little")) if missing.any() else None
+    return pa.Array.from_buffers(dtype, n, [validity, pa.py_buffer(data)], null_count=int(missing.sum()))
+
+
+def _arrow_table(columns: Mapping[str, Sequence[object] | np.ndarray], schema: pa.Schema) -> pa.Table:
+    """An Arrow table of ``schema`` from its columns (see :func:`_arrow_array`)."""
+    return pa.Table.from_arrays([_arrow_array(columns[field.name], field.type) for field in schema], schema=schema)
+
+
+def arrow_tables(cell: Cell, task: Task, history: History) -> tuple[pa.Table, pa.Table]:
+    """The runs and curves tables of a trained cell, as Arrow tables in the store's schemas.
+
+    Built from NumPy arrays without pandas, which a training job so never imports: the same
+    tables as :func:`tables` gives, written the same.
+    """
+    rows = _run_rows(cell, task, history)
+    extra = [key for key in rows[0] if key not in RUNS_COLUMNS]
+    runs_schema = pa.schema([(c, RUNS_COLUMNS.get(c, pa.float64())) for c in [*RUNS_COLUMNS, *extra]])
+    runs = _arrow_table({name: [row[name] for row in rows] for name in runs_schema.names}, runs_schema)
+    return runs, _arrow_table(_curve_columns(cell, history), pa.schema(list(CURVES_COLUMNS.items())))
+
+
+def tables(cell: Cell, task: Task, history: History) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs and curves tables of a trained cell, as DataFrames (see :func:`arrow_tables`)."""
+    runs, curves = arrow_tables(cell, task, history)
+    return runs.to_pandas(), curves.to_pandas()
+
+
+def _check(frame: pd.DataFrame | pa.Table, columns: dict[str, pa.DataType], name: str,
+           extra_float: bool) -> pa.Table:
+    present = frame.column_names if isinstance(frame, pa.Table) else list(frame.columns)
+    missing = [c for c in columns if c not in present]
     if missing:
         raise StoreError(f"{name}: missing columns {missing}")
-    extra = [c for c in frame.columns if c not in columns]
+    extra = [c for c in present if c not in columns]
     if extra and not extra_float:
         raise StoreError(f"{name}: unexpected columns {extra}")
     schema = pa.schema([(c, columns.get(c, pa.float64())) for c in [*columns, *extra]])
     try:
+        if isinstance(frame, pa.Table):
+            table = frame.select(schema.names)
+            return table if table.schema.equals(schema) else table.cast(schema)
         return pa.Table.from_pandas(frame[[*columns, *extra]], schema=schema, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as error:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError) as error:
         raise StoreError(f"{name}: {error}") from None
 
 
-def write(frame: pd.DataFrame, path: str | Path, kind: str) -> None:
-    """Check ``frame`` against the ``kind`` ('runs' or 'curves') schema and write it atomically."""
+def write(frame: pd.DataFrame | pa.Table, path: str | Path, kind: str) -> None:
+    """Check ``frame`` (a DataFrame or an Arrow table) against the ``kind`` ('runs' or 'curves')
+    schema and write it atomically."""
     path = Path(path)
     columns = RUNS_COLUMNS if kind == "runs" else CURVES_COLUMNS
     table = _check(frame, columns, str(path), extra_float=kind == "runs")
@@ -115,7 +192,7 @@ def read(path: str | Path, kind: str) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def write_cell(runs: pd.DataFrame, curves: pd.DataFrame, out: str | Path) -> None:
+def write_cell(runs: pd.DataFrame | pa.Table, curves: pd.DataFrame | pa.Table, out: str | Path) -> None:
     """Write a cell's tables; curves first, so runs.parquet existing means the cell is complete."""
     out = Path(out)
     write(curves, out / "curves.parquet", "curves")
@@ -128,6 +205,8 @@ def aggregate(cell_dirs: list[Path], out: str | Path) -> tuple[int, int]:
     Every input is validated first; the run ids must be unique. Returns the
     numbers of runs and curve rows written.
     """
+    import pandas as pd
+
     runs = [read(Path(d) / "runs.parquet", "runs") for d in cell_dirs]
     curves = [read(Path(d) / "curves.parquet", "curves") for d in cell_dirs]
     all_runs = pd.concat(runs, ignore_index=True)

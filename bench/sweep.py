@@ -15,6 +15,8 @@ run-level dials (lists in task, model and optimizer entries, see
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import sys
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from typing import Any
 import yaml
 
 from bench import models, optim, strategies, tasks
+from bench.errors import ConfigError
 from bench.registry import Entry
 
 # jsonschema imports every optional format checker it finds; the IRI one
@@ -76,10 +79,6 @@ RECIPE_KEYS = ("warmup_steps",)
 sets for its own cell (a warm-up as a mitigation of its own, or combined with a strategy)."""
 
 
-class ConfigError(ValueError):
-    """A config problem, described in one line naming the key and what is allowed."""
-
-
 @dataclass(frozen=True)
 class Run:
     """One training run: its learning rate, strategy hyperparameters, stress dials and seed."""
@@ -123,8 +122,23 @@ class Cell:
         return [f"{self.id}|{run.label()}" for run in self.runs]
 
 
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""PyYAML's safe loader in C (libyaml) where PyYAML has it: the same documents, parsed ten times faster."""
+
+
+def read_yaml(text: str) -> Any:
+    """A YAML document, parsed safely (plain data only)."""
+    return yaml.load(text, Loader=SAFE_LOADER)
+
+
+@functools.lru_cache(maxsize=1)
+def _parsed_schema() -> dict[str, Any]:
+    return read_yaml(SCHEMA_PATH.read_text())
+
+
 def _schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The config schema (parsed once per process; a fresh copy each call)."""
+    return copy.deepcopy(_parsed_schema())
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -228,7 +242,7 @@ def load(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
-        config = yaml.safe_load(path.read_text())
+        config = read_yaml(path.read_text())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT, mutated
 
-from bench import store, sweep
+from bench import engine, store, sweep
 from bench.__main__ import main
 
 
@@ -63,6 +65,42 @@ def test_train_writes_both_tables(tmp_path: Path) -> None:
     runs = store.read(tmp_path / "out" / "runs.parquet", "runs")
     curves = store.read(tmp_path / "out" / "curves.parquet", "curves")
     assert len(runs) == 4 and set(curves["run_id"]) == set(runs["run_id"])
+
+
+def modules_after(*args: str) -> set[str]:
+    """The top-level modules a real ``python -m bench ARGS`` process has imported when it exits."""
+    code = ("import atexit, runpy, sys\n"
+            "atexit.register(lambda: print(' '.join(sorted({m.split('.')[0] for m in sys.modules}))))\n"
+            "sys.argv = ['bench', *sys.argv[1:]]\n"
+            "runpy.run_module('bench', run_name='__main__', alter_sys=True)\n")
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.splitlines()[-1].split())
+
+
+UNUSED_BY_TRAIN = {"pandas", "sklearn", "mlxtend", "mnist1d", "matplotlib", "scipy", "IPython"}
+
+
+def test_train_imports_only_what_it_uses_and_help_no_library(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", steps=2)
+    engine.load_task(sweep.find(sweep.load(config), "mnist1d-mlp-sgd-none"))  # cached, as for a sweep's later jobs
+    train = modules_after("train", "--quiet", "--config", str(config), "--cell", "mnist1d-mlp-sgd-none",
+                          "--out", str(tmp_path / "out"))
+    assert {"torch", "numpy", "pyarrow", "jsonschema"} <= train and not train & UNUSED_BY_TRAIN, train & UNUSED_BY_TRAIN
+    assert len(store.read(tmp_path / "out" / "runs.parquet", "runs")) == 4
+    assert not modules_after("--help") & {"torch", "numpy", "pyarrow", "jsonschema", "yaml", *UNUSED_BY_TRAIN}
+
+
+def test_train_keeps_its_data_sets_in_the_data_cache_folder(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", steps=2, problems=[{"task": "adding", "models": ["rnn"]}])
+    for attempt in ("made", "read"):
+        result = run_cli("train", "--quiet", "--config", str(config), "--cell", "adding-rnn-sgd-none", "--out",
+                         str(tmp_path / attempt), "--data-cache", str(tmp_path / "cache"))
+        assert result.returncode == 0, result.stderr
+        (entry,) = (tmp_path / "cache").iterdir()
+        assert re.fullmatch(r"adding-[0-9a-f]{64}\.pt", entry.name)
+    tables = [store.read(tmp_path / attempt / "curves.parquet", "curves") for attempt in ("made", "read")]
+    pd.testing.assert_frame_equal(*tables)
 
 
 BAD_CONFIGS = {

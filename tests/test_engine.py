@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from conftest import make_config, only_cell
 
-from bench import checkpoint, columns, engine, store
+from bench import checkpoint, columns, engine, store, sweep, tasks
 
 
 def train(config):
@@ -86,6 +86,36 @@ def test_training_a_cell_twice_gives_identical_tables(tmp_path) -> None:
     pd.testing.assert_frame_equal(runs_a.drop(columns=list(columns.TIMING_COLUMNS)),
                                   runs_b.drop(columns=list(columns.TIMING_COLUMNS)))
     pd.testing.assert_frame_equal(curves_a, curves_b)
+
+
+def test_training_from_the_data_cache_is_bit_identical_to_training_on_freshly_made_data(tmp_path,
+                                                                                       monkeypatch) -> None:
+    config = make_config(problems=[{"task": "mnist1d", "models": ["cnn1d"]}], steps=12, eval_every=4,
+                         strategies={"clip_norm": {"clip_norm": [0.5]}})
+    cell = only_cell(config)
+    histories = []
+    for source in ("made", "written", "read"):
+        tasks._load.cache_clear()
+        if source == "made":  # no cache at all: the maker's own tensors
+            with monkeypatch.context() as patch:
+                patch.setattr(engine, "load_task", lambda cell, data_cache=None: tasks.make(
+                    cell.task["kind"], sweep.factory_options("tasks", cell.task)))
+                built = engine.build(cell)
+        else:
+            with monkeypatch.context() as patch:
+                if source == "read":  # from the disk, made by nobody
+                    patch.setattr(tasks, "make", None)
+                built = engine.build(cell, data_cache=tmp_path)
+        assert len(list(tmp_path.glob("mnist1d-*.pt"))) == (source != "made")
+        histories.append(engine.train(built, progress=False))
+    made, written, read = histories
+    for history in (written, read):
+        for name in engine.STEP_METRICS:
+            np.testing.assert_array_equal(history.step_metrics[name], made.step_metrics[name])
+        for name in engine.EVAL_METRICS:
+            np.testing.assert_array_equal(history.eval_metrics[name], made.eval_metrics[name])
+        for mine, theirs in zip(history.final_params, made.final_params, strict=True):
+            assert torch.equal(mine, theirs)
 
 
 def test_clipped_flag_reports_strategy_activity() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from conftest import make_config, only_cell
 
@@ -10,12 +12,67 @@ from bench import engine, store
 
 
 @pytest.fixture(scope="module")
-def trained():
+def history():
     config = make_config(steps=6, eval_every=3, optimizers={"sgd": {"kind": "sgd", "learning_rates": [0.01, 1e4]}},
                          strategies={"clip_value": {"clip_value": [0.5]}})
     cell = only_cell(config)
     built = engine.build(cell)
-    return cell, store.tables(cell, built.task, engine.train(built, progress=False))
+    return cell, built.task, engine.train(built, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(history):
+    cell, task, trained_history = history
+    return cell, store.tables(cell, task, trained_history)
+
+
+def frames_with_pandas(cell, task, history) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs and curves tables built with pandas, run by run: the reference of store.arrow_tables."""
+    steps, eval_steps = np.arange(cell.steps), np.asarray(history.eval_steps)
+    run_rows, curve_parts = [], []
+    for k, (run_id, run) in enumerate(zip(cell.run_ids(), cell.runs, strict=True)):
+        last = int(history.diverged_step[k]) if history.diverged_step[k] >= 0 else cell.steps
+        evals = eval_steps <= last
+        best, best_val = store._best(history.eval_metrics["val_metric"][evals, k], task.higher_is_better)
+        train = history.step_metrics["train_loss"][: min(last + 1, cell.steps), k]
+        run_rows.append({
+            "run_id": run_id, "sweep": cell.sweep, "cell": cell.id, "task": cell.task_name, "model": cell.model_name,
+            "family": cell.model["family"], "optimizer": cell.optimizer_name, "strategy": cell.strategy_name,
+            "lr": run.lr, "seed": run.seed, "metric": task.metric, "higher_is_better": task.higher_is_better,
+            "chance_metric": task.chance_metric, "chance_loss": task.chance_loss,
+            "diverged": bool(history.diverged_step[k] >= 0), "diverged_step": int(history.diverged_step[k]),
+            "final_train_loss": float(train[-1]) if len(train) else float("nan"),
+            "best_val_metric": best_val,
+            "test_metric_at_best_val": float(history.eval_metrics["test_metric"][evals, k][best])
+            if best >= 0 else float("nan"),
+            "steps": cell.steps, "wall_time_s": history.wall_time_s, **run.hyperparameters, **run.dials,
+        })
+        rows = steps <= last
+        curve = pd.DataFrame({"run_id": run_id, "step": steps[rows]})
+        for name in ("train_loss", "grad_norm_pre", "grad_norm_post", "update_ratio"):
+            curve[name] = history.step_metrics[name][rows, k].astype(np.float64)
+        curve["clipped"] = history.step_metrics["clipped"][rows, k] > 0.5
+        evaluated = pd.DataFrame({"run_id": run_id, "step": eval_steps[evals]})
+        for name, values in history.eval_metrics.items():
+            evaluated[name] = values[evals, k].astype(np.float64)
+        curve_parts.append(curve.merge(evaluated, on=["run_id", "step"], how="outer"))
+    curves = pd.concat(curve_parts, ignore_index=True)
+    curves["clipped"] = curves["clipped"].fillna(False).astype(bool)
+    return pd.DataFrame(run_rows), curves[list(store.CURVES_COLUMNS)].sort_values(["run_id", "step"], ignore_index=True)
+
+
+def test_the_arrow_tables_are_those_pandas_builds_and_are_written_the_same(history, tmp_path) -> None:
+    cell, task, trained_history = history
+    assert {bool(step >= 0) for step in trained_history.diverged_step} == {True, False}  # both kinds of run
+    store.write_cell(*store.arrow_tables(cell, task, trained_history), tmp_path / "arrow")
+    store.write_cell(*frames_with_pandas(cell, task, trained_history), tmp_path / "pandas")
+    for kind in ("runs", "curves"):
+        arrow, pandas = (pq.read_table(tmp_path / way / f"{kind}.parquet").replace_schema_metadata(None)
+                         for way in ("arrow", "pandas"))
+        assert arrow.equals(pandas), kind
+        pd.testing.assert_frame_equal(store.read(tmp_path / "arrow" / f"{kind}.parquet", kind),
+                                      store.read(tmp_path / "pandas" / f"{kind}.parquet", kind))
+    assert pq.read_table(tmp_path / "arrow" / "curves.parquet")["val_loss"].null_count > 0  # NaN is null, as before
 
 
 def test_tables_follow_the_schema(trained, tmp_path) -> None:

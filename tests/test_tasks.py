@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from bench import tasks
@@ -28,7 +31,7 @@ def test_mnist1d_leaves_global_generators_alone() -> None:
 
 
 def test_mnist1d_splits_and_layouts() -> None:
-    task = tasks.load("mnist1d", n_train=400)
+    task = tasks.load("mnist1d", {"n_train": 400})
     assert [len(task.targets(s)) for s in ("train", "val", "test")] == [400, 500, 1000]
     assert task.inputs("train", "vector").shape == (400, 40)
     assert task.inputs("train", "signal").shape == (400, 1, 40)
@@ -37,7 +40,7 @@ def test_mnist1d_splits_and_layouts() -> None:
 
 
 def test_digits_upsampled_to_28() -> None:
-    task = tasks.load("digits", size=28)
+    task = tasks.load("digits", {"size": 28})
     assert task.inputs("train", "image").shape[1:] == (1, 28, 28)
     assert task.inputs("val", "sequence").shape[1:] == (28, 28)
     signal = task.inputs("val", "signal")  # rows along the length, a row's pixels as channels
@@ -81,17 +84,53 @@ def test_batch_order_is_a_function_of_seed_and_step() -> None:
     assert len(set(epoch.tolist())) == 96
 
 
-def test_same_data_whatever_the_cache(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("BENCH_DATA_CACHE", str(tmp_path))
-    made = make("adding", length=5, n_train=32, n_eval=16, data_seed=2)
+ADDING = {"length": 5, "n_train": 32, "n_eval": 16, "data_seed": 2}
+
+
+def test_same_data_whatever_the_cache(tmp_path) -> None:
+    made = make("adding", **ADDING)
     tasks._load.cache_clear()
-    first = tasks.load("adding", length=5, n_train=32, n_eval=16, data_seed=2)
+    first = tasks.load("adding", ADDING, tmp_path)  # made and written
     tasks._load.cache_clear()
-    cached = tasks.load("adding", length=5, n_train=32, n_eval=16, data_seed=2)
-    assert list(tmp_path.glob("*.pt"))
+    cached = tasks.load("adding", ADDING, tmp_path)  # read from the disk
+    assert [p.name for p in tmp_path.iterdir()] == [f"{tasks.cache_key('adding', ADDING)}.pt"]
     for task in (first, cached):
+        assert dataclasses.replace(task, splits={}) == dataclasses.replace(made, splits={})
         for split, (x, y) in made.splits.items():
             assert torch.equal(task.splits[split][0], x) and torch.equal(task.splits[split][1], y)
+            assert task.splits[split][0].dtype == x.dtype and task.splits[split][1].dtype == y.dtype
+
+
+def test_the_cache_key_is_every_option_of_the_data_set_and_nothing_else() -> None:
+    key = tasks.cache_key("adding", ADDING)
+    assert key.startswith("adding-") and len(key) == len("adding-") + 64
+    assert tasks.cache_key("adding", {}) == tasks.cache_key("adding", tasks.REGISTRY.lookup("adding").options)
+    for option, value in {"length": 6, "n_train": 33, "n_eval": 17, "data_seed": 3}.items():
+        assert tasks.cache_key("adding", {**ADDING, option: value}) != key, option
+    assert tasks.cache_key("smnist", {"permuted": True}) != tasks.cache_key("smnist", {"permuted": False})
+    assert tasks.cache_key("mnist", {}) != tasks.cache_key("smnist", {})
+    with pytest.raises(TypeError, match="spike_rate"):  # a run's bad batches are not the data set's
+        tasks.cache_key("adding", {"spike_rate": 0.1})
+
+
+def test_a_damaged_entry_is_remade_and_a_write_killed_midway_leaves_none(tmp_path, monkeypatch) -> None:
+    path = tmp_path / f"{tasks.cache_key('adding', ADDING)}.pt"
+    path.write_bytes(b"not a data set")
+    tasks._load.cache_clear()
+    remade = tasks.load("adding", ADDING, tmp_path)
+    assert torch.equal(remade.splits["val"][0], make("adding", **ADDING).splits["val"][0])
+    assert torch.load(path, weights_only=True)["name"] == "adding"
+
+    def killed(obj, target):  # the process dies with half the file written
+        Path(target).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    other = tmp_path / "other"
+    tasks._load.cache_clear()
+    with pytest.raises(KeyboardInterrupt):
+        tasks.load("adding", ADDING, other)
+    assert list(other.iterdir()) == []
 
 
 def test_mnist_is_real_digits_split_by_a_fixed_seed_and_standardised_on_training_data() -> None:

@@ -5,10 +5,12 @@ shared by every run of a cell; a run's own seed fixes only its data order
 (:func:`batch_indices`) and its initial weights.
 
 Each task kind is a function in a module of this folder, decorated with
-``@register(kind, layout=..., check=...)``: its keyword-only parameters are the
-options a config entry of that kind may set, and it returns a :class:`Task`;
-the optional ``check(**options)`` raises ValueError on options that cannot
-work together, so that a config is refused before any training. The
+``@register(kind, layout=..., check=..., packages=...)``: its keyword-only
+parameters are the options a config entry of that kind may set, and it returns
+a :class:`Task`; the optional ``check(**options)`` raises ValueError on options
+that cannot work together, so that a config is refused before any training;
+``packages`` names the installed packages its data come from (their versions
+are part of the data cache's key, :func:`cache_key`). The
 ``layout`` of its inputs (``signal`` (N, C, L), ``image`` (N, C, H, W) or
 ``sequence`` (N, T, F)) says which model input forms it can feed
 (:data:`FORMS`): a model family declares the form it reads, so a new task or a
@@ -21,9 +23,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import json
 import os
+import pkgutil
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -143,37 +147,88 @@ def split(x: Tensor, y: Tensor, n_val: int, n_test: int) -> dict[str, tuple[Tens
     }
 
 
+CACHE_DIR = Path("results") / ".cache" / "tasks"
+"""The data cache's default folder: under the workflow's ``results/``, relative to the working
+directory, where Snakemake writes ``results/`` and runs every job."""
+
+
 def cache_dir() -> Path:
-    """Where made data sets are kept between processes (``BENCH_DATA_CACHE``)."""
-    default = Path.home() / ".cache" / "exploding-gradients-bench"
-    return Path(os.environ.get("BENCH_DATA_CACHE", default))
+    """Where made data sets are kept between processes: ``$BENCH_DATA_CACHE``, else :data:`CACHE_DIR`."""
+    return Path(os.environ.get("BENCH_DATA_CACHE") or CACHE_DIR)
+
+
+def canonical_options(kind: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every option of task ``kind``'s maker, defaults filled in: what defines its data set.
+
+    The bad-batch dial ``spike_rate`` and its ``spike_scale`` are not among them: the engine applies
+    them to a run's batches, never to the data set (see :func:`spike_draws`).
+    """
+    entry = REGISTRY.lookup(kind)
+    unknown = sorted(set(options or {}) - set(entry.options))
+    if unknown:
+        raise TypeError(f"task {kind!r} has no option {unknown[0]!r}; allowed: {', '.join(entry.options)}")
+    return {**entry.options, **(options or {})}
+
+
+def _package_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def cache_key(kind: str, options: Mapping[str, Any] | None = None) -> str:
+    """The cache file name of a data set: ``<kind>-<sha256>`` of its canonical options and of what makes it.
+
+    What makes it: the source of every module of this package (the maker, the helpers it shares with
+    other makers, the Task type) and of the maker's own module, and the versions of torch, NumPy and
+    the packages the maker draws its data from (its registration's ``packages``). So a changed option,
+    maker or library never reads a data set made under the old one.
+    """
+    entry = REGISTRY.lookup(kind)
+    modules = {Path(__file__).resolve().parent / f"{m.name}.py" for m in pkgutil.iter_modules(__path__)}
+    modules |= {Path(__file__).resolve(), Path(inspect.getfile(entry.factory)).resolve()}
+    sources = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(modules) if path.is_file()}
+    versions = {"torch": torch.__version__, "numpy": np.__version__,
+                **{name: _package_version(name) for name in entry.meta.get("packages", ())}}
+    spec = {"kind": kind, "options": canonical_options(kind, options), "sources": sources, "versions": versions}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    return f"{kind}-{digest}"
+
+
+def make(kind: str, options: Mapping[str, Any] | None = None) -> Task:
+    """Make the data set of task ``kind`` with ``options`` afresh (no cache)."""
+    return REGISTRY.lookup(kind).factory(**canonical_options(kind, options))
 
 
 @lru_cache(maxsize=8)
-def _load(kind: str, options: tuple[tuple[str, Any], ...]) -> Task:
-    entry = REGISTRY.lookup(kind)
-    # The maker's own source is part of the key: a changed maker never reads a data set made by an older one.
-    source = hashlib.sha256(inspect.getsource(inspect.getmodule(entry.factory)).encode()).hexdigest()[:12]
-    key = "-".join([kind, *(f"{k}={v}" for k, v in options), source])
-    path = cache_dir() / f"{key}.pt"
-    if path.exists():
+def _load(kind: str, options_json: str, cache: str) -> Task:
+    options = json.loads(options_json)
+    path = Path(cache) / f"{cache_key(kind, options)}.pt"
+    if path.is_file():
         try:
             return Task(**torch.load(path, weights_only=True))
-        except Exception:  # a torn or stale cache entry is remade below
+        except Exception:  # a foreign or damaged entry (never a torn one: writes are atomic) is remade
             path.unlink(missing_ok=True)
-    task = entry.factory(**dict(options))
+    task = make(kind, options)
     with atomic.writing(path) as partial:
         torch.save(dataclasses.asdict(task), partial)
     return task
 
 
-def load(kind: str, **options: Any) -> Task:
-    """Make the task ``kind`` with ``options``, or reuse it from this process or the disk cache.
+def load(kind: str, options: Mapping[str, Any] | None = None, cache: str | Path | None = None) -> Task:
+    """The data set of task ``kind`` with ``options``: from this process, else the disk cache, else made.
 
-    Making MNIST-1D takes seconds, so every job of a sweep would pay for it
-    again; the cache holds each data set once, written atomically.
+    Making MNIST-1D takes seconds, loading the 5,000 MNIST digits a second, and every training job of
+    a sweep would pay for it again: the first job of a task makes its data set and writes it to the
+    ``cache`` folder (default :func:`cache_dir`) as ``<kind>-<sha256>.pt`` (:func:`cache_key`),
+    atomically, so a job killed while writing leaves no entry; the others read it. Reading gives
+    exactly the tensors making does.
     """
-    return _load(kind, tuple(sorted(options.items())))
+    canonical = canonical_options(kind, options)
+    return _load(kind, json.dumps(canonical, sort_keys=True), str(cache if cache is not None else cache_dir()))
 
 
 def spike_draws(seed: int, batch_size: int, steps: range) -> tuple[Tensor, Tensor]:
