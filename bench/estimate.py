@@ -80,9 +80,11 @@ class StratumTiming:
 
 
 def job_start_seconds(config_path: str) -> float:
-    """Seconds a training job spends before its cell's setup: a fresh Python process that
-    imports the engine and reads and expands the config (timed once, in a subprocess)."""
-    code = "import sys; from bench import engine, store, sweep; sweep.cells(sweep.load(sys.argv[1]))"
+    """Seconds a training job spends besides its cell's setup, steps and evaluations: a fresh Python
+    process that imports the engine and the store and reads and expands the config, with the garbage
+    collector handled as ``python -m bench`` does (timed once, in a subprocess)."""
+    code = ("import gc, sys; gc.disable(); from bench import engine, store, sweep; gc.freeze(); gc.enable(); "
+            "sweep.cells(sweep.load(sys.argv[1])); gc.freeze()")
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, config_path], check=True)
     return time.perf_counter() - started
