@@ -122,13 +122,20 @@ def time_stratum(cell: Cell, sizes: tuple[int, int], steps: int,
     return StratumTiming(cell, *lines)
 
 
+def print_now(line: str) -> None:
+    """Print a progress line at once, also into a pipe (one per stratum: the user sees it advance)."""
+    print(line, flush=True)
+
+
 def estimate(config_path: str, device: str | None, steps: int, sizes: tuple[int, int], seed: int,
-             report: Callable[[str], None] = print, data_cache: str | Path | None = None) -> dict[str, Any]:
+             report: Callable[[str], None] | None = None, data_cache: str | Path | None = None) -> dict[str, Any]:
     """Time one random cell per stratum of the config and predict the whole sweep; the JSON-ready record.
 
     ``device`` (when given) replaces the config's; data sets come from the data cache in
-    ``data_cache`` (default :func:`bench.tasks.cache_dir`, as for the training jobs).
+    ``data_cache`` (default :func:`bench.tasks.cache_dir`, as for the training jobs); ``report``
+    receives a line per stratum (default :func:`print_now`).
     """
+    report = print_now if report is None else report
     config = sweep.load(config_path)
     if device is not None:
         config["device"] = device
