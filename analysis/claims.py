@@ -235,8 +235,8 @@ def derived(values: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(values)
     bound = str(values.get("bound", "") or "")
     out["at_least"] = {"lower": "at least ", "upper": "at most "}.get(bound, "")
-    out["bound_note"] = (" (ranges on both sides of the comparison reach the top of the grid, so it is bounded "
-                         "neither way)" if bound == "both" else "")
+    out["bound_note"] = ("; on some pairs both compared ranges reach the top of the learning-rate grid, so the "
+                         "true difference may be larger or smaller" if bound == "both" else "")
     for name in ("estimate", "low", "high"):
         value = values.get(name)
         if _is_number(value):

@@ -13,6 +13,7 @@ the matrices the figures draw. Vocabulary (see the results schema in the README)
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,19 @@ def load_runs(sweep: str, root: Path | str = ".") -> pd.DataFrame:
     if missing:
         raise ValueError(f"runs table lacks column(s) {', '.join(missing)}")
     return runs
+
+
+def curve_reader(sweep: str, root: Path | str = ".") -> Callable[[Sequence[str]], pd.DataFrame] | None:
+    """A reader of ``results/<sweep>/curves.parquet`` loading only the rows of the run ids asked for; None if absent."""
+    path = results_dir(sweep, root) / "curves.parquet"
+    if not path.is_file():
+        return None
+    columns = ["run_id", "step", "train_loss", "val_metric"]
+
+    def read(run_ids: Sequence[str]) -> pd.DataFrame:
+        return pd.read_parquet(path, columns=columns, filters=[("run_id", "in", list(run_ids))])
+
+    return read
 
 
 def check_tables(runs: pd.DataFrame, curves: pd.DataFrame) -> None:

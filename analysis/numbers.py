@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import claims, data, layout, questions, stats
-from analysis.layout import generated_dir, results_dir
+from analysis.layout import generated_dir
 
 GENERATED = ("numbers.tex", "table-best.tex", "table-stability.tex", "table-problems.tex", "table-lr-range.tex",
              "table-gains.tex", "claims.tex")
@@ -482,19 +482,6 @@ def signed(value: float, digits: int = 2) -> str:
     return "$-$" + text[1:] if text.startswith("-") else text
 
 
-def curve_reader(sweep: str, root: Path | str = ".") -> questions.CurveSource:
-    """A reader of ``results/<sweep>/curves.parquet`` loading only the rows of the run ids asked for; None if absent."""
-    path = results_dir(sweep, root) / "curves.parquet"
-    if not path.is_file():
-        return None
-    columns = ["run_id", "step", "train_loss", "val_metric"]
-
-    def read(run_ids):
-        return pd.read_parquet(path, columns=columns, filters=[("run_id", "in", list(run_ids))])
-
-    return read
-
-
 def write(runs: pd.DataFrame, out: Path | str, curves: questions.CurveSource = None,
           claims_file: Path | str = claims.CLAIMS_FILE, reference: Path | str | None = None) -> list[Path]:
     """Write numbers.tex, the tables and the claims (claims.tex, claims.json) into ``out``; return the paths.
@@ -534,8 +521,53 @@ def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = 
     runs = data.load_runs(sweep, root)
     titles, entries = claims.load(claims_file)
     needed = list(dict.fromkeys(entry.function for entry in entries))
-    outcomes = claims.evaluate_claims(questions.answer_all(runs, curve_reader(sweep, root), needed), entries)
+    outcomes = claims.evaluate_claims(questions.answer_all(runs, data.curve_reader(sweep, root), needed), entries)
     return claims.findings_markdown(outcomes, titles, headline_only)
+
+
+def tier_markdown(sweep: str, root: Path | str = ".") -> str:
+    """What a sweep shows per task x model, as the README's Markdown table for the default tier, and
+    the divergences over all its runs.
+
+    Per problem: the metric and its chance level; how many of ``none``'s runs diverged and the lowest
+    learning rate at which one did; the best-tuned test metric of ``none`` and of the best strategy
+    (``stats.best_tuned_runs``: the setting with the best mean validation metric, a failed seed the
+    worst; the test metric averaged over its seeds and panels, a failed seed at chance). Below it: the
+    share of diverged runs, how many of them crossed the divergence rule with a finite training loss
+    (``curves.parquet`` at each run's ``diverged_step``), and ``skip_nonfinite`` against ``none``.
+    """
+    runs = data.load_runs(sweep, root)
+    best = stats.best_tuned_runs(runs)
+    lines = ["| task / model | metric (chance) | `none`: runs diverged | `none`: lowest diverging lr | "
+             "`none` best-tuned test | best strategy, best-tuned test |", "|---|---|---:|---:|---:|---|"]
+    for task, model in data.problems(runs):
+        here = runs[(runs["task"] == task) & (runs["model"] == model)]
+        first = here.iloc[0]
+        higher = bool(first["higher_is_better"])
+        metric = "accuracy" if first["metric"] == "accuracy" else "MSE"
+        chance = f"{metric} ({number(float(first['chance_metric']))}{'' if higher else ', lower is better'})"
+        none = here[here["strategy"] == "none"]
+        diverged = none[none["diverged"].astype(bool)]
+        lowest = f"{diverged['lr'].min():g}" if len(diverged) else "none"
+        scores = best[(best["task"] == task) & (best["model"] == model)].groupby("strategy")["test_score"].mean()
+        top = scores.idxmax() if higher else scores.idxmin()
+        none_score = f"{scores['none']:.3f}" if "none" in scores else "n/a"
+        lines.append(f"| {task} / {model} | {chance} | {len(diverged)}/{len(none)} | {lowest} | {none_score} | "
+                     f"`{top}`, {scores[top]:.3f} |")
+    failed = runs[runs["diverged"].astype(bool)]
+    lines += ["", f"{len(runs)} runs, {len(failed)} diverged ({100 * len(failed) / len(runs):.0f}%)."]
+    read = data.curve_reader(sweep, root)
+    if read is not None and len(failed):
+        curves = read(failed["run_id"]).merge(failed[["run_id", "diverged_step"]], on="run_id")
+        at = curves[curves["step"] == curves["diverged_step"]]
+        finite = int(np.isfinite(at["train_loss"].to_numpy(dtype=float)).sum())
+        lines.append(f"{finite} of the {len(failed)} diverged runs crossed the divergence rule with a finite "
+                     "training loss.")
+    for strategy in ("skip_nonfinite", "none"):
+        mine = runs[runs["strategy"] == strategy]
+        if len(mine):
+            lines.append(f"`{strategy}`: {int(mine['diverged'].astype(bool).sum())} of {len(mine)} runs diverged.")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--findings", action="store_true",
                         help="print the answers to the study's questions as a Markdown table; write nothing")
     parser.add_argument("--all-claims", action="store_true", help="with --findings: one row per claim")
+    parser.add_argument("--tier-table", action="store_true",
+                        help="print what the sweep shows per task x model (the README's default-tier table); "
+                             "write nothing")
     args = parser.parse_args(argv)
     claims_file = Path(args.claims) if args.claims else Path(args.root) / "paper" / "claims.yaml"
     if not claims_file.is_file():
@@ -558,12 +593,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.findings:
             print(findings_markdown(args.sweep, args.root, not args.all_claims, claims_file), end="")
             return 0
+        if args.tier_table:
+            print(tier_markdown(args.sweep, args.root), end="")
+            return 0
         runs = data.load_runs(args.sweep, args.root)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = args.out or generated_dir(args.sweep, args.root)
-    for path in write(runs, out, curve_reader(args.sweep, args.root), claims_file, args.reference):
+    for path in write(runs, out, data.curve_reader(args.sweep, args.root), claims_file, args.reference):
         print(path)
     return 0
 

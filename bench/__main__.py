@@ -117,6 +117,9 @@ def _perf(args: argparse.Namespace) -> None:
     if args.table:
         print(perf.markdown(json.loads(Path(args.table).read_text())))
         return
+    if args.profile:
+        print(perf.profile_markdown(perf.profile(sweep.load(args.config), args.device, args.profile, args.threads)))
+        return
     record = perf.measure(sweep.load(args.config), args.device, args.quick, args.threads)
     print(perf.markdown(record))
     if args.json:
@@ -193,14 +196,18 @@ def parser() -> argparse.ArgumentParser:
     perf = commands.add_parser("perf", help="measure engine throughput against the per-run oracle",
                                description="Measure, side by side in one run: run-steps/s of the lockstep engine "
                                            "and of the sequential plain-PyTorch oracle for the MLP, CNN and RNN "
-                                           "cells of a config at several K; the engine's FLOP rate against a large "
-                                           "matmul; each strategy's step time relative to none; peak memory.")
+                                           "cells of a config at several K; the engine against the torch.func vmap "
+                                           "ensemble (bench/peer.py) on the same runs; the engine's FLOP rate "
+                                           "against a large matmul; each strategy's step time relative to none; "
+                                           "peak memory. --profile K shows where the step time goes instead.")
     perf.add_argument("--config", default="config/default.yaml", help="config whose cells are measured")
     perf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device to measure on")
     perf.add_argument("--quick", action="store_true", help="fewer sizes and steps (under a minute)")
     perf.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     perf.add_argument("--json", help="also write the measurements to this JSON file")
     perf.add_argument("--table", metavar="JSON", help="only print the Markdown tables of a stored JSON record")
+    perf.add_argument("--profile", type=int, metavar="K",
+                      help="only profile where the step time goes, engine and vmap ensemble side by side, at K runs")
     perf.set_defaults(handler=_perf)
 
     estimate = commands.add_parser("estimate", help="predict how long a sweep's training takes here",

@@ -14,6 +14,7 @@ read back once at the end, so a CUDA step never waits on the host.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from bench import allocator, checkpoint, models, optim, schedules, strategies, sweep, tasks
+from bench import allocator, checkpoint, graph, models, optim, schedules, strategies, sweep, tasks
 from bench.columns import EVAL_METRICS, STEP_METRICS
 from bench.flat import Layout, Packed, run_norm
 from bench.sweep import Cell, ConfigError
@@ -263,11 +264,23 @@ def keep_where(mask: Tensor, new: Any, old: Any) -> Any:
     return select(mask, new, old)
 
 
-def step(built: BuiltCell, state: LoopState, batch: Tensor, spike: Tensor | None = None) -> None:
+def write_row(log: Tensor, t: int | Tensor, values: Tensor) -> None:
+    """``log[t] = values``, also for a step ``t`` held on the device (a long scalar: see bench.graph)."""
+    if isinstance(t, Tensor):
+        log.index_copy_(0, t.view(1), values.unsqueeze(0))
+    else:
+        log[t] = values
+
+
+def step(built: BuiltCell, state: LoopState, batch: Tensor, spike: Tensor | None = None,
+         clock: Tensor | None = None) -> None:
     """One lockstep step of all K runs on their batches ``batch`` (K, B), in place on ``state``;
     ``spike`` (K, 2): the factor on the inputs of one example of each run's batch and its slot
-    (the bad-batch dial, see :func:`spike_plan`; None: no run is corrupted)."""
-    t, chain, layout, logs = state.step, built.chain, built.layout, state.logs
+    (the bad-batch dial, see :func:`spike_plan`; None: no run is corrupted); ``clock``: the step's
+    number as a long scalar on the device, read instead of ``state.step`` (the CUDA-graph step,
+    bench.graph)."""
+    t = state.step if clock is None else clock
+    chain, layout, logs = built.chain, built.layout, state.logs
     old_chain_states = state.chain_states
     new_chain_states = list(old_chain_states)
     params = Packed(layout, flat=state.params)
@@ -325,25 +338,27 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor, spike: Tensor | None
             directions, new_chain_states[i] = run_transform(transform, directions, old_chain_states[i], params,
                                                             reports, context)
 
-    # learning rate: each run's own, on its schedule
-    updates = directions.flat * -lr
+    # learning rate: each run's own, on its schedule; p - lr d in one pass over the buffers
+    updated = torch.addcmul(params.flat, directions.flat, lr, value=-1.0)
 
     # weight constraints: project the new parameters
-    updated = params.flat + updates
     new_params = Packed(layout, flat=updated)
     for i, transform in enumerate(chain):
         if transform.stage == "weights":
             new_params, new_chain_states[i] = run_transform(transform, new_params, old_chain_states[i], params,
                                                             reports, context)
 
-    # logs; update_ratio = ||new - old|| / ||old|| (without weight constraints the change is the update)
+    # logs; update_ratio = ||new - old|| / ||old||
     keep = alive & ~skip
-    change = updates if new_params.flat is updated else new_params.flat - params.flat
-    logs["train_loss"][t] = torch.where(alive | newly, loss, float("nan"))
-    logs["grad_norm_pre"][t] = run_norm(flat_grads)
-    logs["grad_norm_post"][t] = logs["grad_norm_pre"][t] if grads.flat is flat_grads else run_norm(grads.flat)
-    logs["update_ratio"][t] = torch.where(keep, run_norm(change) / run_norm(params.flat), 0.0)
-    logs["clipped"][t] = any_of(reports["active"] + reports["skip"], alive).float()
+    # without weight constraints the change is lr d, whose norm is lr ||d|| (lr >= 0)
+    change_norm = (lr.view(-1) * run_norm(directions.flat) if new_params.flat is updated
+                   else run_norm(new_params.flat - params.flat))
+    norm_pre = run_norm(flat_grads)
+    write_row(logs["train_loss"], t, torch.where(alive | newly, loss, float("nan")))
+    write_row(logs["grad_norm_pre"], t, norm_pre)
+    write_row(logs["grad_norm_post"], t, norm_pre if grads.flat is flat_grads else run_norm(grads.flat))
+    write_row(logs["update_ratio"], t, torch.where(keep, change_norm / run_norm(params.flat), 0.0))
+    write_row(logs["clipped"], t, any_of(reports["active"] + reports["skip"], alive).float())
 
     # keep: each run's new state where it is alive and takes the step; gradient-stage members as above
     state.params = keep_where(keep, new_params.flat, params.flat)
@@ -352,7 +367,8 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor, spike: Tensor | None
         keep_where(mask if transform.stage == "gradient" else keep, new, old)
         for transform, mask, new, old in zip(chain, kept, new_chain_states, old_chain_states, strict=True)
     ]
-    state.step = t + 1
+    if clock is None:  # the device clock is advanced by bench.graph
+        state.step = t + 1
 
 
 def per_seed(built: BuiltCell, draw: Callable[[int], Tensor]) -> Tensor:
@@ -400,6 +416,9 @@ def train(built: BuiltCell, progress: bool = True, checkpoint_path: Path | None 
     resumed_from = state.step
     plan, spikes, plan_start = batch_plan(built, range(0)), None, 0
     eval_rows = {t: row for row, t in enumerate(eval_steps(cell))}
+    has_spikes = any(run.dials.get("spike_rate", 0.0) > 0 for run in cell.runs)
+    stepper = (graph.GraphedStep(step, built, state.step, has_spikes) if graph.wanted(built)
+               else functools.partial(step, built))
 
     started = time.perf_counter() - state.elapsed_s
     bar = tqdm(total=cell.steps, initial=state.step, desc=cell.id, disable=not progress, mininterval=2.0,
@@ -413,7 +432,7 @@ def train(built: BuiltCell, progress: bool = True, checkpoint_path: Path | None 
             plan_start = state.step
             block = range(plan_start, min(plan_start + PLAN_BLOCK, cell.steps))
             plan, spikes = batch_plan(built, block), spike_plan(built, block)
-        step(built, state, plan[state.step - plan_start], None if spikes is None else spikes[state.step - plan_start])
+        stepper(state, plan[state.step - plan_start], None if spikes is None else spikes[state.step - plan_start])
         bar.update(1)
         if checkpoint_path and checkpoint_every and state.step % checkpoint_every == 0 and state.step < cell.steps:
             state.elapsed_s = time.perf_counter() - started

@@ -308,6 +308,54 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
     return record
 
 
+PRODUCTS = frozenset({"mm", "bmm", "addmm", "baddbmm", "addbmm", "convolution", "_convolution",
+                      "mkldnn_convolution", "convolution_backward", "cudnn_convolution", "_mkl_rnn"})
+"""The aten operators that are matrix products or convolutions (the arithmetic a step cannot avoid)."""
+
+
+def profile(config: dict[str, Any], device: str, runs: int, threads: int, steps: int = 20, rounds: int = 5,
+            top: int = 8) -> list[dict[str, Any]]:
+    """Where the step time goes, for the engine and the vmap ensemble on the same runs of each
+    family's cell at K = ``runs`` with ``clip_norm``: milliseconds per step (the fastest of ``rounds``
+    interleaved blocks of ``steps`` steps, unprofiled), then one profiled block of each
+    (``torch.profiler``): aten operator calls per step, the share of operator self time in matrix
+    products and convolutions (:data:`PRODUCTS`), and the ``top`` operators by self time."""
+    torch.set_num_threads(threads)
+    allocator.keep_freed_memory()
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if engine.resolve_device(device).type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    rows = []
+    for group, cell in representative_cells(config).items():
+        same = with_runs(cell, runs, device, steps, threads, ["clip_norm"])
+        timers: dict[str, EngineTimer | PeerTimer] = {"engine": EngineTimer(same), "vmap": PeerTimer(same)}
+        fast = fastest({side: functools.partial(timer.seconds, steps) for side, timer in timers.items()}, rounds)
+        for side, timer in timers.items():
+            seconds = fast[side]
+            with torch.profiler.profile(activities=activities) as profiled:
+                timer.seconds(steps)
+            ops = [e for e in profiled.key_averages() if e.key.startswith("aten::")]
+            self_us = {e.key.removeprefix("aten::"): e.self_cpu_time_total for e in ops}
+            total = sum(self_us.values())
+            ranked = sorted(self_us.items(), key=lambda item: -item[1])[:top]
+            rows.append({"model": group, "cell": cell.id, "K": runs, "side": side, "step_ms": seconds * 1e3,
+                         "aten_calls_per_step": sum(e.count for e in ops) / steps,
+                         "product_share": sum(us for name, us in self_us.items() if name in PRODUCTS) / total,
+                         "top": [{"op": name, "share": us / total} for name, us in ranked]})
+    return rows
+
+
+def profile_markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows of :func:`profile` as a Markdown table."""
+    lines = ["| model | K | side | ms / step | aten calls / step | products and convolutions | top operators "
+             "(share of operator self time) |", "|---|---:|---|---:|---:|---:|---|"]
+    for row in rows:
+        top = ", ".join(f"{entry['op']} {100 * entry['share']:.0f}%" for entry in row["top"])
+        lines.append(f"| {row['model']} | {row['K']} | {row['side']} | {row['step_ms']:.1f} | "
+                     f"{row['aten_calls_per_step']:.0f} | {100 * row['product_share']:.0f}% | {top} |")
+    return "\n".join(lines)
+
+
 def device_name(device: torch.device) -> str:
     """The device in words: the GPU's name, or the CPU's architecture and core count."""
     if device.type == "cuda":

@@ -34,7 +34,7 @@ STUDY_ROOT = "study"
 """Where study folders live, one per sweep: ``study/<sweep>/``."""
 TABLES = ("runs.parquet", "curves.parquet")
 RECORD = "fingerprint.json"
-IGNORED_KEYS = ("device", "threads", "checkpoint_every", "slurm_partition")
+IGNORED_KEYS = ("device", "threads", "checkpoint_every", "cuda_graph", "slurm_partition")
 """Top-level config keys that do not change results (where and how fast a sweep trains): left out of the hash."""
 EVERY = 10
 """Default stride of the steps kept for runs no figure draws step by step."""

@@ -116,6 +116,7 @@ class Cell:
     device: str
     threads: int
     checkpoint_every: int
+    cuda_graph: bool = False
 
     def run_ids(self) -> list[str]:
         """Globally unique run ids: ``<cell>|<run label>``."""
@@ -290,7 +291,7 @@ def cells(config: dict[str, Any]) -> list[Cell]:
                         eval_every=problem.get("eval_every", config["eval_every"]),
                         batch_size=config["batch_size"], divergence_factor=config["divergence_factor"],
                         device=config["device"], threads=config["threads"],
-                        checkpoint_every=config["checkpoint_every"],
+                        checkpoint_every=config["checkpoint_every"], cuda_graph=config["cuda_graph"],
                     ))
     return result
 

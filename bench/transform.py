@@ -46,8 +46,9 @@ ending it, and the transform decides when the run has failed.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,13 +176,29 @@ def max_abs(tensors: Params) -> Tensor:
     return torch.stack(peaks).amax(dim=0)
 
 
+_DEVICE_ONLY = False
+
+
+@contextlib.contextmanager
+def device_only() -> Iterator[None]:
+    """Within, :func:`known_empty` is always False, on every device: a step then takes the same
+    branches whatever its data, as a CUDA graph's replay of it must (bench.graph)."""
+    global _DEVICE_ONLY
+    previous, _DEVICE_ONLY = _DEVICE_ONLY, True
+    try:
+        yield
+    finally:
+        _DEVICE_ONLY = previous
+
+
 def known_empty(mask: Tensor) -> bool:
     """True where ``mask`` is all false and reading it costs no device synchronisation (on a CPU).
 
-    A shortcut to skip work that would change nothing; on an accelerator it is
-    always False, so a step never waits on the host.
+    A shortcut to skip work that would change nothing; on an accelerator, and
+    within :func:`device_only`, it is always False, so a step never waits on
+    the host.
     """
-    return mask.device.type == "cpu" and not bool(mask.any())
+    return not _DEVICE_ONLY and mask.device.type == "cpu" and not bool(mask.any())
 
 
 def select(mask: Tensor, new: Any, old: Any) -> Any:

@@ -202,13 +202,31 @@ def test_config_figure_lists():
     assert {layout.stem_kind(s) for s in layout.config_stems(paper)} <= captions
 
 
+def test_a_question_has_a_figure_where_one_problem_trains_what_it_compares():
+    def answers(name: str, **changes) -> list[str]:
+        config = {**yaml.safe_load((ROOT / f"config/{name}.yaml").read_text()), **changes}
+        return layout.config_answers(config)
+
+    assert answers("paper") == list(layout.ANSWER_STEMS)
+    assert answers("default") == [name for name in layout.ANSWER_STEMS if name != "q6_spikes"]  # no spike dial
+    assert answers("smoke") == ["q1_stable_range"]  # none and clip_norm only
+    paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    split = [{**problem, "strategies": ["none", "warmup", "clip_norm"]} for problem in paper["problems"]]
+    split.append({"task": "digits8", "models": ["mlp_relu"], "strategies": ["clip_norm_warmup"]})
+    assert "q7_warmup" not in answers("paper", problems=split)  # never all four on one problem
+    stems = layout.config_stems(paper, "answers")
+    assert stems == list(layout.ANSWER_STEMS.values()) and set(stems) <= set(layout.paper_stems(paper))
+    assert all(layout.stem_kind(stem) == stem for stem in stems)
+
+
 def test_notebooks_have_no_outputs():
     for notebook in layout.NOTEBOOKS:
         cells = json.loads((ROOT / "analysis" / f"{notebook}.ipynb").read_text())["cells"]
         code = [c for c in cells if c["cell_type"] == "code"]
         assert code and all(not c["outputs"] and c["execution_count"] is None for c in code), notebook
         source = "".join("".join(c["source"]) for c in code)
-        assert f"plots.{notebook}_figures(" in source and "read_parquet" not in source
+        drawing = "answers" if notebook == "answers" else "plots"  # the question figures: analysis/answers.py
+        assert f"{drawing}.{notebook}_figures(" in source and "read_parquet" not in source
 
 
 def with_dial(runs: pd.DataFrame) -> pd.DataFrame:

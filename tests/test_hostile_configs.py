@@ -52,6 +52,7 @@ HOSTILE = {
     "learning rates are strings": ({"optimizers.sgd.learning_rates": ["fast"]}, "optimizers.sgd.learning_rates.0"),
     "width is a float": ({"models.mlp.width": 16.5}, "models.mlp.width"),
     "nesterov is a string": ({"optimizers.sgd.nesterov": "yes"}, "optimizers.sgd.nesterov"),
+    "cuda_graph is a string": ({"cuda_graph": "yes"}, "cuda_graph"),
     "tasks is a list": ({"tasks": ["mnist1d"]}, "tasks"),
     "threshold grid is a scalar": ({"strategies": {"clip_norm": {"clip_norm": 1.0}}}, "strategies.clip_norm.clip_norm"),
     # empty lists and mappings

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import claims, numbers, questions, stats
+from analysis import answers, claims, layout, numbers, questions, stats
 
 SGD_LRS = [10 ** (k / 2) for k in range(-4, 3)]  # 0.01 .. 10, half-decades, as config/paper.yaml
 ADAM_LRS = [10 ** (k / 2) for k in range(-8, 0)]  # 1e-4 .. 0.316
@@ -444,3 +444,41 @@ def test_a_tiny_sweep_builds_with_every_claim_not_measured_or_decided(tmp_path):
     numbers.write(runs, tmp_path)
     document = json.loads((tmp_path / "claims.json").read_text())
     assert {entry["status"] for entry in document["claims"]} == {claims.NOT_MEASURED}
+
+
+def test_every_answer_figure_is_drawn_from_its_question_table(tmp_path):
+    """One figure per question with rows; its summary dots are the table's estimates, the claims' numbers."""
+    runs, curves = full_sweep()
+    tables = questions.answer_all(runs, curves)
+    tables["q6_spikes"] = questions.q6_spikes(*spike_sweep())
+    paths = answers.answers_figures(tables, tmp_path)
+    assert sorted(p.name for p in paths) == sorted(f"{stem}.{fmt}" for stem in layout.ANSWER_STEMS.values()
+                                                   for fmt in layout.FIGURE_FORMATS)
+    table = tables["q2_adaptive_clippers"]
+    (ax,) = answers.q2_figure(table).axes
+    dots = [line.get_xdata()[0] for line in ax.lines if line.get_marker() in answers.MARKERS_DRAWN]
+    np.testing.assert_allclose(dots, table.loc[table["level"] == "all", "estimate"])
+    censored = tables["q1_stable_range"]
+    censored = censored[(censored["level"] == "family") & (censored["family"] == "all")
+                        & (censored["optimizer"] == "all")]
+    first = answers.q1_figure(tables["q1_stable_range"]).axes[0]
+    markers = {line.get_marker() for line in first.lines if line.get_marker() in answers.MARKERS_DRAWN}
+    assert markers == {answers.MARKERS[bound][0] for bound in censored["bound"].fillna("")}
+    assert answers.answers_figures({"q1_stable_range": tables["q1_stable_range"],
+                                    "q6_spikes": tables["q6_spikes"].iloc[:0]}, tmp_path / "one") == [
+        tmp_path / "one" / f"q1-stable-range.{fmt}" for fmt in layout.FIGURE_FORMATS]
+
+
+def test_tier_table_prints_what_a_sweep_shows_per_problem(tmp_path, capsys):
+    runs = make_sweep(limit_outcome({"none": 1.0, "clip_norm": 4.0}), strategies=("none", "clip_norm"))
+    folder = tmp_path / "results" / "synthetic"
+    folder.mkdir(parents=True)
+    runs.to_parquet(folder / "runs.parquet")
+    assert numbers.main(["--sweep", "synthetic", "--root", str(tmp_path), "--tier-table"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    problems = runs.groupby(["task", "model"]).ngroups
+    rows = [line for line in lines if line.startswith("| ")]
+    assert rows[0].startswith("| task / model | metric (chance) |") and len(rows) == 1 + problems
+    none = runs[runs["strategy"] == "none"]
+    assert f"{len(runs)} runs, {int(runs['diverged'].sum())} diverged" in "\n".join(lines)
+    assert f"`none`: {int(none['diverged'].sum())} of {len(none)} runs diverged." in lines

@@ -53,13 +53,14 @@ def spam_clip(
         return {"v": [torch.zeros_like(p) for p in params]}
 
     def update(grads: Params, state: State, params: Params, *, optimizer_state: dict[str, Any],
-               step: int) -> tuple[Params, State]:
+               step: int | Tensor) -> tuple[Params, State]:
         like = grads[0]
         adam_like = "v" in optimizer_state and "step" in optimizer_state
         if adam_like:
             seen = optimizer_state["step"].to(device=like.device, dtype=torch.float64) + 1
         else:
-            seen = torch.full((like.shape[0],), float(step + 1), dtype=torch.float64, device=like.device)
+            # the engine's step: a Python int, or a long scalar on the device (bench.graph)
+            seen = (torch.as_tensor(step, device=like.device) + 1).to(torch.float64).expand(like.shape[0])
         interval = run_values(spam_reset_interval, like, torch.float64)
         warmup = run_values(spam_warmup, like, torch.float64)
         theta = run_values(spam_theta, like)

@@ -1,0 +1,218 @@
+"""One figure per question of the study (analysis.questions), each showing that question's effect
+against its baseline: the estimate with its 95% interval (a line and a dot) per compared strategy or
+condition, the value of no effect as a vertical line, and each task x model pair's own value as a
+small grey dot behind the summary where the question has per-pair rows.
+
+The effects are those of :func:`analysis.questions.answer_all`, the same rows the paper's claims
+read, so a figure and the sentence beside it show one number. An effect whose stable range reaches
+the top of the learning-rate grid is censored there (``bound``): its dot is a triangle pointing the
+way the true value may lie (right: at least this; left: at most this), or a hollow diamond where
+both compared ranges are censored and the true value may lie either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from analysis import layout, plots
+
+SUMMARY_COLOUR = "#0072B2"
+PAIR_COLOUR = "#9a9a9a"
+MARKERS = {"": ("o", True), "lower": (">", True), "upper": ("<", True), "both": ("D", False)}
+"""The summary dot per ``bound``: marker and whether it is filled."""
+MARKERS_DRAWN = frozenset(marker for marker, _ in MARKERS.values())
+OPTIMIZER_NAMES = {"all": "both optimizers", "sgd": "SGD", "adam": "Adam"}
+
+
+def _bound(row: pd.Series) -> str:
+    value = row.get("bound", "")
+    return value if isinstance(value, str) and value in MARKERS else ""
+
+
+def draw_forest(ax: plt.Axes, rows: pd.DataFrame, labels: Sequence[str], zero: float,
+                pairs: Sequence[pd.DataFrame] | None = None, value: str = "estimate", low: str = "low",
+                high: str = "high") -> None:
+    """Rows from top to bottom, labelled ``labels``: the estimate (column ``value``) and its interval
+    (``low`` to ``high``), over the grey per-pair estimates ``pairs[i]`` of row i, and a line at ``zero``."""
+    ax.axvline(zero, color=plots.BASELINE_COLOUR, linewidth=0.9, zorder=1)
+    for y, (_, row) in enumerate(rows.iterrows()):
+        if pairs is not None and len(pairs[y]):
+            ax.scatter(pairs[y][value], np.full(len(pairs[y]), y) + np.linspace(-0.18, 0.18, len(pairs[y])),
+                       s=9, color=PAIR_COLOUR, zorder=2, linewidths=0)
+        if np.isfinite(row[low]) and np.isfinite(row[high]):
+            ax.hlines(y, row[low], row[high], color=SUMMARY_COLOUR, linewidth=1.6, zorder=3)
+        marker, filled = MARKERS[_bound(row)]
+        ax.plot(row[value], y, marker=marker, markersize=5.5, color=SUMMARY_COLOUR, zorder=4,
+                markerfacecolor=SUMMARY_COLOUR if filled else "white")
+    ax.set_yticks(range(len(rows)), labels)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.grid(axis="x", linewidth=0.4, alpha=0.5)
+
+
+def _legend(fig: Figure, pairs: bool, censored: bool) -> None:
+    handles = [Line2D([], [], color=SUMMARY_COLOUR, marker="o", linewidth=1.6, label="estimate, 95% interval")]
+    if pairs:
+        handles.append(Line2D([], [], color=PAIR_COLOUR, marker="o", linestyle="", markersize=3.5,
+                              label="each task x model pair"))
+    if censored:
+        handles += [Line2D([], [], color=SUMMARY_COLOUR, marker=">", linestyle="", label="at least (censored)"),
+                    Line2D([], [], color=SUMMARY_COLOUR, marker="<", linestyle="", label="at most (censored)"),
+                    Line2D([], [], color=SUMMARY_COLOUR, marker="D", linestyle="", markerfacecolor="white",
+                           label="censored both ways")]
+    fig.tight_layout()
+    columns = len(handles) if fig.get_figwidth() >= 8 else 2
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=columns, fontsize="small")
+
+
+def _panels(n: int, height: float, width: float = 3.2) -> tuple[Figure, list[plt.Axes]]:
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), sharey=True, squeeze=False)
+    return fig, list(axes[0])
+
+
+def _pair_rows(table: pd.DataFrame, level: str, **match: str) -> pd.DataFrame:
+    mask = table["level"] == level
+    for column, wanted in match.items():
+        mask &= table[column].astype(str) == str(wanted)
+    return table[mask]
+
+
+def _measure_rows(table: pd.DataFrame, measures: Sequence[tuple[str, str, str]]) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of ``table`` for each (measure, strategy, label) of ``measures`` that it has, and their labels."""
+    found = [(table[(table["measure"] == m) & (table["strategy"] == s)], label) for m, s, label in measures]
+    found = [(rows.iloc[0], label) for rows, label in found if len(rows)]
+    return pd.DataFrame([row for row, _ in found]).reset_index(drop=True), [label for _, label in found]
+
+
+def q1_figure(table: pd.DataFrame) -> Figure:
+    """Q1: decades of stable learning-rate range each strategy adds over ``none``, per model family."""
+    summary = table[(table["level"] == "family") & (table["optimizer"] == "all")]
+    overall = summary[summary["family"] == "all"].sort_values("estimate", ascending=False)
+    order = list(overall["strategy"])
+    families = ["all", *[f for f in dict.fromkeys(summary["family"]) if f != "all"]]
+    fig, axes = _panels(len(families), 0.3 * len(order) + 1.0, width=2.4)
+    panel_rows = table[table["level"] == "panel"]
+    for ax, family in zip(axes, families, strict=True):
+        rows = summary[summary["family"] == family].set_index("strategy").reindex(order).reset_index()
+        mine = panel_rows if family == "all" else panel_rows[panel_rows["family"] == family]
+        pairs = [mine[mine["strategy"] == s].groupby(["task", "model"])["estimate"].mean().to_frame() for s in order]
+        draw_forest(ax, rows, order, 0.0, pairs)
+        ax.set_title("all families" if family == "all" else family)
+        ax.set_xlabel("decades over none")
+    _legend(fig, True, True)
+    return fig
+
+
+def q2_figure(table: pd.DataFrame) -> Figure:
+    """Q2: each adaptive clipper at its published defaults minus norm clipping tuned on the same budget."""
+    rows = table[table["level"] == "all"].reset_index(drop=True)
+    pairs = [_pair_rows(table, "problem", strategy=s) for s in rows["strategy"]]
+    fig, (ax,) = _panels(1, 0.45 * len(rows) + 1.0, width=4.6)
+    draw_forest(ax, rows, [f"{s} (default)" for s in rows["strategy"]], 0.0, pairs)
+    ax.set_xlabel("normalised test score minus tuned clip_norm")
+    _legend(fig, True, False)
+    return fig
+
+
+COMPARISONS = {"scaled_lr": "at gamma x lr", "same_lr": "at the same lr"}
+
+
+def q3_figure(table: pd.DataFrame) -> Figure:
+    """Q3: share of seed-matched run pairs where grad_scale equals none at gamma x lr or at the same lr."""
+    rows = table[table["gamma"].astype(str) == "all"].reset_index(drop=True)
+    labels = [f"{OPTIMIZER_NAMES.get(o, o)}: none {COMPARISONS[c]}" for o, c in zip(rows["optimizer"],
+                                                                                     rows["comparison"], strict=True)]
+    fig, (ax,) = _panels(1, 0.45 * len(rows) + 1.0, width=4.6)
+    draw_forest(ax, rows, labels, 1.0)
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_xlabel("share of grad_scale runs that equal their pair")
+    _legend(fig, False, False)
+    return fig
+
+
+Q4_MEASURES = (("gain", "update_clip", "update_clip - none"), ("gain", "clip_norm", "clip_norm - none"),
+               ("range_difference", "update_clip", "update_clip - clip_norm"))
+
+
+def q4_figure(table: pd.DataFrame) -> Figure:
+    """Q4: stable-range gains of update clipping and of gradient norm clipping, per optimizer."""
+    optimizers = list(dict.fromkeys(table["optimizer"]))
+    fig, axes = _panels(len(optimizers), 0.45 * len(Q4_MEASURES) + 1.0, width=3.0)
+    for ax, optimizer in zip(axes, optimizers, strict=True):
+        draw_forest(ax, *_measure_rows(table[table["optimizer"] == optimizer], Q4_MEASURES), 0.0)
+        ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
+        ax.set_xlabel("decades of stable range")
+    _legend(fig, False, True)
+    return fig
+
+
+def q5_figure(table: pd.DataFrame) -> Figure:
+    """Q5: the seed recipe against norm clipping: steps to target and loss over the budget (ratios,
+    1 = equal), test score (difference), per optimizer."""
+    measures = [m for m in ("steps_to_target", "loss_auc", "test_difference") if (table["measure"] == m).any()]
+    titles = {"steps_to_target": "steps to target (ratio)", "loss_auc": "mean training loss (ratio)",
+              "test_difference": "normalised test score (difference)"}
+    optimizers = list(dict.fromkeys(table["optimizer"]))
+    fig, axes = _panels(len(measures), 0.45 * len(optimizers) + 1.0, width=3.0)
+    for ax, measure in zip(axes, measures, strict=True):
+        rows = table[table["measure"] == measure].set_index("optimizer").reindex(optimizers).reset_index()
+        ratio = measure != "test_difference"
+        draw_forest(ax, rows, [OPTIMIZER_NAMES.get(o, o) for o in optimizers], 1.0 if ratio else 0.0)
+        ax.set_title(titles[measure])
+        ax.set_xlabel("value_then_decay / clip_norm" if ratio else "value_then_decay - clip_norm")
+    _legend(fig, False, False)
+    return fig
+
+
+def q6_figure(table: pd.DataFrame) -> Figure:
+    """Q6: damage done by bad batches, per strategy: test score and late training loss, spiking minus clean."""
+    rate = table["spike_rate"].max()
+    rows = table[(table["level"] == "all") & (table["spike_rate"] == rate)].reset_index(drop=True)
+    pairs = [_pair_rows(table, "problem", strategy=s, spike_rate=rate) for s in rows["strategy"]]
+    fig, axes = _panels(2, 0.4 * len(rows) + 1.0, width=3.4)
+    draw_forest(axes[0], rows, list(rows["strategy"]), 0.0, pairs)
+    axes[0].set_xlabel(f"normalised test score,\nbad batches at rate {rate:g} minus without")
+    draw_forest(axes[1], rows, list(rows["strategy"]), 0.0, pairs, value="train_estimate", low="train_low",
+                high="train_high")
+    axes[1].set_xlabel(f"late median training loss,\nbad batches at rate {rate:g} minus without")
+    _legend(fig, True, False)
+    return fig
+
+
+Q7_MEASURES = (("gain", "warmup", "warmup - none"), ("gain", "clip_norm", "clip_norm - none"),
+               ("gain", "clip_norm_warmup", "both - none"), ("warmup_minus_clipping", "warmup", "warmup - clip_norm"),
+               ("interaction", "clip_norm_warmup", "both - each alone"))
+
+
+def q7_figure(table: pd.DataFrame) -> Figure:
+    """Q7: stable-range gains of warm-up, norm clipping and both, and whether they add up, per optimizer."""
+    optimizers = list(dict.fromkeys(table["optimizer"]))
+    fig, axes = _panels(len(optimizers), 0.4 * len(Q7_MEASURES) + 1.0, width=3.0)
+    for ax, optimizer in zip(axes, optimizers, strict=True):
+        draw_forest(ax, *_measure_rows(table[table["optimizer"] == optimizer], Q7_MEASURES), 0.0)
+        ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
+        ax.set_xlabel("decades of stable range")
+    _legend(fig, False, True)
+    return fig
+
+
+FIGURES = {"q1_stable_range": q1_figure, "q2_adaptive_clippers": q2_figure, "q3_grad_scale": q3_figure,
+           "q4_update_clip": q4_figure, "q5_seed_recipe": q5_figure, "q6_spikes": q6_figure, "q7_warmup": q7_figure}
+"""The figure of each question function of analysis.questions, by its name."""
+
+
+def answers_figures(tables: dict[str, pd.DataFrame], out: Path | str) -> list[Path]:
+    """Each question's figure (``layout.ANSWER_STEMS``) into ``out``, for the questions with rows."""
+    plots.setup()
+    paths: list[Path] = []
+    for name, stem in layout.ANSWER_STEMS.items():
+        table = tables.get(name)
+        if table is not None and len(table):
+            paths += plots.save(FIGURES[name](table), Path(out) / stem)
+    return paths
