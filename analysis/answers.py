@@ -96,7 +96,7 @@ def q1_figure(table: pd.DataFrame) -> Figure:
     overall = summary[summary["family"] == "all"].sort_values("estimate", ascending=False)
     order = list(overall["strategy"])
     families = ["all", *[f for f in dict.fromkeys(summary["family"]) if f != "all"]]
-    fig, axes = _panels(len(families), 0.3 * len(order) + 1.0, width=2.4)
+    fig, axes = _panels(len(families), 0.24 * len(order) + 1.0, width=1.7)
     panel_rows = table[table["level"] == "panel"]
     for ax, family in zip(axes, families, strict=True):
         rows = summary[summary["family"] == family].set_index("strategy").reindex(order).reset_index()
@@ -113,7 +113,7 @@ def q2_figure(table: pd.DataFrame) -> Figure:
     """Q2: each adaptive clipper at its published defaults minus norm clipping tuned on the same budget."""
     rows = table[table["level"] == "all"].reset_index(drop=True)
     pairs = [_pair_rows(table, "problem", strategy=s) for s in rows["strategy"]]
-    fig, (ax,) = _panels(1, 0.45 * len(rows) + 1.0, width=4.6)
+    fig, (ax,) = _panels(1, 0.4 * len(rows) + 1.0, width=4.2)
     draw_forest(ax, rows, [f"{s} (default)" for s in rows["strategy"]], 0.0, pairs)
     ax.set_xlabel("normalised test score minus tuned clip_norm")
     _legend(fig, True, False)
@@ -128,7 +128,7 @@ def q3_figure(table: pd.DataFrame) -> Figure:
     rows = table[table["gamma"].astype(str) == "all"].reset_index(drop=True)
     labels = [f"{OPTIMIZER_NAMES.get(o, o)}: none {COMPARISONS[c]}" for o, c in zip(rows["optimizer"],
                                                                                      rows["comparison"], strict=True)]
-    fig, (ax,) = _panels(1, 0.45 * len(rows) + 1.0, width=4.6)
+    fig, (ax,) = _panels(1, 0.4 * len(rows) + 1.0, width=4.2)
     draw_forest(ax, rows, labels, 1.0)
     ax.set_xlim(-0.03, 1.03)
     ax.set_xlabel("share of grad_scale runs that equal their pair")
@@ -143,7 +143,7 @@ Q4_MEASURES = (("gain", "update_clip", "update_clip - none"), ("gain", "clip_nor
 def q4_figure(table: pd.DataFrame) -> Figure:
     """Q4: stable-range gains of update clipping and of gradient norm clipping, per optimizer."""
     optimizers = list(dict.fromkeys(table["optimizer"]))
-    fig, axes = _panels(len(optimizers), 0.45 * len(Q4_MEASURES) + 1.0, width=3.0)
+    fig, axes = _panels(len(optimizers), 0.4 * len(Q4_MEASURES) + 1.0, width=2.3)
     for ax, optimizer in zip(axes, optimizers, strict=True):
         draw_forest(ax, *_measure_rows(table[table["optimizer"] == optimizer], Q4_MEASURES), 0.0)
         ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
@@ -159,7 +159,7 @@ def q5_figure(table: pd.DataFrame) -> Figure:
     titles = {"steps_to_target": "steps to target (ratio)", "loss_auc": "mean training loss (ratio)",
               "test_difference": "normalised test score (difference)"}
     optimizers = list(dict.fromkeys(table["optimizer"]))
-    fig, axes = _panels(len(measures), 0.45 * len(optimizers) + 1.0, width=3.0)
+    fig, axes = _panels(len(measures), 0.4 * len(optimizers) + 1.0, width=2.4)
     for ax, measure in zip(axes, measures, strict=True):
         rows = table[table["measure"] == measure].set_index("optimizer").reindex(optimizers).reset_index()
         ratio = measure != "test_difference"
@@ -175,7 +175,7 @@ def q6_figure(table: pd.DataFrame) -> Figure:
     rate = table["spike_rate"].max()
     rows = table[(table["level"] == "all") & (table["spike_rate"] == rate)].reset_index(drop=True)
     pairs = [_pair_rows(table, "problem", strategy=s, spike_rate=rate) for s in rows["strategy"]]
-    fig, axes = _panels(2, 0.4 * len(rows) + 1.0, width=3.4)
+    fig, axes = _panels(2, 0.35 * len(rows) + 1.0, width=3.0)
     draw_forest(axes[0], rows, list(rows["strategy"]), 0.0, pairs)
     axes[0].set_xlabel(f"normalised test score,\nbad batches at rate {rate:g} minus without")
     draw_forest(axes[1], rows, list(rows["strategy"]), 0.0, pairs, value="train_estimate", low="train_low",
@@ -193,7 +193,7 @@ Q7_MEASURES = (("gain", "warmup", "warmup - none"), ("gain", "clip_norm", "clip_
 def q7_figure(table: pd.DataFrame) -> Figure:
     """Q7: stable-range gains of warm-up, norm clipping and both, and whether they add up, per optimizer."""
     optimizers = list(dict.fromkeys(table["optimizer"]))
-    fig, axes = _panels(len(optimizers), 0.4 * len(Q7_MEASURES) + 1.0, width=3.0)
+    fig, axes = _panels(len(optimizers), 0.35 * len(Q7_MEASURES) + 1.0, width=2.3)
     for ax, optimizer in zip(axes, optimizers, strict=True):
         draw_forest(ax, *_measure_rows(table[table["optimizer"] == optimizer], Q7_MEASURES), 0.0)
         ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
