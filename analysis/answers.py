@@ -177,10 +177,12 @@ def q6_figure(table: pd.DataFrame) -> Figure:
     pairs = [_pair_rows(table, "problem", strategy=s, spike_rate=rate) for s in rows["strategy"]]
     fig, axes = _panels(2, 0.35 * len(rows) + 1.0, width=3.0)
     draw_forest(axes[0], rows, list(rows["strategy"]), 0.0, pairs)
-    axes[0].set_xlabel(f"normalised test score,\nbad batches at rate {rate:g} minus without")
+    axes[0].set_title("normalised test score")
+    axes[0].set_xlabel(f"change with bad batches (rate {rate:g})")
     draw_forest(axes[1], rows, list(rows["strategy"]), 0.0, pairs, value="train_estimate", low="train_low",
                 high="train_high")
-    axes[1].set_xlabel(f"late median training loss,\nbad batches at rate {rate:g} minus without")
+    axes[1].set_title("late median training loss")
+    axes[1].set_xlabel(f"change with bad batches (rate {rate:g})")
     _legend(fig, True, False)
     return fig
 
