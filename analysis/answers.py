@@ -140,16 +140,22 @@ Q4_MEASURES = (("gain", "update_clip", "update_clip - none"), ("gain", "clip_nor
                ("range_difference", "update_clip", "update_clip - clip_norm"))
 
 
-def q4_figure(table: pd.DataFrame) -> Figure:
-    """Q4: stable-range gains of update clipping and of gradient norm clipping, per optimizer."""
+def range_measures_figure(table: pd.DataFrame, measures: Sequence[tuple[str, str, str]]) -> Figure:
+    """One panel per optimizer of ``table``: the stable-range contrasts ``measures`` (measure, strategy,
+    label), in decades."""
     optimizers = list(dict.fromkeys(table["optimizer"]))
-    fig, axes = _panels(len(optimizers), 0.4 * len(Q4_MEASURES) + 1.0, width=2.3)
+    fig, axes = _panels(len(optimizers), 0.35 * len(measures) + 1.0, width=2.3)
     for ax, optimizer in zip(axes, optimizers, strict=True):
-        draw_forest(ax, *_measure_rows(table[table["optimizer"] == optimizer], Q4_MEASURES), 0.0)
+        draw_forest(ax, *_measure_rows(table[table["optimizer"] == optimizer], measures), 0.0)
         ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
         ax.set_xlabel("decades of stable range")
     _legend(fig, False, True)
     return fig
+
+
+def q4_figure(table: pd.DataFrame) -> Figure:
+    """Q4: stable-range gains of update clipping and of gradient norm clipping, per optimizer."""
+    return range_measures_figure(table, Q4_MEASURES)
 
 
 def q5_figure(table: pd.DataFrame) -> Figure:
@@ -175,14 +181,14 @@ def q6_figure(table: pd.DataFrame) -> Figure:
     rate = table["spike_rate"].max()
     rows = table[(table["level"] == "all") & (table["spike_rate"] == rate)].reset_index(drop=True)
     pairs = [_pair_rows(table, "problem", strategy=s, spike_rate=rate) for s in rows["strategy"]]
-    fig, axes = _panels(2, 0.35 * len(rows) + 1.0, width=3.0)
+    fig, axes = _panels(2, 0.35 * len(rows) + 1.0, width=3.3)
     draw_forest(axes[0], rows, list(rows["strategy"]), 0.0, pairs)
     axes[0].set_title("normalised test score")
-    axes[0].set_xlabel(f"change with bad batches (rate {rate:g})")
+    axes[0].set_xlabel(f"change at bad-batch rate {rate:g}")
     draw_forest(axes[1], rows, list(rows["strategy"]), 0.0, pairs, value="train_estimate", low="train_low",
                 high="train_high")
     axes[1].set_title("late median training loss")
-    axes[1].set_xlabel(f"change with bad batches (rate {rate:g})")
+    axes[1].set_xlabel(f"change at bad-batch rate {rate:g}")
     _legend(fig, True, False)
     return fig
 
@@ -194,14 +200,7 @@ Q7_MEASURES = (("gain", "warmup", "warmup - none"), ("gain", "clip_norm", "clip_
 
 def q7_figure(table: pd.DataFrame) -> Figure:
     """Q7: stable-range gains of warm-up, norm clipping and both, and whether they add up, per optimizer."""
-    optimizers = list(dict.fromkeys(table["optimizer"]))
-    fig, axes = _panels(len(optimizers), 0.35 * len(Q7_MEASURES) + 1.0, width=2.3)
-    for ax, optimizer in zip(axes, optimizers, strict=True):
-        draw_forest(ax, *_measure_rows(table[table["optimizer"] == optimizer], Q7_MEASURES), 0.0)
-        ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
-        ax.set_xlabel("decades of stable range")
-    _legend(fig, False, True)
-    return fig
+    return range_measures_figure(table, Q7_MEASURES)
 
 
 FIGURES = {"q1_stable_range": q1_figure, "q2_adaptive_clippers": q2_figure, "q3_grad_scale": q3_figure,
