@@ -59,8 +59,9 @@ def spam_clip(
         if adam_like:
             seen = optimizer_state["step"].to(device=like.device, dtype=torch.float64) + 1
         else:
-            # the engine's step: a Python int, or a long scalar on the device (bench.graph)
-            seen = (torch.as_tensor(step, device=like.device) + 1).to(torch.float64).expand(like.shape[0])
+            # the engine's step: a Python int (filled in on the device), or a long scalar there (bench.graph)
+            seen = ((step + 1).to(torch.float64).expand(like.shape[0]) if isinstance(step, Tensor)
+                    else torch.full((like.shape[0],), float(step + 1), dtype=torch.float64, device=like.device))
         interval = run_values(spam_reset_interval, like, torch.float64)
         warmup = run_values(spam_warmup, like, torch.float64)
         theta = run_values(spam_theta, like)
