@@ -144,11 +144,13 @@ def range_measures_figure(table: pd.DataFrame, measures: Sequence[tuple[str, str
     """One panel per optimizer of ``table``: the stable-range contrasts ``measures`` (measure, strategy,
     label), in decades."""
     optimizers = list(dict.fromkeys(table["optimizer"]))
+    if len(optimizers) == 2:  # one optimizer: its panel and the "all" panel would be the same
+        optimizers = optimizers[1:]
     fig, axes = _panels(len(optimizers), 0.35 * len(measures) + 1.0, width=2.3)
     for ax, optimizer in zip(axes, optimizers, strict=True):
         draw_forest(ax, *_measure_rows(table[table["optimizer"] == optimizer], measures), 0.0)
         ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
-        ax.set_xlabel("decades of stable range")
+        ax.set_xlabel("decades")
     _legend(fig, False, True)
     return fig
 
