@@ -3,7 +3,7 @@
 Every statistic (best-tuned choice, divergence rates, intervals, tests, ranks)
 lives in :mod:`analysis.stats`, with its one rule for failed runs; this module
 only reads the tables, names the problems and panels, and turns curves into
-the matrices the figures draw. Vocabulary (see the results schema in the README):
+the matrices the figures draw. Vocabulary (see the results schema in docs/results.md):
 
 - a *problem* is a (task, model) pair; a *panel* additionally fixes the
   optimizer and the stress-dial values (``stats.panel_columns``);

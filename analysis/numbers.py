@@ -526,8 +526,8 @@ def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = 
 
 
 def tier_markdown(sweep: str, root: Path | str = ".") -> str:
-    """What a sweep shows per task x model, as the README's Markdown table for the default tier, and
-    the divergences over all its runs.
+    """What a sweep shows per task x model, as the Markdown table of docs/tiers.md for the default tier,
+    and the divergences over all its runs.
 
     Per problem: the metric and its chance level; how many of ``none``'s runs diverged and the lowest
     learning rate at which one did; the best-tuned test metric of ``none`` and of the best strategy
@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the answers to the study's questions as a Markdown table; write nothing")
     parser.add_argument("--all-claims", action="store_true", help="with --findings: one row per claim")
     parser.add_argument("--tier-table", action="store_true",
-                        help="print what the sweep shows per task x model (the README's default-tier table); "
+                        help="print what the sweep shows per task x model (the default-tier table of docs/tiers.md); "
                              "write nothing")
     args = parser.parse_args(argv)
     claims_file = Path(args.claims) if args.claims else Path(args.root) / "paper" / "claims.yaml"

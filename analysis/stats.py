@@ -1,7 +1,7 @@
 """Statistics of a sweep: best-tuned comparison, stability, convergence, tests and ranks.
 
 Every function takes and returns pandas DataFrames shaped like the results
-tables (README, "Results schema"); nothing here plots. Vocabulary:
+tables (docs/results.md); nothing here plots. Vocabulary:
 
 - a *problem* is a (task, model) pair (:data:`PROBLEM_COLUMNS`);
 - a *panel* is what a strategy is compared on within a problem: task, model,

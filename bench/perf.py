@@ -364,7 +364,7 @@ def device_name(device: torch.device) -> str:
 
 
 def markdown(record: dict[str, Any]) -> str:
-    """The record as the README's Markdown tables."""
+    """The record as the Markdown tables of docs/performance.md."""
     lines = [f"Device: {record['device']}; torch {record['torch']}; {record['threads']} thread(s); {record['date']}.",
              "",
              "| model | K | engine run-steps/s | oracle run-steps/s | speedup |", "|---|---:|---:|---:|---:|"]

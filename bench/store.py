@@ -1,6 +1,6 @@
 """Results as long-format Parquet: a runs table and a curves table per cell.
 
-Both schemas are written down here (and in the README) and checked on every
+Both schemas are written down here (and in docs/results.md) and checked on every
 write and read; a file that is truncated, foreign or misses a column fails
 with its name. Writes are atomic: a temporary file in the same folder, then a
 rename, so a killed job never leaves a half-written table behind.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of the README's performance section, in one run of at most 8 minutes:
+# The GPU measurements of docs/performance.md, in one run of at most 8 minutes:
 #
 #   scripts/gpu_check.sh [NAME]
 #

@@ -132,7 +132,7 @@ def test_the_cuda_branches_call_the_cuda_api(monkeypatch) -> None:
     assert calls == [cuda]
 
 
-def test_the_committed_records_print_as_tables_and_the_readme_shows_the_cpu_one(capsys) -> None:
+def test_the_committed_records_print_as_tables_and_the_docs_show_the_cpu_one(capsys) -> None:
     for path in sorted(Path("perf").glob("*.json")):
         if "throughput" not in json.loads(path.read_text()):  # a paper-tier estimate, not a perf record
             continue
@@ -140,7 +140,7 @@ def test_the_committed_records_print_as_tables_and_the_readme_shows_the_cpu_one(
         printed = capsys.readouterr().out
         assert "| `none` | 1.00 |" in printed
         if path.name == "cpu.json":
-            assert printed.strip() in Path("README.md").read_text()
+            assert printed.strip() in Path("docs/performance.md").read_text()
     record = json.loads(Path("perf/cpu.json").read_text())
     gpu = {**record, "memory": {**record["memory"], "gpu_mib": 1234.0}}
     assert "peak GPU memory: 1234 MiB" in perf.markdown(gpu)

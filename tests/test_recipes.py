@@ -1,7 +1,7 @@
-"""The registries against the schema, and the README's recipes for a new model and a new task.
+"""The registries against the schema, and the recipes for a new model and a new task (docs/extending.md).
 
-The recipe test takes the code and schema entries straight from the README's
-"Adding a model" and "Adding a task" sections, writes them into a copy of the
+The recipe test takes the code and schema entries straight from the
+"Adding a model" and "Adding a task" sections of docs/extending.md, writes them into a copy of the
 package exactly as the recipes say (one new module each, one schema entry each,
 no other file touched), and trains cells with them through ``python -m bench train``.
 """
@@ -54,10 +54,11 @@ def test_options_are_the_keyword_only_parameters_with_defaults() -> None:
     assert models.REGISTRY.lookup("rnn").dials == {"init_gain": 1.0, "recurrent_radius": 1.0}
 
 
-def readme_recipe(title: str) -> tuple[str, str, str, str]:
-    """From the README section ``title``: the module's path and code, the schema enum it joins, its properties."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split(f"### {title}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+def recipe(title: str) -> tuple[str, str, str, str]:
+    """From the section ``title`` of docs/extending.md: the module's path and code, the schema enum it joins, its
+    properties."""
+    text = (ROOT / "docs" / "extending.md").read_text()
+    section = text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
     path = re.search(r"in `(bench/[a-z_]+/[a-z_]+\.py)`", section).group(1)
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     enum = re.search(r"to `(\$defs\.[a-z_.]+\.enum)`", section).group(1)
@@ -85,8 +86,8 @@ def test_a_new_model_and_a_new_task_take_one_module_and_one_schema_entry_each(tm
     schema = yaml.safe_load((work / "config" / "schema.yaml").read_text())
     names = {}
     for title in ("Adding a model", "Adding a task"):
-        path, code, enum, properties = readme_recipe(title)
-        assert not (ROOT / path).exists(), f"{path} is the README's example: not part of the package"
+        path, code, enum, properties = recipe(title)
+        assert not (ROOT / path).exists(), f"{path} is the recipe's example: not part of the package"
         (work / path).write_text(code)
         names[title] = Path(path).stem
         add_to_schema(schema, enum, names[title], properties)
