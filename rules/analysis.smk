@@ -13,8 +13,7 @@ for analysis_notebook in layout.NOTEBOOKS:
         name:
             analysis_notebook
         input:
-            runs=f"results/{SWEEP}/runs.parquet",
-            curves=f"results/{SWEEP}/curves.parquet",
+            **TABLES,
             # an edited notebook reruns (Snakemake's own check cannot read a path with {params.notebook})
             notebook=f"analysis/{analysis_notebook}.ipynb",
         output:
@@ -28,7 +27,7 @@ for analysis_notebook in layout.NOTEBOOKS:
             **PARTITION,
         log:
             # the executed notebook, outputs included
-            notebook=f"logs/{SWEEP}/analysis/{analysis_notebook}.ipynb",
+            notebook=f"{LOGS}/analysis/{analysis_notebook}.ipynb",
         conda:
             ENV
         notebook:
@@ -37,9 +36,8 @@ for analysis_notebook in layout.NOTEBOOKS:
 
 rule numbers:
     input:
-        runs=f"results/{SWEEP}/runs.parquet",
-        curves=f"results/{SWEEP}/curves.parquet",
-        claims="paper/claims.yaml",
+        **TABLES,
+        claims=str(bench_paths.claims_file()),
     output:
         generated_files(),
     params:
@@ -51,7 +49,7 @@ rule numbers:
         runtime=30,
         **PARTITION,
     log:
-        f"logs/{SWEEP}/numbers.log",
+        f"{LOGS}/numbers.log",
     conda:
         ENV
     shell:

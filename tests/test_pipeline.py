@@ -20,7 +20,8 @@ import pytest
 import yaml
 from workflow import ROOT, SMOKE, copy_repository, environment, job_counts, path_without, snakemake
 
-from analysis import layout, numbers
+from analysis import layout
+from bench import paths
 
 TEX_TOOLS = ("latexmk", "pdflatex", "bibtex")
 TEX = all(shutil.which(tool) for tool in TEX_TOOLS)
@@ -68,7 +69,7 @@ def test_run_without_tex_writes_results_figures_and_numbers(without_tex: dict) -
     for stem in stems:
         for fmt in layout.FIGURE_FORMATS:
             assert (work / "figures" / sweep / f"{stem}.{fmt}").stat().st_size > 1000, stem
-    for name in numbers.GENERATED:
+    for name in paths.GENERATED:
         assert (work / "paper" / "generated" / sweep / name).is_file()
     assert (work / "results" / sweep / "config.yaml").is_file()
     assert list((work / "benchmarks" / sweep / "train").glob("*.tsv"))
