@@ -85,6 +85,16 @@ def test_run_without_tex_says_so_at_start_and_end(without_tex: dict) -> None:
     assert all(lines[i].endswith(f"on Debian/Ubuntu: {TEX_INSTALL}") for i in notes), lines[notes[0]]
 
 
+def test_a_run_prints_nothing_that_reads_like_a_fault(without_tex: dict) -> None:
+    """The smoke run trained, ran the notebook rules and wrote the numbers: nothing on standard error reads
+    like a failure (a shell's 'command not found', as Snakemake's notebook directive printed while probing
+    for papermill; a traceback; an error; the notebook kernel's warning about its sockets)."""
+    stderr = without_tex["run"].stderr
+    assert all(f"rule {name}:" in stderr for name in layout.NOTEBOOKS), "every notebook rule ran"
+    for alarming in ("command not found", "Traceback", "Error", "WARNING"):
+        assert alarming not in stderr, [line for line in stderr.splitlines() if alarming in line]
+
+
 def test_paper_without_tex_stops_before_any_job(without_tex: dict) -> None:
     paper = without_tex["paper"]
     assert paper.returncode != 0
