@@ -36,15 +36,18 @@ SWEEP = config["sweep"]
 CELLS = {cell.id: cell for cell in bench_sweep.cells(config)}
 CUDA = config["device"] == "cuda"
 GPU = {"gpu": 1} if CUDA else {}  # one GPU per train job (mapped to --gres by the SLURM executor)
-SWEEP_CONFIG = f"results/{SWEEP}/config.yaml"  # the config the jobs train from (written by onstart)
-PAPER = f"paper/build/{SWEEP}/main.pdf"
+# Every path below comes from bench/paths.py, the one place that names the workflow's files.
+TABLES = tables(bench_paths.results_dir(SWEEP))  # the sweep's tables: runs and curves
+SWEEP_CONFIG = str(bench_paths.sweep_config(SWEEP))  # the config the jobs train from (written by onstart)
+LOGS = bench_paths.logs_dir(SWEEP)
+PAPER = str(bench_paths.paper_pdf(SWEEP))
 # Without TeX the default target leaves the paper out (one line says so at the start and at the end),
 # and a run that needs the paper stops before any job (onstart below).
 NO_TEX = tex_missing_line(PAPER)
 PARTITION = {"slurm_partition": config["slurm_partition"]} if "slurm_partition" in config else {}
 # The sweep's committed results (python -m bench publish): restored instead of trained when their fingerprint
 # matches the config; one line at the start says which happens (onstart below).
-STUDY = str(bench_publish.study_dir(SWEEP))
+STUDY = str(bench_paths.study_dir(SWEEP))
 FROM_STUDY, STUDY_LINE = study_state(config, STUDY)
 ENV = "../envs/bench.yaml"  # software of every job, for --use-conda (relative to rules/)
 
@@ -89,8 +92,7 @@ rule all:
     default_target: True
     input:
         cell_files(),
-        f"results/{SWEEP}/runs.parquet",
-        f"results/{SWEEP}/curves.parquet",
+        list(TABLES.values()),
         figure_files("pdf"),
         figure_files("png"),
         generated_files(),
@@ -100,8 +102,7 @@ rule all:
 rule results:
     input:
         cell_files(),
-        f"results/{SWEEP}/runs.parquet",
-        f"results/{SWEEP}/curves.parquet",
+        list(TABLES.values()),
 
 
 rule figures:

@@ -43,9 +43,10 @@ import pandas as pd
 import yaml
 
 from analysis import questions
+from bench import paths
 
-CLAIMS_FILE = Path(__file__).resolve().parents[1] / "paper" / "claims.yaml"
-"""The study's claims (``paper/claims.yaml``)."""
+CLAIMS_FILE = paths.claims_file(Path(__file__).resolve().parents[1])
+"""The study's claims (``paper/claims.yaml``) of this repository."""
 
 NOT_MEASURED = "not measured"
 STATUSES = ("holds", "fails", NOT_MEASURED)
@@ -425,8 +426,8 @@ def write(tables: Mapping[str, pd.DataFrame], out: Path | str, sweep: str, claim
     out.mkdir(parents=True, exist_ok=True)
     _, claims = load(claims_file)
     outcomes = evaluate_claims(tables, claims)
-    previous = read_previous(reference if reference is not None else out / "claims.json")
-    tex, document = out / "claims.tex", out / "claims.json"
+    tex, document = out / paths.CLAIMS_TEX, out / paths.CLAIMS_RECORD
+    previous = read_previous(reference if reference is not None else document)
     write_text(tex, claims_tex(outcomes))
     write_text(document, json.dumps(claims_json(outcomes, sweep), indent=1) + "\n")
     return Written(tex, document, outcomes, flips(previous, outcomes))

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from analysis import stats
-from analysis.layout import results_dir
+from bench import paths
 from bench.columns import CURVES_COLUMNS
 
 RUN_COLUMNS = stats.RUN_COLUMNS
@@ -31,16 +31,16 @@ PROBLEM = list(stats.PROBLEM_COLUMNS)
 
 def load(sweep: str, root: Path | str = ".") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read ``results/<sweep>/runs.parquet`` and ``curves.parquet``, checking their columns."""
-    folder = results_dir(sweep, root)
-    runs = pd.read_parquet(folder / "runs.parquet")
-    curves = pd.read_parquet(folder / "curves.parquet")
+    tables = paths.tables(paths.results_dir(sweep, root))
+    runs = pd.read_parquet(tables["runs"])
+    curves = pd.read_parquet(tables["curves"])
     check_tables(runs, curves)
     return runs, curves
 
 
 def load_runs(sweep: str, root: Path | str = ".") -> pd.DataFrame:
     """Read only ``results/<sweep>/runs.parquet``, checking its columns."""
-    runs = pd.read_parquet(results_dir(sweep, root) / "runs.parquet")
+    runs = pd.read_parquet(paths.table(paths.results_dir(sweep, root), "runs"))
     missing = [c for c in RUN_COLUMNS if c not in runs.columns]
     if missing:
         raise ValueError(f"runs table lacks column(s) {', '.join(missing)}")
@@ -49,7 +49,7 @@ def load_runs(sweep: str, root: Path | str = ".") -> pd.DataFrame:
 
 def curve_reader(sweep: str, root: Path | str = ".") -> Callable[[Sequence[str]], pd.DataFrame] | None:
     """A reader of ``results/<sweep>/curves.parquet`` loading only the rows of the run ids asked for; None if absent."""
-    path = results_dir(sweep, root) / "curves.parquet"
+    path = paths.table(paths.results_dir(sweep, root), "curves")
     if not path.is_file():
         return None
     columns = ["run_id", "step", "train_loss", "val_metric"]

@@ -1,11 +1,10 @@
-"""Where the analysis reads and writes, shared by the Snakefile and the notebooks.
+"""Which figures the analysis draws for a sweep, shared by the Snakefile and the notebooks.
 
-Kept free of heavy imports so that the Snakefile can use it at parse time.
+Kept free of heavy imports so that the Snakefile can use it at parse time. Where the files live
+(results, figures, generated LaTeX) is ``bench.paths``.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 FIGURE_FORMATS = ("pdf", "png")
 NOTEBOOKS = ("convergence", "stability", "ranking", "answers")
@@ -48,21 +47,6 @@ def cd_defined(strategies: int, problems: int) -> bool:
     (no placeholder) and the rules do not ask for one.
     """
     return strategies >= MIN_CD_STRATEGIES and problems >= MIN_CD_PROBLEMS
-
-
-def results_dir(sweep: str, root: Path | str = ".") -> Path:
-    """Folder of a sweep's aggregated tables."""
-    return Path(root) / "results" / sweep
-
-
-def figures_dir(sweep: str, root: Path | str = ".") -> Path:
-    """Folder of a sweep's figures."""
-    return Path(root) / "figures" / sweep
-
-
-def generated_dir(sweep: str, root: Path | str = ".") -> Path:
-    """Folder of a sweep's generated LaTeX (numbers and tables)."""
-    return Path(root) / "paper" / "generated" / sweep
 
 
 def problem_stem(kind: str, task: str, model: str) -> str:

@@ -13,8 +13,9 @@ Writes into ``paper/generated/<sweep>/``:
   (question Q1, ``analysis.questions.q1_stable_range``), a lower bound marked where a range is censored;
 - ``claims.tex``: the study's claims (``paper/claims.yaml``, evaluated by ``analysis.claims``): one
   ``\\benchclaim{<id>}`` sentence per claim and its numbers as ``\\benchdef`` keys; beside it
-  ``claims.json``, the same machine-readable (not in :data:`GENERATED`: Snakemake removes a rule's
-  outputs before rerunning it, and the previous claims.json is what a rerun's flips are judged against).
+  ``claims.json``, the same machine-readable (not in ``bench.paths.GENERATED``, the list of these files
+  that the workflow reads: Snakemake removes a rule's outputs before rerunning it, and the previous
+  claims.json is what a rerun's flips are judged against).
 
 All statistics come from :mod:`analysis.stats` and follow its one rule for
 failed runs (diverged, or no finite validation metric): a failed seed is the
@@ -38,11 +39,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import claims, data, layout, questions, stats
-from analysis.layout import generated_dir
-
-GENERATED = ("numbers.tex", "table-best.tex", "table-stability.tex", "table-problems.tex", "table-lr-range.tex",
-             "table-gains.tex", "claims.tex")
-"""The files :func:`write` writes, in this order; the Snakefile's numbers and paper rules read this list."""
+from bench import atomic, paths
 
 
 def tex_escape(text: str) -> str:
@@ -484,7 +481,8 @@ def signed(value: float, digits: int = 2) -> str:
 
 def write(runs: pd.DataFrame, out: Path | str, curves: questions.CurveSource = None,
           claims_file: Path | str = claims.CLAIMS_FILE, reference: Path | str | None = None) -> list[Path]:
-    """Write numbers.tex, the tables and the claims (claims.tex, claims.json) into ``out``; return the paths.
+    """Write numbers.tex, the tables and the claims (claims.tex, claims.json) into ``out``, each atomically;
+    return the paths (``bench.paths.GENERATED``, then claims.json).
 
     Prints one line per claim (holds, fails, not measured) and, on standard
     error, a warning for every claim that flipped against ``reference`` or the
@@ -495,20 +493,17 @@ def write(runs: pd.DataFrame, out: Path | str, curves: questions.CurveSource = N
     answers = questions.answer_all(runs, curves)
     texts = (numbers_tex(compute(runs)), table_best(runs), table_stability(runs), table_problems(runs),
              table_lr_range(runs), table_gains(answers["q1_stable_range"], runs))
-    files = dict(zip(GENERATED, texts, strict=False))
-    paths = []
-    for filename, text in files.items():
-        path = out / filename
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(text)
-        temporary.replace(path)
-        paths.append(path)
+    tables = [name for name in paths.GENERATED if name != paths.CLAIMS_TEX]  # claims.tex: claims.write
+    written_paths = []
+    for filename, text in zip(tables, texts, strict=True):
+        atomic.write_text(out / filename, text)
+        written_paths.append(out / filename)
     written = claims.write(answers, out, str(runs["sweep"].iloc[0]), claims_file, reference)
     for line in written.summary():
         print(line)
     for line in written.warnings:
         print(line, file=sys.stderr)
-    return [*paths, written.tex, written.json]
+    return [*written_paths, written.tex, written.json]
 
 
 def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = True,
@@ -575,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.numbers", description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", required=True, help="sweep name: reads results/<sweep>/runs.parquet")
     parser.add_argument("--root", default=".", help="repository root (default: current folder)")
-    parser.add_argument("--out", default=None, help="output folder (default: paper/generated/<sweep>)")
+    parser.add_argument("--out", default=None, help=f"output folder (default: {paths.generated_dir('<sweep>')})")
     parser.add_argument("--claims", default=None, help="claims file (default: paper/claims.yaml)")
     parser.add_argument("--reference", default=None,
                         help="claims.json to judge flips against (default: the previous one at the output folder)")
@@ -586,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="print what the sweep shows per task x model (the default-tier table of docs/tiers.md); "
                              "write nothing")
     args = parser.parse_args(argv)
-    claims_file = Path(args.claims) if args.claims else Path(args.root) / "paper" / "claims.yaml"
+    claims_file = Path(args.claims) if args.claims else paths.claims_file(args.root)
     if not claims_file.is_file():
         claims_file = claims.CLAIMS_FILE
     try:
@@ -600,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out = args.out or generated_dir(args.sweep, args.root)
+    out = args.out or paths.generated_dir(args.sweep, args.root)
     for path in write(runs, out, data.curve_reader(args.sweep, args.root), claims_file, args.reference):
         print(path)
     return 0

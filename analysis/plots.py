@@ -32,6 +32,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
 from analysis import data, layout, stats
 from analysis.layout import FIGURE_FORMATS, problem_stem
+from bench import atomic
 
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442")
 BASELINE_COLOUR = "#000000"
@@ -65,16 +66,17 @@ def setup() -> None:
 
 
 def save(fig: Figure, stem: Path | str) -> list[Path]:
-    """Write ``fig`` as ``<stem>.pdf`` and ``<stem>.png``; return the paths."""
+    """Write ``fig`` as ``<stem>.pdf`` and ``<stem>.png``, each atomically (``bench.atomic``); return the paths."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
+    written = []
     for fmt in FIGURE_FORMATS:
         path = stem.with_suffix(f".{fmt}")
-        fig.savefig(path, bbox_inches="tight", metadata={"CreationDate": None} if fmt == "pdf" else None)
-        paths.append(path)
+        with atomic.writing(path) as partial:
+            fig.savefig(partial, format=fmt, bbox_inches="tight",
+                        metadata={"CreationDate": None} if fmt == "pdf" else None)
+        written.append(path)
     plt.close(fig)
-    return paths
+    return written
 
 
 def smoothing_window(runs: pd.DataFrame) -> int:

@@ -20,11 +20,11 @@ import os
 import sys
 from pathlib import Path
 
+from bench import paths
 from bench.errors import ConfigError, StoreError
 
-CHECKPOINT = "checkpoint.pt"
-DATA_CACHE_HELP = ("folder of the cached data sets (default: $BENCH_DATA_CACHE, else results/.cache/tasks "
-                   "in the working directory, where the workflow keeps results/)")
+DATA_CACHE_HELP = (f"folder of the cached data sets (default: $BENCH_DATA_CACHE, else {paths.CACHE_DIR} "
+                   f"in the working directory, where the workflow keeps {paths.RESULTS}/)")
 
 
 def _imported() -> None:
@@ -58,7 +58,7 @@ def _train(args: argparse.Namespace) -> None:
     built = engine.build(cell, data_cache=args.data_cache)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out / CHECKPOINT
+    checkpoint_path = out / paths.CHECKPOINT
     history = engine.train(built, progress=not args.quiet, checkpoint_path=checkpoint_path,
                            checkpoint_every=cell.checkpoint_every)
     store.write_cell(*store.arrow_tables(cell, built.task, history), out)
@@ -74,9 +74,10 @@ def _aggregate(args: argparse.Namespace) -> None:
     _imported()
     config = sweep.load(args.config)
     cells_dir = Path(args.cells_dir)
-    missing = [c.id for c in sweep.cells(config) if not (cells_dir / c.id / "runs.parquet").is_file()]
+    missing = [c.id for c in sweep.cells(config) if not paths.table(cells_dir / c.id, "runs").is_file()]
     if missing:
-        raise StoreError(f"{cells_dir / missing[0] / 'runs.parquet'}: missing ({len(missing)} cells have no results)")
+        first = paths.table(cells_dir / missing[0], "runs")
+        raise StoreError(f"{first}: missing ({len(missing)} cells have no results)")
     n_runs, n_rows = store.aggregate([cells_dir / c.id for c in sweep.cells(config)], args.out)
     print(f"aggregated {n_runs} runs and {n_rows} curve rows -> {args.out}")
 
@@ -176,10 +177,12 @@ def parser() -> argparse.ArgumentParser:
                     "fingerprint.json (a hash of the config's training-relevant content). Refuses results that "
                     "are not those of the config, or whose figures would differ once thinned. With the folder "
                     "committed, the workflow rebuilds figures, numbers and paper from it without training.")
-    publish.add_argument("--sweep", required=True, help="sweep name (results/<sweep>/, study/<sweep>/)")
+    publish.add_argument("--sweep", required=True,
+                         help=f"sweep name ({paths.RESULTS}/<sweep>/, {paths.STUDY}/<sweep>/)")
     publish.add_argument("--config", required=True, help="the sweep config the results were trained from")
-    publish.add_argument("--results", default="results", help="folder of the sweeps' results (default: results)")
-    publish.add_argument("--out", default="study", help="folder of the study folders (default: study)")
+    publish.add_argument("--results", default=paths.RESULTS,
+                         help=f"folder of the sweeps' results (default: {paths.RESULTS})")
+    publish.add_argument("--out", default=paths.STUDY, help=f"folder of the study folders (default: {paths.STUDY})")
     publish.add_argument("--every", type=int, default=10,
                          help="keep every EVERY-th step of the runs no figure draws step by step (default 10)")
     publish.set_defaults(handler=_publish)

@@ -28,11 +28,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import atomic, sweep
+from bench import atomic, paths, sweep
 
-STUDY_ROOT = "study"
-"""Where study folders live, one per sweep: ``study/<sweep>/``."""
-TABLES = ("runs.parquet", "curves.parquet")
+TABLES = tuple(paths.table("", kind).name for kind in paths.TABLES)
+"""A study folder's tables, by file name: runs.parquet, curves.parquet."""
 RECORD = "fingerprint.json"
 IGNORED_KEYS = ("device", "threads", "checkpoint_every", "cuda_graph", "slurm_partition")
 """Top-level config keys that do not change results (where and how fast a sweep trains): left out of the hash."""
@@ -51,11 +50,6 @@ def fingerprint(config: dict[str, Any]) -> str:
     spec = {key: value for key, value in sweep.with_defaults(config).items() if key not in IGNORED_KEYS}
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def study_dir(sweep_name: str, root: Path | str = ".") -> Path:
-    """The study folder of a sweep, ``<root>/study/<sweep>``."""
-    return Path(root) / STUDY_ROOT / sweep_name
 
 
 def record(folder: Path | str) -> dict[str, Any] | None:
@@ -240,8 +234,8 @@ def _write_parquet(table: Any, path: Path, floats_split: bool = False) -> None:
         pq.write_table(table, partial, row_group_size=1 << 22, **COMPRESSION, **options)
 
 
-def publish(sweep_name: str, config_path: str | Path, results: str | Path = "results", out: str | Path = STUDY_ROOT,
-            every: int = EVERY) -> dict[str, Any]:
+def publish(sweep_name: str, config_path: str | Path, results: str | Path = paths.RESULTS,
+            out: str | Path = paths.STUDY, every: int = EVERY) -> dict[str, Any]:
     """Write ``<out>/<sweep>/`` from ``<results>/<sweep>/{runs,curves}.parquet`` trained from ``config_path``.
 
     Checks first that the tables hold exactly the runs of the config (and, where
@@ -261,17 +255,18 @@ def publish(sweep_name: str, config_path: str | Path, results: str | Path = "res
     if config["sweep"] != sweep_name:
         raise sweep.ConfigError(f"config file '{config_path}' names sweep {config['sweep']!r}, not {sweep_name!r}")
     source = Path(results) / sweep_name
-    trained = source / "config.yaml"
+    trained = source / paths.SWEEP_CONFIG
     if trained.is_file() and fingerprint(yaml.safe_load(trained.read_text())) != fingerprint(config):
         raise StoreError(f"{trained}: the results were trained from another config than {config_path} "
                          "(fingerprints differ)")
-    runs = store.read(source / "runs.parquet", "runs")
-    curves = store.read(source / "curves.parquet", "curves")
-    _results_of(config, runs, source / "runs.parquet")
+    tables = paths.tables(source)
+    runs = store.read(tables["runs"], "runs")
+    curves = store.read(tables["curves"], "curves")
+    _results_of(config, runs, tables["runs"])
     thinned, keep = thin(runs, curves, every)
     found = differences(runs, curves, thinned)
     if found:
-        raise StoreError(f"{source / 'curves.parquet'}: thinned, the figures would differ ({', '.join(found)})")
+        raise StoreError(f"{tables['curves']}: thinned, the figures would differ ({', '.join(found)})")
 
     folder = Path(out) / sweep_name
     runs_schema = pa.schema([(c, RUNS_COLUMNS.get(c, pa.float64())) for c in runs.columns])
@@ -315,7 +310,7 @@ def restore(folder: str | Path, out: str | Path, config: dict[str, Any] | None =
         if not ok:
             raise StoreError(why)
     tables = {}
-    for name, kind in zip(TABLES, ("runs", "curves"), strict=True):
+    for name, kind in zip(TABLES, paths.TABLES, strict=True):
         try:
             tables[kind] = pq.read_table(folder / name).to_pandas()
         except (OSError, ValueError) as error:
@@ -324,7 +319,7 @@ def restore(folder: str | Path, out: str | Path, config: dict[str, Any] | None =
     for name in CURVES_COLUMNS:
         if name in curves and name not in ("run_id", "clipped"):
             curves[name] = curves[name].astype("int64" if name == "step" else "float64")
-    store.write(curves, out / TABLES[1], "curves")
-    store.write(tables["runs"], out / TABLES[0], "runs")
+    store.write(curves, paths.table(out, "curves"), "curves")
+    store.write(tables["runs"], paths.table(out, "runs"), "runs")
     return len(tables["runs"]), len(curves)
 

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench import atomic
+from bench import atomic, paths
 from bench.columns import (  # noqa: F401 - TIMING_COLUMNS re-exported
     CURVES_COLUMNS,
     EVAL_METRICS,
@@ -194,9 +194,8 @@ def read(path: str | Path, kind: str) -> pd.DataFrame:
 
 def write_cell(runs: pd.DataFrame | pa.Table, curves: pd.DataFrame | pa.Table, out: str | Path) -> None:
     """Write a cell's tables; curves first, so runs.parquet existing means the cell is complete."""
-    out = Path(out)
-    write(curves, out / "curves.parquet", "curves")
-    write(runs, out / "runs.parquet", "runs")
+    write(curves, paths.table(out, "curves"), "curves")
+    write(runs, paths.table(out, "runs"), "runs")
 
 
 def aggregate(cell_dirs: list[Path], out: str | Path) -> tuple[int, int]:
@@ -207,13 +206,13 @@ def aggregate(cell_dirs: list[Path], out: str | Path) -> tuple[int, int]:
     """
     import pandas as pd
 
-    runs = [read(Path(d) / "runs.parquet", "runs") for d in cell_dirs]
-    curves = [read(Path(d) / "curves.parquet", "curves") for d in cell_dirs]
+    runs = [read(paths.table(d, "runs"), "runs") for d in cell_dirs]
+    curves = [read(paths.table(d, "curves"), "curves") for d in cell_dirs]
     all_runs = pd.concat(runs, ignore_index=True)
     duplicated = all_runs["run_id"][all_runs["run_id"].duplicated()]
     if len(duplicated):
         raise StoreError(f"run id {duplicated.iloc[0]!r} appears in more than one cell")
     all_curves = pd.concat(curves, ignore_index=True)
-    write(all_runs, Path(out) / "runs.parquet", "runs")
-    write(all_curves, Path(out) / "curves.parquet", "curves")
+    write(all_runs, paths.table(out, "runs"), "runs")
+    write(all_curves, paths.table(out, "curves"), "curves")
     return len(all_runs), len(all_curves)

@@ -3,11 +3,9 @@
 
 rule aggregate:
     input:
-        runs=expand("results/{sweep}/cells/{cell}/runs.parquet", sweep=SWEEP, cell=CELLS),
-        curves=expand("results/{sweep}/cells/{cell}/curves.parquet", sweep=SWEEP, cell=CELLS),
+        **{kind: [cell_tables(cell)[kind] for cell in CELLS] for kind in bench_paths.TABLES},
     output:
-        runs=f"results/{SWEEP}/runs.parquet",
-        curves=f"results/{SWEEP}/curves.parquet",
+        **TABLES,
     params:
         config=SWEEP_CONFIG,
         cells_dir=lambda wildcards, input: Path(input.runs[0]).parent.parent,
@@ -17,7 +15,7 @@ rule aggregate:
         runtime=30,
         **PARTITION,
     log:
-        f"logs/{SWEEP}/aggregate.log",
+        f"{LOGS}/aggregate.log",
     conda:
         ENV
     shell:

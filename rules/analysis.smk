@@ -1,45 +1,42 @@
 # Executed notebooks -> figures/<sweep>/*.{pdf,png}; the numbers the paper cites -> paper/generated/<sweep>/.
-# One rule per notebook (analysis/<name>.ipynb, named like it: convergence, stability, ranking); each
-# lists exactly the figures its notebook writes for this config (analysis/layout.py): the
+# One rule per notebook (analysis/<name>.ipynb, named like it: convergence, stability, ranking, answers);
+# each lists exactly the figures its notebook writes for this config (analysis/layout.py): the
 # critical-difference diagram only where it is defined (>= 3 strategies on >= 2 problems), a
-# stable-region map only for strategies with a threshold grid.
+# stable-region map only for strategies with a threshold grid. The notebook runs for the sweep with
+# python -m analysis.execute (analysis/execute.py says why not with Snakemake's notebook directive).
 
 
-# The loop variable is read when the rule is defined; the notebook's path is formatted when the job
-# runs, so it takes the name from the job's params (a loop variable would hold the last name by then).
 for analysis_notebook in layout.NOTEBOOKS:
 
     rule:
         name:
             analysis_notebook
         input:
-            runs=f"results/{SWEEP}/runs.parquet",
-            curves=f"results/{SWEEP}/curves.parquet",
-            # an edited notebook reruns (Snakemake's own check cannot read a path with {params.notebook})
+            **TABLES,
             notebook=f"analysis/{analysis_notebook}.ipynb",
         output:
             figure_files("pdf", analysis_notebook),
             figure_report_items(analysis_notebook),
         params:
-            notebook=analysis_notebook,
+            # from the output path rather than SWEEP, as in the numbers rule below
+            sweep=lambda wildcards, output: Path(output[0]).parent.name,
         resources:
             mem_mb=8000,
             runtime=60,
             **PARTITION,
         log:
             # the executed notebook, outputs included
-            notebook=f"logs/{SWEEP}/analysis/{analysis_notebook}.ipynb",
+            notebook=f"{LOGS}/analysis/{analysis_notebook}.ipynb",
         conda:
             ENV
-        notebook:
-            "../analysis/{params.notebook}.ipynb"
+        shell:
+            "python -m analysis.execute {input.notebook} --sweep {params.sweep} --out {log.notebook}"
 
 
 rule numbers:
     input:
-        runs=f"results/{SWEEP}/runs.parquet",
-        curves=f"results/{SWEEP}/curves.parquet",
-        claims="paper/claims.yaml",
+        **TABLES,
+        claims=str(bench_paths.claims_file()),
     output:
         generated_files(),
     params:
@@ -51,7 +48,7 @@ rule numbers:
         runtime=30,
         **PARTITION,
     log:
-        f"logs/{SWEEP}/numbers.log",
+        f"{LOGS}/numbers.log",
     conda:
         ENV
     shell:

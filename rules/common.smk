@@ -1,9 +1,7 @@
-# Helpers shared by the rules: the sweep's cells, the config the jobs train from, file names.
+# Helpers shared by the rules: the sweep's cells, the config the jobs train from, file names (bench/paths.py).
 # Functions only (no rules), so that the rule files stay declarative.
 
-import ast
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -13,6 +11,7 @@ import yaml
 
 from analysis import layout
 from bench import atomic as bench_atomic
+from bench import paths as bench_paths
 from bench import publish as bench_publish
 from bench import sweep as bench_sweep  # first: keeps jsonschema's slow optional IRI checker out (see bench/sweep.py)
 
@@ -86,16 +85,31 @@ def study_state(config, study):
     return True, f"{start} committed in {study} (fingerprint matches {names}), nothing to train"
 
 
+def tables(folder):
+    """Both tables in ``folder`` (runs, curves), as the rules name them: kind -> path."""
+    return {kind: str(path) for kind, path in bench_paths.tables(folder).items()}
+
+
+def cell_tables(cell):
+    """Both tables of one cell of the sweep (``cell`` may be the wildcard ``{cell}``): kind -> path."""
+    return tables(bench_paths.cell_dir(SWEEP, cell))
+
+
 def cell_files():
     """Both tables of every cell of the sweep; none where the committed results stand in for training."""
     if FROM_STUDY:
         return []
-    return expand("results/{sweep}/cells/{cell}/{table}.parquet", sweep=SWEEP, cell=CELLS, table=("runs", "curves"))
+    return [path for cell in CELLS for path in cell_tables(cell).values()]
+
+
+def figure_file(stem, fmt):
+    """One figure of the sweep: ``figures/<sweep>/<stem>.<fmt>``."""
+    return str(bench_paths.figures_dir(SWEEP) / f"{stem}.{fmt}")
 
 
 def figure_files(fmt, notebook=None):
-    """Every figure of the sweep in one format: of one notebook, or of all three."""
-    return [f"figures/{SWEEP}/{stem}.{fmt}" for stem in layout.config_stems(config, notebook)]
+    """Every figure of the sweep in one format: of one notebook, or of all of them."""
+    return [figure_file(stem, fmt) for stem in layout.config_stems(config, notebook)]
 
 
 def figure_report_items(notebook):
@@ -105,7 +119,7 @@ def figure_report_items(notebook):
         kind = layout.stem_kind(stem)
         problem = stem[len(kind) + 1 :]
         items.append(report(
-            f"figures/{SWEEP}/{stem}.png",
+            figure_file(stem, "png"),
             caption=f"../report/{kind}.rst",
             category="Figures",
             subcategory=notebook.capitalize(),
@@ -122,18 +136,6 @@ def tex_missing_line(paper):
     return f"{', '.join(missing)} not found on PATH, needed for {paper}; on Debian/Ubuntu: {TEX_INSTALL}"
 
 
-def generated_tex():
-    """The .tex files ``python -m analysis.numbers`` writes: its ``GENERATED``, read from its source.
-
-    Not imported: analysis.numbers loads pandas and scipy, seconds at every start of Snakemake.
-    """
-    source = Path(importlib.util.find_spec("analysis.numbers").origin).read_text()
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "GENERATED" for t in node.targets):
-            return list(ast.literal_eval(node.value))
-    raise WorkflowError("analysis/numbers.py defines no GENERATED")
-
-
 def generated_files():
     """The paper's generated numbers and tables, paper/generated/<sweep>/*.tex (numbers.tex first)."""
-    return [f"paper/generated/{SWEEP}/{name}" for name in generated_tex()]
+    return [str(path) for path in bench_paths.generated_files(SWEEP)]

@@ -6,19 +6,19 @@ rule paper:
         tex="paper/main.tex",
         bib="paper/refs.bib",
         generated=generated_files(),
-        figures=expand("figures/{sweep}/{name}.pdf", sweep=SWEEP, name=layout.paper_stems(config)),
+        figures=[figure_file(stem, "pdf") for stem in layout.paper_stems(config)],
     output:
         report(PAPER, caption="../report/paper.rst", category="Paper"),
     params:
         sweep=lambda wildcards, output: Path(output[0]).parent.name,
         # latexmk -cd runs in paper/, so the output folder is given relative to it
-        outdir=lambda wildcards, output: Path(output[0]).parent.relative_to("paper"),
+        outdir=lambda wildcards, output: Path(output[0]).parent.relative_to(bench_paths.PAPER),
     resources:
         mem_mb=2000,
         runtime=20,
         **PARTITION,
     log:
-        f"logs/{SWEEP}/paper.log",
+        f"{LOGS}/paper.log",
     conda:
         ENV
     shell:

@@ -5,12 +5,10 @@
 
 rule restore:
     input:
-        runs=f"{STUDY}/runs.parquet",
-        curves=f"{STUDY}/curves.parquet",
-        fingerprint=f"{STUDY}/fingerprint.json",
+        **tables(STUDY),
+        fingerprint=f"{STUDY}/{bench_publish.RECORD}",
     output:
-        runs=f"results/{SWEEP}/runs.parquet",
-        curves=f"results/{SWEEP}/curves.parquet",
+        **TABLES,
     params:
         # the sweep config (written as the run starts, see the Snakefile), as for the train jobs
         config=SWEEP_CONFIG,
@@ -21,7 +19,7 @@ rule restore:
         runtime=10,
         **PARTITION,
     log:
-        f"logs/{SWEEP}/restore.log",
+        f"{LOGS}/restore.log",
     conda:
         ENV
     shell:

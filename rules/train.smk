@@ -3,8 +3,7 @@
 
 rule train:
     output:
-        runs=f"results/{SWEEP}/cells/{{cell}}/runs.parquet",
-        curves=f"results/{SWEEP}/cells/{{cell}}/curves.parquet",
+        **cell_tables("{cell}"),
     params:
         # the sweep config (written as the run starts, see the Snakefile): not an input, as it changes
         # whenever any cell does; the fingerprint reruns exactly the cells whose definition changed.
@@ -18,9 +17,9 @@ rule train:
         **GPU,
         **PARTITION,
     log:
-        f"logs/{SWEEP}/train/{{cell}}.log",
+        f"{LOGS}/train/{{cell}}.log",
     benchmark:
-        f"benchmarks/{SWEEP}/train/{{cell}}.tsv"
+        f"{bench_paths.benchmarks_dir(SWEEP)}/train/{{cell}}.tsv"
     conda:
         ENV
     shell:

@@ -16,6 +16,7 @@ import yaml
 from scipy import stats as sps
 
 from analysis import data, layout, numbers, plots, stats
+from bench import paths
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,13 +165,13 @@ def test_styles_are_fixed_and_distinct():
 
 def test_figures_are_written(tables, tmp_path):
     runs, curves = tables
-    paths = [*plots.convergence_figures(runs, curves, tmp_path), *plots.stability_figures(runs, curves, tmp_path),
+    drawn = [*plots.convergence_figures(runs, curves, tmp_path), *plots.stability_figures(runs, curves, tmp_path),
              *plots.ranking_figures(runs, tmp_path)]
     # three strategies on two problems: the CD diagram exists; clip_norm has two thresholds: a region map
     stems = layout.figure_stems(data.problems(runs), cd=True, regions=["clip_norm"])
     expected = {tmp_path / f"{stem}.{fmt}" for stem in stems for fmt in layout.FIGURE_FORMATS}
-    assert set(paths) == expected
-    assert all(p.stat().st_size > 1000 for p in paths)
+    assert set(drawn) == expected
+    assert all(p.stat().st_size > 1000 for p in drawn)
 
 
 def test_cd_diagram_only_where_defined(tables):
@@ -248,7 +249,7 @@ def test_numbers_and_tables(tables, tmp_path):
     assert values["default-clip_norm"] == "not in the grid"  # registered default 1.0, grid 0.5 and 2
     assert values["stable-lrs-clip_norm-default"] == "not in the grid"
     assert values["default-none"] == "no hyperparameters"
-    paths = numbers.write(runs, tmp_path)
+    written = numbers.write(runs, tmp_path)
     text = (tmp_path / "numbers.tex").read_text()
     assert "\\benchdef{runs}{" in text
     assert "\\toprule" in (tmp_path / "table-best.tex").read_text()
@@ -256,7 +257,7 @@ def test_numbers_and_tables(tables, tmp_path):
     assert "0.01--1" in (tmp_path / "table-lr-range.tex").read_text()  # clip_norm never diverges
     stability = (tmp_path / "table-stability.tex").read_text()
     assert "settings" in stability and "not in the grid" in stability
-    assert [path.name for path in paths] == [*numbers.GENERATED, "claims.json"]
+    assert [path.name for path in written] == [*paths.GENERATED, paths.CLAIMS_RECORD]
     assert "\\benchclaimdef{Q1-clip-norm}{" in (tmp_path / "claims.tex").read_text()
 
 

@@ -20,7 +20,8 @@ import pytest
 import yaml
 from workflow import ROOT, SMOKE, copy_repository, environment, job_counts, path_without, snakemake
 
-from analysis import layout, numbers
+from analysis import layout
+from bench import paths
 
 TEX_TOOLS = ("latexmk", "pdflatex", "bibtex")
 TEX = all(shutil.which(tool) for tool in TEX_TOOLS)
@@ -68,7 +69,7 @@ def test_run_without_tex_writes_results_figures_and_numbers(without_tex: dict) -
     for stem in stems:
         for fmt in layout.FIGURE_FORMATS:
             assert (work / "figures" / sweep / f"{stem}.{fmt}").stat().st_size > 1000, stem
-    for name in numbers.GENERATED:
+    for name in paths.GENERATED:
         assert (work / "paper" / "generated" / sweep / name).is_file()
     assert (work / "results" / sweep / "config.yaml").is_file()
     assert list((work / "benchmarks" / sweep / "train").glob("*.tsv"))
@@ -82,6 +83,16 @@ def test_run_without_tex_says_so_at_start_and_end(without_tex: dict) -> None:
     jobs = [i for i, line in enumerate(lines) if re.match(r"(local)?rule \w+:$", line)]
     assert len(notes) == 2 and notes[0] < jobs[0] and notes[1] > jobs[-1], lines
     assert all(lines[i].endswith(f"on Debian/Ubuntu: {TEX_INSTALL}") for i in notes), lines[notes[0]]
+
+
+def test_a_run_prints_nothing_that_reads_like_a_fault(without_tex: dict) -> None:
+    """The smoke run trained, ran the notebook rules and wrote the numbers: nothing on standard error reads
+    like a failure (a shell's 'command not found', as Snakemake's notebook directive printed while probing
+    for papermill; a traceback; an error; the notebook kernel's warning about its sockets)."""
+    stderr = without_tex["run"].stderr
+    assert all(f"rule {name}:" in stderr for name in layout.NOTEBOOKS), "every notebook rule ran"
+    for alarming in ("command not found", "Traceback", "Error", "WARNING"):
+        assert alarming not in stderr, [line for line in stderr.splitlines() if alarming in line]
 
 
 def test_paper_without_tex_stops_before_any_job(without_tex: dict) -> None:

@@ -27,8 +27,8 @@ import yaml
 from matplotlib import image
 from workflow import ROOT, SMOKE, copy_repository, environment, job_counts, snakemake
 
-from analysis import layout, numbers, plots
-from bench import publish, store, sweep
+from analysis import layout, plots
+from bench import paths, publish, store, sweep
 
 TEX = all(shutil.which(tool) for tool in ("latexmk", "pdflatex", "bibtex"))
 SWEEP = "smoke"
@@ -124,9 +124,9 @@ def test_figures_from_the_thinned_curves_are_those_from_the_full_curves(publishe
     drawn = {}
     for name, folder in (("full", published["source"]), ("thinned", published["restored"])):
         runs, curves = store.read(folder / "runs.parquet", "runs"), store.read(folder / "curves.parquet", "curves")
-        paths = plots.convergence_figures(runs, curves, tmp_path / name)
-        paths += plots.stability_figures(runs, curves, tmp_path / name)
-        drawn[name] = sorted(p.name for p in paths if p.suffix == ".png")
+        figures = plots.convergence_figures(runs, curves, tmp_path / name)
+        figures += plots.stability_figures(runs, curves, tmp_path / name)
+        drawn[name] = sorted(p.name for p in figures if p.suffix == ".png")
     assert drawn["full"] == drawn["thinned"]
     assert {"convergence.png", "time-to-target.png", "explosions.png"} <= set(drawn["full"])
     for name in drawn["full"]:
@@ -175,7 +175,7 @@ def test_run_from_committed_results_builds_everything_without_training(committed
     for stem in layout.config_stems(smoke_config()):
         for fmt in layout.FIGURE_FORMATS:
             assert (work / "figures" / SWEEP / f"{stem}.{fmt}").stat().st_size > 1000, stem
-    for name in numbers.GENERATED:
+    for name in paths.GENERATED:
         assert (work / "paper" / "generated" / SWEEP / name).is_file()
     assert (work / "logs" / SWEEP / "restore.log").is_file()
     if TEX:

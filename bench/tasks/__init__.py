@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench import atomic
+from bench import atomic, paths
 from bench.registry import Registry, discover
 
 REGISTRY = Registry("task kind", settings={"spike_scale": 100.0}, dials={"spike_rate": 0.0})
@@ -147,14 +147,10 @@ def split(x: Tensor, y: Tensor, n_val: int, n_test: int) -> dict[str, tuple[Tens
     }
 
 
-CACHE_DIR = Path("results") / ".cache" / "tasks"
-"""The data cache's default folder: under the workflow's ``results/``, relative to the working
-directory, where Snakemake writes ``results/`` and runs every job."""
-
-
 def cache_dir() -> Path:
-    """Where made data sets are kept between processes: ``$BENCH_DATA_CACHE``, else :data:`CACHE_DIR`."""
-    return Path(os.environ.get("BENCH_DATA_CACHE") or CACHE_DIR)
+    """Where made data sets are kept between processes: ``$BENCH_DATA_CACHE``, else ``bench.paths.CACHE_DIR``
+    (under the workflow's ``results/``, relative to the working directory, where Snakemake runs every job)."""
+    return Path(os.environ.get("BENCH_DATA_CACHE") or paths.CACHE_DIR)
 
 
 def canonical_options(kind: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
