@@ -198,10 +198,7 @@ def registered_defaults(strategy: str) -> dict[str, float]:
     """
     from bench import strategies
 
-    if strategy in strategies.REGISTRY:
-        defaults = strategies.lookup(strategy).defaults
-    else:
-        defaults = {key: value for entry in strategies.REGISTRY.values() for key, value in entry.defaults.items()}
+    defaults = strategies.lookup(strategy).options if strategy in strategies.REGISTRY else strategies.REGISTRY.options()
     return {key: float(value) for key, value in defaults.items()
             if isinstance(value, int | float) and not isinstance(value, bool)}
 
@@ -214,7 +211,7 @@ def strategy_hyperparameter_columns(runs: pd.DataFrame) -> list[str]:
     """
     from bench import strategies
 
-    names = {key for entry in strategies.REGISTRY.values() for key in entry.defaults}
+    names = strategies.REGISTRY.options()
     return [c for c in hyperparameter_columns(runs) if c in names]
 
 

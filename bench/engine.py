@@ -30,7 +30,7 @@ from bench import allocator, checkpoint, graph, models, optim, schedules, strate
 from bench.columns import EVAL_METRICS, STEP_METRICS
 from bench.flat import Layout, Packed, run_norm
 from bench.sweep import Cell, ConfigError
-from bench.transform import Transform, known_empty, select
+from bench.transform import Report, State, Transform, known_empty, select
 
 SPLITS = ("train", "val", "test")
 EVAL_CHUNK = 512  # examples evaluated at a time
@@ -126,9 +126,9 @@ def build(cell: Cell, data_cache: str | Path | None = None) -> BuiltCell:
         cell=cell, task=task, model=model, device=device, inputs=inputs, targets=targets,
         initial_params=initial, layout=Layout.of(initial),
         lr=torch.tensor([[run.lr] for run in cell.runs], dtype=torch.float32, device=device),
-        warmup_steps=torch.tensor([[float(run.dials.get("warmup_steps", 0))] for run in cell.runs], device=device),
+        warmup_steps=torch.tensor([[float(run.dials["warmup_steps"])] for run in cell.runs], device=device),
         schedule=sweep.setting("optimizers", cell.optimizer, "schedule"),
-        spike_rate=torch.tensor([float(run.dials.get("spike_rate", 0.0)) for run in cell.runs], device=device),
+        spike_rate=torch.tensor([float(run.dials["spike_rate"]) for run in cell.runs], device=device),
         spike_scale=float(sweep.setting("tasks", cell.task, "spike_scale")),
         optimizer=optim.make(cell.optimizer["kind"], **sweep.factory_options("optimizers", cell.optimizer)),
         chain=strategies.build(cell.members, hyperparameters),
@@ -229,28 +229,26 @@ def forward_backward(built: BuiltCell, params: Tensor, xb: Tensor, yb: Tensor) -
     return loss.detach(), flat_grads
 
 
-def run_transform(transform: Transform, inputs: Packed, state: dict[str, Any], params: Packed,
-                  reports: dict[str, list[Any]], context: dict[str, Any]) -> tuple[Packed, dict[str, Any]]:
+def run_transform(transform: Transform, inputs: Packed, state: State, params: Packed,
+                  context: dict[str, Any]) -> tuple[Packed, State, Report]:
     """Apply one transform, on the flat buffer when it is layout-free, else on the tensors, with the
-    ``context`` entries it asks for (``extra_args``); move what it reports from its new state into
-    ``reports`` (see bench.transform)."""
+    ``context`` entries it asks for (``extra_args``): its outputs, new state and report (bench.transform)."""
     extra = {name: context[name] for name in transform.extra_args}
     if transform.layout_free:
-        (flat,), new_state = transform.update([inputs.flat], state, [params.flat], **extra)
-        outputs = Packed(inputs.layout, flat=flat)
-    else:
-        parts, new_state = transform.update(inputs.parts, state, params.parts, **extra)
-        outputs = Packed(inputs.layout, parts=parts)
-    new_state = dict(new_state)
-    for key, reported in reports.items():
-        if key in new_state:
-            reported.append(new_state.pop(key))
-    return outputs, new_state
+        (flat,), new_state, report = transform.update([inputs.flat], state, [params.flat], **extra)
+        return Packed(inputs.layout, flat=flat), new_state, report
+    parts, new_state, report = transform.update(inputs.parts, state, params.parts, **extra)
+    return Packed(inputs.layout, parts=parts), new_state, report
 
 
 def any_of(masks: list[Tensor], like: Tensor) -> Tensor:
     """Per run, whether any of the (K,) ``masks`` is true; all false (shaped as ``like``) for none."""
     return torch.stack(masks).any(dim=0) if masks else torch.zeros_like(like, dtype=torch.bool)
+
+
+def reported(reports: list[Report], field: str) -> list[Tensor]:
+    """The (K,) masks ``field`` (``active``, ``skip`` or ``fail``) of the reports that say something of it."""
+    return [mask for report in reports if (mask := getattr(report, field)) is not None]
 
 
 def keep_where(mask: Tensor, new: Any, old: Any) -> Any:
@@ -264,6 +262,23 @@ def keep_where(mask: Tensor, new: Any, old: Any) -> Any:
     return select(mask, new, old)
 
 
+def apply_stage(built: BuiltCell, stage: str, flat: Tensor, params: Packed, states: list[State], keep: Tensor,
+                context: dict[str, Any]) -> tuple[Packed, list[Report]]:
+    """Apply the chain's members of ``stage`` to the (K, P) buffer ``flat``, in chain order: the outputs
+    and the members' reports. Each member's new state replaces its entry of ``states`` (the chain's, in
+    chain order) where ``keep`` holds and no earlier member of the stage skips the step."""
+    inputs = Packed(built.layout, flat=flat)
+    reports: list[Report] = []
+    for i, transform in enumerate(built.chain):
+        if transform.stage == stage:
+            skipped = reported(reports, "skip")
+            kept = keep & ~any_of(skipped, keep) if skipped else keep
+            inputs, new_state, report = run_transform(transform, inputs, states[i], params, context)
+            states[i] = keep_where(kept, new_state, states[i])
+            reports.append(report)
+    return inputs, reports
+
+
 def write_row(log: Tensor, t: int | Tensor, values: Tensor) -> None:
     """``log[t] = values``, also for a step ``t`` held on the device (a long scalar: see bench.graph)."""
     if isinstance(t, Tensor):
@@ -272,31 +287,28 @@ def write_row(log: Tensor, t: int | Tensor, values: Tensor) -> None:
         log[t] = values
 
 
-def step(built: BuiltCell, state: LoopState, batch: Tensor, spike: Tensor | None = None,
-         clock: Tensor | None = None) -> None:
-    """One lockstep step of all K runs on their batches ``batch`` (K, B), in place on ``state``;
-    ``spike`` (K, 2): the factor on the inputs of one example of each run's batch and its slot
-    (the bad-batch dial, see :func:`spike_plan`; None: no run is corrupted); ``clock``: the step's
-    number as a long scalar on the device, read instead of ``state.step`` (the CUDA-graph step,
-    bench.graph)."""
-    t = state.step if clock is None else clock
-    chain, layout, logs = built.chain, built.layout, state.logs
-    old_chain_states = state.chain_states
-    new_chain_states = list(old_chain_states)
-    params = Packed(layout, flat=state.params)
-    # What strategies report (bench.transform): (K,) masks of runs whose gradient or update a strategy
-    # changed (active), whose step it skips (skip), that it ends as diverged (fail); an optimizer state
-    # it replaces the optimizer's with before the step (optimizer_state: e.g. a momentum reset).
-    reports: dict[str, list[Any]] = {"active": [], "skip": [], "fail": [], "optimizer_state": []}
-    lr = built.lr_at(t)
-    context = {"optimizer_state": state.opt_state, "lr": lr, "step": t}  # what a strategy may read
-
-    # batch: each run's own examples; a bad batch has one example's inputs scaled
+def gather_batch(built: BuiltCell, batch: Tensor, spike: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Each run's training batch: the inputs (K, B, ...) and targets of the examples ``batch`` (K, B).
+    ``spike`` (K, 2): the factor on the inputs of one example of each run's batch and its slot (the
+    bad-batch dial, see :func:`spike_plan`; None: no run's batch is corrupted)."""
     xb, yb = built.inputs["train"][batch], built.targets["train"][batch]
-    if spike is not None:
+    if spike is not None:  # a bad batch: one example's inputs scaled
         runs = torch.arange(len(batch), device=batch.device)
         slots = spike[:, 1].long()
         xb[runs, slots] = xb[runs, slots] * spike[:, 0].view(-1, *[1] * (xb.dim() - 2))
+    return xb, yb
+
+
+def step(built: BuiltCell, state: LoopState, xb: Tensor, yb: Tensor, clock: Tensor | None = None) -> None:
+    """One lockstep step of all K runs on their batches (inputs ``xb`` (K, B, ...), targets ``yb``: see
+    :func:`gather_batch`), in place on ``state``; ``clock``: the step's number as a long scalar on the
+    device, read instead of ``state.step`` (the CUDA-graph step, bench.graph)."""
+    t = state.step if clock is None else clock
+    logs = state.logs
+    params = Packed(built.layout, flat=state.params)
+    chain_states = list(state.chain_states)  # each member's new state, where it keeps it (apply_stage)
+    lr = built.lr_at(t)
+    context = {"optimizer_state": state.opt_state, "lr": lr, "step": t}  # what a strategy may read
 
     # forward/backward: each run's loss on its own batch and its own gradient
     loss, flat_grads = forward_backward(built, state.params, xb, yb)
@@ -314,42 +326,31 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor, spike: Tensor | None
     state.diverged_step = torch.where(newly, t, state.diverged_step)
     alive = state.alive & ~blown
 
-    # gradient strategies, in chain order; each keeps its new state where no earlier member skipped
-    kept = [alive] * len(chain)
-    grads = Packed(layout, flat=flat_grads)
-    for i, transform in enumerate(chain):
-        if transform.stage == "gradient":
-            kept[i] = alive & ~any_of(reports["skip"], alive)
-            grads, new_chain_states[i] = run_transform(transform, grads, old_chain_states[i], params, reports, context)
-    skip = any_of(reports["skip"], alive)
-    failed = alive & any_of(reports["fail"], alive)  # e.g. too many consecutive skips: diverged now
+    # gradient strategies: may skip a run's step, end a run as diverged (e.g. too many consecutive
+    # skips), or replace the optimizer's state for this step (e.g. a momentum reset)
+    grads, gradient_reports = apply_stage(built, "gradient", flat_grads, params, chain_states, alive, context)
+    skip = any_of(reported(gradient_reports, "skip"), alive)
+    failed = alive & any_of(reported(gradient_reports, "fail"), alive)
     state.diverged_step = torch.where(failed, t, state.diverged_step)
     newly, alive = newly | failed, alive & ~failed
-    state.alive = alive
+    keep = alive & ~skip  # the runs that take this step
 
     # optimizer: gradients -> directions (the step is -lr x direction)
-    opt_state = reports["optimizer_state"][-1] if reports["optimizer_state"] else state.opt_state
-    (flat_directions,), new_opt_state = built.optimizer.update([grads.flat], opt_state, [params.flat])
-    directions = Packed(layout, flat=flat_directions)
+    replaced = [report.optimizer_state for report in gradient_reports if report.optimizer_state is not None]
+    opt_state = replaced[-1] if replaced else state.opt_state
+    (flat_directions,), new_opt_state, _ = built.optimizer.update([grads.flat], opt_state, [params.flat])
 
     # update strategies: on the optimizer's direction, before the learning rate (Adafactor's update clipping)
-    for i, transform in enumerate(chain):
-        if transform.stage == "update":
-            directions, new_chain_states[i] = run_transform(transform, directions, old_chain_states[i], params,
-                                                            reports, context)
+    directions, update_reports = apply_stage(built, "update", flat_directions, params, chain_states, keep, context)
 
     # learning rate: each run's own, on its schedule; p - lr d in one pass over the buffers
     updated = torch.addcmul(params.flat, directions.flat, lr, value=-1.0)
 
     # weight constraints: project the new parameters
-    new_params = Packed(layout, flat=updated)
-    for i, transform in enumerate(chain):
-        if transform.stage == "weights":
-            new_params, new_chain_states[i] = run_transform(transform, new_params, old_chain_states[i], params,
-                                                            reports, context)
+    new_params, weight_reports = apply_stage(built, "weights", updated, params, chain_states, keep, context)
 
     # logs; update_ratio = ||new - old|| / ||old||
-    keep = alive & ~skip
+    reports = gradient_reports + update_reports + weight_reports
     # without weight constraints the change is lr d, whose norm is lr ||d|| (lr >= 0)
     change_norm = (lr.view(-1) * run_norm(directions.flat) if new_params.flat is updated
                    else run_norm(new_params.flat - params.flat))
@@ -358,17 +359,24 @@ def step(built: BuiltCell, state: LoopState, batch: Tensor, spike: Tensor | None
     write_row(logs["grad_norm_pre"], t, norm_pre)
     write_row(logs["grad_norm_post"], t, norm_pre if grads.flat is flat_grads else run_norm(grads.flat))
     write_row(logs["update_ratio"], t, torch.where(keep, change_norm / run_norm(params.flat), 0.0))
-    write_row(logs["clipped"], t, any_of(reports["active"] + reports["skip"], alive).float())
+    write_row(logs["clipped"], t, any_of(reported(reports, "active") + reported(reports, "skip"), alive).float())
 
-    # keep: each run's new state where it is alive and takes the step; gradient-stage members as above
+    # keep: each run's new state where it is alive and takes the step (the strategies' by apply_stage)
+    state.alive = alive
     state.params = keep_where(keep, new_params.flat, params.flat)
     state.opt_state = keep_where(keep, new_opt_state, state.opt_state)
-    state.chain_states = [
-        keep_where(mask if transform.stage == "gradient" else keep, new, old)
-        for transform, mask, new, old in zip(chain, kept, new_chain_states, old_chain_states, strict=True)
-    ]
+    state.chain_states = chain_states
     if clock is None:  # the device clock is advanced by bench.graph
         state.step = t + 1
+
+
+def train_step(built: BuiltCell, state: LoopState, batch: Tensor, spike: Tensor | None = None,
+               clock: Tensor | None = None) -> None:
+    """Train one step on the examples ``batch`` (K, B) with the bad-batch factors ``spike`` (K, 2) or None:
+    :func:`gather_batch`, then :func:`step` (``clock`` as there). What the training loop runs, eagerly
+    or as a CUDA graph (bench.graph)."""
+    xb, yb = gather_batch(built, batch, spike)
+    step(built, state, xb, yb, clock)
 
 
 def per_seed(built: BuiltCell, draw: Callable[[int], Tensor]) -> Tensor:
@@ -390,7 +398,7 @@ def spike_plan(built: BuiltCell, steps: range) -> Tensor | None:
     """Every run's bad-batch factor and example slot for ``steps``, (len(steps), K, 2), or None when no
     run of the cell has a ``spike_rate`` above 0. A run's draws depend on its seed only
     (bench.tasks.spike_draws); its factor is ``spike_scale`` where the draw falls below its rate, else 1."""
-    if not any(run.dials.get("spike_rate", 0.0) > 0 for run in built.cell.runs):
+    if not any(run.dials["spike_rate"] > 0 for run in built.cell.runs):
         return None
     def draw(seed: int) -> Tensor:  # (steps, 2): the uniform draw and the example slot
         u, slots = tasks.spike_draws(seed, built.cell.batch_size, steps)
@@ -416,9 +424,9 @@ def train(built: BuiltCell, progress: bool = True, checkpoint_path: Path | None 
     resumed_from = state.step
     plan, spikes, plan_start = batch_plan(built, range(0)), None, 0
     eval_rows = {t: row for row, t in enumerate(eval_steps(cell))}
-    has_spikes = any(run.dials.get("spike_rate", 0.0) > 0 for run in cell.runs)
-    stepper = (graph.GraphedStep(step, built, state.step, has_spikes) if graph.wanted(built)
-               else functools.partial(step, built))
+    has_spikes = any(run.dials["spike_rate"] > 0 for run in cell.runs)
+    stepper = (graph.GraphedStep(train_step, built, state.step, has_spikes) if graph.wanted(built)
+               else functools.partial(train_step, built))
 
     started = time.perf_counter() - state.elapsed_s
     bar = tqdm(total=cell.steps, initial=state.step, desc=cell.id, disable=not progress, mininterval=2.0,

@@ -9,7 +9,8 @@ or writes lives in tensors made before the capture, and nothing in it reads a
 value back on the host:
 
 - the step's batch indices and bad-batch factors are copied into static
-  buffers before each replay;
+  buffers before each replay, and the batch is gathered from them inside the
+  graph;
 - the step counter lives on the device (``clock``, a long scalar advanced by the
   graph itself); the schedule, the logs and the divergence record read it
   instead of the host's ``LoopState.step``, which the step never touches;
@@ -94,8 +95,9 @@ def wanted(built: BuiltCell) -> bool:
 
 
 class GraphedStep:
-    """``step`` (bench.engine.step) of ``built`` for a loop state that starts at step ``start``, as one
-    CUDA graph after :data:`WARMUP` eager steps; ``spikes``: whether the steps take bad-batch factors."""
+    """``step`` (bench.engine.train_step: the batch gathered, then the step) of ``built`` for a loop state
+    that starts at step ``start``, as one CUDA graph after :data:`WARMUP` eager steps; ``spikes``: whether
+    the steps take bad-batch factors."""
 
     def __init__(self, step: Callable[..., None], built: BuiltCell, start: int, spikes: bool) -> None:
         runs, device = len(built.cell.runs), built.device

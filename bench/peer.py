@@ -95,7 +95,7 @@ class VmapEnsemble:
                                     for r in cell.runs], dim=1).to(device)  # (steps, K, B)
         self.neg_lr = [torch.tensor([-r.lr for r in cell.runs], device=device).view(-1, *[1] * (p.dim() - 1))
                        for p in self.params.values()]
-        default = strategies.lookup(member).defaults.get(member, 0.0)
+        default = strategies.lookup(member).options.get(member, 0.0)
         self.threshold = torch.tensor([float(r.hyperparameters.get(member, default)) for r in cell.runs],
                                       device=device)
         self.momentum, self.nesterov = options.get("momentum", 0.0), options.get("nesterov", False)

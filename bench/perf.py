@@ -88,7 +88,7 @@ class EngineTimer:
         started = time.perf_counter()
         for _ in range(steps):
             self.state.step %= len(self.indices)
-            engine.step(self.built, self.state, self.indices[self.state.step])
+            engine.train_step(self.built, self.state, self.indices[self.state.step])
         synchronize(self.built.device)
         return (time.perf_counter() - started) / steps
 
@@ -98,8 +98,7 @@ class EngineTimer:
         started = time.perf_counter()
         for step in range(steps):
             batch = self.indices[step % len(self.indices)]
-            engine.forward_backward(self.built, self.state.params, self.built.inputs["train"][batch],
-                                    self.built.targets["train"][batch])
+            engine.forward_backward(self.built, self.state.params, *engine.gather_batch(self.built, batch))
         synchronize(self.built.device)
         return (time.perf_counter() - started) / steps
 
@@ -163,7 +162,7 @@ def step_flops(built: engine.BuiltCell) -> int:
     batch = torch.zeros(len(built.cell.runs), built.cell.batch_size, dtype=torch.long, device=built.device)
     counter = FlopCounterMode(display=False)
     with counter:
-        engine.step(built, state, batch)
+        engine.train_step(built, state, batch)
     return counter.get_total_flops()
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from bench import engine, models, optim, schedules, sweep, tasks
+from bench import engine, models, optim, schedules, strategies, sweep, tasks
 from bench.sweep import Cell, Run
 
 
@@ -44,6 +44,12 @@ def optimizer(cell: Cell, run: Run, net: nn.Module) -> torch.optim.Optimizer:
     return build(list(net.parameters()), run.lr, **sweep.factory_options("optimizers", cell.optimizer))
 
 
+def hyperparameters(cell: Cell, run: Run) -> dict[str, float]:
+    """Every hyperparameter of the cell's strategies for ``run``: its own value, else the registered default."""
+    defaults = {key: value for member in cell.members for key, value in strategies.lookup(member).options.items()}
+    return {**defaults, **run.hyperparameters}
+
+
 def _unitwise_norm(x: Tensor) -> Tensor:
     """timm's unitwise_norm: a vector's norm, or each output unit's norm (dim 0 kept)."""
     return x.norm() if x.ndim <= 1 else x.norm(dim=tuple(range(1, x.ndim)), keepdim=True)
@@ -51,9 +57,9 @@ def _unitwise_norm(x: Tensor) -> Tensor:
 
 def _agc(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
     """Adaptive gradient clipping as timm's ``adaptive_clip_grad``, the classifier excluded (NFNets)."""
-    clipped = params[:-2] if hp.get("agc_exclude_output", True) else params
+    clipped = params[:-2] if hp["agc_exclude_output"] else params
     for p in clipped:
-        limit = _unitwise_norm(p.detach()).clamp(min=hp.get("agc_eps", 1e-3)) * hp.get("agc_clipping", 0.01)
+        limit = _unitwise_norm(p.detach()).clamp(min=hp["agc_eps"]) * hp["agc_clipping"]
         grad_norm = _unitwise_norm(p.grad.detach())
         scaled = p.grad.detach() * (limit / grad_norm.clamp(min=1e-6))
         p.grad.detach().copy_(torch.where(grad_norm < limit, p.grad.detach(), scaled))
@@ -64,7 +70,7 @@ def _trust_ratio(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
     """LARS's layer-wise trust ratio on the gradient, as optax's ``scale_by_trust_ratio``."""
     for p in params:
         weight_norm, grad_norm = p.detach().norm(), p.grad.norm()
-        ratio = hp.get("trust_coefficient", 1.0) * weight_norm / grad_norm
+        ratio = hp["trust_coefficient"] * weight_norm / grad_norm
         p.grad.mul_(torch.where((weight_norm > 0) & (grad_norm > 0), ratio, torch.ones_like(ratio)))
     return True
 
@@ -73,29 +79,29 @@ def _normalized(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
     """Normalised gradient descent: every gradient divided by the global norm plus eps."""
     total = nn.utils.get_total_norm([p.grad for p in params])
     for p in params:
-        p.grad.div_(total + hp.get("normalized_eps", 1e-6))
+        p.grad.div_(total + hp["normalized_eps"])
     return True
 
 
 def _clip_value(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
-    nn.utils.clip_grad_value_(params, hp.get("clip_value", 1.0))
+    nn.utils.clip_grad_value_(params, hp["clip_value"])
     return True
 
 
 def _clip_norm(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
-    nn.utils.clip_grad_norm_(params, hp.get("clip_norm", 1.0))
+    nn.utils.clip_grad_norm_(params, hp["clip_norm"])
     return True
 
 
 def _clip_norm_layer(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
     for p in params:
-        nn.utils.clip_grad_norm_([p], hp.get("clip_norm_layer", 1.0))
+        nn.utils.clip_grad_norm_([p], hp["clip_norm_layer"])
     return True
 
 
 def _grad_scale(params: list[nn.Parameter], hp: dict[str, float]) -> bool:
     for p in params:
-        p.grad.mul_(hp.get("gamma", 0.99))
+        p.grad.mul_(hp["gamma"])
     return True
 
 
@@ -107,7 +113,7 @@ def _max_norm(params: list[nn.Parameter], hp: dict[str, float]) -> None:
     with torch.no_grad():
         for p in params:
             if p.ndim >= 2:
-                p.copy_(torch.renorm(p, 2, 0, hp.get("max_norm", 3.0)))
+                p.copy_(torch.renorm(p, 2, 0, hp["max_norm"]))
 
 
 GRADIENT_STEPS: dict[str, Callable[[list[nn.Parameter], dict[str, float]], bool]] = {
@@ -122,7 +128,8 @@ GRADIENT_STEPS: dict[str, Callable[[list[nn.Parameter], dict[str, float]], bool]
     "skip_nonfinite": _skip_nonfinite,
 }
 """Gradient strategies with a plain-PyTorch counterpart, applied in place to one run's
-gradients; each returns whether the optimizer step is taken."""
+gradients, with the run's hyperparameters (:func:`hyperparameters`); each returns whether the optimizer
+step is taken."""
 
 WEIGHT_STEPS: dict[str, Callable[[list[nn.Parameter], dict[str, float]], None]] = {"max_norm": _max_norm}
 """Weight constraints applied after the optimizer step (max-norm: torch.renorm over output units)."""
@@ -146,6 +153,7 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
         raise ValueError(f"the reference has no plain-PyTorch counterpart of {unsupported}; "
                          f"known: {', '.join(SUPPORTED)}")
     run = cell.runs[index]
+    hp = hyperparameters(cell, run)
     single = Cell(**{**cell.__dict__, "runs": [run]})
     device = engine.resolve_device(cell.device)
     task = engine.load_task(cell)
@@ -153,12 +161,12 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
     net = module(spec).to(device)
     load_parameters(net, [p[0] for p in engine.initial_parameters(spec, single)])
     opt = optimizer(cell, run, net)
-    schedule, warmup = sweep.setting("optimizers", cell.optimizer, "schedule"), run.dials.get("warmup_steps", 0)
+    schedule, warmup = sweep.setting("optimizers", cell.optimizer, "schedule"), run.dials["warmup_steps"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: schedules.factor(schedule, t, warmup, cell.steps))
     form = models.input_form(cell.model["family"])
     x, y = task.inputs("train", form).to(device), task.targets("train").to(device)
     order = tasks.batch_indices(run.seed, len(x), cell.batch_size, range(cell.steps)).to(device)
-    rate, scale = run.dials.get("spike_rate", 0.0), sweep.setting("tasks", cell.task, "spike_scale")
+    rate, scale = run.dials["spike_rate"], sweep.setting("tasks", cell.task, "spike_scale")
     draws, slots = tasks.spike_draws(run.seed, cell.batch_size, range(cell.steps))
     losses, snapshots, initial, diverged, consecutive = [], [], None, -1, 0
     skips_nonfinite = "skip_nonfinite" in cell.members  # optax's apply_if_finite: a bad step is skipped
@@ -182,17 +190,17 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
         take_step = math.isfinite(value)
         for member in cell.members:
             if member in GRADIENT_STEPS:
-                take_step = GRADIENT_STEPS[member](parameters, run.hyperparameters) and take_step
+                take_step = GRADIENT_STEPS[member](parameters, hp) and take_step
         if skips_nonfinite:
             consecutive = 0 if take_step else consecutive + 1
-            if consecutive > run.hyperparameters.get("max_consecutive_skips", 5):
+            if consecutive > hp["max_consecutive_skips"]:
                 diverged = step
                 break
         if take_step:
             opt.step()
             for member in cell.members:
                 if member in WEIGHT_STEPS:
-                    WEIGHT_STEPS[member](parameters, run.hyperparameters)
+                    WEIGHT_STEPS[member](parameters, hp)
         scheduler.step()
         if keep_params:
             snapshots.append([p.detach().clone() for p in net.parameters()])

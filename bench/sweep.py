@@ -225,8 +225,8 @@ def check(config: dict[str, Any]) -> None:
                 raise ConfigError(f"config key '{key}': unknown strategy {member!r}; "
                                   f"allowed: {', '.join(strategies.known())}")
         for key in entry:
-            if key not in ("chain", *RECIPE_KEYS) and strategies.owner(key, members) is None:
-                allowed = ", ".join(k for m in members for k in strategies.lookup(m).defaults) or "none"
+            if key not in ("chain", *RECIPE_KEYS) and strategies.REGISTRY.owner(key, members) is None:
+                allowed = ", ".join(k for m in members for k in strategies.lookup(m).options) or "none"
                 raise ConfigError(f"config key 'strategies.{name}.{key}' is not a hyperparameter of "
                                   f"{'+'.join(members)}; allowed: {allowed}")
 

@@ -1,10 +1,11 @@
 """The transform protocol shared by optimizers and strategies.
 
 Everything that touches an update is a transform in optax's shape (Babuschkin
-et al. 2020, https://github.com/google-deepmind/optax):
+et al. 2020, https://github.com/google-deepmind/optax), with what it did this
+step beside its new state:
 
     init(params) -> state
-    update(grads, state, params) -> (updates, state)
+    update(grads, state, params) -> (updates, state, report)
 
 `params`, `grads` and `updates` are lists of tensors whose leading dimension
 K indexes the runs of a cell. Every reduction is per run (over all dims but the
@@ -23,20 +24,22 @@ global per-run reductions (a global norm, a non-finite check): the result is
 the same whether a run's parameters come as many tensors or as one flat row,
 so the engine may hand it the flat (K, P) buffer as a one-tensor list.
 
-A transform reports what it did through optional entries of its state, each a
-(K,) bool tensor: ``state["active"]``, true where it changed the gradient or
-update this step; ``state["skip"]``, true where the step must be skipped
-(parameters and downstream state left as they were); ``state["fail"]``, true
-where the run must end now as diverged (e.g. too many consecutive skips).
+The ``report`` (:class:`Report`) says what the transform did, each field None
+where it has nothing to say: ``active``, true where it changed the gradient or
+update this step; ``skip``, true where the step must be skipped (parameters
+and downstream state left as they were); ``fail``, true where the run must end
+now as diverged (e.g. too many consecutive skips); ``optimizer_state``, a
+replacement of the optimizer's state for this step (e.g. SPAM's periodic
+momentum reset). ``skip``, ``fail`` and ``optimizer_state`` act before the
+optimizer: the engine reads them from the gradient stage. An optimizer
+reports nothing (``Report()``).
 
 A transform may read what the engine knows of the step besides its inputs,
 as optax's ``GradientTransformationExtraArgs`` does: it lists the names in
 ``extra_args`` and its ``update`` receives them as keyword arguments:
 ``optimizer_state`` (the optimizer's state before this step's update, its
 tensors on the flat (K, P) buffer), ``lr`` (each run's learning rate this
-step, (K, 1)) and ``step`` (the step index). It may then also report
-``state["optimizer_state"]``, a replacement of the optimizer's state for this
-step (e.g. SPAM's periodic momentum reset).
+step, (K, 1)) and ``step`` (the step index).
 
 A transform that ``skips_nonfinite`` promises to skip every step whose gradient
 holds a NaN or an infinity: then the engine lets a run with a non-finite loss
@@ -65,13 +68,28 @@ STAGES = ("gradient", "optimizer", "update", "weights")
 
 
 @dataclass(frozen=True)
+class Report:
+    """What a transform did this step, per run; a field is None where it has nothing to say.
+
+    ``active``, ``skip``, ``fail``: (K,) bool masks of the runs whose gradient or update it changed,
+    whose step it skips, that it ends as diverged; ``optimizer_state``: the optimizer's state it
+    replaces the optimizer's with before this step's update.
+    """
+
+    active: Tensor | None = None
+    skip: Tensor | None = None
+    fail: Tensor | None = None
+    optimizer_state: State | None = None
+
+
+@dataclass(frozen=True)
 class Transform:
     """A named pair of pure functions ``init`` and ``update`` with a stage."""
 
     name: str
     stage: str
     init: Callable[[Params], State]
-    update: Callable[[Params, State, Params], tuple[Params, State]]
+    update: Callable[..., tuple[Params, State, Report]]
     layout_free: bool = False
     skips_nonfinite: bool = False
     extra_args: tuple[str, ...] = ()
@@ -81,9 +99,9 @@ class Transform:
             raise ValueError(f"stage {self.stage!r} is not one of {STAGES}")
 
 
-def stateless(name: str, stage: str, fn: Callable[[Params, State, Params], tuple[Params, State]],
+def stateless(name: str, stage: str, fn: Callable[[Params, State, Params], tuple[Params, State, Report]],
               layout_free: bool = False) -> Transform:
-    """A transform whose state holds only what ``fn`` reports (``active``/``skip``/``fail``)."""
+    """A transform without state (an empty dict): ``fn`` is its ``update``."""
     return Transform(name=name, stage=stage, init=lambda params: {}, update=fn, layout_free=layout_free)
 
 

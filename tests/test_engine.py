@@ -142,7 +142,7 @@ def test_resuming_from_any_checkpoint_gives_identical_results(tmp_path) -> None:
         while interrupted.step < stop_after:  # a job that gets killed after `stop_after` steps
             if interrupted.step in rows:
                 engine.record_evaluation(built, interrupted, rows[interrupted.step])
-            engine.step(built, interrupted, indices[interrupted.step])
+            engine.train_step(built, interrupted, indices[interrupted.step])
         checkpoint.save(dict(interrupted.__dict__), cell, path)
         resumed = engine.train(built, progress=False, checkpoint_path=path, checkpoint_every=4)
         for name in engine.STEP_METRICS:

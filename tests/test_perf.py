@@ -65,7 +65,7 @@ def test_the_vmap_peer_trains_the_engines_runs(group, rnn_cell, optimizer) -> No
     state = engine.fresh_state(built)
     for t, batch in enumerate(engine.batch_plan(built, range(cell.steps))):
         assert state.step == t
-        engine.step(built, state, batch)
+        engine.train_step(built, state, batch)
     assert state.alive.all()  # the peer freezes no run: compare runs that stay stable
     ensemble = peer.VmapEnsemble(cell)
     for t in range(cell.steps):

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from bench import models, optim, strategies, tasks
-from bench.registry import keyword_options
+from bench.registry import Registry, keyword_options
 from bench.sweep import RECIPE_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,7 @@ SECTIONS = {  # schema $defs entry -> (key naming the factory, registry, keys be
     "task": ("kind", tasks.REGISTRY, ()),
     "model": ("family", models.REGISTRY, ()),
     "optimizer": ("kind", optim.REGISTRY, ("learning_rates",)),
+    "strategy": (None, strategies.REGISTRY, ("chain", *RECIPE_KEYS)),  # an entry's name is its own (or a chain's)
 }
 
 
@@ -36,14 +37,14 @@ SECTIONS = {  # schema $defs entry -> (key naming the factory, registry, keys be
 def test_the_schema_allows_exactly_what_is_registered(section: str) -> None:
     named_by, registry, extra = SECTIONS[section]
     properties = SCHEMA["$defs"][section]["properties"]
-    assert sorted(properties[named_by]["enum"]) == registry.known()
+    if named_by is not None:
+        assert sorted(properties[named_by]["enum"]) == registry.known()
     registered = {key for name in registry.known() for key in registry.lookup(name).allowed()}
     assert set(properties) - {named_by, *extra} == registered
 
 
-def test_the_schema_allows_exactly_the_registered_strategy_hyperparameters() -> None:
-    properties = set(SCHEMA["$defs"]["strategy"]["properties"]) - {"chain", *RECIPE_KEYS}
-    assert properties == {key for name in strategies.known() for key in strategies.lookup(name).defaults}
+def test_a_strategy_entry_sets_optimizer_dials_for_its_cell_only() -> None:
+    assert set(RECIPE_KEYS) <= set(optim.REGISTRY.dials())
 
 
 def test_options_are_the_keyword_only_parameters_with_defaults() -> None:
@@ -52,6 +53,31 @@ def test_options_are_the_keyword_only_parameters_with_defaults() -> None:
     assert keyword_options(factory) == {"depth": 3, "width": 8}
     assert models.REGISTRY.lookup("mlp").allowed() == ("depth", "width", "activation", "init_gain")
     assert models.REGISTRY.lookup("rnn").dials == {"init_gain": 1.0, "recurrent_radius": 1.0}
+    assert strategies.lookup("agc").allowed() == ("agc_clipping", "agc_eps", "agc_exclude_output")
+
+
+def test_a_registry_hands_each_factory_its_name_and_checks_its_options() -> None:
+    registry = Registry("widget", unique_options=True)
+
+    @registry.register("knob", colour="red")
+    def knob(name: str, size: int, *, turns: float = 1.0) -> tuple[str, int, float]:
+        return name, size, turns
+
+    assert registry.make("knob", 3, turns=2.0) == ("knob", 3, 2.0)
+    assert registry.lookup("knob").meta == {"colour": "red"} and "knob" in registry
+    assert registry.owner("turns", ["knob"]) == "knob" and registry.owner("size", ["knob"]) is None
+    with pytest.raises(KeyError, match=r"widget 'knob' has no option 'width'; allowed: turns"):
+        registry.make("knob", 3, width=2)
+    with pytest.raises(ValueError, match="'turns' is already 'knob'"):  # unique across the registry's entries
+        registry.register("dial")(knob)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("knob")(lambda name: name)
+    assert registry.known() == ["knob"]
+
+
+@pytest.mark.parametrize("registry", [optim.REGISTRY, strategies.REGISTRY], ids=["optimizers", "strategies"])
+def test_what_a_factory_makes_carries_its_registered_name(registry: Registry) -> None:
+    assert all(registry.make(name).name == name for name in registry.known())
 
 
 def recipe(title: str) -> tuple[str, str, str, str]:

@@ -128,8 +128,8 @@ def test_tuning_budget_counts_settings_per_panel(tuning_runs):
 def test_default_settings_and_runs_use_the_registered_defaults():
     from bench import strategies
 
-    assert strategies.lookup("clip_norm").defaults["clip_norm"] == 1.0
-    assert strategies.lookup("agc").defaults["agc_clipping"] == 0.01
+    assert strategies.lookup("clip_norm").options["clip_norm"] == 1.0
+    assert strategies.lookup("agc").options["agc_clipping"] == 0.01
     runs = make_runs([
         *seeds([0.5, 0.5], strategy="none", lr=0.1), *seeds([0.6, 0.6], strategy="none", lr=1.0),
         *seeds([0.7, 0.7], strategy="clip_norm", lr=0.1, clip_norm=0.5),

@@ -17,12 +17,17 @@ import yaml
 from torch import Tensor
 
 from bench import optim, strategies
-from bench.transform import Transform, select
+from bench.transform import Report, Transform, select
 
 ROOT = Path(__file__).resolve().parent.parent
 # A model's parameters: linear, conv1d, recurrent-like (gates*H, in), conv2d, then the output layer.
 SHAPES = [(6, 5), (6,), (4, 6, 3), (4,), (12, 4), (5, 4, 2, 2), (3, 4), (3,)]
 REPORTS = ("active", "skip")
+
+
+def said(report: Report) -> dict[str, Tensor]:
+    """The masks of ``REPORTS`` a report says something of, by name."""
+    return {key: getattr(report, key) for key in REPORTS if getattr(report, key) is not None}
 
 
 def tensors(runs: int, seed: int, scale: float = 1.0) -> list[Tensor]:
@@ -49,7 +54,8 @@ def apply(transform: Transform, inputs: list[list[Tensor]], params: list[Tensor]
     each run's learning rate (``lr``, (K, 1), default LR), the step index, and the state of
     ``optimizer`` (default Adam) before its update, the optimizer taking the transform's outputs
     as its gradients after a reported ``optimizer_state`` has replaced its own. ``states``, when
-    given, collects the optimizer's state after each step.
+    given, collects the optimizer's state after each step. A step's report comes as the dict
+    :func:`said` makes of it.
     """
     state = transform.init(params)
     optimizer = optimizer or optim.make("adam")
@@ -58,12 +64,12 @@ def apply(transform: Transform, inputs: list[list[Tensor]], params: list[Tensor]
     outputs, reports = [], []
     for step, step_inputs in enumerate(inputs):
         context = {"optimizer_state": optimizer_state, "lr": lr, "step": step}
-        out, state = transform.update(step_inputs, state, params, **{key: context[key] for key in transform.extra_args})
-        state = dict(state)
-        reports.append({key: state.pop(key) for key in REPORTS if key in state})
-        replaced = state.pop("optimizer_state", optimizer_state)
+        out, state, report = transform.update(step_inputs, state, params,
+                                              **{key: context[key] for key in transform.extra_args})
+        reports.append(said(report))
+        replaced = optimizer_state if report.optimizer_state is None else report.optimizer_state
         if "optimizer_state" in transform.extra_args:
-            _, optimizer_state = optimizer.update(out, replaced, params)
+            _, optimizer_state, _ = optimizer.update(out, replaced, params)
             if states is not None:
                 states.append(optimizer_state)
         outputs.append(out)
@@ -411,8 +417,7 @@ def test_autoclip_history_survives_engine_select():
     frozen = torch.tensor([True, False, True])  # run 1 frozen at steps 2 and 3
     outputs = []
     for step, grads in enumerate(sequence):
-        out, new_state = transform.update(grads, state, params)
-        new_state.pop("active")
+        out, new_state, _ = transform.update(grads, state, params)
         state = select(frozen if step in (2, 3) else torch.ones(RUNS, dtype=torch.bool), new_state, state)
         outputs.append(out)
     reference = RefAutoClip(30.0)
@@ -651,7 +656,7 @@ def test_mixed_clip_matches_authors_code():
     references = [RefMixClip(run_of(params, k), lr[k].item(), value_of(gamma, k), value_of(beta, k), value_of(nu, k))
                   for k in range(RUNS)]
     for step, out in enumerate(outputs):
-        directions, sgd_state = sgd.update(out, sgd_state, ours)
+        directions, sgd_state, _ = sgd.update(out, sgd_state, ours)
         ours = [p - lr.view(-1, *[1] * (p.dim() - 1)) * d for p, d in zip(ours, directions, strict=True)]
         for k in range(RUNS):
             assert_runs_match(ours, references[k].step(run_of(sequence[step], k)), k, rtol=1e-5, atol=1e-6)
@@ -678,7 +683,7 @@ def as_run_values(value):
 
 
 # Hyperparameters that make each strategy act within a few steps, from the registry (``acting``).
-ACTIVE = {name: {key: as_run_values(value) for key, value in strategies.lookup(name).acting.items()}
+ACTIVE = {name: {key: as_run_values(value) for key, value in strategies.lookup(name).meta["acting"].items()}
           for name in strategies.known()}
 STEPS = 5
 
@@ -700,7 +705,7 @@ def per_run_slice(hyperparameters: dict, k: int) -> dict:
 def test_every_strategy_is_registered_with_valid_acting_values():
     assert {"none", "clip_value", "clip_norm", "agc", "update_clip", "max_norm", "spike_skip"} <= set(ACTIVE)
     for name, values in ACTIVE.items():
-        assert set(values) <= set(strategies.lookup(name).defaults)
+        assert set(values) <= set(strategies.lookup(name).options)
         for value in values.values():
             assert not isinstance(value, Tensor) or value.shape == (RUNS,), name
 
@@ -771,7 +776,7 @@ def test_single_huge_element(name):
     inputs[3][4][0, 1, 2] = 1e15
     outputs, reports, _ = apply(strategies.make(name, **ACTIVE[name]), inputs, params)
     assert all(torch.isfinite(t).all() for out in outputs for t in out)
-    if strategies.lookup(name).bounds_spikes:
+    if strategies.lookup(name).meta["bounds_spikes"]:
         assert reports[3].get("active", reports[3].get("skip"))[0]
         assert outputs[3][4][0].abs().max() < 1e3
     if name == "max_norm":  # its own promise besides bounding: every unit within the radius
@@ -798,7 +803,7 @@ def test_single_run_matches_its_slice_of_a_batch(name):
 def test_engine_style_values(name):
     """The engine passes a shared value as a float (25.0 for 25, 1.0 for True), else a float32 (K,) tensor."""
     inputs, params = scenario(name, RUNS, grad_scale=0.3)
-    defaults = strategies.lookup(name).defaults
+    defaults = strategies.lookup(name).options
     expected = apply(strategies.make(name), inputs, params)
     for values in ({k: float(v) for k, v in defaults.items()},
                    {k: torch.full((RUNS,), float(v)) for k, v in defaults.items()}):
@@ -844,7 +849,7 @@ def test_schema_lists_every_hyperparameter():
     schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
     properties = schema["$defs"]["strategy"]["properties"]
     for name in strategies.known():
-        for key in strategies.lookup(name).defaults:
+        for key in strategies.lookup(name).options:
             assert key in properties, f"config/schema.yaml lacks {key} ({name})"
 
 
@@ -852,5 +857,5 @@ def test_strategy_table_lists_every_strategy_and_hyperparameter():
     text = (ROOT / "docs" / "strategies.md").read_text()
     for name in strategies.known():
         assert f"| `{name}` |" in text
-        for key, default in strategies.lookup(name).defaults.items():
+        for key, default in strategies.lookup(name).options.items():
             assert f"`{key}`" in text and str(default) in text

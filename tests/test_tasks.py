@@ -17,7 +17,7 @@ from bench.tasks import copy_memory
 
 def make(kind: str, **options):
     """Make task ``kind`` afresh (no cache) through its registered factory."""
-    return tasks.REGISTRY.lookup(kind).factory(**options)
+    return tasks.REGISTRY.make(kind, **options)
 
 
 def test_mnist1d_leaves_global_generators_alone() -> None:

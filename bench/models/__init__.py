@@ -13,9 +13,13 @@ bias. Initialisation: weights are N(0, gain^2 / fan_in), so the stress dial
 exploding gradients. Biases start at zero. Each run draws its weights from a
 generator seeded by its own seed.
 
-Each family is a factory in a module of this folder, decorated with
+Each family is a factory ``f(family, in_shape, n_outputs, per_step, *, options...)``
+in a module of this folder, decorated with
 ``@register(family, inputs=form, dials={...}, reference=...)``:
 
+- it receives its registered name (``family``) first, then the input shape
+  (without K and B), the number of outputs and whether the head acts on every
+  time step;
 - its keyword-only parameters are the options a config entry may set;
 - ``inputs`` is the input form it reads (bench.tasks.FORMS);
 - ``dials`` are its per-run stress dials with their defaults, handed to
@@ -96,7 +100,7 @@ def build(family: str, in_shape: tuple[int, ...], n_outputs: int, per_step: bool
           **options: Any) -> Model:
     """The model of ``family`` for inputs of ``in_shape`` (without K and B); ``per_step``: a head
     on every time step (sequence objectives)."""
-    return REGISTRY.lookup(family).factory(in_shape, n_outputs, per_step, **options)
+    return REGISTRY.make(family, in_shape, n_outputs, per_step, **options)
 
 
 discover(__name__, __path__)

@@ -8,7 +8,6 @@ convolution (``groups=K``): run k's channels form group k.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -87,4 +86,4 @@ def plain_cnn(family: str, in_shape: tuple[int, ...], n_outputs: int, per_step: 
 
 
 for _family, _form in (("cnn1d", "signal"), ("cnn2d", "image")):
-    register(_family, inputs=_form, dials={"init_gain": 1.0}, reference=reference)(partial(plain_cnn, _family))
+    register(_family, inputs=_form, dials={"init_gain": 1.0}, reference=reference)(plain_cnn)

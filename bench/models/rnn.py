@@ -97,6 +97,7 @@ class Recurrent(nn.Module):
 
 
 @register("rnn", inputs="sequence", dials={"init_gain": 1.0, "recurrent_radius": 1.0}, reference=Recurrent)
-def rnn(in_shape: tuple[int, ...], n_outputs: int, per_step: bool, *, cell: str = "tanh", hidden: int = 64) -> RNN:
+def rnn(family: str, in_shape: tuple[int, ...], n_outputs: int, per_step: bool, *, cell: str = "tanh",
+        hidden: int = 64) -> RNN:
     """A single-layer recurrent network on (T, F) sequences."""
-    return RNN("rnn", in_shape, n_outputs, cell=cell, hidden=hidden, per_step=per_step)
+    return RNN(family, in_shape, n_outputs, cell=cell, hidden=hidden, per_step=per_step)

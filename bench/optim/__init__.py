@@ -7,9 +7,10 @@ each run's own learning rate, so that the update is exactly ``torch.optim``'s
 for SGD with momentum the momentum buffer). Strategies of the ``update`` stage
 act on ``d``, before the learning rate, as Adafactor's update clipping does.
 
-Each optimizer is a factory ``f(*, options...) -> Transform`` in a module of
-this folder, decorated with ``@register(kind, reference=...)``: its
-keyword-only parameters are the options a config entry may set, and
+Each optimizer is a factory ``f(kind, *, options...) -> Transform`` in a module
+of this folder, decorated with ``@register(kind, reference=...)``: it receives
+its registered name (``kind``) first, its keyword-only parameters are the
+options a config entry may set, and
 ``reference(params, lr, **options)`` builds the ``torch.optim`` optimizer the
 plain-PyTorch oracle (bench.reference) uses. Modules are found and imported
 when this package is (see bench.registry).
@@ -30,7 +31,7 @@ register = REGISTRY.register
 
 def make(kind: str, **options: Any) -> Transform:
     """Build the optimizer ``kind`` with ``options``."""
-    return REGISTRY.lookup(kind).factory(**options)
+    return REGISTRY.make(kind, **options)
 
 
 discover(__name__, __path__)

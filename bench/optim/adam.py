@@ -12,11 +12,12 @@ from __future__ import annotations
 import torch
 
 from bench.optim import register
-from bench.transform import Params, State, Transform, per_run
+from bench.transform import Params, Report, State, Transform, per_run
 
 
-def scale_by_adam(beta1: float, beta2: float, eps: float, weight_decay: float, decoupled: bool) -> Transform:
-    """Adam's direction, or AdamW's when ``decoupled``."""
+def scale_by_adam(name: str, beta1: float, beta2: float, eps: float, weight_decay: float,
+                  decoupled: bool) -> Transform:
+    """Adam's direction, or AdamW's when ``decoupled``, as the optimizer ``name``."""
 
     def init(params: Params) -> State:
         runs = params[0].shape[0]
@@ -26,7 +27,7 @@ def scale_by_adam(beta1: float, beta2: float, eps: float, weight_decay: float, d
             "v": [torch.zeros_like(p) for p in params],
         }
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         if weight_decay and not decoupled:
             grads = [g + weight_decay * p for g, p in zip(grads, params, strict=True)]
         step = state["step"] + 1
@@ -38,9 +39,9 @@ def scale_by_adam(beta1: float, beta2: float, eps: float, weight_decay: float, d
         for m, v, p in zip(first, second, params, strict=True):
             d = m / per_run(bias1, m) / (v.sqrt() / per_run(bias2_sqrt, v) + eps)
             directions.append(d + weight_decay * p if weight_decay and decoupled else d)
-        return directions, {"step": step, "m": first, "v": second}
+        return directions, {"step": step, "m": first, "v": second}, Report()
 
-    return Transform("adamw" if decoupled else "adam", "optimizer", init, update)
+    return Transform(name, "optimizer", init, update)
 
 
 def reference(params: list[torch.nn.Parameter], lr: float, *, beta1: float = 0.9, beta2: float = 0.999,
@@ -56,12 +57,14 @@ def reference_w(params: list[torch.nn.Parameter], lr: float, *, beta1: float = 0
 
 
 @register("adam", reference=reference)
-def adam(*, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0) -> Transform:
+def adam(kind: str, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+         weight_decay: float = 0.0) -> Transform:
     """Adam with coupled weight decay."""
-    return scale_by_adam(beta1, beta2, eps, weight_decay, decoupled=False)
+    return scale_by_adam(kind, beta1, beta2, eps, weight_decay, decoupled=False)
 
 
 @register("adamw", reference=reference_w)
-def adamw(*, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.01) -> Transform:
+def adamw(kind: str, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+          weight_decay: float = 0.01) -> Transform:
     """AdamW: Adam with decoupled weight decay (torch.optim.AdamW's default 0.01)."""
-    return scale_by_adam(beta1, beta2, eps, weight_decay, decoupled=True)
+    return scale_by_adam(kind, beta1, beta2, eps, weight_decay, decoupled=True)

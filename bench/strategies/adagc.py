@@ -9,6 +9,7 @@ from bench.strategies import register
 from bench.transform import (
     Hyperparameter,
     Params,
+    Report,
     State,
     Transform,
     group_tensor_norms,
@@ -21,6 +22,8 @@ EPS = 1e-6  # the authors' eps, added to the norm a clipping factor divides by
 
 @register("adagc", acting={"adagc_warmup": [2, 0, 1], "adagc_warmup_clip": [1.0, 1.0, 100.0]}, bounds_spikes=True)
 def adagc(
+    name: str,
+    *,
     adagc_lambda: Hyperparameter = 1.04, adagc_beta: Hyperparameter = 0.99, adagc_warmup: int | torch.Tensor = 100,
     adagc_warmup_clip: Hyperparameter = 1.0,
 ) -> Transform:
@@ -46,7 +49,7 @@ def adagc(
         return {"count": torch.zeros(runs, dtype=torch.long, device=device),
                 "gamma": torch.zeros(runs, len(params), dtype=params[0].dtype, device=device)}
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         blocks = groups(grads)
         norms = group_tensor_norms(blocks)  # (K, T)
         count, gamma = state["count"], state["gamma"]
@@ -71,7 +74,7 @@ def adagc(
         factor = torch.where(warming, global_factor.expand_as(norms), tensor_factor)
         clip = torch.where(warming, global_clip.expand_as(norms), tensor_clip)
         scaled = per_group(torch.mul, grads, tensor_factors(factor, blocks))
-        return scaled, {"count": count + 1, "gamma": torch.where(warming, warm_gamma, ema_gamma),
-                        "active": clip.any(dim=1)}
+        new_state = {"count": count + 1, "gamma": torch.where(warming, warm_gamma, ema_gamma)}
+        return scaled, new_state, Report(active=clip.any(dim=1))
 
-    return Transform("adagc", "gradient", init, update)
+    return Transform(name, "gradient", init, update)

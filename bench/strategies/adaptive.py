@@ -13,6 +13,7 @@ from bench.strategies import register
 from bench.transform import (
     Hyperparameter,
     Params,
+    Report,
     State,
     Transform,
     global_norm,
@@ -38,6 +39,8 @@ def _output_layer_units(grouping: tuple[tuple[tuple[int, ...], tuple[int, ...]],
 @register("agc", acting={"agc_clipping": [0.01, 0.1, 0.05], "agc_exclude_output": [True, False, True]},
           bounds_spikes=True)
 def agc(
+    name: str,
+    *,
     agc_clipping: Hyperparameter = 0.01, agc_eps: Hyperparameter = 1e-3, agc_exclude_output: bool | Tensor = True
 ) -> Transform:
     """Adaptive gradient clipping, unit-wise (Brock et al. 2021, "High-performance
@@ -51,7 +54,7 @@ def agc(
     NFNets. Active where any unit of a run was clipped.
     """
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         # All units of all tensors of one shape at once: a few kernels per distinct shape.
         blocks = groups(grads)
         weight_norm, grad_norm = group_unit_norms(groups(params)), group_unit_norms(blocks)
@@ -62,13 +65,13 @@ def agc(
         clip = clip & ~(run_values(agc_exclude_output, clip, torch.bool)[:, None] & in_output)
         # The per-unit factor is 1 where unclipped (g * 1.0 == g exactly).
         factor = torch.where(clip, limit / grad_norm.clamp(min=1e-6), 1.0)
-        return per_group(torch.mul, grads, unit_factors(factor, blocks)), {"active": clip.any(dim=1)}
+        return per_group(torch.mul, grads, unit_factors(factor, blocks)), state, Report(active=clip.any(dim=1))
 
-    return stateless("agc", "gradient", update)
+    return stateless(name, "gradient", update)
 
 
 @register("autoclip", acting={"autoclip_percentile": [10.0, 50.0, 100.0]}, bounds_spikes=True)
-def autoclip(autoclip_percentile: Hyperparameter = 10.0) -> Transform:
+def autoclip(name: str, *, autoclip_percentile: Hyperparameter = 10.0) -> Transform:
     """AutoClip: clip the global norm to the p-th percentile of its own history
     (Seetharaman et al. 2020, "AutoClip: Adaptive gradient clipping for source
     separation networks").
@@ -90,7 +93,7 @@ def autoclip(autoclip_percentile: Hyperparameter = 10.0) -> Transform:
             "count": torch.zeros(runs, dtype=torch.long, device=device),
         }
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         norm = global_norm(grads)
         history, count = state["history"], state["count"]
         runs, size = history.shape
@@ -114,13 +117,15 @@ def autoclip(autoclip_percentile: Hyperparameter = 10.0) -> Transform:
         threshold = torch.where(poisoned, torch.nan, threshold)
         coefficient = torch.clamp(threshold / (norm + 1e-6), max=1.0)
         scaled = torch._foreach_mul(grads, [per_run(coefficient, g) for g in grads])
-        return scaled, {"history": history, "count": count, "active": norm > threshold}
+        return scaled, {"history": history, "count": count}, Report(active=norm > threshold)
 
-    return Transform("autoclip", "gradient", init, update, layout_free=True)
+    return Transform(name, "gradient", init, update, layout_free=True)
 
 
 @register("zclip", acting={"zclip_z": 1.0, "zclip_warmup": [2, 3, 2]}, bounds_spikes=True)
 def zclip(
+    name: str,
+    *,
     zclip_z: Hyperparameter = 2.5, zclip_alpha: Hyperparameter = 0.97, zclip_warmup: int | Tensor = 25
 ) -> Transform:
     """ZClip: z-score spike detection on the global gradient norm with EMA
@@ -149,7 +154,7 @@ def zclip(
             "var": torch.zeros(runs, dtype=dtype, device=device),
         }
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         norm = global_norm(grads)
         warmup = run_values(zclip_warmup, norm, torch.long)
         z_thres, alpha = per_run(zclip_z, norm), per_run(zclip_alpha, norm)
@@ -174,7 +179,6 @@ def zclip(
         new_var = alpha * var + (1 - alpha) * (effective - new_mean) ** 2
         mean = torch.where(warming, torch.where(step >= warmup, first_mean, mean), new_mean)
         var = torch.where(warming, torch.where(step >= warmup, first_var, var), new_var)
-        new_state = {"step": step, "warmup_norms": collected, "mean": mean, "var": var, "active": clipped}
-        return scaled, new_state
+        return scaled, {"step": step, "warmup_norms": collected, "mean": mean, "var": var}, Report(active=clipped)
 
-    return Transform("zclip", "gradient", init, update, layout_free=True)
+    return Transform(name, "gradient", init, update, layout_free=True)

@@ -8,6 +8,7 @@ from bench.flat import groups, per_group
 from bench.strategies import register
 from bench.transform import (
     Params,
+    Report,
     State,
     Transform,
     global_norm,
@@ -20,30 +21,30 @@ from bench.transform import (
 
 
 @register("none")
-def none() -> Transform:
+def none(name: str) -> Transform:
     """The baseline: gradients pass unchanged."""
-    return stateless("none", "gradient", lambda grads, state, params: (grads, state), layout_free=True)
+    return stateless(name, "gradient", lambda grads, state, params: (grads, state, Report()), layout_free=True)
 
 
 @register("clip_value", acting={"clip_value": [0.01, 0.1, 1.0]}, bounds_spikes=True)
-def clip_value(clip_value: float = 1.0) -> Transform:
+def clip_value(name: str, *, clip_value: float = 1.0) -> Transform:
     """Clamp every gradient element to [-c, c] (Mikolov 2012, sec. 3.2.2).
 
     ``g <- clamp(g, -c, c)``, as ``torch.nn.utils.clip_grad_value_``.
     Active where any element of a run exceeds c in magnitude.
     """
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         bounds = [per_run(clip_value, g) for g in grads]
         active = max_abs(grads) > clip_value
         clipped = [torch.clamp(g, min=-b, max=b) for g, b in zip(grads, bounds, strict=True)]
-        return clipped, {"active": active}
+        return clipped, state, Report(active=active)
 
-    return stateless("clip_value", "gradient", update, layout_free=True)
+    return stateless(name, "gradient", update, layout_free=True)
 
 
 @register("clip_norm", acting={"clip_norm": [0.1, 1.0, 2.0]}, bounds_spikes=True)
-def clip_norm(clip_norm: float = 1.0) -> Transform:
+def clip_norm(name: str, *, clip_norm: float = 1.0) -> Transform:
     """Rescale a run's gradients so their global L2 norm is at most c.
 
     ``g <- g * min(1, c / (||g||_2 + 1e-6))`` with the norm over all parameter
@@ -52,16 +53,16 @@ def clip_norm(clip_norm: float = 1.0) -> Transform:
     ``torch.nn.utils.clip_grad_norm_``. Active where the factor is below 1.
     """
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         coefficient = torch.clamp(clip_norm / (global_norm(grads) + 1e-6), max=1.0)
         scaled = [g * per_run(coefficient, g) for g in grads]
-        return scaled, {"active": coefficient < 1.0}
+        return scaled, state, Report(active=coefficient < 1.0)
 
-    return stateless("clip_norm", "gradient", update, layout_free=True)
+    return stateless(name, "gradient", update, layout_free=True)
 
 
 @register("clip_norm_layer", acting={"clip_norm_layer": 0.5}, bounds_spikes=True)
-def clip_norm_layer(clip_norm_layer: float = 1.0) -> Transform:
+def clip_norm_layer(name: str, *, clip_norm_layer: float = 1.0) -> Transform:
     """Rescale each parameter tensor's gradient so its own L2 norm is at most c.
 
     ``g_l <- g_l * min(1, c / (||g_l||_2 + 1e-6))`` for every tensor l of a run:
@@ -70,11 +71,11 @@ def clip_norm_layer(clip_norm_layer: float = 1.0) -> Transform:
     Active where any tensor of a run was rescaled.
     """
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         blocks = groups(grads)
         norms = group_tensor_norms(blocks)
         coefficients = torch.clamp(per_run(clip_norm_layer, norms) / (norms + 1e-6), max=1.0)
         scaled = per_group(torch.mul, grads, tensor_factors(coefficients, blocks))
-        return scaled, {"active": (coefficients < 1.0).any(dim=1)}
+        return scaled, state, Report(active=(coefficients < 1.0).any(dim=1))
 
-    return stateless("clip_norm_layer", "gradient", update)
+    return stateless(name, "gradient", update)

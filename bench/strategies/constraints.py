@@ -9,6 +9,7 @@ from bench.strategies import register
 from bench.transform import (
     Hyperparameter,
     Params,
+    Report,
     State,
     Transform,
     group_unit_norms,
@@ -19,7 +20,7 @@ from bench.transform import (
 
 
 @register("max_norm", acting={"max_norm": [0.5, 3.0, 1.0]}, bounds_spikes=True)
-def max_norm(max_norm: Hyperparameter = 3.0) -> Transform:
+def max_norm(name: str, *, max_norm: Hyperparameter = 3.0) -> Transform:
     """Max-norm weight constraint (Srivastava et al. 2014, "Dropout: a simple way
     to prevent neural networks from overfitting", sec. 5.1).
 
@@ -29,7 +30,7 @@ def max_norm(max_norm: Hyperparameter = 3.0) -> Transform:
     constrained; biases are left alone. Active where any unit was projected.
     """
 
-    def update(weights: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(weights: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         # All units of all weights of one shape at once; biases pass through (factor 1).
         blocks = groups(weights)
         constrained = [block for block in blocks if block.data.dim() >= 4]
@@ -38,6 +39,6 @@ def max_norm(max_norm: Hyperparameter = 3.0) -> Transform:
         outside = unit_norm > radius
         factors = iter(unit_factors(torch.where(outside, radius / (unit_norm + 1e-7), 1.0), constrained))
         scaled = per_group(torch.mul, weights, [next(factors) if block.data.dim() >= 4 else 1.0 for block in blocks])
-        return scaled, {"active": outside.any(dim=1)}
+        return scaled, state, Report(active=outside.any(dim=1))
 
-    return stateless("max_norm", "weights", update)
+    return stateless(name, "weights", update)

@@ -6,12 +6,14 @@ import torch
 from torch import Tensor
 
 from bench.strategies import register
-from bench.transform import Hyperparameter, Params, State, Transform, global_norm, per_run, run_values
+from bench.transform import Hyperparameter, Params, Report, State, Transform, global_norm, per_run, run_values
 
 
 @register("mixed_clip", acting={"mixed_clip_gamma": [0.1, 1.0, 10.0], "mixed_clip_nu": [0.7, 0.0, 1.0]},
           bounds_spikes=True)
 def mixed_clip(
+    name: str,
+    *,
     mixed_clip_gamma: Hyperparameter = 1.0, mixed_clip_beta: Hyperparameter = 0.999, mixed_clip_nu: Hyperparameter = 0.7
 ) -> Transform:
     """Mixed clipping (Zhang, Jin, Fang & Wang 2020, "Improved analysis of clipping algorithms
@@ -32,7 +34,7 @@ def mixed_clip(
     def init(params: Params) -> State:
         return {"momentum": [torch.zeros_like(p) for p in params]}
 
-    def update(grads: Params, state: State, params: Params, *, lr: Tensor) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params, *, lr: Tensor) -> tuple[Params, State, Report]:
         like = grads[0]
         gamma, beta, nu = (run_values(value, like) for value in (mixed_clip_gamma, mixed_clip_beta, mixed_clip_nu))
         rate = run_values(lr.reshape(-1), like)
@@ -42,6 +44,6 @@ def mixed_clip(
         weight_m = nu / (1 + rate * norm_m / gamma)
         weight_g = (1 - nu) / (1 + rate * norm_g / gamma)
         mixed = [per_run(weight_m, m) * m + per_run(weight_g, g) * g for m, g in zip(momentum, grads, strict=True)]
-        return mixed, {"momentum": momentum, "active": (rate * norm_m > gamma) | (rate * norm_g > gamma)}
+        return mixed, {"momentum": momentum}, Report(active=(rate * norm_m > gamma) | (rate * norm_g > gamma))
 
-    return Transform("mixed_clip", "gradient", init, update, layout_free=True, extra_args=("lr",))
+    return Transform(name, "gradient", init, update, layout_free=True, extra_args=("lr",))

@@ -9,6 +9,7 @@ from bench.strategies import register
 from bench.transform import (
     Hyperparameter,
     Params,
+    Report,
     State,
     Transform,
     global_norm,
@@ -21,7 +22,7 @@ from bench.transform import (
 
 
 @register("grad_scale", acting={"gamma": 0.9})
-def grad_scale(gamma: Hyperparameter = 0.99) -> Transform:
+def grad_scale(name: str, *, gamma: Hyperparameter = 0.99) -> Transform:
     """Multiply every gradient by a constant factor: ``g <- gamma * g``.
 
     The classic "gradient decay" advice for exploding gradients (a fixed
@@ -29,15 +30,15 @@ def grad_scale(gamma: Hyperparameter = 0.99) -> Transform:
     Active where ``gamma != 1``.
     """
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         scaled = torch._foreach_mul(grads, [per_run(gamma, g) for g in grads])
-        return scaled, {"active": run_values(gamma, grads[0]) != 1.0}
+        return scaled, state, Report(active=run_values(gamma, grads[0]) != 1.0)
 
-    return stateless("grad_scale", "gradient", update, layout_free=True)
+    return stateless(name, "gradient", update, layout_free=True)
 
 
 @register("normalized")
-def normalized(normalized_eps: Hyperparameter = 1e-6) -> Transform:
+def normalized(name: str, *, normalized_eps: Hyperparameter = 1e-6) -> Transform:
     """Normalised gradient descent: ``g <- g / (||g||_2 + eps)``, global norm per run.
 
     Hazan, Levy & Shalev-Shwartz 2015, "Beyond convexity: stochastic
@@ -45,17 +46,17 @@ def normalized(normalized_eps: Hyperparameter = 1e-6) -> Transform:
     whatever the gradient's size. Active wherever the factor differs from 1.
     """
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         norm = global_norm(grads)
         denominator = norm + per_run(normalized_eps, norm)
         scaled = torch._foreach_div(grads, [per_run(denominator, g) for g in grads])
-        return scaled, {"active": denominator != 1.0}
+        return scaled, state, Report(active=denominator != 1.0)
 
-    return stateless("normalized", "gradient", update, layout_free=True)
+    return stateless(name, "gradient", update, layout_free=True)
 
 
 @register("trust_ratio", acting={"trust_coefficient": 0.01})
-def trust_ratio(trust_coefficient: Hyperparameter = 1.0) -> Transform:
+def trust_ratio(name: str, *, trust_coefficient: Hyperparameter = 1.0) -> Transform:
     """Layer-wise trust ratio (LARS; You, Gitman & Ginsburg 2017, "Large batch
     training of convolutional networks"), applied to the gradient.
 
@@ -67,12 +68,12 @@ def trust_ratio(trust_coefficient: Hyperparameter = 1.0) -> Transform:
     ``lr * eta * ||p_l||``. Active where any ratio differs from 1.
     """
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         grad_blocks = groups(grads)
         param_norms, grad_norms = group_tensor_norms(groups(params)), group_tensor_norms(grad_blocks)
         ratios = per_run(trust_coefficient, param_norms) * param_norms / grad_norms
         ratios = torch.where((param_norms == 0) | (grad_norms == 0), 1.0, ratios)
         scaled = per_group(torch.mul, grads, tensor_factors(ratios, grad_blocks))
-        return scaled, {"active": (ratios != 1.0).any(dim=1)}
+        return scaled, state, Report(active=(ratios != 1.0).any(dim=1))
 
-    return stateless("trust_ratio", "gradient", update)
+    return stateless(name, "gradient", update)

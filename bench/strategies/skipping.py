@@ -8,6 +8,7 @@ from bench.strategies import register
 from bench.transform import (
     Hyperparameter,
     Params,
+    Report,
     State,
     Transform,
     global_norm,
@@ -28,7 +29,7 @@ def _zero_runs(grads: Params, skip: torch.Tensor) -> Params:
 
 
 @register("skip_nonfinite", acting={"max_consecutive_skips": [5, 2, 1]})
-def skip_nonfinite(max_consecutive_skips: int | torch.Tensor = 5) -> Transform:
+def skip_nonfinite(name: str, *, max_consecutive_skips: int | torch.Tensor = 5) -> Transform:
     """Skip the step of a run whose loss or gradient holds a NaN or an infinity.
 
     The rule of optax's ``apply_if_finite(inner, max_consecutive_errors)`` and of
@@ -48,19 +49,21 @@ def skip_nonfinite(max_consecutive_skips: int | torch.Tensor = 5) -> Transform:
     def init(params: Params) -> State:
         return {"consecutive": torch.zeros(params[0].shape[0], dtype=torch.long, device=params[0].device)}
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         nonfinite = ~torch.isfinite(max_abs(grads))
         consecutive = torch.where(nonfinite, state["consecutive"] + 1, 0)
         fail = consecutive > run_values(max_consecutive_skips, consecutive)
         skip = nonfinite & ~fail
-        return _zero_runs(grads, nonfinite), {"consecutive": consecutive, "skip": skip, "active": nonfinite,
-                                              "fail": fail}
+        report = Report(active=nonfinite, skip=skip, fail=fail)
+        return _zero_runs(grads, nonfinite), {"consecutive": consecutive}, report
 
-    return Transform("skip_nonfinite", "gradient", init, update, layout_free=True, skips_nonfinite=True)
+    return Transform(name, "gradient", init, update, layout_free=True, skips_nonfinite=True)
 
 
 @register("spike_skip", acting={"spike_factor": 1.5, "spike_window": [3, 2, 5], "spike_warmup": 2}, bounds_spikes=True)
 def spike_skip(
+    name: str,
+    *,
     spike_factor: Hyperparameter = 6.0, spike_window: int | torch.Tensor = 100, spike_warmup: int | torch.Tensor = 10
 ) -> Transform:
     """Skip the step of a run whose gradient norm spikes above its running median.
@@ -87,7 +90,7 @@ def spike_skip(
             "count": torch.zeros(runs, dtype=torch.long, device=device),
         }
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         norm = global_norm(grads)
         history, count = state["history"], state["count"]
         window, warmup = run_values(spike_window, count), run_values(spike_warmup, count)
@@ -102,6 +105,6 @@ def spike_skip(
         shifted = torch.cat([history[:, 1:], norm[:, None]], dim=1)
         history = torch.where(skip[:, None], history, shifted)
         count = count + (~skip).long()
-        return _zero_runs(grads, skip), {"history": history, "count": count, "skip": skip, "active": skip}
+        return _zero_runs(grads, skip), {"history": history, "count": count}, Report(active=skip, skip=skip)
 
-    return Transform("spike_skip", "gradient", init, update, layout_free=True)
+    return Transform(name, "gradient", init, update, layout_free=True)

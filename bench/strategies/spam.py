@@ -8,7 +8,17 @@ import torch
 from torch import Tensor
 
 from bench.strategies import register
-from bench.transform import Hyperparameter, Params, State, Transform, known_empty, per_run, run_mask, run_values
+from bench.transform import (
+    Hyperparameter,
+    Params,
+    Report,
+    State,
+    Transform,
+    known_empty,
+    per_run,
+    run_mask,
+    run_values,
+)
 
 OWN_BETA2 = 0.999  # the second moment kept for an optimizer without one: Adam's default beta2
 
@@ -24,6 +34,8 @@ def _reset(optimizer_state: dict[str, Any], reset: Tensor) -> dict[str, Any]:
 @register("spam_clip", acting={"spam_theta": [2.0, 5.0, 1.5], "spam_reset_interval": [0, 3, 2],
                                "spam_warmup": [1, 2, 0]}, bounds_spikes=True)
 def spam_clip(
+    name: str,
+    *,
     spam_theta: Hyperparameter = 5000.0, spam_reset_interval: int | Tensor = 0, spam_warmup: int | Tensor = 20
 ) -> Transform:
     """SPAM's spike-aware clipping and momentum reset (Huang et al. 2025, "SPAM: Spike-Aware Adam
@@ -45,7 +57,7 @@ def spam_clip(
     any element was clipped.
 
     Reads ``optimizer_state`` and ``step`` (``Transform.extra_args``); reports the reset as
-    ``optimizer_state``.
+    ``Report.optimizer_state``.
     """
     resets = bool(torch.as_tensor(spam_reset_interval).ne(0).any())
 
@@ -53,7 +65,7 @@ def spam_clip(
         return {"v": [torch.zeros_like(p) for p in params]}
 
     def update(grads: Params, state: State, params: Params, *, optimizer_state: dict[str, Any],
-               step: int | Tensor) -> tuple[Params, State]:
+               step: int | Tensor) -> tuple[Params, State, Report]:
         like = grads[0]
         adam_like = "v" in optimizer_state and "step" in optimizer_state
         if adam_like:
@@ -70,11 +82,11 @@ def spam_clip(
         reset = periodic & (phase == 0)
         allowed = (seen >= warmup) & (~periodic | (phase >= warmup)) & (theta != 0)
 
-        new_state: State = {}
         second = optimizer_state["v"] if adam_like else state["v"]
+        replaced = None  # the optimizer's state with this step's resets, where a run resets
         if resets and not known_empty(reset):
-            new_state["optimizer_state"] = _reset(optimizer_state, reset)
-            second = new_state["optimizer_state"]["v"] if adam_like else _reset({"v": second}, reset)["v"]
+            replaced = _reset(optimizer_state, reset)
+            second = replaced["v"] if adam_like else _reset({"v": second}, reset)["v"]
 
         clipped, active = [], torch.zeros_like(reset)
         for g, v in zip(grads, second, strict=True):
@@ -82,11 +94,8 @@ def spam_clip(
             spike = (g * g > bound) & run_mask(allowed, g)
             clipped.append(torch.where(spike, torch.copysign(torch.sqrt(bound), g), g))
             active = active | spike.flatten(1).any(dim=1)
-        if adam_like:
-            new_state["v"] = state["v"]
-        else:
-            new_state["v"] = [OWN_BETA2 * v + (1 - OWN_BETA2) * g * g for v, g in zip(second, clipped, strict=True)]
-        new_state["active"] = active
-        return clipped, new_state
+        own = state["v"] if adam_like else [OWN_BETA2 * v + (1 - OWN_BETA2) * g * g
+                                            for v, g in zip(second, clipped, strict=True)]
+        return clipped, {"v": own}, Report(active=active, optimizer_state=replaced)
 
-    return Transform("spam_clip", "gradient", init, update, layout_free=True, extra_args=("optimizer_state", "step"))
+    return Transform(name, "gradient", init, update, layout_free=True, extra_args=("optimizer_state", "step"))

@@ -8,11 +8,11 @@ import torch
 
 from bench.flat import groups, per_group
 from bench.strategies import register
-from bench.transform import Hyperparameter, Params, State, Transform, per_run, stateless, tensor_factors
+from bench.transform import Hyperparameter, Params, Report, State, Transform, per_run, stateless, tensor_factors
 
 
 @register("update_clip", acting={"update_clip": [0.1, 1.0, 0.5]}, bounds_spikes=True)
-def update_clip(update_clip: Hyperparameter = 1.0) -> Transform:
+def update_clip(name: str, *, update_clip: Hyperparameter = 1.0) -> Transform:
     """Update clipping by RMS (Shazeer & Stern 2018, "Adafactor", "update clipping";
     Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer
     training instabilities").
@@ -22,13 +22,13 @@ def update_clip(update_clip: Hyperparameter = 1.0) -> Transform:
     Acts on the optimizer's update. Active where any tensor was rescaled.
     """
 
-    def update(updates: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(updates: Params, state: State, params: Params) -> tuple[Params, State, Report]:
         blocks = groups(updates)
         # RMS = norm / sqrt(numel), numel shared by the tensors of a group.
         rms = torch.cat([torch.linalg.vector_norm(block.data.flatten(2), dim=2) / math.sqrt(block.data[0, 0].numel())
                          for block in blocks], dim=1)
         divisors = torch.clamp(rms / per_run(update_clip, rms), min=1.0)
         clipped = per_group(torch.div, updates, tensor_factors(divisors, blocks))
-        return clipped, {"active": (divisors > 1.0).any(dim=1)}
+        return clipped, state, Report(active=(divisors > 1.0).any(dim=1))
 
-    return stateless("update_clip", "update", update)
+    return stateless(name, "update", update)

@@ -5,9 +5,10 @@ shared by every run of a cell; a run's own seed fixes only its data order
 (:func:`batch_indices`) and its initial weights.
 
 Each task kind is a function in a module of this folder, decorated with
-``@register(kind, layout=..., check=..., packages=...)``: its keyword-only
-parameters are the options a config entry of that kind may set, and it returns
-a :class:`Task`; the optional ``check(**options)`` raises ValueError on options
+``@register(kind, layout=..., check=..., packages=...)``: it receives its
+registered name (``kind``) first, its keyword-only parameters are the options
+a config entry of that kind may set, and it returns a :class:`Task` named
+``kind``; the optional ``check(**options)`` raises ValueError on options
 that cannot work together, so that a config is refused before any training;
 ``packages`` names the installed packages its data come from (their versions
 are part of the data cache's key, :func:`cache_key`). The
@@ -196,7 +197,7 @@ def cache_key(kind: str, options: Mapping[str, Any] | None = None) -> str:
 
 def make(kind: str, options: Mapping[str, Any] | None = None) -> Task:
     """Make the data set of task ``kind`` with ``options`` afresh (no cache)."""
-    return REGISTRY.lookup(kind).factory(**canonical_options(kind, options))
+    return REGISTRY.make(kind, **canonical_options(kind, options))
 
 
 @lru_cache(maxsize=8)

@@ -14,7 +14,7 @@ from bench.tasks import Task, register, split
 
 
 @register("adding", layout="sequence")
-def adding(*, length: int = 50, n_train: int = 5000, n_eval: int = 1000, data_seed: int = 0) -> Task:
+def adding(kind: str, *, length: int = 50, n_train: int = 5000, n_eval: int = 1000, data_seed: int = 0) -> Task:
     """The adding problem of length T; chance MSE 1/6 (predicting the mean, 1)."""
     g = torch.Generator().manual_seed(data_seed)
     n = n_train + 2 * n_eval
@@ -28,4 +28,4 @@ def adding(*, length: int = 50, n_train: int = 5000, n_eval: int = 1000, data_se
     markers[rows, second] = 1.0
     x = torch.stack([values, markers], dim=-1)
     y = (values * markers).sum(1)
-    return Task("adding", "sequence", "regression", 1, "mse", False, 1 / 6, 1 / 6, split(x, y, n_eval, n_eval))
+    return Task(kind, "sequence", "regression", 1, "mse", False, 1 / 6, 1 / 6, split(x, y, n_eval, n_eval))

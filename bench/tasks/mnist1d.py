@@ -27,7 +27,7 @@ def check(*, n_train: int = 3500, n_val: int = 500, data_seed: int = 42) -> None
 
 
 @register("mnist1d", layout="signal", check=check, packages=("mnist1d",))
-def mnist1d(*, n_train: int = 3500, n_val: int = 500, data_seed: int = 42) -> Task:
+def mnist1d(kind: str, *, n_train: int = 3500, n_val: int = 500, data_seed: int = 42) -> Task:
     """Canonical MNIST-1D (``data_seed`` 42) made offline: train, validation and the 1,000 test examples."""
     from mnist1d.data import get_dataset_args, make_dataset
 
@@ -40,7 +40,7 @@ def mnist1d(*, n_train: int = 3500, n_val: int = 500, data_seed: int = 42) -> Ta
     x_test = torch.tensor(data["x_test"], dtype=torch.float32).unsqueeze(1)
     y_test = torch.tensor(data["y_test"], dtype=torch.long)
     x = x.unsqueeze(1)
-    return Task("mnist1d", "signal", "classification", 10, "accuracy", True, math.log(10), 0.1, {
+    return Task(kind, "signal", "classification", 10, "accuracy", True, math.log(10), 0.1, {
         "train": (x[:n_train], y[:n_train]),
         "val": (x[CANONICAL_TRAIN - n_val :], y[CANONICAL_TRAIN - n_val :]),
         "test": (x_test, y_test),

