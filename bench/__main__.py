@@ -59,13 +59,19 @@ def _train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / paths.CHECKPOINT
+    found = checkpoint_path.is_file()
     history = engine.train(built, progress=not args.quiet, checkpoint_path=checkpoint_path,
                            checkpoint_every=cell.checkpoint_every)
     store.write_cell(*store.arrow_tables(cell, built.task, history), out)
     checkpoint_path.unlink(missing_ok=True)
     diverged = int((history.diverged_step >= 0).sum())
-    resumed = f", resumed from the checkpoint at step {history.resumed_from}" if history.resumed_from else ""
-    print(f"{cell.id}: {len(cell.runs)} runs, {diverged} diverged, {history.wall_time_s:.1f} s{resumed} -> {args.out}")
+    if history.resumed_from:
+        start = f", resumed from the checkpoint at step {history.resumed_from}"
+    elif found:  # bench.checkpoint.load: saved for another definition of the cell (or of the state), or torn
+        start = ", trained from step 0 (the checkpoint found does not match this cell as the config defines it)"
+    else:
+        start = ""
+    print(f"{cell.id}: {len(cell.runs)} runs, {diverged} diverged, {history.wall_time_s:.1f} s{start} -> {args.out}")
 
 
 def _aggregate(args: argparse.Namespace) -> None:

@@ -1,10 +1,11 @@
 """Checkpoints of a training job: the whole loop state, saved atomically, resumed only if it matches.
 
-A checkpoint holds every field of the engine's loop state plus a fingerprint
-of what decides the results (format, cell, runs, budget). A checkpoint that is
-torn, foreign (another cell or budget) or of an older format is ignored and
-training restarts, so a resumed job computes exactly what an uninterrupted one
-would.
+A checkpoint holds every field of the engine's loop state plus the format of
+that state and the cell's fingerprint (``bench.fingerprint.cell_fingerprint``:
+everything that decides its results). A checkpoint that is torn, foreign
+(another cell, or the same cell since edited: an option, a run, the budget) or
+of an older format is ignored and training restarts, so a resumed job computes
+exactly what an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from bench import atomic
+from bench.fingerprint import cell_fingerprint
 from bench.sweep import Cell
 
 FORMAT = 2
@@ -22,9 +24,8 @@ FORMAT = 2
 
 
 def fingerprint(cell: Cell) -> str:
-    """What a checkpoint must match to be resumed: its format, the cell, its runs and its budget."""
-    budget = f"{cell.steps}|{cell.eval_every}|{cell.batch_size}|{cell.divergence_factor}"
-    return f"{FORMAT}|{cell.id}|{budget}|" + ";".join(cell.run_ids())
+    """What a checkpoint must match to be resumed: the format of the saved state and the cell's fingerprint."""
+    return f"{FORMAT}|{cell_fingerprint(cell)}"
 
 
 def save(fields: dict[str, Any], cell: Cell, path: Path) -> None:

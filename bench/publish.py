@@ -11,8 +11,9 @@ from, so that they rebuild without training:
   other runs every ``every``-th step and the last one. Metrics are stored as
   float32, which is exact: the engine logs them in float32;
 - ``fingerprint.json``: :func:`fingerprint` of the config the results were
-  trained from, with the date, the torch version, and the numbers of cells,
-  runs and curve rows.
+  trained from (its cells' fingerprints, ``bench.fingerprint``, the one notion
+  of what decides results), with the date, the torch version, and the numbers
+  of cells, runs and curve rows.
 
 The workflow restores ``results/<sweep>/{runs,curves}.parquet`` from the folder
 (``python -m bench restore``) instead of training when the fingerprint matches
@@ -23,33 +24,46 @@ parses: pandas, pyarrow and the analysis are imported where they are used.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from bench import atomic, paths, sweep
+from bench.fingerprint import cell_fingerprint, digest
 
 TABLES = tuple(paths.table("", kind).name for kind in paths.TABLES)
 """A study folder's tables, by file name: runs.parquet, curves.parquet."""
 RECORD = "fingerprint.json"
-IGNORED_KEYS = ("device", "threads", "checkpoint_every", "cuda_graph", "slurm_partition")
-"""Top-level config keys that do not change results (where and how fast a sweep trains): left out of the hash."""
 EVERY = 10
 """Default stride of the steps kept for runs no figure draws step by step."""
 COMPRESSION = {"compression": "zstd", "compression_level": 19}
+FORMAT = 2
+"""Of the fingerprint in ``fingerprint.json``: 1 hashed the config's text with its top-level defaults; 2 hashes
+its cells' fingerprints (scripts/migrate_fingerprint.py rewrites a record of format 1 whose config matches)."""
+THINNING = 1
+"""Raised whenever :func:`thin` keeps other curve rows for the same ``every``."""
+HASHED = ("sha256 of the canonical JSON (sorted keys, no spaces) of {format, sweep, cells: "
+          "bench.fingerprint.cell_fingerprint of each cell of the config in order, thinning: {rule, every}}")
+"""What ``fingerprint.json`` says its fingerprint hashes."""
 
 
-def fingerprint(config: dict[str, Any]) -> str:
-    """The sha256 of a config's training-relevant content.
+def spec(config: dict[str, Any], every: int = EVERY) -> dict[str, Any]:
+    """What decides the published tables of ``config``: the fingerprint's format, the sweep's name (a column
+    of the runs table), the fingerprint of each cell in the sweep's order, and the thinning of the curves
+    (the rule's version and ``every``)."""
+    return {"format": FORMAT, "sweep": config["sweep"],
+            "cells": [cell_fingerprint(cell) for cell in sweep.cells(config)],
+            "thinning": {"rule": THINNING, "every": every}}
 
-    The canonical JSON (sorted keys, no spaces) of ``bench.sweep.with_defaults(config)``
-    without :data:`IGNORED_KEYS`. Code defaults that a config does not spell out
-    (a model's registered options, a strategy's defaults) are not part of it.
+
+def fingerprint(config: dict[str, Any], every: int = EVERY) -> str:
+    """The fingerprint of the results of ``config`` published with stride ``every``: sha256 of :func:`spec`.
+
+    It changes exactly when a cell's fingerprint does (an option, a run, the budget, a cell added, removed or
+    moved), when the sweep is renamed, or when the thinning does; not with where or how fast the sweep
+    trains, nor with a default spelled out, nor with config entries no cell uses.
     """
-    spec = {key: value for key, value in sweep.with_defaults(config).items() if key not in IGNORED_KEYS}
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return digest(spec(config, every))
 
 
 def record(folder: Path | str) -> dict[str, Any] | None:
@@ -73,7 +87,11 @@ def matches(config: dict[str, Any], folder: Path | str, name: str = "the config"
     missing = [table for table in TABLES if not (folder / table).is_file()]
     if missing:
         return False, f"{folder / missing[0]} absent"
-    if stored["fingerprint"] != fingerprint(config):
+    if stored.get("format", 1) != FORMAT:
+        return False, (f"{path} has fingerprint format {stored.get('format', 1)}, not {FORMAT} "
+                       f"(python scripts/migrate_fingerprint.py {folder} <its config>)")
+    every = stored.get("every", EVERY)
+    if not isinstance(every, int) or stored["fingerprint"] != fingerprint(config, every):
         return False, f"{path} does not match {name}"
     return True, ""
 
@@ -275,9 +293,9 @@ def publish(sweep_name: str, config_path: str | Path, results: str | Path = path
     stored = {
         "sweep": sweep_name,
         "config": str(config_path),
-        "fingerprint": fingerprint(config),
-        "hashed": "sha256 of the canonical JSON (sorted keys, no spaces) of bench.sweep.with_defaults(config) "
-                  f"without {', '.join(IGNORED_KEYS)}",
+        "format": FORMAT,
+        "fingerprint": fingerprint(config, every),
+        "hashed": HASHED,
         "published": datetime.date.today().isoformat(),
         "torch": torch.__version__,
         "cells": int(runs["cell"].nunique()),

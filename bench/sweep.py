@@ -63,6 +63,16 @@ def setting(section: str, entry: dict[str, Any], key: str) -> Any:
     return entry.get(key, registered(section, entry).settings[key])
 
 
+def resolved(section: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A config entry of ``section`` with every default filled in: its kind, its options and settings (the
+    factory's defaults where the entry leaves them out), its dials as lists (a default as its one value),
+    and its other keys (an optimizer's learning rates). An entry that spells out a default resolves to
+    the same mapping as one that leaves it out."""
+    factory = registered(section, entry)
+    defaults = {**factory.options, **factory.settings, **{dial: [value] for dial, value in factory.dials.items()}}
+    return {**defaults, **entry}
+
+
 def stress_dials() -> dict[str, float]:
     """Every per-run stress dial a config can set (tasks, model families, optimizers), with its default.
 

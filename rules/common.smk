@@ -1,7 +1,6 @@
 # Helpers shared by the rules: the sweep's cells, the config the jobs train from, file names (bench/paths.py).
 # Functions only (no rules), so that the rule files stay declarative.
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,10 @@ from bench import atomic as bench_atomic
 from bench import paths as bench_paths
 from bench import publish as bench_publish
 from bench import sweep as bench_sweep  # first: keeps jsonschema's slow optional IRI checker out (see bench/sweep.py)
+# Everything that decides a cell's results, hashed: a param of the train rule, so that Snakemake's params
+# rerun trigger retrains exactly the cells whose definition changed (the fingerprint checkpoints and the
+# committed results in study/ are held to as well).
+from bench.fingerprint import cell_fingerprint
 
 import jsonschema
 
@@ -46,21 +49,6 @@ def sweep_config_text(config):
     """The merged config (config file, --config overrides, schema defaults) as YAML."""
     header = "# The config of this sweep as Snakemake saw it (file + overrides + defaults). Generated.\n"
     return header + yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False)
-
-
-def cell_fingerprint(cell):
-    """A hash of everything that decides a cell's results (not device, threads or the cluster).
-
-    Passed to the train rule as a param, so that Snakemake's params rerun trigger
-    retrains exactly the cells whose definition changed when the config changes.
-    """
-    spec = {
-        "task": cell.task, "model": cell.model, "optimizer": cell.optimizer, "members": cell.members,
-        "runs": [[run.lr, run.seed, run.hyperparameters, run.dials] for run in cell.runs],
-        "steps": cell.steps, "eval_every": cell.eval_every, "batch_size": cell.batch_size,
-        "divergence_factor": cell.divergence_factor,
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def config_names():

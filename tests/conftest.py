@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from workflow import TEX, TEX_TOOLS
 
 from bench import sweep
 
@@ -79,6 +80,13 @@ def only_cell(config: dict[str, Any]) -> sweep.Cell:
     """The single cell of a one-cell config."""
     (cell,) = sweep.cells(config)
     return cell
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a test marked ``tex`` where the TeX tools are not on PATH (.ci/run runs them with TeX: -m tex)."""
+    if item.get_closest_marker("tex") and not TEX:
+        pytest.skip(f"needs TeX: {', '.join(TEX_TOOLS)} (the paper build)")
 
 
 @pytest.fixture

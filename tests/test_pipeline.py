@@ -18,14 +18,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow import ROOT, SMOKE, copy_repository, environment, job_counts, path_without, snakemake
+from workflow import ROOT, SMOKE, TEX, TEX_TOOLS, copy_repository, environment, job_counts, path_without, snakemake
 
 from analysis import layout
 from bench import paths
+from bench import sweep as bench_sweep
 
-TEX_TOOLS = ("latexmk", "pdflatex", "bibtex")
-TEX = all(shutil.which(tool) for tool in TEX_TOOLS)
-needs_tex = pytest.mark.skipif(not TEX, reason="the paper is built with latexmk, pdflatex and bibtex")
 TEX_INSTALL = "apt-get install latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended"
 SKIPPED = "note: paper skipped: latexmk, pdflatex, bibtex not found on PATH"
 
@@ -112,7 +110,7 @@ def test_tex_install_command_is_the_same_everywhere() -> None:
     assert f"--no-install-recommends {packages} " in ci
 
 
-@needs_tex
+@pytest.mark.tex
 def test_run_with_tex_builds_the_paper(workdir: Path) -> None:
     sweep = smoke_config()["sweep"]
     pdf = workdir / "paper" / "build" / sweep / "main.pdf"
@@ -127,11 +125,15 @@ def test_second_run_does_nothing(workdir: Path) -> None:
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_deleting_a_cell_retrains_only_that_cell(workdir: Path) -> None:
+def test_deleting_a_cell_retrains_only_that_cell(workdir: Path, tmp_path: Path) -> None:
+    """A dry run without one cell's folder plans that cell; the folder is put back (the other tests share it)."""
     sweep = smoke_config()["sweep"]
     cells = sorted((workdir / "results" / sweep / "cells").iterdir())
-    shutil.rmtree(cells[0])
-    result = snakemake(workdir, "--dry-run", "--cores", "2", "--configfile", SMOKE)
+    aside = shutil.move(cells[0], tmp_path / cells[0].name)  # a rename: the files keep their times
+    try:
+        result = snakemake(workdir, "--dry-run", "--cores", "2", "--configfile", SMOKE)
+    finally:
+        shutil.move(aside, cells[0])
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout + result.stderr)
     assert counts.get("train") == 1, counts
@@ -150,6 +152,25 @@ def test_changing_one_strategy_retrains_only_its_cells(workdir: Path, tmp_path: 
     assert result.returncode == 0, result.stderr[-3000:]
     problems = layout.config_problems(config)
     assert job_counts(result.stdout + result.stderr).get("train") == len(problems)
+
+
+def test_editing_an_option_retrains_the_cells_it_decides(workdir: Path, tmp_path: Path) -> None:
+    """Snakemake's param is the cells' fingerprint (bench/fingerprint.py): a model option edited retrains
+    the cells of that model; an optimizer default spelled out retrains nothing."""
+    config = smoke_config()
+    model = config["problems"][0]["models"][0]
+    config["models"][model]["activation"] = "relu" if config["models"][model]["activation"] != "relu" else "tanh"
+    optimizer = next(iter(config["optimizers"]))
+    config["optimizers"][optimizer]["weight_decay"] = 0.0  # the default of every optimizer kind but adamw
+    assert config["optimizers"][optimizer]["kind"] != "adamw"
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "--dry-run", "--cores", "2", "--configfile", str(changed))
+    assert result.returncode == 0, result.stderr[-3000:]
+    cells = [cell for cell in bench_sweep.cells(bench_sweep.with_defaults(config)) if cell.model_name == model]
+    assert job_counts(result.stdout + result.stderr).get("train") == len(cells) > 0
+    for cell in cells:
+        assert f"cell={cell.id}" in result.stdout + result.stderr
 
 
 def test_notebook_and_numbers_rules_rerun_by_name(workdir: Path) -> None:

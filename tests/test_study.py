@@ -25,12 +25,11 @@ import pandas as pd
 import pytest
 import yaml
 from matplotlib import image
-from workflow import ROOT, SMOKE, copy_repository, environment, job_counts, snakemake
+from workflow import ROOT, SMOKE, TEX, copy_repository, environment, job_counts, snakemake
 
 from analysis import layout, plots
 from bench import paths, publish, store, sweep
 
-TEX = all(shutil.which(tool) for tool in ("latexmk", "pdflatex", "bibtex"))
 SWEEP = "smoke"
 REGENERATE = ("regenerate it: BENCH_RETRAIN=1 snakemake results --cores 2 --configfile config/smoke.yaml && "
               "python -m bench publish --sweep smoke --config config/smoke.yaml")
@@ -59,16 +58,52 @@ def test_committed_smoke_study_matches_its_config() -> None:
 
 
 def test_fingerprint_sees_what_changes_results_only() -> None:
+    """The published fingerprint is that of the config's cells (bench/fingerprint.py), the sweep's name and
+    the thinning of the curves: nothing else."""
     config = yaml.safe_load((ROOT / SMOKE).read_text())
     base = publish.fingerprint(config)
     assert publish.fingerprint(sweep.with_defaults(config)) == base  # a config as Snakemake fills it in
-    for key, value in {"device": "cuda", "threads": 4, "checkpoint_every": 7, "slurm_partition": "gpu"}.items():
+    same = {"device": "cuda", "threads": 4, "checkpoint_every": 7, "cuda_graph": True, "slurm_partition": "gpu",
+            "divergence_factor": 10.0, "tasks": {**config["tasks"], "unused": {"kind": "copy"}}}
+    for key, value in same.items():
         assert publish.fingerprint({**config, key: value}) == base, key
-    for key, value in {"steps": 31, "seeds": [0, 2], "batch_size": 16, "sweep": "other"}.items():
+    for key, value in {"steps": 31, "seeds": [0, 2], "batch_size": 16, "sweep": "other",
+                       "problems": config["problems"][::-1]}.items():
         assert publish.fingerprint({**config, key: value}) != base, key
+    assert publish.fingerprint(config, every=5) != base
+    for path, value in [("learning_rates", [0.02, 0.1, 10.0]), ("momentum", 0.5), ("nesterov", False)]:
+        changed = yaml.safe_load((ROOT / SMOKE).read_text())
+        changed["optimizers"]["sgd"][path] = value
+        assert (publish.fingerprint(changed) == base) == (path == "nesterov"), path  # nesterov: its default
+
+
+def test_a_record_of_the_first_format_migrates_where_it_matches(tmp_path: Path) -> None:
+    """scripts/migrate_fingerprint.py rewrites a record of format 1 whose config matches, and only then."""
+    folder = tmp_path / SWEEP
+    shutil.copytree(ROOT / "study" / SWEEP, folder)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import migrate_fingerprint
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    stored = publish.record(folder)
+    first = {key: value for key, value in stored.items() if key != "format"}
+    first["fingerprint"] = migrate_fingerprint.format_1(smoke_config())
+    (folder / publish.RECORD).write_text(json.dumps(first))
+    matched, why = publish.matches(smoke_config(), folder)
+    assert not matched and "fingerprint format 1, not 2" in why and "migrate_fingerprint.py" in why, why
+    command = [sys.executable, str(ROOT / "scripts" / "migrate_fingerprint.py"), str(folder), SMOKE]
     changed = yaml.safe_load((ROOT / SMOKE).read_text())
-    changed["optimizers"]["sgd"]["learning_rates"][0] = 0.02
-    assert publish.fingerprint(changed) != base
+    changed["optimizers"]["sgd"]["momentum"] = 0.5
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
+    refused = subprocess.run([*command[:-1], str(tmp_path / "changed.yaml")], cwd=ROOT, capture_output=True,
+                             text=True, env=quiet_environment())
+    assert refused.returncode == 2 and refused.stderr.startswith("error: "), refused.stderr
+    assert json.loads((folder / publish.RECORD).read_text()) == first
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=quiet_environment())
+    assert result.returncode == 0, result.stderr
+    assert publish.record(folder) == stored
+    assert publish.matches(smoke_config(), folder) == (True, "")
 
 
 @pytest.fixture(scope="module")
@@ -178,17 +213,30 @@ def test_run_from_committed_results_builds_everything_without_training(committed
     for name in paths.GENERATED:
         assert (work / "paper" / "generated" / SWEEP / name).is_file()
     assert (work / "logs" / SWEEP / "restore.log").is_file()
-    if TEX:
-        assert (work / "paper" / "build" / SWEEP / "main.pdf").read_bytes().startswith(b"%PDF")
+    assert (work / "paper" / "build" / SWEEP / "main.pdf").is_file() == TEX
     runs = store.read(work / "results" / SWEEP / "runs.parquet", "runs")
     pd.testing.assert_frame_equal(runs, store.read(ROOT / "study" / SWEEP / "runs.parquet", "runs"))
     again = snakemake(work, "--cores", "1", "--configfile", SMOKE, env=quiet_environment())
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stderr[-3000:]
 
 
-def test_a_config_that_does_not_match_trains(committed: dict, tmp_path: Path) -> None:
-    """A changed config trains as without committed results, and says so; so does BENCH_RETRAIN=1."""
+@pytest.mark.tex
+def test_paper_from_committed_results(committed: dict) -> None:
+    """With TeX, the paper is built from the committed results, its numbers and references resolved."""
+    counts = job_counts(committed["dry"].stdout + committed["dry"].stderr)
+    assert counts.get("paper") == 1 and "train" not in counts, counts
     work = committed["work"]
+    assert (work / "paper" / "build" / SWEEP / "main.pdf").read_bytes().startswith(b"%PDF")
+    log = (work / "logs" / SWEEP / "paper.log").read_text()
+    assert "undefined" not in log.split("Run number")[-1].lower(), "unresolved numbers or references"
+
+
+def test_a_config_that_does_not_match_trains(tmp_path: Path) -> None:
+    """A changed config trains as without committed results, and says so; so does BENCH_RETRAIN=1.
+
+    In a copy of its own with study/: the run trains and aggregates, which would replace the restored tables
+    the other tests read."""
+    work = copy_repository(tmp_path / "repo", study=True)
     config = yaml.safe_load((ROOT / SMOKE).read_text())
     config["problems"] = config["problems"][:1]
     changed = tmp_path / "changed.yaml"

@@ -1,4 +1,8 @@
-"""Helpers of the tests that run the Snakemake workflow in a temporary copy of the repository."""
+"""Helpers of the tests that run the Snakemake workflow in a temporary copy of the repository.
+
+Run as a program, ``python tests/workflow.py path-without FOLDER PROGRAM...`` prints :func:`path_without`:
+.ci/run hides the TeX tools with it, so that the suite runs as on a machine without TeX.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ SMOKE = "config/smoke.yaml"
 # Generated or local paths that never travel into the temporary copies.
 SKIP = {".git", ".venv", ".venv-ci", ".snakemake", "results", "figures", "logs", "benchmarks", "__pycache__",
         ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints", "build", "generated"}
+TEX_TOOLS = ("latexmk", "pdflatex", "bibtex")
+"""What the paper build runs (rules/paper.smk); tests marked ``tex`` are skipped where one is missing."""
+TEX = all(shutil.which(tool) for tool in TEX_TOOLS)
 STUDY = "study"
 """The committed results (bench/publish.py): a copy holds them only when asked, else the smoke tier would not train."""
 
@@ -79,3 +86,9 @@ def job_counts(output: str) -> dict[str, int]:
             break
         counts[match.group(1)] = int(match.group(2))
     return counts
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 4 or sys.argv[1] != "path-without":
+        sys.exit("usage: python tests/workflow.py path-without FOLDER PROGRAM...")
+    print(path_without(sys.argv[3:], Path(sys.argv[2])))
