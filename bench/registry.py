@@ -126,21 +126,22 @@ class Registry:
         """Which of the entries ``names`` takes ``option`` (the first; None if none does)."""
         return next((name for name in names if option in self.lookup(name).options), None)
 
+    def _first_defaults(self, field: str) -> dict[str, Any]:
+        """Every key of ``field`` (``options`` or ``dials``) of every entry, with its default (the first
+        entry to declare it sets it)."""
+        found: dict[str, Any] = {}
+        for entry in self.entries.values():
+            for key, default in getattr(entry, field).items():
+                found.setdefault(key, default)
+        return found
+
     def options(self) -> dict[str, object]:
         """Every option of every entry, with its default (the first entry to declare it sets it)."""
-        found: dict[str, object] = {}
-        for entry in self.entries.values():
-            for option, default in entry.options.items():
-                found.setdefault(option, default)
-        return found
+        return self._first_defaults("options")
 
     def dials(self) -> dict[str, float]:
         """Every dial of every entry, with its default (the first entry to declare it sets it)."""
-        found: dict[str, float] = {}
-        for entry in self.entries.values():
-            for dial, default in entry.dials.items():
-                found.setdefault(dial, default)
-        return found
+        return self._first_defaults("dials")
 
 
 def discover(package: str, path: Iterable[str]) -> None:

@@ -24,7 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from bench.registry import Registry, discover, keyword_options
-from bench.transform import Hyperparameter, Transform
+from bench.transform import Hyperparameter, Params, Report, State, Transform
+
+__all__ = ["REGISTRY", "Hyperparameter", "Params", "Report", "State", "Transform", "build", "known", "lookup",
+           "make", "register"]
+"""What a strategy module imports from here: ``register`` and the types of the transform protocol."""
 
 REGISTRY = Registry("strategy", unique_options=True)
 """Every strategy; an entry's ``meta`` holds what it promises: ``acting``, hyperparameters with which

@@ -5,17 +5,8 @@ from __future__ import annotations
 import torch
 
 from bench.flat import groups, per_group
-from bench.strategies import register
-from bench.transform import (
-    Hyperparameter,
-    Params,
-    Report,
-    State,
-    Transform,
-    group_tensor_norms,
-    run_values,
-    tensor_factors,
-)
+from bench.strategies import Hyperparameter, Params, Report, State, Transform, register
+from bench.transform import group_tensor_norms, run_values, tensor_factors
 
 EPS = 1e-6  # the authors' eps, added to the norm a clipping factor divides by
 

@@ -9,21 +9,8 @@ import torch
 from torch import Tensor
 
 from bench.flat import groups, per_group
-from bench.strategies import register
-from bench.transform import (
-    Hyperparameter,
-    Params,
-    Report,
-    State,
-    Transform,
-    global_norm,
-    group_unit_norms,
-    per_run,
-    run_values,
-    stateless,
-    unit_factors,
-    unit_grid,
-)
+from bench.strategies import Hyperparameter, Params, Report, State, Transform, register
+from bench.transform import global_norm, group_unit_norms, per_run, run_values, stateless, unit_factors, unit_grid
 
 
 @functools.cache

@@ -5,19 +5,8 @@ from __future__ import annotations
 import torch
 
 from bench.flat import groups, per_group
-from bench.strategies import register
-from bench.transform import (
-    Params,
-    Report,
-    State,
-    Transform,
-    global_norm,
-    group_tensor_norms,
-    max_abs,
-    per_run,
-    stateless,
-    tensor_factors,
-)
+from bench.strategies import Params, Report, State, Transform, register
+from bench.transform import global_norm, group_tensor_norms, max_abs, per_run, stateless, tensor_factors
 
 
 @register("none")

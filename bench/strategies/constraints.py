@@ -5,18 +5,8 @@ from __future__ import annotations
 import torch
 
 from bench.flat import groups, per_group
-from bench.strategies import register
-from bench.transform import (
-    Hyperparameter,
-    Params,
-    Report,
-    State,
-    Transform,
-    group_unit_norms,
-    run_values,
-    stateless,
-    unit_factors,
-)
+from bench.strategies import Hyperparameter, Params, Report, State, Transform, register
+from bench.transform import group_unit_norms, run_values, stateless, unit_factors
 
 
 @register("max_norm", acting={"max_norm": [0.5, 3.0, 1.0]}, bounds_spikes=True)

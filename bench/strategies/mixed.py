@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bench.strategies import register
-from bench.transform import Hyperparameter, Params, Report, State, Transform, global_norm, per_run, run_values
+from bench.strategies import Hyperparameter, Params, Report, State, Transform, register
+from bench.transform import global_norm, per_run, run_values
 
 
 @register("mixed_clip", acting={"mixed_clip_gamma": [0.1, 1.0, 10.0], "mixed_clip_nu": [0.7, 0.0, 1.0]},

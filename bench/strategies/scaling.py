@@ -5,20 +5,8 @@ from __future__ import annotations
 import torch
 
 from bench.flat import groups, per_group
-from bench.strategies import register
-from bench.transform import (
-    Hyperparameter,
-    Params,
-    Report,
-    State,
-    Transform,
-    global_norm,
-    group_tensor_norms,
-    per_run,
-    run_values,
-    stateless,
-    tensor_factors,
-)
+from bench.strategies import Hyperparameter, Params, Report, State, Transform, register
+from bench.transform import global_norm, group_tensor_norms, per_run, run_values, stateless, tensor_factors
 
 
 @register("grad_scale", acting={"gamma": 0.9})

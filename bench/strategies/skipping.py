@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from bench.strategies import register
-from bench.transform import (
-    Hyperparameter,
-    Params,
-    Report,
-    State,
-    Transform,
-    global_norm,
-    known_empty,
-    max_abs,
-    per_run,
-    run_mask,
-    run_values,
-)
+from bench.strategies import Hyperparameter, Params, Report, State, Transform, register
+from bench.transform import global_norm, known_empty, max_abs, per_run, run_mask, run_values
 
 
 def _zero_runs(grads: Params, skip: torch.Tensor) -> Params:

@@ -7,18 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bench.strategies import register
-from bench.transform import (
-    Hyperparameter,
-    Params,
-    Report,
-    State,
-    Transform,
-    known_empty,
-    per_run,
-    run_mask,
-    run_values,
-)
+from bench.strategies import Hyperparameter, Params, Report, State, Transform, register
+from bench.transform import known_empty, per_run, run_mask, run_values
 
 OWN_BETA2 = 0.999  # the second moment kept for an optimizer without one: Adam's default beta2
 

@@ -7,8 +7,8 @@ import math
 import torch
 
 from bench.flat import groups, per_group
-from bench.strategies import register
-from bench.transform import Hyperparameter, Params, Report, State, Transform, per_run, stateless, tensor_factors
+from bench.strategies import Hyperparameter, Params, Report, State, Transform, register
+from bench.transform import per_run, stateless, tensor_factors
 
 
 @register("update_clip", acting={"update_clip": [0.1, 1.0, 0.5]}, bounds_spikes=True)
