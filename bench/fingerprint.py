@@ -77,7 +77,7 @@ def _field_value(cell: Cell, name: str) -> Any:
     if name in ENTRIES:
         return resolved(ENTRIES[name], value)
     if name == "members":
-        return [[member, dict(strategies.lookup(member).defaults)] for member in value]
+        return [[member, dict(strategies.lookup(member).options)] for member in value]
     if name == "runs":  # every field of a run decides its results
         names = [field.name for field in dataclasses.fields(Run)]
         return [{key: getattr(run, key) for key in names} for run in value]
