@@ -22,7 +22,7 @@ from scipy import stats as scipy_stats
 
 from analysis import stats
 from bench import paths
-from bench.columns import CURVES_COLUMNS
+from bench.columns import CURVES_COLUMNS, with_run_defaults
 
 RUN_COLUMNS = stats.RUN_COLUMNS
 CURVE_COLUMNS = tuple(CURVES_COLUMNS)
@@ -30,17 +30,18 @@ PROBLEM = list(stats.PROBLEM_COLUMNS)
 
 
 def load(sweep: str, root: Path | str = ".") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read ``results/<sweep>/runs.parquet`` and ``curves.parquet``, checking their columns."""
+    """Read ``results/<sweep>/runs.parquet`` and ``curves.parquet``, checking their columns (a runs table written
+    before a column of ``bench.columns.RUNS_DEFAULTS`` existed gets its default)."""
     tables = paths.tables(paths.results_dir(sweep, root))
-    runs = pd.read_parquet(tables["runs"])
+    runs = with_run_defaults(pd.read_parquet(tables["runs"]))
     curves = pd.read_parquet(tables["curves"])
     check_tables(runs, curves)
     return runs, curves
 
 
 def load_runs(sweep: str, root: Path | str = ".") -> pd.DataFrame:
-    """Read only ``results/<sweep>/runs.parquet``, checking its columns."""
-    runs = pd.read_parquet(paths.table(paths.results_dir(sweep, root), "runs"))
+    """Read only ``results/<sweep>/runs.parquet``, checking its columns (defaults filled in as by :func:`load`)."""
+    runs = with_run_defaults(pd.read_parquet(paths.table(paths.results_dir(sweep, root), "runs")))
     missing = [c for c in RUN_COLUMNS if c not in runs.columns]
     if missing:
         raise ValueError(f"runs table lacks column(s) {', '.join(missing)}")
@@ -82,7 +83,7 @@ def strategy_order(runs: pd.DataFrame) -> list[str]:
 
 def dial_columns(runs: pd.DataFrame) -> list[str]:
     """Stress-dial columns present in the table."""
-    return stats.panel_columns(runs)[3:]
+    return stats.dial_columns(runs)
 
 
 def _band_interval(samples: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,

@@ -51,7 +51,7 @@ import scikit_posthocs as sp
 from scipy import stats
 
 from bench.columns import RUNS_COLUMNS
-from bench.sweep import stress_dials
+from bench.sweep import DEFAULT_DTYPE, stress_dials
 
 RUN_COLUMNS = tuple(RUNS_COLUMNS)
 """The fixed columns of runs.parquet (bench.columns)."""
@@ -68,8 +68,16 @@ ADDED_COLUMNS = ("failed", "val_score", "test_score", "time", "observed")
 
 
 def panel_columns(frame: pd.DataFrame) -> list[str]:
-    """The columns naming a panel: task, model, optimizer and the stress dials present."""
-    return ["task", "model", "optimizer", *(d for d in STRESS_DIALS if d in frame.columns)]
+    """The columns naming a panel: task, model, optimizer, the stress dials present, and the precision
+    (``dtype``) where the table has it."""
+    # precision: a float64 cell (Q3's pairs, trained where the identity is exact) forms panels of its own, so
+    # no statistic pairs or pools its runs with float32 ones; tables without the column are all float32
+    return ["task", "model", "optimizer", *dial_columns(frame), *(["dtype"] if "dtype" in frame.columns else [])]
+
+
+def dial_columns(frame: pd.DataFrame) -> list[str]:
+    """The stress-dial columns present in ``frame``, in :data:`STRESS_DIALS` order."""
+    return [d for d in STRESS_DIALS if d in frame.columns]
 
 
 def hyperparameter_columns(frame: pd.DataFrame) -> list[str]:
@@ -732,8 +740,10 @@ def paired_tests(best_runs: pd.DataFrame, baseline: str = "none", value: str = "
 def _panel_labels(frame: pd.DataFrame) -> pd.Series:
     """A readable label per row: ``task/model/optimizer`` plus ``dial=value`` for the dials that apply."""
     labels = frame["task"].astype(str) + "/" + frame["model"].astype(str) + "/" + frame["optimizer"].astype(str)
-    for dial in panel_columns(frame)[3:]:
+    for dial in dial_columns(frame):
         labels = labels + np.where(frame[dial].isna(), "", "/" + dial + "=" + frame[dial].map("{:g}".format))
+    if "dtype" in frame.columns:  # precision: the float32 panels keep their labels
+        labels = labels + np.where(frame["dtype"] == DEFAULT_DTYPE, "", "/" + frame["dtype"].astype(str))
     return labels
 
 

@@ -4,12 +4,19 @@ The engine logs :data:`STEP_METRICS` every step and :data:`EVAL_METRICS` at
 evaluation steps; bench.store writes and checks the tables with these columns
 and types; the analysis reads them by these names. Besides the required run
 columns, every strategy hyperparameter and stress dial of a sweep adds a
-float64 column to the runs table (named as in the config).
+float64 column to the runs table (named as in the config). A run column added
+after tables were committed has its value for those tables in
+:data:`RUNS_DEFAULTS`; :func:`with_run_defaults` fills it in where it is absent.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
+
+if TYPE_CHECKING:  # pandas is imported where frames are read, never by a training job
+    import pandas as pd
 
 STEP_METRICS = ("train_loss", "grad_norm_pre", "grad_norm_post", "clipped", "update_ratio")
 """Logged for every run at every step (NaN after a run diverged)."""
@@ -19,12 +26,27 @@ EVAL_METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
 RUNS_COLUMNS: dict[str, pa.DataType] = {
     "run_id": pa.string(), "sweep": pa.string(), "cell": pa.string(), "task": pa.string(),
     "model": pa.string(), "family": pa.string(), "optimizer": pa.string(), "strategy": pa.string(),
-    "lr": pa.float64(), "seed": pa.int64(), "metric": pa.string(), "higher_is_better": pa.bool_(),
+    "dtype": pa.string(), "lr": pa.float64(), "seed": pa.int64(), "metric": pa.string(), "higher_is_better": pa.bool_(),
     "chance_metric": pa.float64(), "chance_loss": pa.float64(), "diverged": pa.bool_(),
     "diverged_step": pa.int64(), "final_train_loss": pa.float64(), "best_val_metric": pa.float64(),
     "test_metric_at_best_val": pa.float64(), "steps": pa.int64(), "wall_time_s": pa.float64(),
 }
 """Required columns of runs.parquet; every strategy hyperparameter and stress dial adds a float64 column."""
+
+RUNS_DEFAULTS: dict[str, object] = {"dtype": "float32"}
+"""Run columns that tables written before them lack, with the value they have there: every run of a table
+without ``dtype`` trained in float32 (the only precision there was)."""
+
+
+def with_run_defaults(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with every column of :data:`RUNS_DEFAULTS` it lacks added in its place of :data:`RUNS_COLUMNS`,
+    holding its default; ``runs`` itself where it lacks none."""
+    absent = {name: value for name, value in RUNS_DEFAULTS.items() if name not in runs.columns}
+    if not absent:
+        return runs
+    filled = runs.assign(**absent)
+    fixed = [name for name in RUNS_COLUMNS if name in filled.columns]
+    return filled[[*fixed, *(name for name in filled.columns if name not in RUNS_COLUMNS)]]
 
 CURVES_COLUMNS: dict[str, pa.DataType] = {
     "run_id": pa.string(), "step": pa.int64(),

@@ -6,6 +6,14 @@ run's gradient is its own), the gradient-stage strategies, the optimizer, the
 update-stage strategies and the weight constraints; then each run's new state
 is kept only where the run is alive and not skipping this step.
 
+A cell trains in one floating-point precision, its config's ``dtype``
+(:data:`DTYPES`): the data's float tensors, the parameters, the learning
+rates, the strategies' hyperparameters, every optimizer and strategy state and
+the logged metrics are all of it. A float64 cell starts from the initial
+weights of its float32 twin, each cast exactly to float64 (the weights are
+drawn in float32 as always), and sees the same data and batches: only the
+arithmetic differs.
+
 Divergence is data: a run whose loss is non-finite or exceeds
 ``divergence_factor`` x its initial loss is marked diverged at that step and
 frozen; the others go on. Metrics stay on the device during training and are
@@ -35,6 +43,8 @@ from bench.transform import Report, State, Transform, known_empty, select
 SPLITS = ("train", "val", "test")
 EVAL_CHUNK = 512  # examples evaluated at a time
 PLAN_BLOCK = 100  # steps of batch indices drawn at a time
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+"""The precisions a cell trains in, by the names of the config key ``dtype`` (config/schema.yaml)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,11 +56,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def per_run_values(values: list[float], device: torch.device) -> float | Tensor:
-    """A hyperparameter for K runs: a float when all runs share it, else a (K,) tensor."""
+def per_run_values(values: list[float], device: torch.device, dtype: torch.dtype) -> float | Tensor:
+    """A hyperparameter for K runs: a float when all runs share it, else a (K,) tensor of ``dtype``."""
     if len(set(values)) == 1:
         return float(values[0])
-    return torch.tensor(values, dtype=torch.float32, device=device)
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def in_precision(data: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``data`` on ``device``, in ``dtype`` if it holds floats (labels and indices keep their integer type)."""
+    return data.to(device=device, dtype=dtype if data.is_floating_point() else data.dtype)
 
 
 @dataclass
@@ -61,6 +76,7 @@ class BuiltCell:
     task: tasks.Task
     model: models.Model
     device: torch.device
+    dtype: torch.dtype
     inputs: dict[str, Tensor]
     targets: dict[str, Tensor]
     initial_params: list[Tensor]
@@ -101,8 +117,11 @@ def build_model(cell: Cell, task: tasks.Task) -> models.Model:
 
 
 def initial_parameters(model: models.Model, cell: Cell) -> list[Tensor]:
-    """The K runs' initial parameters, each from its own seed and stress dials."""
-    return model.init([run.seed for run in cell.runs], [run.dials for run in cell.runs])
+    """The K runs' initial parameters, each from its own seed and stress dials, in the cell's precision: drawn
+    in float32 whatever the precision, then cast (exactly), so that a float64 run starts where its float32
+    twin does."""
+    params = model.init([run.seed for run in cell.runs], [run.dials for run in cell.runs])
+    return [p.to(DTYPES[cell.dtype]) for p in params]
 
 
 def build(cell: Cell, data_cache: str | Path | None = None) -> BuiltCell:
@@ -111,22 +130,23 @@ def build(cell: Cell, data_cache: str | Path | None = None) -> BuiltCell:
     (see bench.allocator)."""
     torch.set_num_threads(cell.threads)
     allocator.keep_freed_memory()
-    device = resolve_device(cell.device)
+    device, dtype = resolve_device(cell.device), DTYPES[cell.dtype]
     task = load_task(cell, data_cache)
     model = build_model(cell, task)
     form = models.input_form(cell.model["family"])
-    inputs = {split: task.inputs(split, form).to(device) for split in SPLITS}
-    targets = {split: task.targets(split).to(device) for split in SPLITS}
+    inputs = {split: in_precision(task.inputs(split, form), device, dtype) for split in SPLITS}
+    targets = {split: in_precision(task.targets(split), device, dtype) for split in SPLITS}
     hyperparameters = {
-        key: per_run_values([run.hyperparameters[key] for run in cell.runs], device)
+        key: per_run_values([run.hyperparameters[key] for run in cell.runs], device, dtype)
         for key in cell.runs[0].hyperparameters
     }
     initial = [p.to(device) for p in initial_parameters(model, cell)]
     return BuiltCell(
-        cell=cell, task=task, model=model, device=device, inputs=inputs, targets=targets,
+        cell=cell, task=task, model=model, device=device, dtype=dtype, inputs=inputs, targets=targets,
         initial_params=initial, layout=Layout.of(initial),
-        lr=torch.tensor([[run.lr] for run in cell.runs], dtype=torch.float32, device=device),
-        warmup_steps=torch.tensor([[float(run.dials["warmup_steps"])] for run in cell.runs], device=device),
+        lr=torch.tensor([[run.lr] for run in cell.runs], dtype=dtype, device=device),
+        warmup_steps=torch.tensor([[float(run.dials["warmup_steps"])] for run in cell.runs], dtype=dtype,
+                                  device=device),
         schedule=sweep.setting("optimizers", cell.optimizer, "schedule"),
         spike_rate=torch.tensor([float(run.dials["spike_rate"]) for run in cell.runs], device=device),
         spike_scale=float(sweep.setting("tasks", cell.task, "spike_scale")),
@@ -175,17 +195,18 @@ class LoopState:
 
 
 def fresh_state(built: BuiltCell) -> LoopState:
-    """The state before step 0."""
-    cell, device, runs = built.cell, built.device, len(built.cell.runs)
+    """The state before step 0; its losses and logs in the cell's precision."""
+    cell, device, runs, dtype = built.cell, built.device, len(built.cell.runs), built.dtype
     params = built.layout.join(built.initial_params)
     return LoopState(
         step=0, params=params, opt_state=built.optimizer.init([params]),
         chain_states=[t.init([params] if t.layout_free else built.layout.split(params)) for t in built.chain],
         alive=torch.ones(runs, dtype=torch.bool, device=device),
         diverged_step=torch.full((runs,), -1, dtype=torch.long, device=device),
-        initial_loss=torch.full((runs,), float("nan"), device=device),
-        logs={name: torch.full((cell.steps, runs), float("nan"), device=device) for name in STEP_METRICS},
-        evals={name: torch.full((len(eval_steps(cell)), runs), float("nan"), device=device) for name in EVAL_METRICS},
+        initial_loss=torch.full((runs,), float("nan"), dtype=dtype, device=device),
+        logs={name: torch.full((cell.steps, runs), float("nan"), dtype=dtype, device=device) for name in STEP_METRICS},
+        evals={name: torch.full((len(eval_steps(cell)), runs), float("nan"), dtype=dtype, device=device)
+               for name in EVAL_METRICS},
         elapsed_s=0.0,
     )
 
@@ -359,7 +380,7 @@ def step(built: BuiltCell, state: LoopState, xb: Tensor, yb: Tensor, clock: Tens
     write_row(logs["grad_norm_pre"], t, norm_pre)
     write_row(logs["grad_norm_post"], t, norm_pre if grads.flat is flat_grads else run_norm(grads.flat))
     write_row(logs["update_ratio"], t, torch.where(keep, change_norm / run_norm(params.flat), 0.0))
-    write_row(logs["clipped"], t, any_of(reported(reports, "active") + reported(reports, "skip"), alive).float())
+    write_row(logs["clipped"], t, any_of(reported(reports, "active") + reported(reports, "skip"), alive).to(loss.dtype))
 
     # keep: each run's new state where it is alive and takes the step (the strategies' by apply_stage)
     state.alive = alive

@@ -1,7 +1,7 @@
 """How long a sweep's training takes on this machine, from a timed sample of its cells.
 
-The cells of a sweep fall into strata of one (task, model, optimizer): within a
-stratum they differ only in the strategy and its thresholds, so in their number
+The cells of a sweep fall into strata of one (task, model, optimizer, precision):
+within a stratum they differ only in the strategy and its thresholds, so in their number
 of runs K and in a strategy's small overhead. One cell per stratum, drawn at
 random (seeded), is timed with its first K1 and its first K2 runs (K1 < K2,
 both capped at its K): the seconds to set it up (data, model, initial weights),
@@ -90,9 +90,9 @@ def job_start_seconds(config_path: str) -> float:
     return time.perf_counter() - started
 
 
-def stratum(cell: Cell) -> tuple[str, str, str]:
-    """The (task, model, optimizer) names a cell's timing stands for."""
-    return cell.task_name, cell.model_name, cell.optimizer_name
+def stratum(cell: Cell) -> tuple[str, str, str, str]:
+    """The (task, model, optimizer) names and the precision a cell's timing stands for."""
+    return cell.task_name, cell.model_name, cell.optimizer_name, cell.dtype
 
 
 def time_runs(cell: Cell, runs: int, steps: int, data_cache: str | Path | None = None) -> tuple[float, float, float]:
@@ -148,12 +148,13 @@ def estimate(config_path: str, device: str | None, steps: int, sizes: tuple[int,
         members = list(members)
         timing = time_stratum(draw.choice(members), sizes, steps, data_cache)
         predicted = sum(timing.predict(cell, job_start_s) for cell in members)
-        strata.append({"task": key[0], "model": key[1], "optimizer": key[2], "cells": len(members),
+        strata.append({"task": key[0], "model": key[1], "optimizer": key[2], "dtype": key[3], "cells": len(members),
                        "runs": sum(len(cell.runs) for cell in members), "timed_cell": timing.cell.id,
                        **{f"{part}_s": dataclasses.asdict(getattr(timing, part))
                           for part in ("setup", "step", "evaluation")},
                        "predicted_s": predicted})
-        report(f"{'-'.join(key):40s} {len(members):4d} cells  step {timing.step.fixed * 1e3:7.2f} ms + "
+        label = "-".join(key if key[3] != sweep.DEFAULT_DTYPE else key[:3])
+        report(f"{label:40s} {len(members):4d} cells  step {timing.step.fixed * 1e3:7.2f} ms + "
                f"{timing.step.per_run * 1e3:7.3f} ms/run  -> {predicted / 3600:7.2f} h")
     total = sum(row["predicted_s"] for row in strata)
     report(f"{config['sweep']}: {len(cells)} cells, {sum(r['runs'] for r in strata)} runs: about "

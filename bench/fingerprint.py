@@ -15,9 +15,13 @@ The fingerprint covers every field of :class:`bench.sweep.Cell` but those in
 optimizer entries resolved with their defaults (spelling out a default changes
 nothing), its strategy's members with their default hyperparameters, its runs
 (learning rate, seed, hyperparameters, dials), its budget (steps, eval_every,
-batch_size) and divergence rule, its id and names (the results tables carry
-them). A field added to Cell must be listed in :data:`DECIDING` or
-:data:`NOT_DECIDING`; until it is, every fingerprint raises.
+batch_size) and divergence rule, its precision (``dtype``), its id and names
+(the results tables carry them). A field added to Cell must be listed in
+:data:`DECIDING` or :data:`NOT_DECIDING`; until it is, every fingerprint
+raises. A deciding field added after results were committed may be listed in
+:data:`LEFT_OUT_AT` with the value every earlier cell had: the spec leaves the
+field out at that value, so the fingerprints of those cells stay what they
+were, and any other value changes them.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import json
 from typing import Any
 
 from bench import strategies
-from bench.sweep import Cell, Run, resolved
+from bench.sweep import DEFAULT_DTYPE, Cell, Run, resolved
 
 FORMAT = 1
 """Raised whenever what the fingerprint covers, or how it is written down, changes."""
@@ -36,9 +40,12 @@ ENTRIES = {"task": "tasks", "model": "models", "optimizer": "optimizers"}
 """Cell fields that hold a config entry, by the config section the entry belongs to."""
 DECIDING = frozenset({
     "id", "task_name", "task", "model_name", "model", "optimizer_name", "optimizer", "strategy_name", "members",
-    "runs", "steps", "eval_every", "batch_size", "divergence_factor",
+    "runs", "steps", "eval_every", "batch_size", "divergence_factor", "dtype",
 })
 """Cell fields that decide its results."""
+LEFT_OUT_AT = {"dtype": DEFAULT_DTYPE}
+"""Deciding fields left out of the spec at the value every cell had before the field existed (a float32 cell's
+fingerprint is the one it had before precision was a config key)."""
 NOT_DECIDING = {
     "sweep": "the sweep's name: where the results go, not what they are (publish.fingerprint adds it)",
     "device": "where the cell trains",
@@ -85,13 +92,16 @@ def _field_value(cell: Cell, name: str) -> Any:
 
 
 def cell_spec(cell: Cell) -> dict[str, Any]:
-    """What decides the results of ``cell``: the format and every field of :data:`DECIDING`, resolved.
+    """What decides the results of ``cell``: the format and every field of :data:`DECIDING`, resolved (those of
+    :data:`LEFT_OUT_AT` only where they differ from the value given there).
 
     Raises TypeError where Cell has a field that neither :data:`DECIDING` nor :data:`NOT_DECIDING` lists.
     """
     spec: dict[str, Any] = {"format": FORMAT}
     for field in dataclasses.fields(cell):
         if field.name in DECIDING:
+            if field.name in LEFT_OUT_AT and getattr(cell, field.name) == LEFT_OUT_AT[field.name]:
+                continue
             spec[field.name] = _field_value(cell, field.name)
         elif field.name not in NOT_DECIDING:
             raise TypeError(f"Cell field {field.name!r} is neither in DECIDING nor in NOT_DECIDING "

@@ -13,7 +13,8 @@ Nesterov and coupled weight decay is ``torch.optim.SGD``'s arithmetic
 (dampening 0) in multi-tensor ``torch._foreach_*`` ops over the stacked
 parameters, each run with its own learning rate. Every step logs what the
 engine logs: each run's loss, its gradient norm before and after the strategy
-and its update ratio ``||delta p|| / ||p||``.
+and its update ratio ``||delta p|| / ||p||``. It trains in the cell's precision
+(``dtype``), as the engine does.
 
 Recurrent cells: ``functional_call`` runs ``torch.nn.RNN``/``GRU``/``LSTM`` under
 ``vmap`` (torch decomposes their kernels into batched per-step ops). On a CPU
@@ -78,26 +79,28 @@ class VmapEnsemble:
             raise ValueError(f"the vmap peer does not train {', '.join(k for k, v in refused.items() if v)}")
         torch.set_num_threads(cell.threads)
         self.device = device = engine.resolve_device(cell.device)
+        dtype = engine.DTYPES[cell.dtype]
         task = engine.load_task(cell)
         spec = engine.build_model(cell, task)
         initial = engine.initial_parameters(spec, cell)
         nets = []
         for k in range(len(cell.runs)):
-            nets.append(reference.module(spec).to(device))
+            nets.append(reference.module(spec).to(device=device, dtype=dtype))
             reference.load_parameters(nets[-1], [p[k] for p in initial])
         stacked, self.buffers = stack_module_state(nets)
         self.params = {name: p.detach() for name, p in stacked.items()}
         self.momentum_buffers = [torch.zeros_like(p) for p in self.params.values()]
         self.base = copy.deepcopy(nets[0]).to("meta")
         form = models.input_form(cell.model["family"])
-        self.x, self.y = task.inputs("train", form).to(device), task.targets("train").to(device)
+        self.x = engine.in_precision(task.inputs("train", form), device, dtype)
+        self.y = engine.in_precision(task.targets("train"), device, dtype)
         self.batches = torch.stack([tasks.batch_indices(r.seed, len(self.x), cell.batch_size, range(cell.steps))
                                     for r in cell.runs], dim=1).to(device)  # (steps, K, B)
-        self.neg_lr = [torch.tensor([-r.lr for r in cell.runs], device=device).view(-1, *[1] * (p.dim() - 1))
-                       for p in self.params.values()]
+        neg_lr = torch.tensor([-r.lr for r in cell.runs], dtype=dtype, device=device)
+        self.neg_lr = [neg_lr.view(-1, *[1] * (p.dim() - 1)) for p in self.params.values()]
         default = strategies.lookup(member).options.get(member, 0.0)
         self.threshold = torch.tensor([float(r.hyperparameters.get(member, default)) for r in cell.runs],
-                                      device=device)
+                                      dtype=dtype, device=device)
         self.momentum, self.nesterov = options.get("momentum", 0.0), options.get("nesterov", False)
         self.weight_decay = options.get("weight_decay", 0.0)
         self.regression = task.objective == "regression"
@@ -106,7 +109,7 @@ class VmapEnsemble:
         lstm = device.type == "cpu" and getattr(spec, "cell", None) == "lstm"
         self.context = contextlib.nullcontext if not lstm else functools.partial(
             torch.backends.mkldnn.flags, enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None)
-        self.logs = {name: torch.full((cell.steps, len(cell.runs)), float("nan"), device=device)
+        self.logs = {name: torch.full((cell.steps, len(cell.runs)), float("nan"), dtype=dtype, device=device)
                      for name in ("train_loss", "grad_norm_pre", "grad_norm_post", "update_ratio")}
 
     def loss(self, params: Grads, buffers: Grads, xb: Tensor, yb: Tensor) -> Tensor:

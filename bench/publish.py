@@ -319,7 +319,7 @@ def restore(folder: str | Path, out: str | Path, config: dict[str, Any] | None =
     import pyarrow.parquet as pq
 
     from bench import store
-    from bench.columns import CURVES_COLUMNS
+    from bench.columns import CURVES_COLUMNS, with_run_defaults
     from bench.store import StoreError
 
     folder, out = Path(folder), Path(out)
@@ -333,6 +333,7 @@ def restore(folder: str | Path, out: str | Path, config: dict[str, Any] | None =
             tables[kind] = pq.read_table(folder / name).to_pandas()
         except (OSError, ValueError) as error:
             raise StoreError(f"{folder / name}: not a readable {kind} table ({error})") from None
+    tables["runs"] = with_run_defaults(tables["runs"])  # a study committed before a run column existed
     curves = tables["curves"]
     for name in CURVES_COLUMNS:
         if name in curves and name not in ("run_id", "clipped"):

@@ -4,7 +4,8 @@
 ``torch.optim`` and ``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``,
 one run at a time, as a peer's per-run training loop would (DeepOBS and
 AlgoPerf runners train this way). It starts from the same initial weights and
-sees the same batches as the engine's run of the same seed. Tests hold the
+sees the same batches as the engine's run of the same seed, in the cell's
+precision (``dtype``: the network, its data and torch.optim's state). Tests hold the
 lockstep engine to it step by step; ``python -m bench perf`` measures speed
 against it.
 """
@@ -155,16 +156,17 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
     run = cell.runs[index]
     hp = hyperparameters(cell, run)
     single = Cell(**{**cell.__dict__, "runs": [run]})
-    device = engine.resolve_device(cell.device)
+    device, dtype = engine.resolve_device(cell.device), engine.DTYPES[cell.dtype]
     task = engine.load_task(cell)
     spec = engine.build_model(single, task)
-    net = module(spec).to(device)
+    net = module(spec).to(device=device, dtype=dtype)
     load_parameters(net, [p[0] for p in engine.initial_parameters(spec, single)])
     opt = optimizer(cell, run, net)
     schedule, warmup = sweep.setting("optimizers", cell.optimizer, "schedule"), run.dials["warmup_steps"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: schedules.factor(schedule, t, warmup, cell.steps))
     form = models.input_form(cell.model["family"])
-    x, y = task.inputs("train", form).to(device), task.targets("train").to(device)
+    x = engine.in_precision(task.inputs("train", form), device, dtype)
+    y = engine.in_precision(task.targets("train"), device, dtype)
     order = tasks.batch_indices(run.seed, len(x), cell.batch_size, range(cell.steps)).to(device)
     rate, scale = run.dials["spike_rate"], sweep.setting("tasks", cell.task, "spike_scale")
     draws, slots = tasks.spike_draws(run.seed, cell.batch_size, range(cell.steps))

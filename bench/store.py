@@ -21,8 +21,10 @@ from bench.columns import (  # noqa: F401 - TIMING_COLUMNS re-exported
     CURVES_COLUMNS,
     EVAL_METRICS,
     RUNS_COLUMNS,
+    RUNS_DEFAULTS,
     STEP_METRICS,
     TIMING_COLUMNS,
+    with_run_defaults,
 )
 from bench.engine import History
 from bench.errors import StoreError
@@ -55,8 +57,8 @@ def _run_rows(cell: Cell, task: Task, history: History) -> list[dict[str, object
         rows.append({
             "run_id": run_id, "sweep": cell.sweep, "cell": cell.id, "task": cell.task_name,
             "model": cell.model_name, "family": cell.model["family"], "optimizer": cell.optimizer_name,
-            "strategy": cell.strategy_name, "lr": run.lr, "seed": run.seed, "metric": task.metric,
-            "higher_is_better": task.higher_is_better, "chance_metric": task.chance_metric,
+            "strategy": cell.strategy_name, "dtype": cell.dtype, "lr": run.lr, "seed": run.seed,
+            "metric": task.metric, "higher_is_better": task.higher_is_better, "chance_metric": task.chance_metric,
             "chance_loss": task.chance_loss, "diverged": bool(history.diverged_step[k] >= 0),
             "diverged_step": int(history.diverged_step[k]),
             "final_train_loss": float(train[-1]) if len(train) else float("nan"),
@@ -176,7 +178,8 @@ def write(frame: pd.DataFrame | pa.Table, path: str | Path, kind: str) -> None:
 
 
 def read(path: str | Path, kind: str) -> pd.DataFrame:
-    """Read a ``kind`` table, checking its schema; any problem names the file."""
+    """Read a ``kind`` table, checking its schema; any problem names the file. A runs table written before a
+    column of ``bench.columns.RUNS_DEFAULTS`` existed reads with that column holding its default."""
     path = Path(path)
     columns = RUNS_COLUMNS if kind == "runs" else CURVES_COLUMNS
     try:
@@ -185,11 +188,13 @@ def read(path: str | Path, kind: str) -> pd.DataFrame:
         raise StoreError(f"{path}: not a readable {kind} table ({error})") from None
     fields = {f.name: f.type for f in table.schema}
     for column, dtype in columns.items():
+        if kind == "runs" and column in RUNS_DEFAULTS and column not in fields:
+            continue
         if fields.get(column) != dtype:
             raise StoreError(f"{path}: not a {kind} table (column {column!r} is {fields.get(column)}, not {dtype})")
     if kind == "curves" and set(fields) != set(columns):
         raise StoreError(f"{path}: not a curves table (unexpected columns {sorted(set(fields) - set(columns))})")
-    return table.to_pandas()
+    return with_run_defaults(table.to_pandas()) if kind == "runs" else table.to_pandas()
 
 
 def write_cell(runs: pd.DataFrame | pa.Table, curves: pd.DataFrame | pa.Table, out: str | Path) -> None:

@@ -7,7 +7,11 @@ such hyperparameter). Any problem is a :class:`ConfigError` whose message is
 one line naming the key and what is allowed.
 
 A cell fixes everything that changes shapes or code paths: task, model,
-optimizer and strategy; its id reads ``<task>-<model>-<optimizer>-<strategy>``.
+optimizer, strategy and the floating-point precision it trains in (``dtype``);
+its id reads ``<task>-<model>-<optimizer>-<strategy>``, with ``-<dtype>``
+appended for a precision other than :data:`DEFAULT_DTYPE` (so a float64 cell
+never shares an id with its float32 twin, and float32 ids are those of sweeps
+written before precision was a key).
 Its runs are the product of learning rates, strategy hyperparameter grids,
 run-level dials (lists in task, model and optimizer entries, see
 :func:`stress_dials`) and seeds.
@@ -84,6 +88,9 @@ def stress_dials() -> dict[str, float]:
             if dial not in registry.tuned}
 
 
+DEFAULT_DTYPE = "float32"
+"""The precision a cell trains in unless its config says otherwise (config key ``dtype``)."""
+
 RECIPE_KEYS = ("warmup_steps",)
 """Keys of a strategy entry besides ``chain`` and its members' hyperparameters: the optimizer dials it
 sets for its own cell (a warm-up as a mitigation of its own, or combined with a strategy)."""
@@ -106,7 +113,7 @@ class Run:
 
 @dataclass(frozen=True)
 class Cell:
-    """One training job: K runs that share task, model, optimizer and strategy."""
+    """One training job: K runs that share task, model, optimizer, strategy and precision (``dtype``)."""
 
     id: str
     sweep: str
@@ -127,6 +134,7 @@ class Cell:
     threads: int
     checkpoint_every: int
     cuda_graph: bool = False
+    dtype: str = DEFAULT_DTYPE
 
     def run_ids(self) -> list[str]:
         """Globally unique run ids: ``<cell>|<run label>``."""
@@ -220,13 +228,15 @@ def check(config: dict[str, Any]) -> None:
                 if name not in config[section]:
                     raise ConfigError(f"config key 'problems.{i}.{section}': unknown entry {name!r}; "
                                       f"allowed: {', '.join(config[section])}")
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str, str], int] = {}
     for i, problem in enumerate(config["problems"]):
+        dtype = problem.get("dtype", config.get("dtype", DEFAULT_DTYPE))
         for model in problem["models"]:
-            first = seen.setdefault((problem["task"], model), i)
+            first = seen.setdefault((problem["task"], model, dtype), i)
             if first != i:
-                raise ConfigError(f"config key 'problems.{i}.models': {problem['task']} x {model} is already "
-                                  f"problem {first}; allowed: each task x model pair in one problems entry")
+                raise ConfigError(f"config key 'problems.{i}.models': {problem['task']} x {model} in {dtype} is "
+                                  f"already problem {first}; allowed: each task x model pair in one problems entry "
+                                  "per dtype")
     for name, entry in config["strategies"].items():
         members = entry.get("chain", [name])
         for member in members:
@@ -262,6 +272,12 @@ def load(path: str | Path) -> dict[str, Any]:
     return with_defaults(config)
 
 
+def cell_id(task: str, model: str, optimizer: str, strategy: str, dtype: str = DEFAULT_DTYPE) -> str:
+    """A cell's id: ``<task>-<model>-<optimizer>-<strategy>``, then ``-<dtype>`` unless it is the default."""
+    suffix = "" if dtype == DEFAULT_DTYPE else f"-{dtype}"
+    return f"{task}-{model}-{optimizer}-{strategy}{suffix}"
+
+
 def _grid(values: dict[str, list[float]]) -> list[dict[str, float]]:
     keys = list(values)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(values[k] for k in keys))]
@@ -290,8 +306,9 @@ def cells(config: dict[str, Any]) -> list[Cell]:
                         for dial in _grid(cell_dials)
                         for seed in config["seeds"]
                     ]
+                    dtype = problem.get("dtype", config["dtype"])
                     result.append(Cell(
-                        id=f"{task_name}-{model_name}-{optimizer_name}-{strategy_name}",
+                        id=cell_id(task_name, model_name, optimizer_name, strategy_name, dtype),
                         sweep=config["sweep"],
                         task_name=task_name, task=config["tasks"][task_name],
                         model_name=model_name, model=model,
@@ -301,7 +318,7 @@ def cells(config: dict[str, Any]) -> list[Cell]:
                         eval_every=problem.get("eval_every", config["eval_every"]),
                         batch_size=config["batch_size"], divergence_factor=config["divergence_factor"],
                         device=config["device"], threads=config["threads"],
-                        checkpoint_every=config["checkpoint_every"], cuda_graph=config["cuda_graph"],
+                        checkpoint_every=config["checkpoint_every"], cuda_graph=config["cuda_graph"], dtype=dtype,
                     ))
     return result
 

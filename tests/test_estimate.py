@@ -42,7 +42,7 @@ def test_estimate_times_one_cell_per_stratum_and_covers_every_cell(tmp_path) -> 
                  "--json", str(out)]) == 0
     record = json.loads(out.read_text())
     cells = sweep.cells(sweep.load("config/smoke.yaml"))
-    assert {(row["task"], row["model"], row["optimizer"]) for row in record["strata"]} == {
+    assert {(row["task"], row["model"], row["optimizer"], row["dtype"]) for row in record["strata"]} == {
         estimate.stratum(cell) for cell in cells}
     assert sum(row["cells"] for row in record["strata"]) == record["cells"] == len(cells)
     assert record["runs"] == sum(len(cell.runs) for cell in cells)

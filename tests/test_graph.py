@@ -94,6 +94,17 @@ def test_the_graphed_step_trains_what_the_eager_step_trains(captured, strategies
     assert captured == {"captures": 1, "replays": 16 - graph.WARMUP}
 
 
+def test_a_float64_cell_is_graphed_exactly(captured) -> None:
+    """Every tensor the graphed step writes into (logs, state) is of the cell's precision."""
+    config = make_config(tasks=SPIKY, optimizers=SGD_SCHEDULED, strategies={"clip_norm": {"clip_norm": [0.5]}},
+                         steps=10, dtype="float64")
+    eager, graphed = both_ways(config)
+    assert eager.step_metrics["train_loss"].dtype == np.float64
+    assert all(p.dtype == torch.float64 for p in graphed.final_params)
+    assert_same(eager, graphed)
+    assert captured == {"captures": 1, "replays": 10 - graph.WARMUP}
+
+
 def test_adam_and_the_optimizer_state_a_strategy_resets_are_graphed_exactly(captured) -> None:
     config = make_config(
         tasks={"adding": {"kind": "adding", "length": 8, "n_train": 200, "n_eval": 64}},

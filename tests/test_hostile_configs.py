@@ -41,6 +41,13 @@ HOSTILE = {
     "problem eval_every is a string": ({"problems.0.eval_every": "often"}, "problems.0.eval_every"),
     "task x model pair in two problems": ({"problems": [{"task": "mnist1d", "models": ["mlp"]}] * 2},
                                           "problems.1.models"),
+    "task x model pair in two problems of one dtype": (
+        {"problems": [{"task": "mnist1d", "models": ["mlp"]},
+                      {"task": "mnist1d", "models": ["mlp"], "dtype": "float32"}]},
+        "problems.1.models"),
+    "unknown dtype": ({"dtype": "float16"}, "dtype"),
+    "dtype spelled as a torch name": ({"dtype": "torch.float64"}, "dtype"),
+    "unknown problem dtype": ({"problems.0.dtype": "double"}, "problems.0.dtype"),
     # hyperparameters given to the wrong strategy
     "hyperparameter of another strategy": ({"strategies": {"clip_value": {"clip_norm": [1.0]}}},
                                            "strategies.clip_value.clip_norm"),

@@ -60,7 +60,17 @@ def smoke_cell(group: str, rnn_cell: str = "lstm", **optimizer) -> sweep.Cell:
 ])
 def test_the_vmap_peer_trains_the_engines_runs(group, rnn_cell, optimizer) -> None:
     """Five steps of every run: the same losses, gradient norms before and after clipping, update ratios."""
-    cell = smoke_cell(group, rnn_cell, **optimizer)
+    assert_peer_matches(smoke_cell(group, rnn_cell, **optimizer), rtol=1e-4)
+
+
+@pytest.mark.parametrize(("group", "rnn_cell"), [("mlp", ""), ("rnn", "gru")])
+def test_the_vmap_peer_trains_a_float64_cell_in_float64(group, rnn_cell) -> None:
+    cell = dataclasses.replace(smoke_cell(group, rnn_cell), dtype="float64")
+    assert_peer_matches(cell, rtol=1e-12)
+
+
+def assert_peer_matches(cell: sweep.Cell, rtol: float) -> None:
+    """The peer's logs of the cell's steps are the engine's, to ``rtol``."""
     built = engine.build(cell)
     state = engine.fresh_state(built)
     for t, batch in enumerate(engine.batch_plan(built, range(cell.steps))):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_config, only_cell
 
-from bench import engine, store
+from bench import engine, publish, store
+from bench.columns import with_run_defaults
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,8 @@ def frames_with_pandas(cell, task, history) -> tuple[pd.DataFrame, pd.DataFrame]
         run_rows.append({
             "run_id": run_id, "sweep": cell.sweep, "cell": cell.id, "task": cell.task_name, "model": cell.model_name,
             "family": cell.model["family"], "optimizer": cell.optimizer_name, "strategy": cell.strategy_name,
-            "lr": run.lr, "seed": run.seed, "metric": task.metric, "higher_is_better": task.higher_is_better,
+            "dtype": cell.dtype, "lr": run.lr, "seed": run.seed, "metric": task.metric,
+            "higher_is_better": task.higher_is_better,
             "chance_metric": task.chance_metric, "chance_loss": task.chance_loss,
             "diverged": bool(history.diverged_step[k] >= 0), "diverged_step": int(history.diverged_step[k]),
             "final_train_loss": float(train[-1]) if len(train) else float("nan"),
@@ -118,3 +124,23 @@ def test_aggregate_concatenates_and_refuses_duplicates(trained, tmp_path) -> Non
     store.write_cell(runs.iloc[:1], curves.iloc[:1], tmp_path / "c")
     with pytest.raises(store.StoreError, match="more than one cell"):
         store.aggregate([tmp_path / "a", tmp_path / "c"], tmp_path / "all2")
+
+
+def test_a_runs_table_written_before_the_dtype_column_reads_as_float32(trained, tmp_path) -> None:
+    """Every run of a table without ``dtype`` trained in float32: the reader fills it in, in its place."""
+    _, (runs, curves) = trained
+    store.write_cell(runs, curves, tmp_path)
+    old = pq.read_table(tmp_path / "runs.parquet").drop_columns(["dtype"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    read = store.read(tmp_path / "old.parquet", "runs")
+    pd.testing.assert_frame_equal(read, store.read(tmp_path / "runs.parquet", "runs"))
+    assert set(read["dtype"]) == {"float32"}
+    assert with_run_defaults(read) is read
+
+
+def test_a_study_committed_before_the_dtype_column_restores_as_float32(tmp_path) -> None:
+    assert "dtype" not in pq.read_schema(ROOT / "study" / "smoke" / "runs.parquet").names
+    publish.restore(ROOT / "study" / "smoke", tmp_path)
+    runs = store.read(tmp_path / "runs.parquet", "runs")
+    assert "dtype" in pq.read_schema(tmp_path / "runs.parquet").names
+    assert set(runs["dtype"]) == {"float32"} and len(runs) == 36

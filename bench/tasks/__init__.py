@@ -116,7 +116,7 @@ class Task:
         hits = outputs.argmax(-1) == targets
         if self.objective == "sequence":
             hits = hits[:, :, -SEQUENCE_SCORED_STEPS:]
-        return loss, hits.flatten(1).float().mean(1)
+        return loss, hits.flatten(1).to(loss.dtype).mean(1)
 
 
 def layout(kind: str) -> str:
