@@ -1,9 +1,10 @@
-"""One figure per question of the study (analysis.questions), each showing that question's effect
-against its baseline: the estimate with its 95% interval (a line and a dot) per compared strategy or
-condition, the value of no effect as a vertical line, and each task x model pair's own value as a
-small grey dot behind the summary where the question has per-pair rows.
+"""One figure per question of the study, each showing that question's effect against its baseline
+(a question's declaration in analysis.questions names its function here): the estimate with its 95%
+interval (a line and a dot) per compared strategy or condition, the value of no effect as a vertical
+line, and each task x model pair's own value as a small grey dot behind the summary where the
+question has per-pair rows.
 
-The effects are those of :func:`analysis.questions.answer_all`, the same rows the paper's claims
+The effects are those of ``analysis.questions.answer_all``, the same rows the paper's claims
 read, so a figure and the sentence beside it show one number. An effect whose stable range reaches
 the top of the learning-rate grid is censored there (``bound``): its dot is a triangle pointing the
 way the true value may lie (right: at least this; left: at most this), or a hollow diamond where
@@ -21,7 +22,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis import layout, plots
+from analysis import plots
+from analysis.questions import QUESTIONS
 
 SUMMARY_COLOUR = "#0072B2"
 PAIR_COLOUR = "#9a9a9a"
@@ -205,17 +207,12 @@ def q7_figure(table: pd.DataFrame) -> Figure:
     return range_measures_figure(table, Q7_MEASURES)
 
 
-FIGURES = {"q1_stable_range": q1_figure, "q2_adaptive_clippers": q2_figure, "q3_grad_scale": q3_figure,
-           "q4_update_clip": q4_figure, "q5_seed_recipe": q5_figure, "q6_spikes": q6_figure, "q7_warmup": q7_figure}
-"""The figure of each question function of analysis.questions, by its name."""
-
-
 def answers_figures(tables: dict[str, pd.DataFrame], out: Path | str) -> list[Path]:
-    """Each question's figure (``layout.ANSWER_STEMS``) into ``out``, for the questions with rows."""
+    """Each question's figure (its declaration's ``figure``) into ``out``, for the questions with rows."""
     plots.setup()
     paths: list[Path] = []
-    for name, stem in layout.ANSWER_STEMS.items():
+    for name, question in QUESTIONS.items():
         table = tables.get(name)
         if table is not None and len(table):
-            paths += plots.save(FIGURES[name](table), Path(out) / stem)
+            paths += plots.save(question.figure.draw(table), Path(out) / question.figure.stem)
     return paths

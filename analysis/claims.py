@@ -34,7 +34,7 @@ import operator
 import re
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import questions
+from analysis.latex import number, tex_escape
+from analysis.questions import QUESTIONS, Question, by_id
 from bench import paths
 
 CLAIMS_FILE = paths.claims_file(Path(__file__).resolve().parents[1])
@@ -50,9 +51,11 @@ CLAIMS_FILE = paths.claims_file(Path(__file__).resolve().parents[1])
 
 NOT_MEASURED = "not measured"
 STATUSES = ("holds", "fails", NOT_MEASURED)
-CLAIM_KEYS = {"id", "question", "function", "row", "claim", "holds", "fails", "missing", "cases", "figure",
-              "effect", "interval", "headline"}
+CLAIM_KEYS = {"id", "question", "function", "row", "claim", "holds", "fails", "missing", "cases", "effect",
+              "interval", "headline"}
 REQUIRED_KEYS = {"id", "question", "function", "row", "claim", "holds", "fails", "missing"}
+QUESTION_KEYS = ("margins",)
+"""What the claims file states per question, before the results are read."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Claim:
     missing: str
     cases: tuple[tuple[str, str], ...] = ()
     figure: str = ""
+    """The stem of its question's figure."""
     effect: str = "{at_least}{estimate}"
     interval: str = "{low} to {high}"
     headline: bool = False
@@ -92,12 +96,20 @@ class Outcome:
         return float(value) if _is_number(value) and math.isfinite(float(value)) else None
 
 
-def load(path: Path | str = CLAIMS_FILE) -> tuple[dict[str, dict], list[Claim]]:
-    """The questions (id -> title, figure) and claims of a claims file; a ValueError names a malformed entry."""
+def load(path: Path | str = CLAIMS_FILE) -> tuple[dict[str, Question], list[Claim]]:
+    """The questions (id -> declaration, with the margins the file states) and the claims of a claims file.
+
+    The file's ``questions`` section states, per question id, the equivalence
+    ``margins`` (name -> number) fixed before the results are read; they enter
+    the declarations (``Question.margins``) and every claim of the question can
+    read them as ``margin_<name>``. A ValueError names a malformed entry: an
+    unknown key, question or function, or a claim whose ``question`` is not
+    its function's.
+    """
     document = yaml.safe_load(Path(path).read_text())
     if not isinstance(document, dict) or not isinstance(document.get("claims"), list):
         raise ValueError(f"{path}: expected a mapping with a list 'claims'")
-    titles = dict(document.get("questions") or {})
+    declared = _declared(path, document.get("questions") or {})
     claims, seen = [], set()
     for entry in document["claims"]:
         name = entry.get("id", "?") if isinstance(entry, dict) else "?"
@@ -110,20 +122,42 @@ def load(path: Path | str = CLAIMS_FILE) -> tuple[dict[str, dict], list[Claim]]:
                                   f"missing key(s) {', '.join(sorted(missing))}" if missing else "") if part))
         if name in seen:
             raise ValueError(f"{path}: claim {name} appears twice")
-        if entry["function"] not in questions.QUESTIONS:
+        if entry["function"] not in QUESTIONS:
             raise ValueError(f"{path}: claim {name}: unknown function {entry['function']}; known: "
-                             f"{', '.join(questions.QUESTIONS)}")
+                             f"{', '.join(QUESTIONS)}")
+        question = QUESTIONS[entry["function"]]
+        if str(entry["question"]) != question.id:
+            raise ValueError(f"{path}: claim {name}: function {question.name} answers {question.id}, "
+                             f"not {entry['question']}")
         seen.add(name)
         for expression in [entry["claim"], *(case["when"] for case in entry.get("cases") or [])]:
             _parse(expression)
         claims.append(Claim(
-            id=str(name), question=str(entry["question"]), function=str(entry["function"]), row=dict(entry["row"]),
+            id=str(name), question=question.id, function=question.name, row=dict(entry["row"]),
             claim=str(entry["claim"]), holds=str(entry["holds"]), fails=str(entry["fails"]),
             missing=str(entry["missing"]),
             cases=tuple((str(case["when"]), str(case["text"])) for case in entry.get("cases") or []),
-            figure=str(entry.get("figure", "")), effect=str(entry.get("effect", Claim.effect)),
+            figure=question.figure.stem, effect=str(entry.get("effect", Claim.effect)),
             interval=str(entry.get("interval", Claim.interval)), headline=bool(entry.get("headline", False))))
-    return titles, claims
+    return declared, claims
+
+
+def _declared(path: Path | str, section: Any) -> dict[str, Question]:
+    """The registry's questions by id, with the margins of the claims file's ``questions`` section."""
+    declared = by_id()
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: questions: expected a mapping of question ids")
+    for key, stated in section.items():
+        if key not in declared:
+            raise ValueError(f"{path}: questions: unknown question {key}; known: {', '.join(declared)}")
+        stated = stated or {}
+        if not isinstance(stated, dict) or set(stated) - set(QUESTION_KEYS):
+            raise ValueError(f"{path}: questions: {key}: expected a mapping with keys {', '.join(QUESTION_KEYS)}")
+        margins = stated.get("margins") or {}
+        if not isinstance(margins, dict) or not all(_is_number(v) and v > 0 for v in margins.values()):
+            raise ValueError(f"{path}: questions: {key}: margins: expected a mapping of names to numbers above 0")
+        declared[key] = replace(declared[key], margins={str(k): float(v) for k, v in margins.items()})
+    return declared
 
 
 # -- comparisons ------------------------------------------------------------------------------------------------
@@ -252,8 +286,6 @@ _CITATION = re.compile(r"\[\[([^|\]]+)\|([^\]]+)\]\]")
 
 def format_value(value: Any, spec: str, target: str) -> str:
     """One placeholder's text: numbers to 2 significant digits (or ``spec``), ``n/a`` where undefined."""
-    from analysis.numbers import number, tex_escape
-
     if isinstance(value, bool | np.bool_):
         text = "yes" if value else "no"
     elif _is_number(value):
@@ -274,8 +306,6 @@ def render(template: str, values: Mapping[str, Any], target: str = "md") -> str:
 
     An unknown placeholder is a KeyError naming it (a mistake in the claims file).
     """
-    from analysis.numbers import tex_escape
-
     citations: list[tuple[str, str]] = []
 
     def cite(match: re.Match) -> str:
@@ -307,12 +337,19 @@ def render(template: str, values: Mapping[str, Any], target: str = "md") -> str:
     return re.sub("\x00(\\d+)\x00", cited, text)
 
 
-def evaluate_claims(tables: Mapping[str, pd.DataFrame], claims: Sequence[Claim]) -> list[Outcome]:
-    """Every claim's outcome on the question tables (:func:`analysis.questions.answer_all`)."""
+def evaluate_claims(tables: Mapping[str, pd.DataFrame], claims: Sequence[Claim],
+                    declared: Mapping[str, Question] | None = None) -> list[Outcome]:
+    """Every claim's outcome on the question tables (``analysis.questions.answer_all``).
+
+    A claim reads its row's values and its question's margins as ``margin_<name>``
+    (``declared``: the questions by id, as :func:`load` gives them; by default the registry's).
+    """
+    declared = by_id() if declared is None else declared
     outcomes = []
     for claim in claims:
         row = find_row(tables.get(claim.function), claim.row)
-        values = derived(row or {})
+        margins = {f"margin_{key}": value for key, value in declared[claim.question].margins.items()}
+        values = derived({**margins, **(row or {})})
         verdict = None if row is None or not _defined(row.get("estimate")) else evaluate(claim.claim, values)
         if verdict is None:
             status, template = NOT_MEASURED, claim.missing
@@ -341,8 +378,6 @@ def claims_tex(outcomes: Sequence[Outcome]) -> str:
         r"\else\textbf{??}\PackageWarning{bench}{Undefined claim `#1' (not in claims.tex)}\fi}",
         "",
     ]
-    from analysis.numbers import tex_escape
-
     for outcome in outcomes:
         key = outcome.claim.id
         lines.append(f"\\benchclaimdef{{{key}}}{{{outcome.sentence['tex']}}}")
@@ -424,8 +459,8 @@ def write(tables: Mapping[str, pd.DataFrame], out: Path | str, sweep: str, claim
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _, claims = load(claims_file)
-    outcomes = evaluate_claims(tables, claims)
+    declared, claims = load(claims_file)
+    outcomes = evaluate_claims(tables, claims, declared)
     tex, document = out / paths.CLAIMS_TEX, out / paths.CLAIMS_RECORD
     previous = read_previous(reference if reference is not None else document)
     write_text(tex, claims_tex(outcomes))
@@ -433,12 +468,15 @@ def write(tables: Mapping[str, pd.DataFrame], out: Path | str, sweep: str, claim
     return Written(tex, document, outcomes, flips(previous, outcomes))
 
 
-def findings_markdown(outcomes: Sequence[Outcome], titles: Mapping[str, Any], headline_only: bool = True) -> str:
-    """The answers as a Markdown table: question, answer sentence, effect, 95% interval, figure stem.
+def findings_markdown(outcomes: Sequence[Outcome], declared: Mapping[str, Question] | None = None,
+                      headline_only: bool = True) -> str:
+    """The answers as a Markdown table: question (id and title, of ``declared``), answer sentence, effect,
+    95% interval, figure stem.
 
     One row per question (its ``headline`` claim, else its first) or, with
     ``headline_only=False``, one per claim.
     """
+    declared = by_id() if declared is None else declared
     chosen = list(outcomes)
     if headline_only:
         chosen = []
@@ -447,8 +485,7 @@ def findings_markdown(outcomes: Sequence[Outcome], titles: Mapping[str, Any], he
             chosen.append(next((o for o in own if o.claim.headline), own[0]))
     lines = ["| question | answer | effect | 95% CI | figure |", "|---|---|---|---|---|"]
     for outcome in chosen:
-        title = titles.get(outcome.claim.question, {})
-        title = title.get("title", "") if isinstance(title, dict) else str(title)
+        title = declared[outcome.claim.question].title if outcome.claim.question in declared else ""
         measured = outcome.status != NOT_MEASURED
         effect = render(outcome.claim.effect, outcome.values, "md") if measured else "--"
         interval = render(outcome.claim.interval, outcome.values, "md") if measured else "--"

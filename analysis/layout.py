@@ -1,10 +1,13 @@
 """Which figures the analysis draws for a sweep, shared by the Snakefile and the notebooks.
 
 Kept free of heavy imports so that the Snakefile can use it at parse time. Where the files live
-(results, figures, generated LaTeX) is ``bench.paths``.
+(results, figures, generated LaTeX) is ``bench.paths``; which questions a sweep answers, and the
+figure of each, come from the questions' declarations (``analysis.questions``).
 """
 
 from __future__ import annotations
+
+from analysis.questions import QUESTIONS, Question
 
 FIGURE_FORMATS = ("pdf", "png")
 NOTEBOOKS = ("convergence", "stability", "ranking", "answers")
@@ -19,17 +22,6 @@ OVERVIEWS = {
     "answers": (),
 }
 """Figures of the whole sweep, always drawn."""
-ANSWER_STEMS = {"q1_stable_range": "q1-stable-range", "q2_adaptive_clippers": "q2-adaptive-clippers",
-                "q3_grad_scale": "q3-gradient-decay", "q4_update_clip": "q4-update-clipping",
-                "q5_seed_recipe": "q5-seed-recipe", "q6_spikes": "q6-bad-batches", "q7_warmup": "q7-warm-up"}
-"""The answers notebook's figure of each question (analysis.questions' function name -> stem)."""
-ANSWER_NEEDS = {"q1_stable_range": ("none",), "q2_adaptive_clippers": ("clip_norm",),
-                "q3_grad_scale": ("grad_scale", "none"), "q4_update_clip": ("update_clip", "clip_norm", "none"),
-                "q5_seed_recipe": ("value_then_decay", "clip_norm"), "q6_spikes": ("none", "clip_norm"),
-                "q7_warmup": ("warmup", "clip_norm", "clip_norm_warmup", "none")}
-"""The strategies a question compares, all trained on one problem of a sweep for its figure to exist
-(Q1 also another strategy, Q2 an adaptive clipper, Q6 a task with ``spike_rate`` 0 and above 0)."""
-ADAPTIVE = ("agc", "autoclip", "zclip", "adagc")
 PAPER_FIGURES = ("convergence", "time-to-target", "stability", "sensitivity", "time-to-divergence", "explosions",
                  "profiles", "cost")
 """Overview figures the paper includes; ``cd`` too where it is defined (:func:`cd_defined`), and the
@@ -41,7 +33,7 @@ MIN_CD_PROBLEMS = 2
 def cd_defined(strategies: int, problems: int) -> bool:
     """Whether the Friedman test and critical-difference diagram exist: >= 3 strategies on >= 2 problems.
 
-    Problems are task x model pairs, the ranking unit of ``analysis.stats.error_matrix``
+    Problems are task x model pairs, the ranking unit of ``analysis.ranking.error_matrix``
     (a problem's optimizers and stress-dial values are averaged into one row,
     not counted as independent problems). Otherwise no ``cd`` figure is written
     (no placeholder) and the rules do not ask for one.
@@ -65,7 +57,7 @@ def notebook_stems(notebook: str, problems: list[tuple[str, str]], cd: bool = Fa
     """
     stems = list(OVERVIEWS[notebook])
     if notebook == "answers":
-        stems += [ANSWER_STEMS[name] for name in answers]
+        stems += [QUESTIONS[name].figure.stem for name in answers]
     for task, model in problems:
         stems += [problem_stem(kind, task, model) for kind in PER_PROBLEM[notebook]]
     if notebook == "stability":
@@ -80,7 +72,7 @@ def stem_kind(stem: str) -> str:
     answer's figure is a kind of its own."""
     if stem.startswith("region-"):
         return "region"
-    if stem in ANSWER_STEMS.values():
+    if stem in {question.figure.stem for question in QUESTIONS.values()}:
         return stem
     kinds = {kind for notebook in NOTEBOOKS for kind in (*OVERVIEWS[notebook], *PER_PROBLEM[notebook])} | {"cd"}
     return max((k for k in kinds if stem == k or stem.startswith(f"{k}-")), key=len)
@@ -118,26 +110,36 @@ def config_stems(config: dict, notebook: str | None = None) -> list[str]:
 
 
 def config_answers(config: dict) -> list[str]:
-    """The questions (analysis.questions' function names) a sweep config answers: those whose compared
-    strategies (:data:`ANSWER_NEEDS`) one of its problems trains all of."""
-    answered = []
-    for name, needed in ANSWER_NEEDS.items():
-        for problem in config["problems"]:
-            trained = set(problem.get("strategies", config["strategies"]))
-            task = config["tasks"][problem["task"]]
-            extra = {"q1_stable_range": len(trained) >= 2, "q2_adaptive_clippers": bool(trained & set(ADAPTIVE)),
-                     "q6_spikes": isinstance(task.get("spike_rate"), list) and 0 in task["spike_rate"]
-                     and any(rate > 0 for rate in task["spike_rate"])}.get(name, True)
-            if set(needed) <= trained and extra:
-                answered.append(name)
-                break
-    return answered
+    """The questions (``analysis.questions`` names) a sweep config answers: those one of its problems
+    trains enough of (:func:`trains`)."""
+    return [name for name, question in QUESTIONS.items()
+            if any(trains(question, set(problem.get("strategies", config["strategies"])),
+                          config["tasks"][problem["task"]]) for problem in config["problems"])]
+
+
+def trains(question: Question, trained: set[str], task: dict) -> bool:
+    """Whether a problem training the strategies ``trained`` on the task config ``task`` answers ``question``.
+
+    It trains the question's baseline and reference, and every compared
+    strategy (``answered_by`` ``all``) or at least one (``any``; a question
+    comparing every strategy: one besides the baseline); where the question
+    has a ``condition`` dial, the task lists it at 0 and at a value above 0.
+    """
+    fixed = {question.baseline, *([question.reference] if question.reference else [])}
+    if question.answered_by == "all":
+        compared = set(question.compares) <= trained
+    else:
+        candidates = set(question.compares) or trained - {question.baseline}
+        compared = bool(candidates & trained)
+    values = task.get(question.condition) if question.condition else None
+    condition = not question.condition or (isinstance(values, list) and 0 in values and any(v > 0 for v in values))
+    return fixed <= trained and compared and condition
 
 
 def paper_stems(config: dict) -> list[str]:
     """The figures the paper includes for a sweep config."""
     return [*PAPER_FIGURES, *(["cd"] if config_cd(config) else []),
-            *(ANSWER_STEMS[name] for name in config_answers(config))]
+            *(QUESTIONS[name].figure.stem for name in config_answers(config))]
 
 
 def config_problems(config: dict) -> list[tuple[str, str]]:

@@ -7,11 +7,12 @@ different dash pattern, so every strategy keeps a unique, colour-blind-safe
 style in every figure of a sweep. Heatmaps use a single-hue sequential map
 (white to dark blue), readable without colour vision.
 
-All statistics come from :mod:`analysis.stats`, so every figure counts failed
-runs by its one rule (a run *fails* when it diverged or its best validation
-metric is not finite): a failed seed is the worst value when a setting is
-chosen, and sits at the task's chance level wherever a number is averaged,
-tested or ranked. Each figure states this in a note above its panels (:data:`NOTES`).
+All statistics come from the analysis modules (tuning, stability, survival,
+ranking, ...), so every figure counts failed runs by the one rule of
+``analysis.vocabulary`` (a run *fails* when it diverged or its best
+validation metric is not finite): a failed seed is the worst value when a
+setting is chosen, and sits at the task's chance level wherever a number is
+averaged, tested or ranked. Each figure states this in a note above its panels (:data:`NOTES`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
-from analysis import data, layout, stats
+from analysis import layout, ranking, stability, summaries, tuning, vocabulary
+from analysis.curves import curve_band, explosion_traces, smoothing_window
 from analysis.layout import FIGURE_FORMATS, problem_stem
+from analysis.survival import kaplan_meier, steps_to_target, target_levels, time_to_divergence
 from bench import atomic
 
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442")
@@ -79,43 +82,38 @@ def save(fig: Figure, stem: Path | str) -> list[Path]:
     return written
 
 
-def smoothing_window(runs: pd.DataFrame) -> int:
-    """Moving-average window for train-loss curves: 2% of the training steps (at least 1)."""
-    return max(1, round(0.02 * float(runs["steps"].max())))
-
-
 def draw_convergence(ax: plt.Axes, runs: pd.DataFrame, curves: pd.DataFrame, panel: dict,
                      styles: dict[str, Style], best: pd.DataFrame | None = None) -> None:
     """Train loss vs step of each strategy's best-tuned setting on one panel: mean and 95% bootstrap band.
 
-    Every seed counts at every step (``data.curve_band``): a diverged seed at
+    Every seed counts at every step (``curve_band``): a diverged seed at
     the chance loss from its divergence step on. A cross marks the step at
     which a seed of that setting diverged; the dotted grey line is the loss of
     the chance predictor.
     """
-    best = stats.best_tuned_runs(runs) if best is None else best
-    chosen = data.select(best, panel)
+    best = tuning.best_tuned_runs(runs) if best is None else best
+    chosen = vocabulary.select(best, panel)
     window = smoothing_window(runs)
     for strategy in styles:
         members = chosen[chosen["strategy"] == strategy]
         if members.empty:
             continue
         style = styles[strategy]
-        band = data.curve_band(curves, members, window=window)
+        band = curve_band(curves, members, window=window)
         ax.plot(band["step"], band["mean"], color=style.colour, linestyle=style.linestyle, linewidth=1.4)
         ax.fill_between(band["step"], band["low"], band["high"], color=style.colour, alpha=0.2, linewidth=0)
         for _, run in members[members["diverged"].astype(bool)].iterrows():
             at = band[band["step"] <= run["diverged_step"]]
             if not at.empty:
                 ax.plot(at["step"].iloc[-1], at["mean"].iloc[-1], marker="x", color=style.colour, markersize=6)
-    chance = data.select(runs, panel)["chance_loss"].dropna()
+    chance = vocabulary.select(runs, panel)["chance_loss"].dropna()
     if not chance.empty and np.isfinite(chance.iloc[0]) and chance.iloc[0] > 0:
         ax.axhline(float(chance.iloc[0]), color="0.5", linestyle=":", linewidth=1)
     ax.set_yscale("log")
     _plain_log_labels(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("train loss")
-    ax.set_title(data.panel_label(panel, runs), fontsize="medium")
+    ax.set_title(vocabulary.panel_label(panel, runs), fontsize="medium")
 
 
 def _plain_log_labels(ax: plt.Axes) -> None:
@@ -131,13 +129,13 @@ def draw_stability(ax: plt.Axes, runs: pd.DataFrame, task: str, model: str, opti
                    strategies: Sequence[str], colorbar: bool = True) -> None:
     """Heatmap of the divergence rate per strategy (rows) and learning rate (columns) of one problem and optimizer.
 
-    Judged per setting (``stats.stability_points``): each cell is the share of
+    Judged per setting (``stability.stability_points``): each cell is the share of
     diverged seeds of the strategy's best setting at that lr, averaged over the
     stress-dial panels, so every strategy's cell holds the same number of runs
     whatever the size of its threshold grid.
     """
-    subset = data.select(runs, {"task": task, "model": model, "optimizer": optimizer})
-    rates = stats.stability_points(subset).groupby(["strategy", "lr"])["rate"].mean().reset_index()
+    subset = vocabulary.select(runs, {"task": task, "model": model, "optimizer": optimizer})
+    rates = stability.stability_points(subset).groupby(["strategy", "lr"])["rate"].mean().reset_index()
     table = rates.pivot(index="strategy", columns="lr", values="rate")
     table = table.reindex([s for s in strategies if s in table.index])
     table = table.reindex(sorted(table.columns), axis=1)
@@ -174,19 +172,19 @@ def legend_handles(styles: dict[str, Style], present: Sequence[str]) -> list[Lin
 def convergence_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, model: str,
                        styles: dict[str, Style], best: pd.DataFrame | None = None) -> Figure:
     """One problem's convergence curves, one axes per panel (optimizer x stress-dial value)."""
-    best = stats.best_tuned_runs(runs) if best is None else best
-    panels = data.panels(runs, task, model)
+    best = tuning.best_tuned_runs(runs) if best is None else best
+    panels = vocabulary.panels(runs, task, model)
     fig, axes = _grid(len(panels), width=4.2, height=3.0)
     for ax, panel in zip(axes, panels, strict=False):
         draw_convergence(ax, runs, curves, panel, styles, best)
-    present = data.select(runs, {"task": task, "model": model})["strategy"].unique()
+    present = vocabulary.select(runs, {"task": task, "model": model})["strategy"].unique()
     fig.legend(handles=legend_handles(styles, present), loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig
 
 
 def stability_figure(runs: pd.DataFrame, task: str, model: str, strategies: Sequence[str]) -> Figure:
     """One problem's divergence heatmap, one axes per optimizer."""
-    optimizers = list(dict.fromkeys(data.select(runs, {"task": task, "model": model})["optimizer"]))
+    optimizers = list(dict.fromkeys(vocabulary.select(runs, {"task": task, "model": model})["optimizer"]))
     n_rows = len(strategies)
     fig, axes = _grid(len(optimizers), width=1.0 + 0.6 * runs["lr"].nunique(), height=0.8 + 0.3 * n_rows)
     for ax, optimizer in zip(axes, optimizers, strict=False):
@@ -197,8 +195,8 @@ def stability_figure(runs: pd.DataFrame, task: str, model: str, strategies: Sequ
 def convergence_overview(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str, Style],
                          best: pd.DataFrame | None = None, columns: int = 3) -> Figure:
     """Every panel of the sweep's convergence curves in one grid with one legend (the paper figure)."""
-    best = stats.best_tuned_runs(runs) if best is None else best
-    all_panels = [p for task, model in data.problems(runs) for p in data.panels(runs, task, model)]
+    best = tuning.best_tuned_runs(runs) if best is None else best
+    all_panels = [p for task, model in vocabulary.problems(runs) for p in vocabulary.panels(runs, task, model)]
     fig, axes = _grid(len(all_panels), width=3.4, height=2.5, columns=columns)
     for ax, panel in zip(axes, all_panels, strict=False):
         draw_convergence(ax, runs, curves, panel, styles, best)
@@ -258,7 +256,7 @@ def note(fig: Figure, *keys: str) -> None:
 
 
 def _problem_panels(runs: pd.DataFrame) -> list[dict]:
-    return [p for task, model in data.problems(runs) for p in data.panels(runs, task, model)]
+    return [p for task, model in vocabulary.problems(runs) for p in vocabulary.panels(runs, task, model)]
 
 
 def _legend_below(fig: Figure, styles: dict[str, Style], present: Sequence[str]) -> None:
@@ -266,33 +264,14 @@ def _legend_below(fig: Figure, styles: dict[str, Style], present: Sequence[str])
                ncol=min(5, len(styles)))
 
 
-def target_levels(runs: pd.DataFrame, fraction: float = 0.5) -> dict[str, float]:
-    """Per task, the validation metric counted as 'reached': ``fraction`` of the way from chance to the best run.
-
-    The best run is the best ``best_val_metric`` of the task's runs that did not fail.
-    """
-    scored = stats.score_runs(runs)
-    targets = {}
-    for task, group in scored.groupby("task", sort=False):
-        alive = group[~group["failed"]]
-        chance = float(group["chance_metric"].iloc[0])
-        if alive.empty:
-            targets[str(task)] = chance
-            continue
-        higher = bool(group["higher_is_better"].iloc[0])
-        best = alive["best_val_metric"].max() if higher else alive["best_val_metric"].min()
-        targets[str(task)] = chance + fraction * (float(best) - chance)
-    return targets
-
-
 def draw_survival(ax: plt.Axes, events: pd.DataFrame, styles: dict[str, Style], ylabel: str) -> None:
-    """Kaplan-Meier curves (``stats.kaplan_meier``) of one panel's events, one step line and band per strategy.
+    """Kaplan-Meier curves (``kaplan_meier``) of one panel's events, one step line and band per strategy.
 
     The band is a cluster bootstrap over seeds: over a panel's grid the runs of
     one seed share its initial weights and data order, so the seeds, not the
     runs, are the independent draws.
     """
-    curves = stats.kaplan_meier(events, by=("strategy",), cluster="seed")
+    curves = kaplan_meier(events, by=("strategy",), cluster="seed")
     budget = float(events["steps"].max())
     for strategy in styles:
         curve = curves[curves["strategy"] == strategy]
@@ -313,16 +292,16 @@ def survival_overview(runs: pd.DataFrame, curves: pd.DataFrame | None, styles: d
                       columns: int = 3) -> Figure:
     """Survival curves per panel over the whole grid: ``kind`` is ``divergence`` or ``target``."""
     if kind == "target":
-        events = stats.steps_to_target(runs, curves, target_levels(runs))
+        events = steps_to_target(runs, curves, target_levels(runs))
         ylabel = "share not yet at target"
     else:
-        events = stats.time_to_divergence(runs)
+        events = time_to_divergence(runs)
         ylabel = "share not yet diverged"
     all_panels = _problem_panels(runs)
     fig, axes = _grid(len(all_panels), width=3.0, height=2.3, columns=columns)
     for ax, panel in zip(axes, all_panels, strict=False):
-        draw_survival(ax, data.select(events, panel), styles, ylabel)
-        ax.set_title(data.panel_label(panel, runs), fontsize="medium")
+        draw_survival(ax, vocabulary.select(events, panel), styles, ylabel)
+        ax.set_title(vocabulary.panel_label(panel, runs), fontsize="medium")
     _legend_below(fig, styles, runs["strategy"].unique())
     return fig
 
@@ -330,11 +309,11 @@ def survival_overview(runs: pd.DataFrame, curves: pd.DataFrame | None, styles: d
 def draw_sensitivity(ax: plt.Axes, runs: pd.DataFrame, panel: dict, styles: dict[str, Style]) -> None:
     """Mean test metric against learning rate per strategy: its best setting at each lr, 95% bootstrap CI over seeds.
 
-    ``stats.lr_profile``: the setting at each lr is chosen on validation, so a
+    ``stability.lr_profile``: the setting at each lr is chosen on validation, so a
     point is one setting's seeds, never thresholds pooled; failed runs at chance.
     """
-    scored = stats.score_runs(data.select(runs, panel))
-    summary = stats.lr_profile(data.select(runs, panel))
+    scored = vocabulary.score_runs(vocabulary.select(runs, panel))
+    summary = stability.lr_profile(vocabulary.select(runs, panel))
     for strategy in styles:
         rows = summary[summary["strategy"] == strategy].sort_values("lr")
         if rows.empty:
@@ -348,7 +327,7 @@ def draw_sensitivity(ax: plt.Axes, runs: pd.DataFrame, panel: dict, styles: dict
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel(f"test {scored['metric'].iloc[0]}")
-    ax.set_title(data.panel_label(panel, runs), fontsize="medium")
+    ax.set_title(vocabulary.panel_label(panel, runs), fontsize="medium")
 
 
 def sensitivity_figure(runs: pd.DataFrame, panels: list[dict], styles: dict[str, Style], columns: int = 3) -> Figure:
@@ -364,9 +343,9 @@ def sensitivity_figure(runs: pd.DataFrame, panels: list[dict], styles: dict[str,
 def region_strategies(runs: pd.DataFrame) -> dict[str, str]:
     """Strategies with more than one value of a hyperparameter, and that (primary) hyperparameter."""
     regions = {}
-    for strategy in data.strategy_order(runs):
+    for strategy in vocabulary.strategy_order(runs):
         subset = runs[runs["strategy"] == strategy]
-        for column in stats.hyperparameter_columns(runs):
+        for column in vocabulary.hyperparameter_columns(runs):
             if subset[column].nunique() > 1:
                 regions[strategy] = column
                 break
@@ -380,7 +359,8 @@ def region_figure(runs: pd.DataFrame, strategy: str, hyperparameter: str, column
     fig, axes = _grid(len(keys), width=1.2 + 0.45 * subset["lr"].nunique(),
                       height=0.9 + 0.3 * subset[hyperparameter].nunique(), columns=columns)
     for ax, (task, model) in zip(axes, keys, strict=False):
-        rates = stats.divergence_rates(data.select(subset, {"task": task, "model": model}), by=(hyperparameter, "lr"))
+        rates = summaries.divergence_rates(vocabulary.select(subset, {"task": task, "model": model}),
+                                           by=(hyperparameter, "lr"))
         table = rates.pivot(index=hyperparameter, columns="lr", values="rate").sort_index().sort_index(axis=1)
         values = table.to_numpy(dtype=float)
         ax.imshow(values, cmap="Blues", vmin=0, vmax=1, aspect="auto", interpolation="nearest", origin="lower")
@@ -400,15 +380,15 @@ def region_figure(runs: pd.DataFrame, strategy: str, hyperparameter: str, column
 
 def explosions_figure(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str, Style], n: int = 3,
                       before: int = 50, after: int = 10) -> Figure:
-    """Gradient norm around the largest spikes (``stats.explosion_traces``): ``none`` and up to two mitigations.
+    """Gradient norm around the largest spikes (``explosion_traces``): ``none`` and up to two mitigations.
 
     One axes per strategy, the ``n`` most spiking runs of the sweep each; the
     dashed grey line is the run's running median of the gradient norm.
     """
-    shown = [s for s in data.strategy_order(runs)][:3]
+    shown = [s for s in vocabulary.strategy_order(runs)][:3]
     fig, axes = _grid(len(shown), width=3.0, height=2.3)
     for ax, strategy in zip(axes, shown, strict=False):
-        traces = stats.explosion_traces(runs, curves, {"strategy": strategy}, n=n, before=before, after=after)
+        traces = explosion_traces(runs, curves, {"strategy": strategy}, n=n, before=before, after=after)
         style = styles[strategy]
         for i, (run_id, trace) in enumerate(traces.groupby("run_id", sort=False)):
             row = runs[runs["run_id"] == run_id].iloc[0]
@@ -427,25 +407,19 @@ def explosions_figure(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str
     return fig
 
 
-def ranking_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """``stats.seed_summary`` of the best-tuned runs, one row per panel and strategy (failed runs at chance)."""
-    best = stats.best_tuned_runs(runs)
-    return stats.seed_summary(best, by=[*stats.panel_columns(runs), "strategy"])
-
-
 def cd_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.DataFrame | None = None) -> Figure | None:
     """Critical-difference diagram of the best-tuned test error over problems (task x model); None where undefined.
 
-    Ranked on ``stats.error_matrix``: one row per problem, the mean error over
+    Ranked on ``ranking.error_matrix``: one row per problem, the mean error over
     its panels. Defined with at least 3 strategies on at least 2 problems
     (``layout.cd_defined``).
     """
-    summary = ranking_summary(runs) if summary is None else summary
-    errors = stats.error_matrix(summary)
+    summary = ranking.ranking_summary(runs) if summary is None else summary
+    errors = ranking.error_matrix(summary)
     if not layout.cd_defined(errors.shape[1], errors.shape[0]):
         return None
-    cd = stats.critical_difference(errors)
-    friedman = stats.friedman_test(errors)
+    cd = ranking.critical_difference(errors)
+    friedman = ranking.friedman_test(errors)
     fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.12 * errors.shape[1]), layout="constrained")
     sp.critical_difference_diagram(cd.ranks, cd.pvalues, ax=ax,
                                    color_palette={s: styles[s].colour for s in errors.columns})
@@ -456,9 +430,9 @@ def cd_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.DataFram
 
 
 def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.DataFrame | None = None) -> Figure:
-    """Performance profiles of the best-tuned test error over problems (``stats.performance_profile``, on costs)."""
-    summary = ranking_summary(runs) if summary is None else summary
-    profile = stats.performance_profile(stats.error_matrix(summary))
+    """Performance profiles of the best-tuned test error over problems (``ranking.performance_profile``, on costs)."""
+    summary = ranking.ranking_summary(runs) if summary is None else summary
+    profile = ranking.performance_profile(ranking.error_matrix(summary))
     fig, ax = plt.subplots(figsize=(3.4 + (1.4 if len(styles) > 6 else 0), 2.4), layout="constrained")
     top = float(profile["tau"].max()) if len(profile) else 1.0
     for strategy in styles:
@@ -486,8 +460,8 @@ def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.Da
 
 
 def cost_figure(runs: pd.DataFrame, styles: dict[str, Style]) -> Figure:
-    """Wall time per run-step of each strategy relative to ``none`` (``stats.strategy_cost``): one dot per problem."""
-    cost = stats.strategy_cost(runs)
+    """Wall time per run-step of each strategy relative to ``none`` (``ranking.strategy_cost``): one dot per problem."""
+    cost = ranking.strategy_cost(runs)
     strategies = [s for s in styles if s in set(cost["strategy"])]
     fig, ax = plt.subplots(figsize=(3.4, 0.8 + 0.25 * len(strategies)), layout="constrained")
     for i, strategy in enumerate(strategies):
@@ -509,10 +483,10 @@ def convergence_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | st
     """The convergence notebook's figures (``layout.notebook_stems("convergence", ...)``) into ``out``."""
     setup()
     out = Path(out)
-    styles = strategy_styles(data.strategy_order(runs))
-    best = stats.best_tuned_runs(runs)
+    styles = strategy_styles(vocabulary.strategy_order(runs))
+    best = tuning.best_tuned_runs(runs)
     paths: list[Path] = []
-    for task, model in data.problems(runs):
+    for task, model in vocabulary.problems(runs):
         fig = convergence_figure(runs, curves, task, model, styles, best)
         note(fig, "best", "curves")
         paths += save(fig, out / problem_stem("convergence", task, model))
@@ -529,14 +503,14 @@ def stability_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str)
     """The stability notebook's figures (``layout.notebook_stems("stability", ...)``) into ``out``."""
     setup()
     out = Path(out)
-    strategies = data.strategy_order(runs)
+    strategies = vocabulary.strategy_order(runs)
     styles = strategy_styles(strategies)
     paths: list[Path] = []
-    for task, model in data.problems(runs):
+    for task, model in vocabulary.problems(runs):
         fig = stability_figure(runs, task, model, strategies)
         note(fig, "rate")
         paths += save(fig, out / problem_stem("stability", task, model))
-        paths += save(sensitivity_figure(runs, data.panels(runs, task, model), styles),
+        paths += save(sensitivity_figure(runs, vocabulary.panels(runs, task, model), styles),
                       out / problem_stem("sensitivity", task, model))
     fig = stability_overview(runs, strategies)
     note(fig, "rate")
@@ -555,8 +529,8 @@ def ranking_figures(runs: pd.DataFrame, out: Path | str) -> list[Path]:
     """The ranking notebook's figures into ``out``: profiles, cost, and ``cd`` where defined."""
     setup()
     out = Path(out)
-    styles = strategy_styles(data.strategy_order(runs))
-    summary = ranking_summary(runs)
+    styles = strategy_styles(vocabulary.strategy_order(runs))
+    summary = ranking.ranking_summary(runs)
     paths = save(profiles_figure(runs, styles, summary), out / "profiles")
     paths += save(cost_figure(runs, styles), out / "cost")
     fig = cd_figure(runs, styles, summary)

@@ -15,7 +15,23 @@ import pytest
 import yaml
 from scipy import stats as sps
 
-from analysis import data, layout, numbers, plots, stats
+from analysis import (
+    data,
+    inference,
+    latex,
+    layout,
+    macros,
+    numbers,
+    plots,
+    questions,
+    ranking,
+    stability,
+    summaries,
+    tuning,
+    vocabulary,
+)
+from analysis.curves import curve_band, smooth
+from analysis.tables import table_best
 from bench import paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,19 +90,19 @@ def tables():
 
 def test_best_tuned_prefers_stable_then_best_validation(tables):
     runs, _ = tables
-    best = stats.best_tuned(runs)
+    best = tuning.best_tuned(runs)
     assert len(best) == 2 * 3  # problems x strategies
     none = best[(best["task"] == "mnist1d") & (best["strategy"] == "none")].iloc[0]
     # lr 1.0 has the best validation metric but two diverged seeds: the stable lr 0.1 wins.
     assert none["lr"] == 0.1 and none["failed"] == 0
     clip = best[(best["task"] == "adding") & (best["strategy"] == "clip_norm")].iloc[0]
     assert clip["lr"] == 1.0 and clip["seeds"] == 3
-    assert len(stats.best_tuned_runs(runs)) == 2 * 3 * 3  # one setting x three seeds each
+    assert len(tuning.best_tuned_runs(runs)) == 2 * 3 * 3  # one setting x three seeds each
 
 
 def test_divergence_rates_have_wilson_intervals(tables):
     runs, _ = tables
-    rates = stats.divergence_rates(runs, by=["strategy", "lr"]).set_index(["strategy", "lr"])
+    rates = summaries.divergence_rates(runs, by=["strategy", "lr"]).set_index(["strategy", "lr"])
     row = rates.loc[("none", 1.0)]
     assert row["runs"] == 6 and row["diverged"] == 4
     assert row["low"] < row["rate"] < row["high"]
@@ -94,7 +110,7 @@ def test_divergence_rates_have_wilson_intervals(tables):
 
 
 def test_data_keeps_no_statistics():
-    """One rule everywhere: the statistics live in analysis.stats only."""
+    """One rule everywhere: the statistics live in their own modules, none in analysis.data."""
     for duplicate in ("best_settings", "best_runs", "settings_summary", "divergence_rates", "bootstrap_ci", "oriented"):
         assert not hasattr(data, duplicate), duplicate
     assert not hasattr(numbers, "strategy_ranks")
@@ -117,10 +133,10 @@ def test_numbers_count_diverged_seeds_at_chance(tables):
     # lr 0.01 and 0.1 have one failed seed now, lr 1.0 three; validation decides between the first two
     expected = (chosen["test_metric_at_best_val"].iloc[0] + chosen["test_metric_at_best_val"].iloc[1]
                 + chosen["chance_metric"].iloc[2]) / 3
-    values = numbers.compute(runs)
+    values = macros.compute(runs)
     assert values["lr-mnist1d-mlp-none"] == "0.1"
-    assert values["test-mnist1d-mlp-none"] == numbers.number(expected)
-    table = numbers.table_best(runs)
+    assert values["test-mnist1d-mlp-none"] == latex.number(expected)
+    table = table_best(runs)
     assert f"{expected:.3g}$^{{1\\dagger}}$" in table
     assert "chance level" in values["note-best"]
 
@@ -128,8 +144,8 @@ def test_numbers_count_diverged_seeds_at_chance(tables):
 def test_figures_count_diverged_seeds_as_documented(tables):
     runs = diverging_none(tables[0])
     panel = {"task": "mnist1d", "model": "mlp", "optimizer": "sgd", "init_gain": 1.0}
-    summary = plots.ranking_summary(runs)
-    row = data.select(summary, panel).set_index("strategy").loc["none"]
+    summary = ranking.ranking_summary(runs)
+    row = vocabulary.select(summary, panel).set_index("strategy").loc["none"]
     assert row["failed"] == 1 and row["seeds"] == 3  # the diverged seed stays in, at chance
     assert plots.NOTES["chance"].startswith("Failed (diverged) runs count at the task's chance level")
 
@@ -137,7 +153,7 @@ def test_figures_count_diverged_seeds_as_documented(tables):
 def test_curve_band_keeps_diverged_seeds_at_the_chance_loss(tables):
     runs, curves = tables
     members = runs[(runs["strategy"] == "none") & (runs["lr"] == 1.0) & (runs["task"] == "mnist1d")]
-    band = data.curve_band(curves, members, window=1)
+    band = curve_band(curves, members, window=1)
     assert band["step"].tolist() == list(range(40))  # the whole budget, although two seeds stopped at step 17
     assert (band["seeds"] == 3).all()  # no seed is left out
     assert band["diverged"].iloc[16] == 0 and (band["diverged"].iloc[17:] == 2).all()
@@ -152,7 +168,7 @@ def test_curve_band_keeps_diverged_seeds_at_the_chance_loss(tables):
 
 
 def test_smooth_is_a_trailing_mean():
-    assert np.allclose(data.smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1, 2, 4, 6])
+    assert np.allclose(smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1, 2, 4, 6])
 
 
 def test_styles_are_fixed_and_distinct():
@@ -168,7 +184,7 @@ def test_figures_are_written(tables, tmp_path):
     drawn = [*plots.convergence_figures(runs, curves, tmp_path), *plots.stability_figures(runs, curves, tmp_path),
              *plots.ranking_figures(runs, tmp_path)]
     # three strategies on two problems: the CD diagram exists; clip_norm has two thresholds: a region map
-    stems = layout.figure_stems(data.problems(runs), cd=True, regions=["clip_norm"])
+    stems = layout.figure_stems(vocabulary.problems(runs), cd=True, regions=["clip_norm"])
     expected = {tmp_path / f"{stem}.{fmt}" for stem in stems for fmt in layout.FIGURE_FORMATS}
     assert set(drawn) == expected
     assert all(p.stat().st_size > 1000 for p in drawn)
@@ -176,12 +192,12 @@ def test_figures_are_written(tables, tmp_path):
 
 def test_cd_diagram_only_where_defined(tables):
     runs, _ = tables
-    styles = plots.strategy_styles(data.strategy_order(runs))
+    styles = plots.strategy_styles(vocabulary.strategy_order(runs))
     two = runs[runs["strategy"] != "clip_value"]
     assert plots.cd_figure(two, styles) is None  # two strategies: no Friedman test, no diagram
     assert not layout.cd_defined(2, 5) and not layout.cd_defined(5, 1) and layout.cd_defined(3, 2)
     one_problem = with_dial(runs[runs["task"] == "mnist1d"])  # two panels of one problem: still no ranking
-    assert stats.error_matrix(plots.ranking_summary(one_problem)).shape[0] == 1
+    assert ranking.error_matrix(ranking.ranking_summary(one_problem)).shape[0] == 1
     assert plots.cd_figure(one_problem, styles) is None
 
 
@@ -208,15 +224,16 @@ def test_a_question_has_a_figure_where_one_problem_trains_what_it_compares():
         config = {**yaml.safe_load((ROOT / f"config/{name}.yaml").read_text()), **changes}
         return layout.config_answers(config)
 
-    assert answers("paper") == list(layout.ANSWER_STEMS)
-    assert answers("default") == [name for name in layout.ANSWER_STEMS if name != "q6_spikes"]  # no spike dial
+    assert answers("paper") == list(questions.QUESTIONS)
+    assert answers("default") == [name for name in questions.QUESTIONS if name != "q6_spikes"]  # no spike dial
     assert answers("smoke") == ["q1_stable_range"]  # none and clip_norm only
     paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
     split = [{**problem, "strategies": ["none", "warmup", "clip_norm"]} for problem in paper["problems"]]
     split.append({"task": "digits8", "models": ["mlp_relu"], "strategies": ["clip_norm_warmup"]})
     assert "q7_warmup" not in answers("paper", problems=split)  # never all four on one problem
     stems = layout.config_stems(paper, "answers")
-    assert stems == list(layout.ANSWER_STEMS.values()) and set(stems) <= set(layout.paper_stems(paper))
+    assert stems == [q.figure.stem for q in questions.QUESTIONS.values()]
+    assert set(stems) <= set(layout.paper_stems(paper))
     assert all(layout.stem_kind(stem) == stem for stem in stems)
 
 
@@ -239,7 +256,7 @@ def with_dial(runs: pd.DataFrame) -> pd.DataFrame:
 
 def test_numbers_and_tables(tables, tmp_path):
     runs, _ = tables
-    values = numbers.compute(runs)
+    values = macros.compute(runs)
     assert values["runs"] == str(len(runs))
     assert values["divergence-none"] == "22.2\\%"  # 4 of 18 runs
     assert values["best-strategy"].startswith("\\texttt{clip")
@@ -263,24 +280,24 @@ def test_numbers_and_tables(tables, tmp_path):
 
 def test_numbers_rank_task_model_pairs_and_state_the_holm_family(tables):
     runs = with_dial(tables[0])  # mnist1d/mlp has two panels now: still one problem
-    values = numbers.compute(runs)
+    values = macros.compute(runs)
     assert values["panels"] == "3" and values["ranked-problems"] == "2"
     q = sps.studentized_range.ppf(0.95, 3, np.inf) / math.sqrt(2)
-    assert values["cd"] == numbers.number(q * math.sqrt(3 * 4 / (6 * 2)), 2)  # N = 2 problems, not 3 panels
-    tests = stats.paired_tests(stats.best_tuned_runs(runs))
+    assert values["cd"] == latex.number(q * math.sqrt(3 * 4 / (6 * 2)), 2)  # N = 2 problems, not 3 panels
+    tests = summaries.paired_tests(tuning.best_tuned_runs(runs))
     assert values["paired-tests"] == str(len(tests)) == "6"  # 3 panels x 2 strategies against none
     assert values["paired-family"].startswith("all 6 tests")
-    np.testing.assert_allclose(tests["pvalue_holm"], stats.holm(tests["pvalue"].to_numpy()))
+    np.testing.assert_allclose(tests["pvalue_holm"], inference.holm(tests["pvalue"].to_numpy()))
 
 
 def test_sensitivity_macro_never_averages_accuracy_with_mse(tables):
     runs = tables[0]
-    values = numbers.compute(runs)
-    per_panel = stats.lr_sensitivity(runs).set_index(["task", "strategy"])
+    values = macros.compute(runs)
+    per_panel = stability.lr_sensitivity(runs).set_index(["task", "strategy"])
     expected = per_panel.xs("none", level="strategy")["normalised"].mean()  # one panel per problem here
-    assert values["sensitivity-none"] == numbers.number(expected, 2)
+    assert values["sensitivity-none"] == latex.number(expected, 2)
     mixed = per_panel.xs("none", level="strategy")["sensitivity"].mean()  # accuracy points + MSE units
-    assert values["sensitivity-none"] != numbers.number(mixed, 2)
+    assert values["sensitivity-none"] != latex.number(mixed, 2)
 
 
 def test_numbers_cli_reports_missing_results(tmp_path):
@@ -291,4 +308,4 @@ def test_numbers_cli_reports_missing_results(tmp_path):
 
 
 def test_tex_escape():
-    assert numbers.tex_escape("clip_norm 5%") == "clip\\_norm 5\\%"
+    assert latex.tex_escape("clip_norm 5%") == "clip\\_norm 5\\%"

@@ -191,10 +191,10 @@ def test_the_runs_table_says_the_precision_and_float64_curves_keep_it(tmp_path: 
 
 
 def test_float64_runs_form_panels_of_their_own_in_the_analysis() -> None:
-    from analysis import stats
+    from analysis import vocabulary
 
     runs = pd.DataFrame({"task": ["t"] * 2, "model": ["m"] * 2, "optimizer": ["sgd"] * 2,
                          "dtype": ["float32", "float64"]})
-    assert stats.panel_columns(runs)[-1] == "dtype"
-    assert len(runs.groupby(stats.panel_columns(runs))) == 2
-    assert "dtype" not in stats.panel_columns(runs.drop(columns="dtype"))
+    assert vocabulary.panel_columns(runs)[-1] == "dtype"
+    assert len(runs.groupby(vocabulary.panel_columns(runs))) == 2
+    assert "dtype" not in vocabulary.panel_columns(runs.drop(columns="dtype"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -10,8 +11,14 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from conftest import ROOT
 
-from analysis import answers, claims, layout, numbers, questions, stats
+from analysis import answers, claims, layout, numbers, questions, stability, tuning
+from analysis.effects import N_RESAMPLES, UNIT_PAIRS, UNIT_SEEDS, Study
+from analysis.questions.q2_adaptive_clippers import expected_best
+from analysis.seed_grid import SeedGrid
+from analysis.vocabulary import normalised_score
 
 SGD_LRS = [10 ** (k / 2) for k in range(-4, 3)]  # 0.01 .. 10, half-decades, as config/paper.yaml
 ADAM_LRS = [10 ** (k / 2) for k in range(-8, 0)]  # 1e-4 .. 0.316
@@ -81,6 +88,12 @@ def make_sweep(outcome: Outcome, strategies=("none", "clip_norm", "clip_value"),
     return pd.DataFrame(rows)
 
 
+def answer(name: str, runs: pd.DataFrame, curves: pd.DataFrame | None = None, n_resamples: int = N_RESAMPLES,
+           **declared) -> pd.DataFrame:
+    """The table of question ``name`` on ``runs``, its declaration changed by ``declared`` (e.g. ``compares``)."""
+    return dataclasses.replace(questions.QUESTIONS[name], **declared).answer(Study(runs, curves, n_resamples))
+
+
 def row(table: pd.DataFrame, **keys) -> pd.Series:
     found = claims.find_row(table, keys)
     assert found is not None, keys
@@ -90,26 +103,26 @@ def row(table: pd.DataFrame, **keys) -> pd.Series:
 # -- Q1 ---------------------------------------------------------------------------------------------------------
 def test_q1_gain_in_decades_and_a_never_diverging_strategy_is_censored():
     runs = make_sweep(limit_outcome({"none": 1.0, "clip_value": 2.0}))  # clip_norm never diverges
-    q1 = questions.q1_stable_range(runs, n_resamples=199)
+    q1 = answer("q1_stable_range", runs, n_resamples=199)
     clip = row(q1, level="family", family="all", optimizer="all", strategy="clip_norm")
     assert clip["estimate"] == pytest.approx(2.0)  # 0.01..10 (3 decades) against 0.01..0.1 (1 decade)
     assert clip["censored"] and clip["bound"] == "lower"
     assert (clip["low"], clip["high"]) == (pytest.approx(2.0), pytest.approx(2.0))
-    assert clip["unit"] == questions.UNIT_PAIRS and clip["n"] == 3
+    assert clip["unit"] == UNIT_PAIRS and clip["n"] == 3
     value = row(q1, level="family", family="all", optimizer="all", strategy="clip_value")
     assert value["estimate"] == pytest.approx(1.0) and not value["censored"] and value["bound"] == ""
     mlp = row(q1, level="family", family="mlp", optimizer="all", strategy="clip_norm")
-    assert mlp["n"] == 2 and mlp["unit"] == questions.UNIT_PAIRS
+    assert mlp["n"] == 2 and mlp["unit"] == UNIT_PAIRS
     # one pair in the rnn family: the interval resamples seeds instead
     rnn = row(q1, level="family", family="rnn", optimizer="all", strategy="clip_norm")
-    assert rnn["unit"] == questions.UNIT_SEEDS and rnn["n"] == len(SEEDS)
+    assert rnn["unit"] == UNIT_SEEDS and rnn["n"] == len(SEEDS)
     panels = q1[(q1["level"] == "panel") & (q1["strategy"] == "clip_norm")]
     assert len(panels) == 3 and panels["censored"].all()
 
 
 def test_q1_empty_range_counts_one_step_below_a_single_stable_lr():
     runs = make_sweep(limit_outcome({"none": -1.0, "clip_value": 0.0}))  # none: nothing stable; clip_value: 0.01
-    q1 = questions.q1_stable_range(runs, n_resamples=199)
+    q1 = answer("q1_stable_range", runs, n_resamples=199)
     assert row(q1, level="family", family="all", optimizer="all", strategy="clip_value")["estimate"] == (
         pytest.approx(0.5))  # one grid step
 
@@ -124,10 +137,10 @@ def test_q1_seed_interval_reflects_seeds_that_diverge():
         return diverged, quality
 
     runs = make_sweep(outcome, problems=[("adding", "rnn")])
-    rnn = row(questions.q1_stable_range(runs, n_resamples=499), level="family", family="rnn", optimizer="all",
+    rnn = row(answer("q1_stable_range", runs, n_resamples=499), level="family", family="rnn", optimizer="all",
               strategy="clip_norm")
     assert rnn["estimate"] == pytest.approx(1.0)  # 0.01..1 against 0.01..0.1
-    assert rnn["unit"] == questions.UNIT_SEEDS
+    assert rnn["unit"] == UNIT_SEEDS
     assert rnn["low"] == pytest.approx(1.0) and rnn["high"] == pytest.approx(2.0)  # resamples without seed 0: 3 decades
 
 
@@ -138,24 +151,24 @@ def test_seed_grid_with_unit_weights_chooses_as_stats():
         return bool(rng.random() < 0.3), float(rng.random())
 
     runs = make_sweep(outcome, strategies=("clip_norm",), problems=[("mnist1d", "mlp")])
-    grid = questions.SeedGrid(runs, SEEDS, 0.5)
+    grid = SeedGrid(runs, SEEDS, 0.5)
     weights = np.ones((1, len(SEEDS)))
-    points = stats.stability_points(runs).sort_values("lr")
+    points = stability.stability_points(runs).sort_values("lr")
     assert grid.stable(weights)[0].tolist() == points["stable"].tolist()
-    best = stats.best_tuned(runs).iloc[0]
+    best = tuning.best_tuned(runs).iloc[0]
     chosen = grid.best(weights)[0]
     assert grid.lr[chosen] == best["lr"]
-    ranges = stats.stable_lr_range(runs).iloc[0]
+    ranges = stability.stable_lr_range(runs).iloc[0]
     expected = math.log10(ranges["hi"] / ranges["lo"]) if ranges["stable_lrs"] else -0.5
     assert grid.width(weights)[0] == pytest.approx(expected)
-    test = questions.normalised_score([stats.best_tuned_runs(runs)["test_score"].mean()], ["accuracy"], [0.1])[0]
+    test = normalised_score([tuning.best_tuned_runs(runs)["test_score"].mean()], ["accuracy"], [0.1])[0]
     assert grid.chosen_mean(weights)[0] == pytest.approx(test)
 
 
 def test_widest_span():
     stable = np.array([[1, 1, 0, 1, 1, 1], [0, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]], dtype=bool)
     lrs = [10 ** (k / 2) for k in range(6)]
-    assert questions.widest_span(stable, lrs, 0.5).tolist() == pytest.approx([1.0, -0.5, 0.0])
+    assert stability.widest_span(stable, lrs, 0.5).tolist() == pytest.approx([1.0, -0.5, 0.0])
 
 
 # -- Q2 ---------------------------------------------------------------------------------------------------------
@@ -164,8 +177,8 @@ def test_expected_best_is_the_exact_mean_over_random_subsets():
     for budget in range(1, 6):
         subsets = list(itertools.combinations(range(4), min(budget, 4)))
         brute = np.mean([scores[min(subset)] for subset in subsets])
-        assert questions.expected_best(scores, budget) == pytest.approx(brute)
-    assert questions.expected_best(scores[:3], 2) == pytest.approx(0.9 * 2 / 3 + 0.5 / 3)
+        assert expected_best(scores, budget) == pytest.approx(brute)
+    assert expected_best(scores[:3], 2) == pytest.approx(0.9 * 2 / 3 + 0.5 / 3)
 
 
 def test_q2_adaptive_against_budget_matched_clip_norm():
@@ -176,7 +189,7 @@ def test_q2_adaptive_against_budget_matched_clip_norm():
 
     runs = make_sweep(outcome, strategies=("none", "clip_norm", "agc"), problems=[("mnist1d", "mlp"),
                                                                                    ("mnist", "mlp")])
-    q2 = questions.q2_adaptive_clippers(runs)
+    q2 = answer("q2_adaptive_clippers", runs)
     agc = row(q2, level="all", optimizer="all", strategy="agc")
     # agc tunes 7 lrs; clip_norm's best of 7 of its 21 settings, 7 of them good: 1 - C(14,7)/C(21,7)
     good = 1 - math.comb(14, 7) / math.comb(21, 7)
@@ -187,7 +200,7 @@ def test_q2_adaptive_against_budget_matched_clip_norm():
 
     assert agc["budget"] == 7 and agc["reference_settings"] == 21
     assert agc["estimate"] == pytest.approx(normalise(0.5) - normalise(expected_raw + 0.0), abs=1e-3)
-    assert agc["n"] == 2 and agc["unit"] == questions.UNIT_PAIRS
+    assert agc["n"] == 2 and agc["unit"] == UNIT_PAIRS
     problem = row(q2, level="problem", strategy="agc", task="mnist", model="mlp")
     assert problem["difference_metric"] == pytest.approx(0.5 - expected_raw, abs=1e-3)
     assert row(q2, level="all", optimizer="all", strategy="agc")["pvalue_holm"] >= agc["pvalue"]
@@ -213,7 +226,7 @@ def grad_scale_sweep(exact: bool = True) -> pd.DataFrame:
 
 
 def test_q3_grad_scale_is_an_lr_rescaling_under_sgd_and_a_noop_under_adam():
-    q3 = questions.q3_grad_scale(grad_scale_sweep())
+    q3 = answer("q3_grad_scale", grad_scale_sweep())
     scaled = row(q3, optimizer="sgd", comparison="scaled_lr", gamma="all")
     assert scaled["estimate"] == 1.0 and scaled["loss_max_abs"] == pytest.approx(0.0, abs=1e-12)
     assert scaled["n"] == 2 * 6 * len(SEEDS)  # gamma 10^-1/2 maps 6 of 7 lrs onto the grid; 0.99 none
@@ -224,7 +237,7 @@ def test_q3_grad_scale_is_an_lr_rescaling_under_sgd_and_a_noop_under_adam():
     adam = row(q3, optimizer="adam", comparison="same_lr", gamma="all")
     assert adam["estimate"] == 1.0  # under Adam the same lr reproduces none
     assert row(q3, optimizer="adam", comparison="scaled_lr", gamma="all")["estimate"] == 0.0
-    broken = questions.q3_grad_scale(grad_scale_sweep(exact=False))
+    broken = answer("q3_grad_scale", grad_scale_sweep(exact=False))
     assert row(broken, optimizer="sgd", comparison="scaled_lr", gamma="all")["estimate"] == pytest.approx(0.8)
 
 
@@ -233,7 +246,7 @@ def test_q3_adam_noop_detected():
         return False, 0.3 + 0.05 * math.log10(run["lr"]) + 0.01 * run["seed"]
 
     runs = make_sweep(outcome, strategies=("none", "grad_scale"), optimizers=("adam",))
-    q3 = questions.q3_grad_scale(runs)
+    q3 = answer("q3_grad_scale", runs)
     adam = row(q3, optimizer="adam", comparison="same_lr", gamma="all")
     assert adam["estimate"] == 1.0 and adam["n"] == 2 * 8 * 3 * len(SEEDS) and adam["fate_mismatch"] == 0
     assert (adam["low"], adam["high"]) == (1.0, 1.0)
@@ -243,7 +256,7 @@ def test_q3_adam_noop_detected():
 def test_q4_update_clip_tames_adam_where_clip_norm_does_not():
     runs = make_sweep(limit_outcome({"none": 1.5, "clip_norm": 1.5}), strategies=("none", "clip_norm", "update_clip"),
                       optimizers=("sgd", "adam"))
-    q4 = questions.q4_update_clip(runs, n_resamples=199)
+    q4 = answer("q4_update_clip", runs, n_resamples=199)
     difference = row(q4, optimizer="adam", measure="range_difference")
     assert difference["estimate"] == pytest.approx(2.0) and difference["bound"] == "lower"  # 3.5 - 1.5 decades
     assert row(q4, optimizer="adam", measure="gain", strategy="clip_norm")["estimate"] == pytest.approx(0.0)
@@ -253,7 +266,7 @@ def test_q4_update_clip_tames_adam_where_clip_norm_does_not():
 def test_q7_gains_and_interaction():
     runs = make_sweep(limit_outcome({"none": 1.0, "warmup": 1.5, "clip_norm": 2.0, "clip_norm_warmup": 2.5}),
                       strategies=("none", "warmup", "clip_norm", "clip_norm_warmup"))
-    q7 = questions.q7_warmup(runs, n_resamples=199)
+    q7 = answer("q7_warmup", runs, n_resamples=199)
     gains = {s: row(q7, optimizer="all", measure="gain", strategy=s)["estimate"]
              for s in ("warmup", "clip_norm", "clip_norm_warmup")}
     assert gains == pytest.approx({"warmup": 0.5, "clip_norm": 1.0, "clip_norm_warmup": 1.5})
@@ -287,13 +300,13 @@ def test_q5_seed_recipe_takes_twice_the_steps():
     speed = {"clip_norm": 0.02, "value_then_decay": 0.01}
     curves = curves_for(runs, lambda run, s: 2.3 * math.exp(-speed[run["strategy"]] * s),
                         lambda run, s: min(0.9, 0.1 + speed[run["strategy"]] * s * 1.0))
-    q5 = questions.q5_seed_recipe(runs, curves)
+    q5 = answer("q5_seed_recipe", runs, curves)
     steps = row(q5, optimizer="all", measure="steps_to_target")
     assert steps["estimate"] == pytest.approx(2.0) and not steps["censored"]
     assert (steps["low"], steps["high"]) == (pytest.approx(2.0), pytest.approx(2.0))
     assert row(q5, optimizer="all", measure="loss_auc")["estimate"] > 1
     assert row(q5, optimizer="all", measure="test_difference")["estimate"] == pytest.approx(0.0)
-    without = questions.q5_seed_recipe(runs)
+    without = answer("q5_seed_recipe", runs)
     assert without["measure"].tolist() == ["test_difference", "test_difference"]
 
 
@@ -318,7 +331,7 @@ def spike_sweep() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_q6_prevents_hides_and_shows():
     runs, curves = spike_sweep()
-    q6 = questions.q6_spikes(runs, curves, strategies=("none", "clip_norm", "spike_skip"), n_resamples=199)
+    q6 = answer("q6_spikes", runs, curves, compares=("none", "clip_norm", "spike_skip"), n_resamples=199)
     verdicts = {s: row(q6, level="all", strategy=s, spike_rate=0.05)["verdict"] for s in ("none", "clip_norm",
                                                                                            "spike_skip")}
     assert verdicts == {"none": "shows", "clip_norm": "prevents", "spike_skip": "hides"}
@@ -328,8 +341,8 @@ def test_q6_prevents_hides_and_shows():
     assert skip["train_estimate"] == pytest.approx(0.0, abs=1e-9) and skip["problems"] == 2
     assert row(q6, level="all", strategy="none", spike_rate=0.05)["train_estimate"] == pytest.approx(0.4)
     one = row(q6, level="problem", strategy="spike_skip", task="mnist", model="mlp", spike_rate=0.05)
-    assert one["unit"] == questions.UNIT_SEEDS and one["n"] == len(SEEDS)
-    no_curves = questions.q6_spikes(runs, None, strategies=("none", "spike_skip"), n_resamples=99)
+    assert one["unit"] == UNIT_SEEDS and one["n"] == len(SEEDS)
+    no_curves = answer("q6_spikes", runs, None, compares=("none", "spike_skip"), n_resamples=99)
     assert set(no_curves["verdict"]) <= {"prevents", "damaged"}
 
 
@@ -366,7 +379,7 @@ def test_claims_file_reads_every_row_it_names(tmp_path):
     assert set(titles) == {f"Q{k}" for k in range(1, 8)}
     assert {e.question for e in entries if e.headline} == set(titles)  # one answer per question
     runs, curves = full_sweep()
-    outcomes = claims.evaluate_claims(questions.answer_all(runs, curves, n_resamples=199), entries)
+    outcomes = claims.evaluate_claims(questions.answer_all(Study(runs, curves, n_resamples=199)), entries)
     status = {o.claim.id: o.status for o in outcomes}
     assert status["Q1-clip-norm"] == "holds"
     assert status["Q4-update-clip-range"] == "fails"  # update_clip 2.5 decades under Adam, clip_norm all 3.5
@@ -431,9 +444,9 @@ def test_findings_cli_prints_the_answers(tmp_path, capsys):
 def test_q6_verdicts_hold_on_thinned_committed_curves():
     """study/<sweep>/curves.parquet keeps every step of best-tuned runs only, every 10th of the others."""
     runs, curves = spike_sweep()
-    best = set(stats.best_tuned_runs(runs)["run_id"])
+    best = set(tuning.best_tuned_runs(runs)["run_id"])
     thinned = curves[curves["run_id"].isin(best) | (curves["step"] % 10 == 0) | curves["val_metric"].notna()]
-    q6 = questions.q6_spikes(runs, thinned, strategies=("none", "clip_norm", "spike_skip"), n_resamples=199)
+    q6 = answer("q6_spikes", runs, thinned, compares=("none", "clip_norm", "spike_skip"), n_resamples=199)
     verdicts = {s: row(q6, level="all", strategy=s, spike_rate=0.05)["verdict"] for s in ("none", "clip_norm",
                                                                                            "spike_skip")}
     assert verdicts == {"none": "shows", "clip_norm": "prevents", "spike_skip": "hides"}
@@ -449,10 +462,10 @@ def test_a_tiny_sweep_builds_with_every_claim_not_measured_or_decided(tmp_path):
 def test_every_answer_figure_is_drawn_from_its_question_table(tmp_path):
     """One figure per question with rows; its summary dots are the table's estimates, the claims' numbers."""
     runs, curves = full_sweep()
-    tables = questions.answer_all(runs, curves)
-    tables["q6_spikes"] = questions.q6_spikes(*spike_sweep())
+    tables = questions.answer_all(Study(runs, curves))
+    tables["q6_spikes"] = answer("q6_spikes", *spike_sweep())
     paths = answers.answers_figures(tables, tmp_path)
-    assert sorted(p.name for p in paths) == sorted(f"{stem}.{fmt}" for stem in layout.ANSWER_STEMS.values()
+    assert sorted(p.name for p in paths) == sorted(f"{q.figure.stem}.{fmt}" for q in questions.QUESTIONS.values()
                                                    for fmt in layout.FIGURE_FORMATS)
     table = tables["q2_adaptive_clippers"]
     (ax,) = answers.q2_figure(table).axes
@@ -482,3 +495,94 @@ def test_tier_table_prints_what_a_sweep_shows_per_problem(tmp_path, capsys):
     none = runs[runs["strategy"] == "none"]
     assert f"{len(runs)} runs, {int(runs['diverged'].sum())} diverged" in "\n".join(lines)
     assert f"`none`: {int(none['diverged'].sum())} of {len(none)} runs diverged." in lines
+
+
+# -- a question is one declaration ----------------------------------------------------------------------------
+def no_cost(study: Study, question: questions.Question) -> pd.DataFrame:
+    """A small extra question's measure: the compared strategy's best-tuned normalised test score minus the
+    baseline's, per optimizer, by the effects engine."""
+    (strategy,), baseline = question.compares, question.baseline
+    rows = []
+    for optimizer in ["all", *study.optimizers()]:
+        panels = study.select([strategy, baseline], optimizer)
+        if panels:
+            rows.append({"question": question.id, "level": "optimizer", "optimizer": optimizer,
+                         "strategy": strategy, **study.test_contrast({strategy: 1.0, baseline: -1.0}, panels)})
+    return pd.DataFrame(rows)
+
+
+def no_cost_figure(table: pd.DataFrame):
+    """The extra question's figure: its estimates and intervals, one row per optimizer."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    answers.draw_forest(ax, table.reset_index(drop=True), list(table["optimizer"]), 0.0)
+    return fig
+
+
+EXTRA = questions.Question(
+    id="Q8", name="q8_no_cost", title="Does clipping by value cost test score against no mitigation?",
+    compares=("clip_value",), baseline="none", contrast="best-tuned normalised test score, strategy minus baseline",
+    unit=UNIT_PAIRS, measure=no_cost, figure=questions.FigureSpec("q8-no-cost", no_cost_figure))
+
+EXTRA_CLAIMS = """
+questions:
+  Q8: {margins: {test: 0.05}}
+claims:
+  - id: Q8-clip-value
+    question: Q8
+    function: q8_no_cost
+    headline: true
+    row: {optimizer: all, strategy: clip_value}
+    claim: -margin_test < low and high < margin_test
+    holds: Clipping by value costs no test score (within {margin_test}; 95% CI {low} to {high} over {n} {unit}).
+    fails: Clipping by value may cost test score ({estimate}, 95% CI {low} to {high}).
+    missing: The cost of clipping by value is not measured in this sweep.
+"""
+
+
+@pytest.fixture
+def extra_question():
+    """:data:`EXTRA` registered, as a new question is: one declaration with its figure spec."""
+    questions.register(EXTRA)
+    yield EXTRA
+    del questions.QUESTIONS[EXTRA.name]
+
+
+def test_a_declared_question_flows_into_claims_layout_and_figures(extra_question, tmp_path):
+    assert questions.QUESTIONS["q8_no_cost"] is extra_question and questions.by_id()["Q8"] is extra_question
+    assert {question.unit for question in questions.QUESTIONS.values()} <= {UNIT_PAIRS, UNIT_SEEDS}
+    with pytest.raises(ValueError, match="taken"):
+        questions.register(extra_question)
+    runs = make_sweep(limit_outcome({"none": 1.0, "clip_value": 1.0}), strategies=("none", "clip_value"))
+    tables = questions.answer_all(Study(runs))
+    assert set(tables) == set(questions.QUESTIONS) and len(tables["q8_no_cost"]) == 2  # all, sgd
+    path = tmp_path / "claims.yaml"
+    path.write_text(EXTRA_CLAIMS)
+    declared, entries = claims.load(path)
+    assert declared["Q8"].margins == {"test": 0.05} and entries[0].figure == "q8-no-cost"
+    (outcome,) = claims.evaluate_claims(tables, entries, declared)
+    assert outcome.status == "holds" and outcome.values["estimate"] == pytest.approx(0.0)
+    assert outcome.sentence["md"].startswith("Clipping by value costs no test score (within 0.05; 95% CI 0 to 0")
+    assert "| Q8: Does clipping by value cost" in claims.findings_markdown([outcome], declared)
+    smoke = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config = {**smoke, "strategies": {"none": {}, "clip_value": {}}}
+    assert "q8_no_cost" in layout.config_answers(config) and "q8_no_cost" not in layout.config_answers(smoke)
+    assert "q8-no-cost" in layout.config_stems(config, "answers") and "q8-no-cost" in layout.paper_stems(config)
+    assert layout.stem_kind("q8-no-cost") == "q8-no-cost"
+    drawn = answers.answers_figures({"q8_no_cost": tables["q8_no_cost"]}, tmp_path)
+    assert drawn == [tmp_path / f"q8-no-cost.{fmt}" for fmt in layout.FIGURE_FORMATS]
+
+
+def test_margins_are_stated_per_question_in_the_claims_file(tmp_path):
+    path = tmp_path / "claims.yaml"
+    for section, error in (("{Q9: {margins: {test: 0.1}}}", "unknown question Q9"),
+                           ("{Q1: {margin: {test: 0.1}}}", "expected a mapping with keys margins"),
+                           ("{Q1: {margins: {test: -1}}}", "numbers above 0")):
+        path.write_text(f"questions: {section}\nclaims: []\n")
+        with pytest.raises(ValueError, match=error):
+            claims.load(path)
+    path.write_text("questions: {Q1: {margins: {decades: 0.25}}}\nclaims: []\n")
+    declared, _ = claims.load(path)
+    assert declared["Q1"].margins == {"decades": 0.25} and questions.QUESTIONS["q1_stable_range"].margins == {}
+    assert claims.load()[0]["Q1"] == questions.QUESTIONS["q1_stable_range"]  # the study states none yet

@@ -1,0 +1,221 @@
+"""Inference on arrays: one bootstrap family, Wilson intervals, Holm, paired and equivalence tests.
+
+Every interval is a bootstrap of ``scipy.stats.bootstrap`` (percentile by
+default: BCa is unstable with a handful of units), deterministic (resamples
+drawn from ``seed``), in one of three forms:
+
+- over independent units given as values (:func:`bootstrap_ci`; per column of
+  a matrix, :func:`bootstrap_columns`);
+- over units given as multiplicity weights (:func:`weighted_bootstrap`): the
+  statistic receives, per stratum, how often each unit is drawn in each
+  resample, so that it can redo any computation on the resample (a best-tuned
+  choice, a Kaplan-Meier curve). One stratum resamples clusters (a *cluster
+  bootstrap*, :func:`cluster_share`); several are resampled independently (a
+  *stratified* bootstrap, e.g. the seeds of each task x model pair).
+
+Tests: the Wilcoxon signed-rank test on paired differences
+(:func:`signed_rank`), Mann-Whitney U where samples are not paired
+(:func:`compare`), Holm's step-down adjustment (:func:`holm`), an equivalence
+test within a margin stated before the results (:func:`equivalence_test`,
+:func:`within_margin`), and the smallest p-value a test can reach at its sample
+size (:func:`smallest_pvalue`), below which a test cannot reject: it is
+underpowered there.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+N_RESAMPLES = 9999
+"""Bootstrap resamples of an interval over independent units (:func:`bootstrap_ci`)."""
+
+
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """Interquartile mean: the mean of the middle half, ``scipy.stats.trim_mean(values, 0.25)``."""
+    return stats.trim_mean(values, 0.25, axis=axis)
+
+
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., Any], confidence: float, n_resamples: int,
+               method: str, seed: int, **options: Any) -> tuple[Any, Any]:
+    """``scipy.stats.bootstrap`` of ``statistic`` over ``data``: the interval's (low, high)."""
+    result = stats.bootstrap(data, statistic, confidence_level=confidence, n_resamples=n_resamples, method=method,
+                             rng=np.random.default_rng(seed), **options)
+    return result.confidence_interval.low, result.confidence_interval.high
+
+
+def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[..., Any] = np.mean,
+                 confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES, method: str = "percentile",
+                 seed: int = 0) -> tuple[float, float]:
+    """Bootstrap confidence interval of ``statistic`` over independent units' values.
+
+    ``statistic`` must take an ``axis`` argument (``np.mean``, :func:`iqm`,
+    ``np.median``). Fewer than two values: (NaN, NaN), no interval exists.
+    Constant values: (value, value). The values are taken as given (use
+    ``test_score``, where failed runs are at chance).
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return float("nan"), float("nan")
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
+    low, high = _bootstrap((values,), statistic, confidence, n_resamples, method, seed)
+    return float(low), float(high)
+
+
+def bootstrap_columns(samples: np.ndarray, confidence: float = CONFIDENCE, n_resamples: int = 2000,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the mean over axis 0 (units) for every column at once.
+
+    The vectorised form of :func:`bootstrap_ci` (e.g. a curve band: seeds x
+    steps); fewer than two units, or a column without an interval, collapse to
+    the mean.
+    """
+    mean = samples.mean(axis=0)
+    if samples.shape[0] < 2:
+        return mean, mean
+    low, high = _bootstrap((samples,), np.mean, confidence, n_resamples, "percentile", seed, axis=0, vectorized=True)
+    return np.where(np.isfinite(low), low, mean), np.where(np.isfinite(high), high, mean)
+
+
+def weighted_bootstrap(counts: Sequence[int], statistic: Callable[[list[np.ndarray]], np.ndarray],
+                       confidence: float = CONFIDENCE, n_resamples: int = 1999, seed: int = 0,
+                       method: str = "percentile") -> tuple[Any, Any]:
+    """Bootstrap interval resampling units with replacement, one stratum per entry of ``counts`` (its units).
+
+    ``statistic`` maps a list of weight matrices, one per stratum (resamples x
+    that stratum's units, how often each unit is drawn), to the statistic of
+    every resample: shape (resamples,) or (resamples, k) for k statistics at
+    once. Strata are resampled independently (stratified); one stratum is a
+    cluster bootstrap. Returns (low, high): floats, or arrays of k. Fewer than
+    two units in a stratum: NaN, no interval exists.
+    """
+    if not counts or min(counts) < 2:
+        return float("nan"), float("nan")
+    samples = tuple(np.arange(count) for count in counts)
+
+    def vectorised(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        weights = [(np.atleast_2d(sample)[..., None] == np.arange(count)).sum(axis=-2).astype(float)
+                   for sample, count in zip(resampled, counts, strict=True)]
+        values = np.asarray(statistic(weights), dtype=float)
+        return np.moveaxis(values, 0, -1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a degenerate resample distribution gives its own (tight) interval
+        low, high = _bootstrap(samples, vectorised, confidence, n_resamples, method, seed, vectorized=True,
+                               paired=False)
+    return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
+
+
+def cluster_share(counts: np.ndarray, sizes: np.ndarray, confidence: float = CONFIDENCE,
+                  n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Cluster-bootstrap interval of the pooled share ``sum(counts) / sum(sizes)`` over clusters (array entries).
+
+    Fewer than two clusters: (NaN, NaN); every cluster at the same share: that share.
+    """
+    if counts.size < 2:
+        return float("nan"), float("nan")
+    shares = counts / sizes
+    if np.all(shares == shares[0]):
+        return float(shares[0]), float(shares[0])
+    return weighted_bootstrap([counts.size], lambda w: (w[0] @ counts) / (w[0] @ sizes), confidence, n_resamples,
+                              seed)
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (``scipy.stats.binomtest``), for independent trials."""
+    interval = stats.binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence,
+                                                                          method="wilson")
+    return interval.low, interval.high
+
+
+def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaNs stay NaN and do not count."""
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="stable")]
+    scaled = (len(order) - np.arange(len(order))) * p[order]
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
+
+
+def rank_biserial(differences: np.ndarray) -> float:
+    """Matched-pairs rank-biserial correlation, zero differences' ranks split between the signs (as ``zsplit``)."""
+    ranks = stats.rankdata(np.abs(differences))
+    return float((ranks[differences > 0].sum() - ranks[differences < 0].sum()) / ranks.sum())
+
+
+def signed_rank(differences: Sequence[float] | np.ndarray, alternative: str = "two-sided") -> tuple[float, float]:
+    """Wilcoxon signed-rank test of paired ``differences`` (``scipy.stats.wilcoxon``, zeros split between the
+    signs): (statistic, p-value); every difference zero gives (0, 1)."""
+    differences = np.asarray(differences, dtype=float)
+    if np.all(differences == 0):
+        return 0.0, 1.0
+    result = stats.wilcoxon(differences, zero_method="zsplit", alternative=alternative)
+    return float(result.statistic), float(result.pvalue)
+
+
+def compare(x: Any, y: Any) -> dict[str, Any]:
+    """Two samples indexed by seed (pandas Series): Wilcoxon signed-rank on the seed-paired differences if the
+    seeds match, else Mann-Whitney U.
+
+    ``difference``: the median difference (paired) or the difference of
+    medians; ``effect``: the matched-pairs rank-biserial correlation (paired)
+    or Cliff's delta = 2U / (n m) - 1.
+    """
+    if x.index.is_unique and y.index.is_unique and set(x.index) == set(y.index):
+        differences = (x - y.loc[x.index]).to_numpy(dtype=float)
+        statistic, pvalue = signed_rank(differences)
+        return {"test": "wilcoxon", "statistic": statistic, "pvalue": pvalue,
+                "difference": float(np.median(differences)), "effect": rank_biserial(differences)}
+    result = stats.mannwhitneyu(x.to_numpy(dtype=float), y.to_numpy(dtype=float))
+    return {"test": "mannwhitneyu", "statistic": float(result.statistic), "pvalue": float(result.pvalue),
+            "difference": float(x.median() - y.median()), "effect": 2 * result.statistic / (len(x) * len(y)) - 1}
+
+
+def smallest_pvalue(test: str, n: int, m: int = 0, alternative: str = "two-sided") -> float:
+    """The smallest p-value ``test`` can give at its sample size: where it is above the level, the test cannot
+    reject whatever the data (underpowered).
+
+    ``wilcoxon`` (exact signed-rank over ``n`` pairs, every sign alike):
+    2 / 2^n two-sided, 1 / 2^n one-sided; ``mannwhitneyu`` (exact, ``n`` and
+    ``m`` units, the samples fully separated): 2 / C(n + m, n) two-sided,
+    1 / C(n + m, n) one-sided. Fewer than one unit: 1.
+    """
+    sides = 2 if alternative == "two-sided" else 1
+    if test == "wilcoxon":
+        outcomes = 2.0 ** n if n >= 1 else 1.0
+    elif test == "mannwhitneyu":
+        outcomes = float(math.comb(n + m, n)) if n >= 1 and m >= 1 else 1.0
+    else:
+        raise ValueError(f"test {test!r}: allowed: wilcoxon, mannwhitneyu")
+    return min(1.0, sides / outcomes)
+
+
+def equivalence_test(differences: Sequence[float] | np.ndarray, margin: float) -> float:
+    """Two one-sided tests (TOST) that the paired ``differences`` lie within ``(-margin, margin)``: the p-value.
+
+    Each side a one-sided Wilcoxon signed-rank test, of ``differences + margin
+    > 0`` and of ``differences - margin < 0``; the p-value is the larger of the
+    two, small when the differences are shown to be within the margin. The
+    margin is stated before the results are read.
+    """
+    differences = np.asarray(differences, dtype=float)
+    if margin <= 0:
+        raise ValueError(f"margin: {margin} is not allowed; allowed: above 0")
+    _, above = signed_rank(differences + margin, alternative="greater")
+    _, below = signed_rank(differences - margin, alternative="less")
+    return max(above, below)
+
+
+def within_margin(low: float, high: float, margin: float) -> bool:
+    """Whether an interval lies inside ``(-margin, margin)``: equivalence at level alpha where the interval is the
+    1 - 2 alpha one (the 90% interval for a 5% test)."""
+    return bool(-margin < low and high < margin)

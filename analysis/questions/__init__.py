@@ -1,0 +1,206 @@
+"""The study's questions: one declaration each, in the one registry the figures, claims, numbers and paper read.
+
+A question is a :class:`Question`: its id and name (``paper/claims.yaml``'s
+``function``), its title, the strategies it compares against which baseline
+(and reference), its contrast and unit of resampling, its pre-stated
+thresholds and margins, whether it reads training curves, its figure
+(:class:`FigureSpec`) and its measure, ``measure(study, question)``, which
+returns a tidy table of effects, one row per effect with the columns of
+``effects.EFFECT_COLUMNS`` (``question``, ``level``, the keys naming the
+effect, ``estimate`` with its 95% interval ``low`` to ``high``, ``unit``,
+``n``, ``censored``). A question whose inputs a sweep lacks returns no row for
+them, never an error. Adding a question is one declaration (:func:`register`)
+with its measure and its figure.
+
+Each measure lives in ``analysis/questions/<name>.py`` and uses the effects
+engine (``analysis.effects``); the registry names it and its figure by module
+and function (:class:`Lazy`), so that importing it costs nothing: the
+Snakefile reads it at parse time (``analysis.layout``: which figures a sweep
+gets).
+
+Conventions shared by the questions:
+
+- *Clean panels.* Only panels without bad-batch spikes (``spike_rate`` absent
+  or 0) enter Q1-Q5 and Q7; the spiking panels are Q6's.
+- *Stable range.* ``stability.stable_lr_range`` (the best setting at each
+  learning rate, chosen on validation, without a diverged seed; the widest
+  contiguous span), its width in decades; a gain is the width of a strategy
+  minus that of the baseline on the same panel, a bound where a range reaches
+  the top of the grid (``effects``).
+- *Normalised score.* Test results across problems are compared as
+  ``vocabulary.normalised_score``: 0 at chance, 1 perfect. Per-problem rows
+  also give the difference in the metric's own units.
+- *Intervals over problems.* ``effects.Study.over_pairs``: over task x model
+  pairs, or over seeds with the best-tuned choices redone where there is one pair.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from analysis.effects import Study
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A function named by its module and name, imported at its first call."""
+
+    module: str
+    name: str
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The named function's result on ``args``."""
+        return getattr(importlib.import_module(self.module), self.name)(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A question's figure: ``figures/<sweep>/<stem>.{pdf,png}``, drawn from the question's table by ``draw``."""
+
+    stem: str
+    draw: Callable[[pd.DataFrame], Figure]
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question of the study, declared once (see the module docstring)."""
+
+    id: str
+    """``Q<k>``, as ``paper/claims.yaml`` names it."""
+    name: str
+    """The registry key, ``paper/claims.yaml``'s ``function``."""
+    title: str
+    compares: tuple[str, ...]
+    """The strategies compared; empty: every strategy of the sweep but the baseline."""
+    baseline: str
+    """What they are compared against."""
+    contrast: str
+    """What the estimate is, in words."""
+    unit: str
+    """What an interval resamples, its independent unit (``effects.UNIT_PAIRS`` or ``effects.UNIT_SEEDS``)."""
+    measure: Callable[[Study, Question], pd.DataFrame]
+    figure: FigureSpec
+    reference: str = ""
+    """A second comparator besides the baseline, where there is one."""
+    answered_by: str = "all"
+    """``all``: a sweep answers the question where one problem trains the baseline, the reference and every
+    compared strategy; ``any``: the baseline, the reference and at least one compared strategy."""
+    condition: str = ""
+    """A stress dial whose value 0 is compared with values above 0 (a sweep needs both on one task)."""
+    needs_curves: bool = False
+    """Whether the measure reads training curves (``effects.Study.curves``)."""
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    """The measure's pre-stated thresholds (tolerances, target levels)."""
+    margins: Mapping[str, float] = field(default_factory=dict)
+    """Equivalence margins, stated in ``paper/claims.yaml`` before the results are read (``claims.load``)."""
+
+    def answer(self, study: Study) -> pd.DataFrame:
+        """The question's table of effects on ``study``."""
+        return self.measure(study, self)
+
+
+def _measure(name: str) -> Lazy:
+    return Lazy(f"analysis.questions.{name}", "measure")
+
+
+def _draw(function: str) -> Lazy:
+    return Lazy("analysis.answers", function)
+
+
+QUESTIONS: dict[str, Question] = {}
+"""The questions by name (``paper/claims.yaml``'s ``function``), in the order the study asks them."""
+
+
+def register(question: Question) -> Question:
+    """Add ``question`` to :data:`QUESTIONS`; a name, id or figure stem already taken is a ValueError."""
+    for attribute, value in (("name", question.name), ("id", question.id), ("figure stem", question.figure.stem)):
+        taken = [q.name for q in QUESTIONS.values() if {"name": q.name, "id": q.id,
+                                                        "figure stem": q.figure.stem}[attribute] == value]
+        if taken:
+            raise ValueError(f"question {question.name}: {attribute} {value!r} is taken by {taken[0]}")
+    QUESTIONS[question.name] = question
+    return question
+
+
+def by_id() -> dict[str, Question]:
+    """The questions by id (``Q1``, ...)."""
+    return {question.id: question for question in QUESTIONS.values()}
+
+
+def answer_all(study: Study, names: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Every question's table on ``study`` (or those of ``names``), by name."""
+    return {name: QUESTIONS[name].answer(study) for name in names or QUESTIONS}
+
+
+register(Question(
+    id="Q1", name="q1_stable_range",
+    title="How many decades of learning rate does each strategy add to the stable range?",
+    compares=(), baseline="none", answered_by="any",
+    contrast="stable-range width of the strategy minus that of the baseline on the same panel, in decades; per "
+             "model family and optimizer, the mean over task x model pairs of each pair's mean over its panels",
+    unit="task-model pairs", measure=_measure("q1_stable_range"),
+    figure=FigureSpec("q1-stable-range", _draw("q1_figure"))))
+
+register(Question(
+    id="Q2", name="q2_adaptive_clippers",
+    title="Do adaptive clippers at their published defaults match a tuned norm threshold on an equal budget?",
+    compares=("agc", "autoclip", "zclip", "adagc"), baseline="clip_norm", answered_by="any",
+    contrast="normalised test score of the adaptive clipper at its registered defaults minus that of the baseline "
+             "tuned on the same budget (the expected best of as many of its settings); a signed-rank test over "
+             "pairs, Holm over the clippers",
+    unit="task-model pairs", measure=_measure("q2_adaptive_clippers"),
+    figure=FigureSpec("q2-adaptive-clippers", _draw("q2_figure"))))
+
+register(Question(
+    id="Q3", name="q3_grad_scale",
+    title="Is gradient decay a learning-rate rescaling under SGD and a no-op under Adam?",
+    compares=("grad_scale",), baseline="none",
+    contrast="share of seed-matched run pairs (the strategy at lr, the baseline at gamma x lr or at lr) whose fate, "
+             "final training loss and test score agree within the noise tolerances",
+    unit="task-model pairs", measure=_measure("q3_grad_scale"),
+    thresholds={"match_rtol": 1e-9, "noise_rtol": 1e-3, "noise_atol": 1e-4},
+    figure=FigureSpec("q3-gradient-decay", _draw("q3_figure"))))
+
+register(Question(
+    id="Q4", name="q4_update_clip",
+    title="Does update clipping tame Adam where gradient clipping does not?",
+    compares=("update_clip",), reference="clip_norm", baseline="none",
+    contrast="stable-range gains over the baseline of the strategy and of the reference, their difference, and "
+             "the difference of their best-tuned normalised test scores, per optimizer",
+    unit="task-model pairs", measure=_measure("q4_update_clip"),
+    figure=FigureSpec("q4-update-clipping", _draw("q4_figure"))))
+
+register(Question(
+    id="Q5", name="q5_seed_recipe",
+    title="What does the seed recipe (clip by value, then decay) cost in convergence against norm clipping?",
+    compares=("value_then_decay",), baseline="clip_norm", needs_curves=True,
+    contrast="ratios (strategy / baseline, geometric mean over pairs) of the steps to the target and of the mean "
+             "training loss, and the difference of normalised test scores, both best-tuned",
+    unit="task-model pairs", measure=_measure("q5_seed_recipe"), thresholds={"target_fraction": 0.5},
+    figure=FigureSpec("q5-seed-recipe", _draw("q5_figure"))))
+
+register(Question(
+    id="Q6", name="q6_spikes",
+    title="Under bad-batch spikes, does skipping prevent damage or only hide it?",
+    compares=("none", "clip_norm", "zclip", "adagc", "spike_skip", "skip_nonfinite"), baseline="none",
+    reference="clip_norm", answered_by="any", condition="spike_rate", needs_curves=True,
+    contrast="damage of bad batches: best-tuned normalised test score (and late median training loss) at the spike "
+             "rate minus at 0, and against the baseline's and the reference's damage",
+    unit="seeds", measure=_measure("q6_spikes"), thresholds={"late_start": 0.5},
+    figure=FigureSpec("q6-bad-batches", _draw("q6_figure"))))
+
+register(Question(
+    id="Q7", name="q7_warmup",
+    title="Does warm-up widen the stable range as much as clipping, and do they add up?",
+    compares=("warmup", "clip_norm", "clip_norm_warmup"), baseline="none",
+    contrast="stable-range gains over the baseline of warm-up, norm clipping and both, warm-up minus clipping, and "
+             "the interaction gain(both) - gain(clipping) - gain(warm-up), per optimizer",
+    unit="task-model pairs", measure=_measure("q7_warmup"),
+    figure=FigureSpec("q7-warm-up", _draw("q7_figure"))))

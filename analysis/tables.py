@@ -1,0 +1,171 @@
+"""The paper's LaTeX tables (``table-*.tex``): best-tuned results, stability, stable ranges, problems, gains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.latex import lr_range, name, number, panel_key, percent, rate_text, signed, tex_escape
+from analysis.macros import budget_text, stability, stable_default_row
+from analysis.ranking import rank_matrix, ranking_errors
+from analysis.stability import stable_lr_range
+from analysis.summaries import seed_summary
+from analysis.tuning import best_tuned_runs, default_runs, default_settings
+from analysis.vocabulary import panel_columns, problems, select, strategy_order
+
+
+def _panels(runs: pd.DataFrame) -> list[dict]:
+    keys = panel_columns(runs)
+    return [dict(zip(keys, row, strict=True)) for row in runs[keys].drop_duplicates().itertuples(index=False)]
+
+
+def _panel_header(runs: pd.DataFrame, panels: list[dict]) -> str:
+    return " & ".join("\\makecell{" + "\\\\ ".join(tex_escape(part) for part in panel_key(p, runs).split("-"))
+                      + "}" for p in panels)
+
+
+def table_best(runs: pd.DataFrame) -> str:
+    """LaTeX tabular: best-tuned mean test metric over its 95% bootstrap CI per strategy (rows) and panel (columns).
+
+    ``seed_summary`` of ``best_tuned_runs``: failed seeds count at
+    chance; ``k\\dagger`` marks a setting with k failed seeds. The ``settings``
+    column is the tuning budget per panel (``macros.budget_text``); below each
+    tuned value of a strategy with hyperparameters, ``def.`` is the same at its
+    registered default hyperparameters, tuned over the learning rate only
+    (``default_runs``), or ``not in grid``. Needs makecell.
+    """
+    keys = panel_columns(runs)
+    strategies = strategy_order(runs)
+    panels = _panels(runs)
+    summary = seed_summary(best_tuned_runs(runs), by=[*keys, "strategy"])
+    defaults = default_runs(runs)
+    default_summary = (seed_summary(best_tuned_runs(defaults), by=[*keys, "strategy"])
+                       if len(defaults) else summary.iloc[:0])
+    settings = default_settings(runs).set_index("strategy")
+    budgets = budget_text(runs)
+    header = f"strategy & settings & {_panel_header(runs, panels)} \\\\"
+    lines = [f"\\begin{{tabular}}{{ll{'c' * len(panels)}}}", r"\toprule", header]
+    metrics = [tex_escape(str(select(runs, {"task": p["task"], "model": p["model"]})["metric"].iloc[0]))
+               for p in panels]
+    lines.append(" & & " + " & ".join(metrics) + r" \\")
+    lines.append(r"\midrule")
+    cells: dict[tuple[str, int], list[str]] = {}
+    for j, panel in enumerate(panels):
+        rows = select(summary, panel).set_index("strategy")
+        fixed = select(default_summary, panel).set_index("strategy")
+        scores = {}
+        for strategy in [s for s in strategies if s in rows.index]:
+            row = rows.loc[strategy]
+            text = f"{row['mean']:.3g}"
+            if row["failed"]:
+                text += f"$^{{{int(row['failed'])}\\dagger}}$"
+            cells[(strategy, j)] = [text, f"[{row['low']:.3g}, {row['high']:.3g}]" if np.isfinite(row["low"]) else ""]
+            if settings.loc[strategy, "tuned"]:
+                cells[(strategy, j)].append(f"def. {fixed.loc[strategy, 'mean']:.3g}" if strategy in fixed.index
+                                            else "def. not in grid")
+            scores[strategy] = row["mean"] if row["higher_is_better"] else -row["mean"]
+        if scores:
+            winner = max(scores, key=scores.get)
+            cells[(winner, j)][0] = f"\\textbf{{{cells[(winner, j)][0]}}}"
+    for strategy in strategies:
+        entries = []
+        for j in range(len(panels)):
+            entry = cells.get((strategy, j))
+            # mean over its interval (and the default's mean) in small type: \makecell (package makecell) stacks them
+            entries.append("\\makecell{" + "\\\\ \\scriptsize ".join(entry) + "}" if entry else "--")
+        lines.append(f"{name(strategy)} & {budgets[strategy]} & {' & '.join(entries)} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def table_stability(runs: pd.DataFrame) -> str:
+    """LaTeX tabular: per strategy, tuning budget, divergence rate and stable-LR share [95% CI], at default, mean rank.
+
+    Rates over the whole grid with intervals that resample task x model pairs
+    (``macros.stability``); the stable share judged per setting
+    (``stability_points``), tuned and at the registered default
+    hyperparameters; the mean rank over task x model pairs (``ranking.ranking_errors``).
+    """
+    result = stability(runs)
+    budgets = budget_text(runs)
+    ranks = rank_matrix(ranking_errors(runs)).mean(axis=0)
+    lines = [r"\begin{tabular}{llrrrr}", r"\toprule",
+             r"strategy & settings & divergence rate [95\% CI] & stable LRs [95\% CI] & stable LRs, default & "
+             r"mean rank \\", r"\midrule"]
+    for strategy in strategy_order(runs):
+        default = stable_default_row(result, strategy)
+        cells = [name(strategy), budgets[strategy], rate_text(result.divergence.loc[strategy]),
+                 rate_text(result.stable.loc[strategy], 0),
+                 "not in the grid" if default is None else percent(default["rate"], 0),
+                 number(ranks.get(strategy, np.nan), 2)]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def table_lr_range(runs: pd.DataFrame) -> str:
+    """LaTeX tabular: the widest contiguous stable learning-rate range per strategy and panel, with the budget.
+
+    ``stable_lr_range``: a learning rate is stable when the strategy's
+    best setting at it has no diverged seed (``stability_points``).
+    """
+    keys = panel_columns(runs)
+    panels = _panels(runs)
+    ranges = stable_lr_range(runs)
+    budgets = budget_text(runs)
+    header = f"strategy & settings & {_panel_header(runs, panels)} \\\\"
+    lines = [f"\\begin{{tabular}}{{ll{'c' * len(panels)}}}", r"\toprule", header, r"\midrule"]
+    for strategy in strategy_order(runs):
+        own = ranges[ranges["strategy"] == strategy]
+        entries = []
+        for panel in panels:
+            row = select(own, {k: panel[k] for k in keys})
+            entries.append(lr_range(row.iloc[0]) if len(row) else "--")
+        lines.append(f"{name(strategy)} & {budgets[strategy]} & {' & '.join(entries)} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def table_problems(runs: pd.DataFrame) -> str:
+    """LaTeX tabular: per task x model, its family, metric, chance level and the divergence rate of ``none``."""
+    lines = [r"\begin{tabular}{llllrr}", r"\toprule",
+             r"task & model & family & metric & chance & diverged without mitigation \\", r"\midrule"]
+    for task, model in problems(runs):
+        subset = select(runs, {"task": task, "model": model})
+        none = subset[subset["strategy"] == "none"]
+        rate = percent(none["diverged"].mean()) if len(none) else "n/a"
+        first = subset.iloc[0]
+        lines.append(f"{name(task)} & {name(model)} & {tex_escape(first['family'])} & "
+                     f"{tex_escape(first['metric'])} & {number(float(first['chance_metric']))} & {rate} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def table_gains(gains: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """LaTeX tabular: decades of stable learning rate each strategy adds over ``none`` (rows) per model family.
+
+    question Q1 (``q1_stable_range``) at ``level = family`` over all
+    optimizers: the mean over the family's task x model pairs of the gain
+    per panel, above its 95% interval (over pairs, or seeds for a family
+    with one pair); ``$\\geq$`` marks a lower bound (the strategy's range
+    reaches the top of the grid on some panel), ``$\\leq$`` an upper one.
+    """
+    rows = gains[(gains["level"] == "family") & (gains["optimizer"] == "all")] if len(gains) else gains
+    families = ["all", *dict.fromkeys(runs["family"].astype(str))]
+    lines = [f"\\begin{{tabular}}{{l{'c' * len(families)}}}", r"\toprule",
+             "strategy & " + " & ".join("all families" if f == "all" else name(f) for f in families) + r" \\",
+             r"\midrule"]
+    for strategy in [s for s in strategy_order(runs) if s != "none"]:
+        cells = []
+        for family in families:
+            row = rows[(rows["strategy"] == strategy) & (rows["family"] == family)] if len(rows) else rows
+            if row.empty:
+                cells.append("--")
+                continue
+            row = row.iloc[0]
+            mark = {"lower": r"$\geq$", "upper": r"$\leq$"}.get(row["bound"], "")
+            interval = (f"[{signed(row['low'])}, {signed(row['high'])}]" if np.isfinite(row["low"]) else "")
+            cells.append(f"\\makecell{{{mark}{signed(row['estimate'])}\\\\ \\scriptsize {interval}}}")
+        lines.append(f"{name(strategy)} & {' & '.join(cells)} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,215 @@
+"""The vocabulary of a runs table: its columns, problems, panels and settings, and the one rule for failed runs.
+
+- a *problem* is a (task, model) pair (:data:`PROBLEM_COLUMNS`), the independent
+  unit of every comparison across problems;
+- a *panel* is what a strategy is compared on within a problem: task, model,
+  optimizer and the stress dials (bench.sweep.stress_dials), see
+  :func:`panel_columns`;
+- a *setting* is one point of a strategy's tuning grid: learning rate and the
+  strategy's hyperparameters (:func:`setting_columns`); its runs differ only
+  in the seed.
+
+How failures count (one rule, used everywhere): a run *fails* when it
+diverged or its best validation metric is not finite (:func:`score_runs`).
+
+- To choose a setting, a failed seed is the worst possible value (-inf for a
+  higher-is-better metric, +inf for MSE): a setting with fewer failed seeds
+  always wins, and among equals the higher mean validation metric of the
+  remaining seeds (:mod:`analysis.tuning`).
+- Where a number is needed (test metrics, means, tests, ranks, learning-rate
+  sensitivity), a failed run counts at the task's chance level
+  (``chance_metric``: 1 / classes for accuracy, the target variance for MSE).
+
+Test results across problems are compared as a *normalised score*
+(:func:`normalised_score`): 0 at chance, 1 perfect.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.columns import CURVES_COLUMNS, RUNS_COLUMNS
+from bench.sweep import DEFAULT_DTYPE, stress_dials
+
+RUN_COLUMNS = tuple(RUNS_COLUMNS)
+"""The fixed columns of runs.parquet (bench.columns)."""
+CURVE_COLUMNS = tuple(CURVES_COLUMNS)
+"""The columns of curves.parquet (bench.columns)."""
+
+STRESS_DIALS = tuple(stress_dials())
+"""Run-level stress dials (bench.sweep.stress_dials): part of the panel, never tuned. Other dials
+(an optimizer's ``warmup_steps``) are setting columns, tuned like the learning rate."""
+
+PROBLEM_COLUMNS = ("task", "model")
+"""The columns naming a problem: the independent unit of every comparison across problems."""
+
+ADDED_COLUMNS = ("failed", "val_score", "test_score", "time", "observed")
+"""Columns the analysis adds to a runs table; neither hyperparameters nor dials."""
+
+
+def panel_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns naming a panel: task, model, optimizer, the stress dials present, and the precision
+    (``dtype``) where the table has it."""
+    # precision: a float64 cell (Q3's pairs, trained where the identity is exact) forms panels of its own, so
+    # no statistic pairs or pools its runs with float32 ones; tables without the column are all float32
+    return ["task", "model", "optimizer", *dial_columns(frame), *(["dtype"] if "dtype" in frame.columns else [])]
+
+
+def hyperparameter_columns(frame: pd.DataFrame) -> list[str]:
+    """Strategy-hyperparameter columns of a runs table: every column beyond the fixed ones and the dials."""
+    fixed = {*RUN_COLUMNS, *STRESS_DIALS, *ADDED_COLUMNS}
+    return [c for c in frame.columns if c not in fixed]
+
+
+def setting_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns naming a setting within a problem and strategy: lr and the hyperparameters."""
+    return ["lr", *hyperparameter_columns(frame)]
+
+
+def dial_columns(frame: pd.DataFrame) -> list[str]:
+    """The stress-dial columns present in ``frame``, in :data:`STRESS_DIALS` order."""
+    return [d for d in STRESS_DIALS if d in frame.columns]
+
+
+def panel_label_suffix(frame: pd.DataFrame) -> pd.Series | str:
+    """Per row, ``/float64`` for a panel of another precision than the default; "" for the default."""
+    if "dtype" not in frame.columns:
+        return ""
+    return pd.Series(np.where(frame["dtype"] == DEFAULT_DTYPE, "", "/" + frame["dtype"].astype(str)),
+                     index=frame.index)
+
+
+def row_key(values: Sequence[Any]) -> tuple:
+    """A hashable key of column values in which NaN equals NaN (a panel's or a setting's values)."""
+    return tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in values)
+
+
+def groups(frame: pd.DataFrame, keys: Sequence[str]) -> Any:
+    """``frame`` grouped by ``keys`` in order of first appearance, NaN a value of its own."""
+    return frame.groupby(list(keys), dropna=False, sort=False)
+
+
+def sign(higher_is_better: pd.Series | np.ndarray) -> np.ndarray:
+    """+1 where higher is better, -1 where lower is (MSE): multiplying by it orients a metric."""
+    return np.where(np.asarray(higher_is_better, dtype=bool), 1.0, -1.0)
+
+
+def failed(runs: pd.DataFrame) -> np.ndarray:
+    """Whether each run failed: diverged, or its best validation metric is not finite."""
+    return runs["diverged"].to_numpy(dtype=bool) | ~np.isfinite(runs["best_val_metric"].to_numpy(dtype=float))
+
+
+def at_chance(runs: pd.DataFrame, column: str) -> np.ndarray:
+    """``column`` with failed runs and non-finite values replaced by the chance level."""
+    values = runs[column].to_numpy(dtype=float)
+    bad = failed(runs) | ~np.isfinite(values)
+    return np.where(bad, runs["chance_metric"].to_numpy(dtype=float), values)
+
+
+def score_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``runs`` with ``failed``, ``val_score`` and ``test_score`` added.
+
+    ``failed``: diverged, or best validation metric not finite. ``val_score``:
+    best validation metric oriented so that higher is better (negated for MSE),
+    -inf where failed. ``test_score``: ``test_metric_at_best_val`` in the
+    metric's own units, the chance level where failed.
+    """
+    scored = runs.copy()
+    failures = failed(runs)
+    oriented = runs["best_val_metric"].to_numpy(dtype=float) * sign(runs["higher_is_better"])
+    scored["failed"] = failures
+    scored["val_score"] = np.where(failures, -np.inf, oriented)
+    scored["test_score"] = at_chance(runs, "test_metric_at_best_val")
+    return scored
+
+
+METRIC_ERRORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "accuracy": lambda values: 1.0 - values,
+    "mse": lambda values: values,
+}
+"""How a metric becomes an error, a cost (lower is better, 0 is perfect): 1 - accuracy; MSE is one already."""
+
+
+def metric_error(values: Sequence[float] | np.ndarray, metrics: Sequence[str] | np.ndarray) -> np.ndarray:
+    """The error (:data:`METRIC_ERRORS`) of each value given its metric's name; an unknown metric is a ValueError."""
+    values, metrics = np.asarray(values, dtype=float), np.asarray(metrics, dtype=object)
+    unknown = sorted(set(metrics) - set(METRIC_ERRORS))
+    if unknown:
+        raise ValueError(f"no error defined for metric(s) {', '.join(map(str, unknown))}; known: "
+                         f"{', '.join(METRIC_ERRORS)}")
+    errors = np.empty_like(values)
+    for metric, to_error in METRIC_ERRORS.items():
+        errors[metrics == metric] = to_error(values[metrics == metric])
+    return errors
+
+
+def normalised_score(values: Sequence[float] | np.ndarray, metrics: Sequence[str] | np.ndarray,
+                     chance: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``1 - error / chance error``: 0 at chance, 1 perfect (error: 1 - accuracy or MSE, :func:`metric_error`).
+
+    The chance-corrected accuracy for classification and R^2 against the target
+    variance for regression, so accuracy and MSE problems share one unit.
+    """
+    errors = metric_error(values, metrics)
+    chance_errors = metric_error(np.broadcast_to(np.asarray(chance, dtype=float), errors.shape), metrics)
+    return 1.0 - errors / chance_errors
+
+
+def normalised_runs(runs: pd.DataFrame, column: str = "test_score") -> np.ndarray:
+    """:func:`normalised_score` of a scored runs table's ``column`` (by default ``test_score``, failed at chance)."""
+    return normalised_score(runs[column].to_numpy(dtype=float), runs["metric"].to_numpy(dtype=object),
+                            runs["chance_metric"].to_numpy(dtype=float))
+
+
+def clean_panels(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of panels without bad-batch spikes: ``spike_rate`` absent, NaN or 0."""
+    if "spike_rate" not in runs.columns:
+        return runs
+    rate = runs["spike_rate"]
+    return runs[(rate.isna() | (rate == 0)).to_numpy()]
+
+
+def select(frame: pd.DataFrame, where: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows of ``frame`` matching every key of ``where`` (NaN matches NaN)."""
+    mask = np.ones(len(frame), dtype=bool)
+    for key, value in where.items():
+        column = frame[key]
+        mask &= column.isna().to_numpy() if pd.isna(value) else (column == value).to_numpy()
+    return frame[mask]
+
+
+def problems(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (task, model) pairs of the runs table, in order of first appearance."""
+    pairs = runs[list(PROBLEM_COLUMNS)].drop_duplicates()
+    return [(str(t), str(m)) for t, m in pairs.itertuples(index=False)]
+
+
+def strategy_order(runs: pd.DataFrame) -> list[str]:
+    """Strategies in a fixed order: ``none`` first, then in order of first appearance (config order)."""
+    seen = list(dict.fromkeys(runs["strategy"].astype(str)))
+    return sorted(seen, key=lambda s: (s != "none", seen.index(s)))
+
+
+def panels(runs: pd.DataFrame, task: str, model: str) -> list[dict]:
+    """The panels of one problem: one dict of panel-column values per (optimizer, condition)."""
+    keys = panel_columns(runs)
+    subset = runs[(runs["task"] == task) & (runs["model"] == model)]
+    return [dict(zip(keys, values, strict=True)) for values in subset[keys].drop_duplicates().itertuples(index=False)]
+
+
+def panel_label(panel: dict, runs: pd.DataFrame) -> str:
+    """A short title for a panel: task / model, and optimizer and dials where they vary."""
+    parts = [f"{panel['task']} / {panel['model']}"]
+    if runs["optimizer"].nunique() > 1:
+        parts.append(str(panel["optimizer"]))
+    for dial in dial_columns(runs):
+        value = panel.get(dial)
+        if value is not None and not (isinstance(value, float) and np.isnan(value)):
+            if select(runs, {"task": panel["task"], "model": panel["model"]})[dial].nunique() > 1:
+                parts.append(f"{dial}={value:g}")
+    return ", ".join(parts)
