@@ -51,7 +51,7 @@ PARTITION = {"slurm_partition": config["slurm_partition"]} if "slurm_partition" 
 # of a run says how many of each run (onstart below).
 STUDY = str(bench_paths.study_dir(SWEEP))
 RESTORED = restored_cells()
-TRAINED = [cell for cell in CELLS if cell not in set(RESTORED)]
+TRAINED = sorted(set(CELLS) - set(RESTORED))
 ENV = "../envs/bench.yaml"  # software of every job, for --use-conda (relative to rules/)
 
 

@@ -51,8 +51,8 @@ def _check_runs(cell: sweep.Cell, runs: pd.DataFrame, path: Path) -> None:
     expected = cell.run_ids()
     found = list(runs["run_id"])
     if sorted(found) != sorted(expected):
-        missing = [run_id for run_id in expected if run_id not in set(found)]
-        extra = [run_id for run_id in found if run_id not in set(expected)]
+        missing = sorted(set(expected) - set(found))
+        extra = sorted(set(found) - set(expected))
         example = (missing or extra or found)[0]
         raise StoreError(f"{path}: not the runs of cell {cell.id} ({len(missing)} missing, {len(extra)} not in it, "
                          f"{len(found) - len(set(found))} repeated, e.g. {example!r})")
@@ -172,16 +172,16 @@ def restore(config: dict[str, Any], study: Path | str, out: Path | str,
     unknown = [name for name in names or [] if name not in cells]
     if unknown:
         raise sweep.ConfigError(f"cell {unknown[0]!r} is not a cell of the config; allowed: {', '.join(cells)}")
-    chosen = [cells[name] for name in names] if names else list(cells.values())
-    matching = [cell for cell in chosen if committed(study, cell.id, cell_fingerprint(cell))]
-    missing = [cell.id for cell in chosen if cell not in matching]
+    fingerprints = {name: cell_fingerprint(cells[name]) for name in names or cells}
+    matching = [name for name, fingerprint in fingerprints.items() if committed(study, name, fingerprint)]
+    missing = [name for name in fingerprints if name not in matching]
     if names and missing:
         raise StoreError(f"{Path(study) / paths.CELLS / missing[0]}: not committed for cell {missing[0]} as the "
                          "config defines it")
-    for cell in matching:
-        restore_cell(Path(study) / paths.CELLS / cell.id, Path(out) / paths.CELLS / cell.id, config["sweep"],
-                     cell_fingerprint(cell))
-    return [cell.id for cell in matching], missing
+    for name in matching:
+        restore_cell(Path(study) / paths.CELLS / name, Path(out) / paths.CELLS / name, config["sweep"],
+                     fingerprints[name])
+    return matching, missing
 
 
 def _same(committed_tables: tuple[pd.DataFrame, pd.DataFrame], runs: pd.DataFrame, curves: pd.DataFrame) -> bool:
@@ -192,14 +192,14 @@ def _same(committed_tables: tuple[pd.DataFrame, pd.DataFrame], runs: pd.DataFram
 
 def _published(cell: sweep.Cell, source: Path, trained: dict[str, Any], every: int) -> tuple[Any, Any, dict]:
     """A cell trained in ``source`` (record ``trained``) as it is committed: its runs, its curves thinned
-    (or as they are where already thinned: a restored cell), and its record."""
+    (or as they are where its record says they were thinned already), and its record."""
     from bench import store, thinning
 
     tables = paths.tables(source)
     runs = store.read(tables["runs"], "runs")
     curves = store.read(tables["curves"], "curves")
     _check_runs(cell, runs, tables["runs"])
-    stored = {key: value for key, value in trained.items() if key != "restored_from"}
+    stored = dict(trained)
     if trained.get("thinning") is None:
         thinned, keep = thinning.thin(runs, curves, every)
         stored["thinning"] = {"rule": thinning.RULE, "every": every, "curve_rows_trained": len(curves),
@@ -214,9 +214,10 @@ def publish(sweep_name: str, config_path: str | Path, results: str | Path = path
     """Bring ``<out>/<sweep>/cells/`` up to date with the cells of ``config_path`` trained in
     ``<results>/<sweep>/cells/``.
 
-    A trained cell whose record matches the cell's fingerprint is written (thinned, ``every``: default
+    A cell trained there whose record holds the cell's fingerprint is written (thinned, ``every``: default
     ``bench.thinning.EVERY``) unless the committed one holds the same tables; a committed cell without
-    such a trained one is kept as it is; a committed cell of a cell the config no longer has is removed.
+    such a trained one is kept as it is (a cell restored from the study is never written back: the
+    committed one may be newer); a committed cell of a cell the config no longer has is removed.
     Every trained cell is checked (its runs are the cell's) before anything is written. Returns lists of
     cell ids: ``added``, ``replaced``, ``kept``, ``dropped``, ``untrained`` (neither trained nor
     committed for the config), ``stale`` (committed for another definition of the cell, not trained).
@@ -240,7 +241,7 @@ def publish(sweep_name: str, config_path: str | Path, results: str | Path = path
         target = study / paths.CELLS / cell.id
         previous = record.read(target) if all(p.is_file() for p in paths.tables(target).values()) else None
         trained = record.holds(source, fingerprint)
-        if trained is None:
+        if trained is None or "restored_from" in trained:
             if previous is None:
                 summary["untrained"].append(cell.id)
             else:

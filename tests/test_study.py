@@ -139,11 +139,14 @@ def published(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert first.returncode == 0, first.stderr
     second = bench(*publish_args, cwd=trained)
     assert second.returncode == 0, second.stderr
-    restored = out / "restored"
+    restored = paths.results_dir(SWEEP, out)
     again = bench("restore", "--config", SMOKE, "--study", str(out / SWEEP), "--out", str(restored), cwd=trained)
     assert again.returncode == 0, again.stderr
+    back = bench(*publish_args, "--results", str(restored.parent), cwd=trained)  # restored cells: never written
+    assert back.returncode == 0, back.stderr
     return {"folder": out / SWEEP, "restored": restored, "first": first.stdout, "second": second.stdout,
-            "restore": again.stdout, "source": paths.results_dir(SWEEP, trained), "cells": cells}
+            "restore": again.stdout, "back": back.stdout, "source": paths.results_dir(SWEEP, trained),
+            "cells": cells}
 
 
 def test_publish_adds_the_cells_as_they_finish(published: dict) -> None:
@@ -153,6 +156,7 @@ def test_publish_adds_the_cells_as_they_finish(published: dict) -> None:
     assert first.endswith(f" MB); 4 neither trained nor committed ({', '.join(cells[2:])})")
     assert published["second"].startswith(f"published {folder}: 4 added, 0 replaced, 2 kept, 0 dropped (")
     assert published["restore"].startswith(f"restored 6 cells from {folder} -> {published['restored']}/cells")
+    assert published["back"].startswith(f"published {folder}: 0 added, 0 replaced, 6 kept, 0 dropped (")
     assert sorted(p.name for p in (folder / paths.CELLS).iterdir()) == sorted(cells)
     for cell in cells:
         assert sorted(p.name for p in (folder / paths.CELLS / cell).iterdir()) == [
