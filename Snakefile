@@ -5,8 +5,8 @@
 #   snakemake --profile profiles/slurm --configfile config/paper.yaml   # on a SLURM cluster
 #
 # config -> one train job per cell -> aggregate -> notebooks (figures) + numbers -> paper.
-# Where study/<sweep>/ holds committed results whose fingerprint matches the config, they stand in for
-# training and aggregation (rules/study.smk; BENCH_RETRAIN=1 trains anyway).
+# A cell committed in study/<sweep>/cells/ for its current definition (its fingerprint) is restored from
+# there instead of trained (rules/study.smk; BENCH_RETRAIN=1 trains it anyway).
 # Snakemake also reads the workflow profile profiles/default/ (rerun after a crash). See docs/pipeline.md.
 
 import sys
@@ -34,6 +34,7 @@ except (WorkflowError, bench_sweep.ConfigError) as error:
 
 SWEEP = config["sweep"]
 CELLS = {cell.id: cell for cell in bench_sweep.cells(config)}
+FINGERPRINTS = {cell_id: cell_fingerprint(cell) for cell_id, cell in CELLS.items()}
 CUDA = config["device"] == "cuda"
 GPU = {"gpu": 1} if CUDA else {}  # one GPU per train job (mapped to --gres by the SLURM executor)
 # Every path below comes from bench/paths.py, the one place that names the workflow's files.
@@ -45,10 +46,12 @@ PAPER = str(bench_paths.paper_pdf(SWEEP))
 # and a run that needs the paper stops before any job (onstart below).
 NO_TEX = tex_missing_line(PAPER)
 PARTITION = {"slurm_partition": config["slurm_partition"]} if "slurm_partition" in config else {}
-# The sweep's committed results (python -m bench publish): restored instead of trained when their fingerprint
-# matches the config; one line at the start says which happens (onstart below).
+# The sweep's committed cells (python -m bench publish): each cell is made by one rule, restore where it is
+# committed for its current definition, else train (disjoint wildcard constraints); one line at the start
+# of a run says how many of each run (onstart below).
 STUDY = str(bench_paths.study_dir(SWEEP))
-FROM_STUDY, STUDY_LINE = study_state(config, STUDY)
+RESTORED = restored_cells()
+TRAINED = sorted(set(CELLS) - set(RESTORED))
 ENV = "../envs/bench.yaml"  # software of every job, for --use-conda (relative to rules/)
 
 
@@ -63,6 +66,7 @@ localrules:
     all,
     results,
     figures,
+    restore,
 
 
 # As a run starts, after Snakemake has planned its jobs and before the first one: stop if it needs the
@@ -76,7 +80,7 @@ onstart:
     if NO_TEX and any(job.rule.name == "paper" for job in workflow.dag.needrun_jobs()):
         sys.exit(f"error: cannot build the paper: {NO_TEX}")
     bench_atomic.write_text(SWEEP_CONFIG, sweep_config_text(config), only_if_changed=True)
-    print(STUDY_LINE, file=sys.stderr)
+    print(study_line(workflow.dag.needrun_jobs()), file=sys.stderr)
     if NO_TEX:
         print(f"note: paper skipped: {NO_TEX}", file=sys.stderr)
 
@@ -86,8 +90,8 @@ onsuccess:
         print(f"note: paper skipped: {NO_TEX}", file=sys.stderr)
 
 
-# The cells' own tables are listed as targets too: Snakemake does not remake a deleted intermediate
-# file whose consumers are up to date, and a deleted cell should be retrained.
+# The cells' own files are listed as targets too: Snakemake does not remake a deleted intermediate
+# file whose consumers are up to date, and a deleted cell should be made again.
 rule all:
     default_target: True
     input:
@@ -112,17 +116,7 @@ rule figures:
 
 
 include: "rules/train.smk"
-
-
-# The sweep's tables: from the committed results, or aggregated from the cells (rules for the same files).
-if FROM_STUDY:
-
-    include: "rules/study.smk"
-
-else:
-
-    include: "rules/aggregate.smk"
-
-
+include: "rules/study.smk"
+include: "rules/aggregate.smk"
 include: "rules/analysis.smk"
 include: "rules/paper.smk"

@@ -51,18 +51,25 @@ def _cells(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from bench import engine, store, sweep
+    import torch
+
+    from bench import engine, record, store, sweep
+    from bench.fingerprint import cell_fingerprint
 
     _imported()
     cell = sweep.find(sweep.load(args.config), args.cell)
     built = engine.build(cell, data_cache=args.data_cache)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    record.remove(out)  # the tables beside it are about to change
     checkpoint_path = out / paths.CHECKPOINT
     found = checkpoint_path.is_file()
     history = engine.train(built, progress=not args.quiet, checkpoint_path=checkpoint_path,
                            checkpoint_every=cell.checkpoint_every)
-    store.write_cell(*store.arrow_tables(cell, built.task, history), out)
+    runs, curves = store.arrow_tables(cell, built.task, history)
+    store.write_cell(runs, curves, out)
+    record.write(out, record.trained(cell.sweep, cell.id, cell_fingerprint(cell), runs.num_rows, curves.num_rows,
+                                     torch.__version__))
     checkpoint_path.unlink(missing_ok=True)
     diverged = int((history.diverged_step >= 0).sum())
     if history.resumed_from:
@@ -88,25 +95,43 @@ def _aggregate(args: argparse.Namespace) -> None:
     print(f"aggregated {n_runs} runs and {n_rows} curve rows -> {args.out}")
 
 
+def _names(ids: list[str], limit: int = 10) -> str:
+    """Cell ids as one comma-separated list, the first ``limit`` and how many more."""
+    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    return ", ".join(ids[:limit]) + more
+
+
 def _publish(args: argparse.Namespace) -> None:
     from bench import publish
 
     _imported()
-    stored = publish.publish(args.sweep, args.config, args.results, args.out, args.every)
+    done = publish.publish(args.sweep, args.config, args.results, args.out, args.every)
     folder = Path(args.out) / args.sweep
-    size = sum(stored["bytes"].values()) + (folder / publish.RECORD).stat().st_size
-    print(f"published {stored['runs']} runs of {stored['cells']} cells and {stored['curve_rows']} of "
-          f"{stored['curve_rows_full']} curve rows (every step of {stored['every_step_runs']} runs, every "
-          f"{stored['every']}th of the others, every evaluation) -> {folder} ({size / 1e6:.2f} MB)")
+    if done["dropped"]:
+        print(f"dropped {len(done['dropped'])} committed cells that {args.config} no longer has: "
+              f"{', '.join(done['dropped'])}")
+    counts = ", ".join(f"{len(done[kind])} {kind}" for kind in ("added", "replaced", "kept", "dropped"))
+    line = f"published {folder}: {counts} ({done['bytes'] / 1e6:.2f} MB)"
+    if done["stale"]:
+        line += (f"; {len(done['stale'])} committed for another definition of the cell and not trained for this "
+                 f"one ({_names(done['stale'])})")
+    if done["untrained"]:
+        line += f"; {len(done['untrained'])} neither trained nor committed ({_names(done['untrained'])})"
+    print(line)
 
 
 def _restore(args: argparse.Namespace) -> None:
     from bench import publish, sweep
 
     _imported()
-    config = sweep.load(args.config) if args.config else None
-    n_runs, n_rows = publish.restore(args.study, args.out, config)
-    print(f"restored {n_runs} runs and {n_rows} curve rows from {args.study} -> {args.out}")
+    config = sweep.load(args.config)
+    study = Path(args.study) if args.study else paths.study_dir(config["sweep"])
+    out = Path(args.out) if args.out else paths.results_dir(config["sweep"])
+    restored, missing = publish.restore(config, study, out, args.cell)
+    line = f"restored {len(restored)} cells from {study} -> {out / paths.CELLS}"
+    if missing:
+        line += f"; {len(missing)} not committed as {args.config} defines them ({_names(missing)})"
+    print(line)
 
 
 def _write_json(record: dict, path: Path) -> None:
@@ -176,16 +201,19 @@ def parser() -> argparse.ArgumentParser:
     aggregate.set_defaults(handler=_aggregate)
 
     publish = commands.add_parser(
-        "publish", help="write a sweep's results for committing: study/<sweep>/",
-        description="Write STUDY/<sweep>/ from RESULTS/<sweep>/{runs,curves}.parquet: runs.parquet (the runs "
-                    "table in full), curves.parquet (thinned to what the figures draw: every step of the runs "
-                    "they draw step by step, every evaluation, every EVERY-th step of the other runs) and "
-                    "fingerprint.json (a hash of the config's training-relevant content). Refuses results that "
-                    "are not those of the config, or whose figures would differ once thinned. With the folder "
-                    "committed, the workflow rebuilds figures, numbers and paper from it without training.")
+        "publish", help="commit a sweep's trained cells: study/<sweep>/cells/",
+        description="Bring STUDY/<sweep>/cells/ up to date with the cells of the config trained in "
+                    "RESULTS/<sweep>/cells/: a cell trained for its current definition (its cell.json holds the "
+                    "cell's fingerprint) is added, or replaces the committed one; committed cells without such a "
+                    "trained cell are kept; committed cells the config no longer has are dropped, named in one "
+                    "line. Each committed cell holds its runs table in full, its curves thinned by a rule that "
+                    "reads that cell alone (every step of its best-tuned and most spiking runs, every evaluation, "
+                    "every EVERY-th step of the other runs) and its record. Publish after each sitting of a long "
+                    "sweep: the workflow restores every committed cell whose fingerprint matches and trains the "
+                    "others.")
     publish.add_argument("--sweep", required=True,
                          help=f"sweep name ({paths.RESULTS}/<sweep>/, {paths.STUDY}/<sweep>/)")
-    publish.add_argument("--config", required=True, help="the sweep config the results were trained from")
+    publish.add_argument("--config", required=True, help="the sweep config the study follows")
     publish.add_argument("--results", default=paths.RESULTS,
                          help=f"folder of the sweeps' results (default: {paths.RESULTS})")
     publish.add_argument("--out", default=paths.STUDY, help=f"folder of the study folders (default: {paths.STUDY})")
@@ -194,12 +222,16 @@ def parser() -> argparse.ArgumentParser:
     publish.set_defaults(handler=_publish)
 
     restore = commands.add_parser(
-        "restore", help="write a sweep's results tables from its study folder",
-        description="Write OUT/runs.parquet and OUT/curves.parquet (the results schema, validated) from a study "
-                    "folder written by `publish`; with --config, only if its fingerprint matches that config.")
-    restore.add_argument("--study", required=True, help="study folder, e.g. study/paper")
-    restore.add_argument("--out", required=True, help="output folder, e.g. results/paper")
-    restore.add_argument("--config", help="sweep config the study must match (its fingerprint)")
+        "restore", help="write a sweep's committed cells into its results",
+        description="Write OUT/cells/<cell>/ (the results schema, validated, and its cell.json) from "
+                    "STUDY/cells/<cell>/ for every cell of the config committed for its current definition "
+                    "(its fingerprint), or for the cells named by --cell; the workflow does the same, cell by "
+                    "cell (rule restore). Then `python -m bench aggregate` combines the cells.")
+    restore.add_argument("--config", required=True, help="sweep config whose cells are restored")
+    restore.add_argument("--study", help=f"study folder (default: {paths.STUDY}/<sweep>)")
+    restore.add_argument("--out", help=f"the sweep's results folder (default: {paths.RESULTS}/<sweep>)")
+    restore.add_argument("--cell", action="append", metavar="ID",
+                         help="restore this cell only (repeatable); refused unless committed for its definition")
     restore.set_defaults(handler=_restore)
 
     perf = commands.add_parser("perf", help="measure engine throughput against the per-run oracle",

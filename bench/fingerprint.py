@@ -7,8 +7,9 @@ three ask :func:`cell_fingerprint`:
   fingerprint (``bench/checkpoint.py``);
 - Snakemake retrains a cell whose fingerprint changed (a param of the train
   rule, ``rules/train.smk``);
-- committed results stand in for training only if the fingerprint of the
-  sweep, its cells' fingerprints in order (``bench/publish.py``), matches.
+- a committed cell stands in for training only if its record holds the
+  cell's fingerprint (``bench/record.py``, ``bench/publish.py``); so does a
+  trained cell for publishing.
 
 The fingerprint covers every field of :class:`bench.sweep.Cell` but those in
 :data:`NOT_DECIDING` (where and how fast a cell trains): its task, model and
@@ -47,7 +48,7 @@ LEFT_OUT_AT = {"dtype": DEFAULT_DTYPE}
 """Deciding fields left out of the spec at the value every cell had before the field existed (a float32 cell's
 fingerprint is the one it had before precision was a config key)."""
 NOT_DECIDING = {
-    "sweep": "the sweep's name: where the results go, not what they are (publish.fingerprint adds it)",
+    "sweep": "the sweep's name: where the results go, not what they are (a cell is committed in its sweep's folder)",
     "device": "where the cell trains",
     "threads": "how many CPU threads train it",
     "checkpoint_every": "how often a job saves its state (a resumed job computes what an uninterrupted one does)",

@@ -5,10 +5,12 @@ runs. The tree of one sweep::
 
     results/<sweep>/config.yaml                          the config its jobs train from (sweep_config)
     results/<sweep>/cells/<cell>/{runs,curves}.parquet   one cell's tables (cell_dir, tables)
+    results/<sweep>/cells/<cell>/cell.json               what they are: the cell's fingerprint, trained or restored
     results/<sweep>/cells/<cell>/checkpoint.pt           its train job's checkpoint while it trains
     results/<sweep>/{runs,curves}.parquet                the sweep's tables (results_dir, tables)
     results/.cache/tasks/                                made data sets, shared by all sweeps (CACHE_DIR)
-    study/<sweep>/                                       its committed results (study_dir)
+    study/<sweep>/cells/<cell>/                          its committed results, cell by cell (study_cell_dir):
+                                                         runs.parquet, thinned curves.parquet, cell.json
     figures/<sweep>/<stem>.{pdf,png}                     its figures (figures_dir)
     paper/generated/<sweep>/                             the numbers and tables the paper cites (GENERATED)
     paper/build/<sweep>/main.pdf                         the paper (paper_pdf)
@@ -36,6 +38,9 @@ CACHE_DIR = Path(RESULTS) / ".cache" / "tasks"
 """The data cache's default folder (``bench.tasks.cache_dir``): below ``results/``, where the workflow
 writes and every job runs."""
 
+CELL_RECORD = "cell.json"
+"""A cell folder's record, beside its tables (results and study alike, ``bench.record``): the fingerprint
+of the cell they hold, and whether they were trained there or restored from the committed results."""
 CHECKPOINT = "checkpoint.pt"
 """A train job's checkpoint, in its cell's folder while the cell trains (``python -m bench train``)."""
 TABLES = ("runs", "curves")
@@ -87,9 +92,24 @@ def cell_dir(sweep: str, cell: str, root: Path | str = ".") -> Path:
     return cells_dir(sweep, root) / cell
 
 
+def cell_record(folder: Path | str) -> Path:
+    """The record of the cell folder ``folder`` (of results or of the study): ``<folder>/cell.json``."""
+    return Path(folder) / CELL_RECORD
+
+
 def study_dir(sweep: str, root: Path | str = ".") -> Path:
     """Folder of a sweep's committed results, ``study/<sweep>``."""
     return Path(root) / STUDY / sweep
+
+
+def study_cells_dir(sweep: str, root: Path | str = ".") -> Path:
+    """Folder of a sweep's committed cells, ``study/<sweep>/cells``."""
+    return study_dir(sweep, root) / CELLS
+
+
+def study_cell_dir(sweep: str, cell: str, root: Path | str = ".") -> Path:
+    """Folder of one committed cell, ``study/<sweep>/cells/<cell>``."""
+    return study_cells_dir(sweep, root) / cell
 
 
 def figures_dir(sweep: str, root: Path | str = ".") -> Path:

@@ -3,7 +3,9 @@
 
 import json
 import os
+import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -12,10 +14,11 @@ from analysis import layout
 from bench import atomic as bench_atomic
 from bench import paths as bench_paths
 from bench import publish as bench_publish
+from bench import record as bench_record
 from bench import sweep as bench_sweep  # first: keeps jsonschema's slow optional IRI checker out (see bench/sweep.py)
-# Everything that decides a cell's results, hashed: a param of the train rule, so that Snakemake's params
-# rerun trigger retrains exactly the cells whose definition changed (the fingerprint checkpoints and the
-# committed results in study/ are held to as well).
+# Everything that decides a cell's results, hashed: a param of the train and restore rules, so that
+# Snakemake's params rerun trigger remakes exactly the cells whose definition changed (the fingerprint
+# checkpoints and the committed cells in study/ are held to as well).
 from bench.fingerprint import cell_fingerprint
 
 import jsonschema
@@ -24,7 +27,7 @@ SCHEMA = "config/schema.yaml"
 # What the paper build runs, and the packages that bring it (as in the README and .ci/run).
 TEX_TOOLS = ("latexmk", "pdflatex", "bibtex")
 TEX_INSTALL = "apt-get install latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended"
-# Set (to anything but 0) to train a sweep whose committed results in study/<sweep>/ match its config.
+# Set (to anything but 0) to train the cells committed in study/<sweep>/ for their current definition too.
 RETRAIN = "BENCH_RETRAIN"
 
 
@@ -58,19 +61,68 @@ def config_names():
     return " + ".join(files) + (" + --config" if workflow.config_settings.config else "")
 
 
-def study_state(config, study):
-    """Whether the committed results in ``study`` stand in for training, and the one line that says which.
+def retrain():
+    """Whether BENCH_RETRAIN asks to train the cells committed for their current definition too."""
+    return os.environ.get(RETRAIN, "") not in ("", "0")
 
-    They do when their fingerprint (bench/publish.py) matches the config and BENCH_RETRAIN is not set.
+
+def restored_cells():
+    """The cells of the sweep that the rule ``restore`` makes from their committed folder; the others train.
+
+    A cell is restored where study/<sweep>/cells/<cell>/ holds it as the config defines it (its record's
+    fingerprint is the cell's) and BENCH_RETRAIN is not set, unless results/<sweep>/cells/<cell>/ already
+    holds it trained (its record says so): then it stays with the rule that made it, which has nothing to do.
     """
-    names = config_names()
-    matched, why = bench_publish.matches(config, study, names)
-    start = f"note: results of sweep {config['sweep']}:"
-    if not matched:
-        return False, f"{start} {why}: training"
-    if os.environ.get(RETRAIN, "") not in ("", "0"):
-        return False, f"{start} committed in {study} (fingerprint matches {names}), but {RETRAIN} is set: training"
-    return True, f"{start} committed in {study} (fingerprint matches {names}), nothing to train"
+    if retrain():
+        return []
+    chosen = []
+    for cell, fingerprint in FINGERPRINTS.items():
+        here = bench_record.holds(bench_paths.cell_dir(SWEEP, cell), fingerprint)
+        if here is not None and "restored_from" not in here:
+            continue
+        if bench_publish.committed(STUDY, cell, fingerprint):
+            chosen.append(cell)
+    return chosen
+
+
+def stale_cells():
+    """Cells of the sweep committed in study/<sweep>/ for another definition than the config's."""
+    stale = []
+    for cell, fingerprint in FINGERPRINTS.items():
+        stored = bench_record.read(bench_paths.study_cell_dir(SWEEP, cell))
+        if stored is not None and stored["fingerprint"] != fingerprint:
+            stale.append(cell)
+    return stale
+
+
+def study_line(jobs):
+    """The line a run starts with: how many cells it restores from study/<sweep>/, trains, finds up to date."""
+    counts = Counter(job.rule.name for job in jobs)
+    restore, train = counts["restore"], counts["train"]
+    line = (f"note: results of sweep {SWEEP}: {len(CELLS)} cells, {restore} restored from {STUDY}, {train} to train"
+            f", {len(CELLS) - restore - train} up to date")
+    if retrain():
+        return f"{line} ({RETRAIN} is set: no committed cell is restored)"
+    stale = stale_cells()
+    if stale:
+        line += f" ({len(stale)} committed for another definition than {config_names()}'s)"
+    return line
+
+
+def restore_job(input, output, params, log):
+    """What a restore job does (rules/study.smk): the committed cell of ``input`` into the cell folder of
+    ``output`` (bench/publish.py, restore_cell), and one line saying so in ``log``."""
+    source = Path(input.record).parent
+    restored = bench_publish.restore_cell(source, Path(output.record).parent, SWEEP, params.fingerprint)
+    thinning = restored["thinning"] or {}
+    Path(log[0]).parent.mkdir(parents=True, exist_ok=True)
+    Path(log[0]).write_text(f"restored {restored['cell']}: {restored['runs']} runs, {restored['curve_rows']} curve "
+                            f"rows (thinning rule {thinning.get('rule')}) from {source}\n")
+
+
+def alternatives(cells):
+    """A wildcard constraint matching exactly the cell ids ``cells`` (none where there are none)."""
+    return "|".join(re.escape(cell) for cell in cells) or "(?!)"
 
 
 def tables(folder):
@@ -83,11 +135,14 @@ def cell_tables(cell):
     return tables(bench_paths.cell_dir(SWEEP, cell))
 
 
+def cell_outputs(folder):
+    """A cell folder's files, as the rules name them: its tables and its record (bench/record.py)."""
+    return {**tables(folder), "record": str(bench_paths.cell_record(folder))}
+
+
 def cell_files():
-    """Both tables of every cell of the sweep; none where the committed results stand in for training."""
-    if FROM_STUDY:
-        return []
-    return [path for cell in CELLS for path in cell_tables(cell).values()]
+    """The tables and record of every cell of the sweep."""
+    return [path for cell in CELLS for path in cell_outputs(bench_paths.cell_dir(SWEEP, cell)).values()]
 
 
 def figure_file(stem, fmt):

@@ -1,26 +1,20 @@
-# The committed results study/<sweep>/{runs,curves}.parquet -> results/<sweep>/{runs,curves}.parquet (the
-# results schema, validated), in place of the train and aggregate jobs. Included only where the study's
-# fingerprint matches the config (the Snakefile); the job checks it once more against the config it runs with.
+# A committed cell study/<sweep>/cells/<cell>/ -> results/<sweep>/cells/<cell>/ (its tables in the results
+# schema, validated, and its record), in place of its train job: for the cells of RESTORED only, those
+# committed for their current definition (rules/common.smk, restored_cells). A local job run in a thread
+# of Snakemake (force-use-threads, profiles/default): copying a cell takes less than starting a process.
 
 
 rule restore:
     input:
-        **tables(STUDY),
-        fingerprint=f"{STUDY}/{bench_publish.RECORD}",
+        **cell_outputs(bench_paths.study_cell_dir(SWEEP, "{cell}")),
     output:
-        **TABLES,
+        **cell_outputs(bench_paths.cell_dir(SWEEP, "{cell}")),
     params:
-        # the sweep config (written as the run starts, see the Snakefile), as for the train jobs
-        config=SWEEP_CONFIG,
-        study=lambda wildcards, input: Path(input.runs).parent,
-        out=lambda wildcards, output: Path(output.runs).parent,
-    resources:
-        mem_mb=4000,
-        runtime=10,
-        **PARTITION,
+        # as for the train rule: a cell whose definition changed is made again
+        fingerprint=lambda wildcards: FINGERPRINTS[wildcards.cell],
+    wildcard_constraints:
+        cell=alternatives(RESTORED),
     log:
-        f"{LOGS}/restore.log",
-    conda:
-        ENV
-    shell:
-        "python -m bench restore --config {params.config} --study {params.study} --out {params.out} > {log} 2>&1"
+        f"{LOGS}/restore/{{cell}}.log",
+    run:
+        restore_job(input, output, params, log)

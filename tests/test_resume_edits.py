@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench import checkpoint, fingerprint, publish, store, sweep
+from bench import checkpoint, fingerprint, paths, publish, record, store, sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULTS = Path(__file__).resolve().parent / "faults"
@@ -107,10 +107,18 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rerun_and_fresh(killed: Path, config: dict[str, Any], tmp_path: Path) -> tuple[str, Path, Path]:
-    """The killed job's folder, copied, trained on with ``config``; and a fresh job of ``config`` beside it."""
+    """The killed job's folder, copied, trained on with ``config``; and a fresh job of ``config`` beside it.
+
+    The copy is given the record of a cell of another definition, as a folder that once held a finished
+    cell has: the job replaces it with the record of the cell it trained (bench/record.py)."""
     again = shutil.copytree(killed, tmp_path / "again")
+    record.write(again, record.trained("edits", CELL, "0" * 64, 0, 0, "none"))
     jobs = train(config, again), train(config, tmp_path / "fresh")
     output, _ = finished(jobs[0]), finished(jobs[1])
+    for folder in (again, tmp_path / "fresh"):
+        stored = record.holds(folder, fingerprint.cell_fingerprint(one_cell(config)))
+        assert stored is not None and stored["thinning"] is None, folder
+        assert (stored["runs"], stored["curve_rows"]) == tuple(len(table) for table in tables(folder))
     return output, again, tmp_path / "fresh"
 
 
@@ -189,14 +197,20 @@ def test_a_default_spelled_out_or_written_as_another_number_changes_nothing() ->
         assert fingerprint.cell_fingerprint(one_cell(edited(dotted, value))) != base, dotted
 
 
-def test_checkpoints_and_committed_results_ask_the_one_fingerprint(tmp_path: Path) -> None:
-    """The checkpoint's fingerprint and the published one are built from ``cell_fingerprint`` (Snakemake's
-    param is that function too: tests/test_pipeline.py plans the cells an option edit changes)."""
+def test_checkpoints_and_committed_cells_ask_the_one_fingerprint(tmp_path: Path) -> None:
+    """The checkpoint's fingerprint and a cell's record (of a trained, restored or committed cell) are
+    ``cell_fingerprint`` (Snakemake's param is that function too: tests/test_pipeline.py plans the cells
+    an option edit changes)."""
     config = sweep.with_defaults(CONFIG)
     cell = one_cell(config)
     assert checkpoint.fingerprint(cell) == f"{checkpoint.FORMAT}|{fingerprint.cell_fingerprint(cell)}"
-    spec = publish.spec(config)
-    assert spec["cells"] == [fingerprint.cell_fingerprint(c) for c in sweep.cells(config)]
-    assert publish.fingerprint(config) == fingerprint.digest(spec)
+    folder = tmp_path / paths.CELLS / cell.id
+    folder.mkdir(parents=True)
+    for path in paths.tables(folder).values():
+        path.write_bytes(b"")
+    record.write(folder, record.trained(cell.sweep, cell.id, fingerprint.cell_fingerprint(cell), 4, 40, "2"))
+    assert publish.committed(tmp_path, cell.id, fingerprint.cell_fingerprint(cell)) == record.read(folder)
+    for edit in EDITS.values():
+        assert publish.committed(tmp_path, cell.id, fingerprint.cell_fingerprint(one_cell(edited(*edit)))) is None
     common = (ROOT / "rules" / "common.smk").read_text()
     assert "from bench.fingerprint import cell_fingerprint" in common and "def cell_fingerprint" not in common
