@@ -1,8 +1,4 @@
-"""Reading a sweep's tables: ``results/<sweep>/runs.parquet`` and ``curves.parquet``, their columns checked.
-
-``loss_matrix`` is also reachable here, under its former home, for ``bench.publish``'s thinning of
-committed curves; the analysis itself imports it from :mod:`analysis.curves`.
-"""
+"""Reading a sweep's tables: ``results/<sweep>/runs.parquet`` and ``curves.parquet``, their columns checked."""
 
 from __future__ import annotations
 
@@ -11,12 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.curves import loss_matrix
 from analysis.vocabulary import CURVE_COLUMNS, RUN_COLUMNS
 from bench import paths
 from bench.columns import with_run_defaults
 
-__all__ = ["check_tables", "curve_reader", "load", "load_runs", "loss_matrix"]
+__all__ = ["check_tables", "curve_reader", "load", "load_runs"]
 
 
 def load(sweep: str, root: Path | str = ".") -> tuple[pd.DataFrame, pd.DataFrame]:

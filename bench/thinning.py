@@ -55,7 +55,7 @@ analysis' ``stats.spikes_and_clips`` and ``stats.explosion_traces``."""
 def best_tuned_runs(runs: pd.DataFrame) -> set[str]:
     """Run ids of each cell's best-tuned setting for every combination of its stress dials.
 
-    The best-tuned rule of the analysis (``analysis.stats.best_tuned``), computed within each cell: a
+    The best-tuned rule of the analysis (``analysis.tuning.best_tuned``), computed within each cell: a
     setting is a learning rate with the strategy's hyperparameters and tuned dials (every column of
     the runs table beyond the fixed ones and the stress dials); among a cell's settings at one value
     of its stress dials, fewest failed seeds first (diverged, or a best validation metric that is not

@@ -29,7 +29,8 @@ import yaml
 from matplotlib import image
 from workflow import ROOT, SMOKE, TEX, copy_repository, environment, job_counts, snakemake
 
-from analysis import data, layout, plots, stats
+from analysis import curves as curve_analysis
+from analysis import layout, plots, survival, tuning
 from bench import paths, publish, record, store, sweep, thinning
 from bench.fingerprint import cell_fingerprint
 
@@ -69,21 +70,21 @@ def figure_differences(runs: pd.DataFrame, full: pd.DataFrame, thinned: pd.DataF
     (convergence), the events of the time-to-target curves, and the explosion traces of every strategy.
     """
     found = []
-    best = stats.best_tuned_runs(runs)
-    window = plots.smoothing_window(runs)
-    _, expected = data.loss_matrix(full, best, window)
-    _, got = data.loss_matrix(thinned, best, window)
+    best = tuning.best_tuned_runs(runs)
+    window = curve_analysis.smoothing_window(runs)
+    _, expected = curve_analysis.loss_matrix(full, best, window)
+    _, got = curve_analysis.loss_matrix(thinned, best, window)
     if not np.array_equal(expected, got, equal_nan=True):
         found.append("convergence curves")
-    targets = plots.target_levels(runs)
+    targets = survival.target_levels(runs)
     columns = ["run_id", "time", "observed"]
-    if not stats.steps_to_target(runs, full, targets)[columns].equals(
-            stats.steps_to_target(runs, thinned, targets)[columns]):
+    if not survival.steps_to_target(runs, full, targets)[columns].equals(
+            survival.steps_to_target(runs, thinned, targets)[columns]):
         found.append("time-to-target events")
     for strategy in runs["strategy"].unique():
         try:
-            pd.testing.assert_frame_equal(stats.explosion_traces(runs, full, {"strategy": strategy}),
-                                          stats.explosion_traces(runs, thinned, {"strategy": strategy}))
+            pd.testing.assert_frame_equal(curve_analysis.explosion_traces(runs, full, {"strategy": strategy}),
+                                          curve_analysis.explosion_traces(runs, thinned, {"strategy": strategy}))
         except AssertionError:
             found.append(f"explosion traces of {strategy}")
     return found

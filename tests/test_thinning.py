@@ -1,8 +1,8 @@
 """The thinning of committed curves (bench/thinning.py) keeps, cell by cell, what the analysis draws step by step.
 
 The rule reads one cell alone and imports nothing of the analysis; these tests hold it to the analysis
-on the committed studies: its best-tuned runs are ``analysis.stats.best_tuned_runs``, its spike ratios
-``analysis.stats.spikes_and_clips``, its constants those of the explosions figure, and the runs that
+on the committed studies: its best-tuned runs are ``analysis.tuning.best_tuned_runs``, its spike ratios
+``analysis.curves.spikes_and_clips``, its constants those of the explosions figure, and the runs that
 figure picks over all cells of a strategy are among the runs each cell keeps whole.
 """
 
@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import data, plots, stats
+from analysis import curves as curve_analysis
+from analysis import plots, tuning, vocabulary
 from bench import paths, publish, record, thinning
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,17 +43,17 @@ def smoke() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
 
 def test_the_constants_are_those_of_the_explosions_figure() -> None:
     figure = inspect.signature(plots.explosions_figure).parameters
-    traces = inspect.signature(stats.explosion_traces).parameters
+    traces = inspect.signature(curve_analysis.explosion_traces).parameters
     assert figure["n"].default <= thinning.SPIKING
     assert (traces["window"].default, traces["warmup"].default) == (thinning.WINDOW, thinning.WARMUP)
-    spikes = inspect.signature(stats.spikes_and_clips).parameters
+    spikes = inspect.signature(curve_analysis.spikes_and_clips).parameters
     assert (spikes["window"].default, spikes["warmup"].default) == (thinning.WINDOW, thinning.WARMUP)
 
 
 def test_best_tuned_runs_are_the_analysis_best_tuned_runs(paper, smoke) -> None:
     """On every cell of both committed studies (every strategy, hyperparameter grid and dial of the paper)."""
     for runs, _, _ in (paper, smoke):
-        expected = set(stats.best_tuned_runs(runs)["run_id"])
+        expected = set(tuning.best_tuned_runs(runs)["run_id"])
         assert thinning.best_tuned_runs(runs) == expected
         per_cell = set().union(*(thinning.best_tuned_runs(own) for _, own in runs.groupby("cell")))
         assert per_cell == expected
@@ -62,7 +63,7 @@ def test_peak_ratios_are_the_analysis_max_ratios(paper) -> None:
     runs, curves, _ = paper
     cells = runs.loc[runs["strategy"] == "none", "cell"].unique()  # every problem, with norms that blew up
     some = curves[curves["run_id"].isin(runs.loc[runs["cell"].isin(cells), "run_id"])]
-    expected = stats.spikes_and_clips(some).set_index("run_id")["max_ratio"]
+    expected = curve_analysis.spikes_and_clips(some).set_index("run_id")["max_ratio"]
     got = thinning.peak_ratios(some).reindex(expected.index)
     assert np.array_equal(got.to_numpy(), expected.to_numpy(), equal_nan=True)
     assert np.isinf(got).any() and got.notna().sum() > 100
@@ -72,10 +73,10 @@ def test_the_figure_picks_runs_each_cell_keeps_whole(paper) -> None:
     """The explosions figure's most spiking runs of a strategy, over all its cells, are among each cell's
     own most spiking runs (a run among the first n of a union is among the first n of its part)."""
     runs, curves, _ = paper
-    for strategy in data.strategy_order(runs)[:3]:
+    for strategy in vocabulary.strategy_order(runs)[:3]:
         own = runs[runs["strategy"] == strategy]
         part = curves[curves["run_id"].isin(own["run_id"])]
-        picked = set(stats.explosion_traces(runs, part, {"strategy": strategy})["run_id"])
+        picked = set(curve_analysis.explosion_traces(runs, part, {"strategy": strategy})["run_id"])
         kept = set().union(*(thinning.most_spiking(part[part["run_id"].isin(cell["run_id"])])
                              for _, cell in own.groupby("cell")))
         assert len(picked) == 3 and picked <= kept, strategy
