@@ -93,19 +93,20 @@ def _measure_rows(table: pd.DataFrame, measures: Sequence[tuple[str, str, str]])
 
 
 def q1_figure(table: pd.DataFrame) -> Figure:
-    """Q1: decades of stable learning-rate range each strategy adds over ``none``, per model family."""
-    summary = table[(table["level"] == "family") & (table["optimizer"] == "all")]
-    overall = summary[summary["family"] == "all"].sort_values("estimate", ascending=False)
-    order = list(overall["strategy"])
-    families = ["all", *[f for f in dict.fromkeys(summary["family"]) if f != "all"]]
-    fig, axes = _panels(len(families), 0.24 * len(order) + 1.0, width=1.7)
-    panel_rows = table[table["level"] == "panel"]
-    for ax, family in zip(axes, families, strict=True):
-        rows = summary[summary["family"] == family].set_index("strategy").reindex(order).reset_index()
-        mine = panel_rows if family == "all" else panel_rows[panel_rows["family"] == family]
-        pairs = [mine[mine["strategy"] == s].groupby(["task", "model"])["estimate"].mean().to_frame() for s in order]
+    """Q1: decades of stable learning-rate range each strategy at its pre-stated setting adds over ``none``,
+    one panel per optimizer (all model families)."""
+    stated = table[table["stated"].astype(bool)]
+    summary = stated[(stated["level"] == "family") & (stated["family"] == "all")]
+    optimizers = list(dict.fromkeys(summary["optimizer"]))
+    order = list(summary.groupby("setting", sort=False)["estimate"].mean().sort_values(ascending=False).index)
+    fig, axes = _panels(len(optimizers), 0.24 * len(order) + 1.0, width=1.9)
+    panel_rows = stated[stated["level"] == "panel"]
+    for ax, optimizer in zip(axes, optimizers, strict=True):
+        rows = summary[summary["optimizer"] == optimizer].set_index("setting").reindex(order).reset_index()
+        mine = panel_rows[panel_rows["optimizer"] == optimizer]
+        pairs = [mine[mine["setting"] == s].groupby(["task", "model"])["estimate"].mean().to_frame() for s in order]
         draw_forest(ax, rows, order, 0.0, pairs)
-        ax.set_title("all families" if family == "all" else family)
+        ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
         ax.set_xlabel("decades over none")
     _legend(fig, True, True)
     return fig

@@ -143,9 +143,10 @@ register(Question(
     id="Q1", name="q1_stable_range",
     title="How many decades of learning rate does each strategy add to the stable range?",
     compares=(), baseline="none", answered_by="any",
-    contrast="stable-range width of the strategy minus that of the baseline on the same panel, in decades; per "
-             "model family and optimizer, the mean over task x model pairs of each pair's mean over its panels",
-    unit="task-model pairs", measure=_measure("q1_stable_range"),
+    contrast="stable-range width of the strategy at one fixed setting (one per learning rate, as the baseline) "
+             "minus that of the baseline on the same panel, in decades; per model family and optimizer (never "
+             "pooled), the mean over task x model pairs of each pair's mean over its panels",
+    unit="task-model pairs", measure=_measure("q1_stable_range"), thresholds={"clip_norm": 1.0},
     figure=FigureSpec("q1-stable-range", _draw("q1_figure"))))
 
 register(Question(
@@ -191,9 +192,10 @@ register(Question(
     title="Under bad-batch spikes, does skipping prevent damage or only hide it?",
     compares=("none", "clip_norm", "zclip", "adagc", "spike_skip", "skip_nonfinite"), baseline="none",
     reference="clip_norm", answered_by="any", condition="spike_rate", needs_curves=True,
-    contrast="damage of bad batches: best-tuned normalised test score (and late median training loss) at the spike "
-             "rate minus at 0, and against the baseline's and the reference's damage",
-    unit="seeds", measure=_measure("q6_spikes"), thresholds={"late_start": 0.5},
+    contrast="damage of bad batches: normalised test score (and late median training loss) at the spike rate minus "
+             "at 0, each strategy at one pre-stated setting tuned over the learning rate only (equal budgets), and "
+             "against the baseline's and the reference's damage; Student-t intervals over seeds",
+    unit="seeds", measure=_measure("q6_spikes"), thresholds={"late_start": 0.5, "clip_norm": 1.0},
     figure=FigureSpec("q6-bad-batches", _draw("q6_figure"))))
 
 register(Question(
