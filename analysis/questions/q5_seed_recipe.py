@@ -113,7 +113,9 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
                          "bound": "", "panels": len(per_panel),
                          "recipe_mean": float(subset.loc[subset["strategy"] == recipe, column].mean()),
                          "reference_mean": float(subset.loc[subset["strategy"] == reference, column].mean()),
-                         "resolution": resolution if measured == "steps_to_target" else np.nan, **ties})
+                         "resolution": resolution if measured == "steps_to_target" else np.nan,
+                         "resolution_percent": 100 * resolution if measured == "steps_to_target" else np.nan,
+                         **ties})
     return pd.DataFrame(rows)
 
 
