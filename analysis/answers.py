@@ -127,14 +127,16 @@ COMPARISONS = {"scaled_lr": "at gamma x lr", "same_lr": "at the same lr"}
 
 
 def q3_figure(table: pd.DataFrame) -> Figure:
-    """Q3: share of seed-matched run pairs where grad_scale equals none at gamma x lr or at the same lr."""
+    """Q3: share of seed-matched run pairs where grad_scale agrees with none at gamma x lr or at the same lr, per
+    precision (agreement: both diverged at the same step, or test scores within the test tolerance)."""
     rows = table[table["gamma"].astype(str) == "all"].reset_index(drop=True)
-    labels = [f"{OPTIMIZER_NAMES.get(o, o)}: none {COMPARISONS[c]}" for o, c in zip(rows["optimizer"],
-                                                                                     rows["comparison"], strict=True)]
+    dtypes = rows["dtype"].astype(str) if "dtype" in rows.columns else pd.Series("float32", index=rows.index)
+    labels = [f"{OPTIMIZER_NAMES.get(o, o)}{'' if dtypes.nunique() < 2 else f' ({d})'}: none {COMPARISONS[c]}"
+              for o, c, d in zip(rows["optimizer"], rows["comparison"], dtypes, strict=True)]
     fig, (ax,) = _panels(1, 0.4 * len(rows) + 1.0, width=4.2)
     draw_forest(ax, rows, labels, 1.0)
     ax.set_xlim(-0.03, 1.03)
-    ax.set_xlabel("share of grad_scale runs that equal their pair")
+    ax.set_xlabel("share of grad_scale run pairs that agree")
     _legend(fig, False, False)
     return fig
 
