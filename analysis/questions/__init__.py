@@ -161,7 +161,7 @@ register(Question(
 
 register(Question(
     id="Q3", name="q3_grad_scale",
-    title="Is gradient decay a learning-rate rescaling under SGD and a no-op under Adam?",
+    title="Is gradient decay a learning-rate rescaling under SGD, and does it leave Adam unchanged?",
     compares=("grad_scale",), baseline="none", needs_curves=True,
     contrast="per precision, share of seed-matched run pairs (the strategy at lr, the baseline at gamma x lr or at "
              "lr) that agree: both diverged at the same step, or neither and test scores within the test tolerance; "

@@ -1,4 +1,4 @@
-"""Q3: gradient decay ``g <- gamma g`` is a learning-rate rescaling under SGD and a no-op under Adam.
+"""Q3: gradient decay ``g <- gamma g`` is a learning-rate rescaling under SGD and leaves Adam unchanged but for eps.
 
 The identity is exact only in exact arithmetic: in float32 two runs that
 should be equal drift apart by rounding, and near the edge of stability the
