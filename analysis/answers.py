@@ -93,18 +93,18 @@ def _measure_rows(table: pd.DataFrame, measures: Sequence[tuple[str, str, str]])
 
 
 def q1_figure(table: pd.DataFrame) -> Figure:
-    """Q1: decades of stable learning-rate range each strategy at its pre-stated setting adds over ``none``,
-    one panel per optimizer (all model families)."""
+    """Q1: decades of stable learning-rate range each strategy at its pre-stated setting (one per learning rate,
+    as ``none``) adds over ``none``, one panel per optimizer (all model families)."""
     stated = table[table["stated"].astype(bool)]
     summary = stated[(stated["level"] == "family") & (stated["family"] == "all")]
     optimizers = list(dict.fromkeys(summary["optimizer"]))
-    order = list(summary.groupby("setting", sort=False)["estimate"].mean().sort_values(ascending=False).index)
-    fig, axes = _panels(len(optimizers), 0.24 * len(order) + 1.0, width=1.9)
+    order = list(summary.groupby("strategy", sort=False)["estimate"].mean().sort_values(ascending=False).index)
+    fig, axes = _panels(len(optimizers), 0.24 * len(order) + 1.0, width=2.2)
     panel_rows = stated[stated["level"] == "panel"]
     for ax, optimizer in zip(axes, optimizers, strict=True):
-        rows = summary[summary["optimizer"] == optimizer].set_index("setting").reindex(order).reset_index()
+        rows = summary[summary["optimizer"] == optimizer].set_index("strategy").reindex(order).reset_index()
         mine = panel_rows[panel_rows["optimizer"] == optimizer]
-        pairs = [mine[mine["setting"] == s].groupby(["task", "model"])["estimate"].mean().to_frame() for s in order]
+        pairs = [mine[mine["strategy"] == s].groupby(["task", "model"])["estimate"].mean().to_frame() for s in order]
         draw_forest(ax, rows, order, 0.0, pairs)
         ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
         ax.set_xlabel("decades over none")

@@ -167,9 +167,15 @@ def default_runs(runs: pd.DataFrame, defaults: Mapping[str, Mapping[str, float]]
 def settings(runs: pd.DataFrame, strategy: str, stated: Mapping[str, float]) -> list[tuple[dict[str, float], bool]]:
     """The settings of ``strategy`` in ``runs`` (hyperparameter column -> value), each with whether it is the
     pre-stated one: every hyperparameter at ``stated`` (the question's thresholds) or else at its registered
-    default; a strategy with a single setting in the grid has it stated."""
+    default; a strategy with a single setting in the grid has it stated.
+
+    The hyperparameters are the strategy's own (:func:`strategy_hyperparameter_columns`) and any other
+    setting column with more than one value among its runs (a warm-up length tuned for ``warmup`` alone).
+    """
     own = runs[runs["strategy"] == strategy]
-    columns = [c for c in strategy_hyperparameter_columns(runs) if own[c].notna().any()]
+    mine = strategy_hyperparameter_columns(runs)
+    columns = [c for c in hyperparameter_columns(runs)
+               if (c in mine and own[c].notna().any()) or own[c].dropna().nunique() > 1]
     if not columns:
         return [({}, True)]
     combos = own[columns].drop_duplicates().sort_values(columns)

@@ -14,7 +14,7 @@ from conftest import make_config
 from scipy import stats as scipy_stats
 from test_questions import SEEDS, answer, curves_for, limit_outcome, make_sweep, row
 
-from analysis import claims, stability
+from analysis import claims, stability, tuning
 from analysis.questions.q6_spikes import stratified_t_interval
 from bench import engine, store, sweep
 
@@ -211,3 +211,13 @@ def test_stratified_t_interval_is_students_t_over_seeds():
     two = stratified_t_interval([values, values + 1.0])
     assert two[0] == pytest.approx(values.mean() + 0.5) and two[2] - two[1] < high - low
     assert np.isnan(stratified_t_interval([np.array([1.0])])[1])
+
+
+def test_a_warm_up_length_tuned_for_one_strategy_counts_as_its_settings():
+    runs = make_sweep(limit_outcome({"none": 1.0}), strategies=("none", "warmup", "clip_norm_warmup"))
+    found = tuning.settings(runs, "warmup", {"warmup_steps": 50})
+    assert [(s, stated) for s, stated in found] == [({"warmup_steps": 15.0}, False), ({"warmup_steps": 50.0}, True),
+                                                    ({"warmup_steps": 150.0}, False)]
+    both = tuning.settings(runs, "clip_norm_warmup", {"clip_norm": 1.0})  # its one warm-up length: not a setting
+    assert [s for s, stated in both if stated] == [{"clip_norm": 1.0}] and len(both) == 3
+    assert tuning.settings(runs, "none", {}) == [({}, True)]

@@ -146,7 +146,8 @@ register(Question(
     contrast="stable-range width of the strategy at one fixed setting (one per learning rate, as the baseline) "
              "minus that of the baseline on the same panel, in decades; per model family and optimizer (never "
              "pooled), the mean over task x model pairs of each pair's mean over its panels",
-    unit="task-model pairs", measure=_measure("q1_stable_range"), thresholds={"clip_norm": 1.0},
+    unit="task-model pairs", measure=_measure("q1_stable_range"),
+    thresholds={"clip_norm": 1.0, "warmup_steps": 50},
     figure=FigureSpec("q1-stable-range", _draw("q1_figure"))))
 
 register(Question(

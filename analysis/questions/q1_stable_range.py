@@ -5,9 +5,11 @@ baseline: a strategy with several settings in the grid (``clip_norm`` at three
 thresholds) gets one row per setting, never the best of its settings at each
 learning rate (that would give it more tries per learning rate than the
 baseline's one). The *stated* setting, the one a claim reads, is fixed before
-the results: the question's ``thresholds`` (hyperparameter -> value, e.g.
-``clip_norm: 1.0``), else the strategy's registered default
-(``tuning.registered_defaults``), else its only setting in the grid (``tuning.settings``).
+the results: the question's ``thresholds`` (hyperparameter -> value:
+``clip_norm`` 1, its registered default; ``warmup_steps`` 50, the warm-up
+the config gives ``clip_norm_warmup``), else the strategy's registered
+default (``tuning.registered_defaults``), else its only setting in the grid
+(``tuning.settings``).
 """
 
 from __future__ import annotations
