@@ -93,19 +93,20 @@ def _measure_rows(table: pd.DataFrame, measures: Sequence[tuple[str, str, str]])
 
 
 def q1_figure(table: pd.DataFrame) -> Figure:
-    """Q1: decades of stable learning-rate range each strategy adds over ``none``, per model family."""
-    summary = table[(table["level"] == "family") & (table["optimizer"] == "all")]
-    overall = summary[summary["family"] == "all"].sort_values("estimate", ascending=False)
-    order = list(overall["strategy"])
-    families = ["all", *[f for f in dict.fromkeys(summary["family"]) if f != "all"]]
-    fig, axes = _panels(len(families), 0.24 * len(order) + 1.0, width=1.7)
-    panel_rows = table[table["level"] == "panel"]
-    for ax, family in zip(axes, families, strict=True):
-        rows = summary[summary["family"] == family].set_index("strategy").reindex(order).reset_index()
-        mine = panel_rows if family == "all" else panel_rows[panel_rows["family"] == family]
+    """Q1: decades of stable learning-rate range each strategy at its pre-stated setting (one per learning rate,
+    as ``none``) adds over ``none``, one panel per optimizer (all model families)."""
+    stated = table[table["stated"].astype(bool)]
+    summary = stated[(stated["level"] == "family") & (stated["family"] == "all")]
+    optimizers = list(dict.fromkeys(summary["optimizer"]))
+    order = list(summary.groupby("strategy", sort=False)["estimate"].mean().sort_values(ascending=False).index)
+    fig, axes = _panels(len(optimizers), 0.24 * len(order) + 1.0, width=2.2)
+    panel_rows = stated[stated["level"] == "panel"]
+    for ax, optimizer in zip(axes, optimizers, strict=True):
+        rows = summary[summary["optimizer"] == optimizer].set_index("strategy").reindex(order).reset_index()
+        mine = panel_rows[panel_rows["optimizer"] == optimizer]
         pairs = [mine[mine["strategy"] == s].groupby(["task", "model"])["estimate"].mean().to_frame() for s in order]
         draw_forest(ax, rows, order, 0.0, pairs)
-        ax.set_title("all families" if family == "all" else family)
+        ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
         ax.set_xlabel("decades over none")
     _legend(fig, True, True)
     return fig
@@ -126,14 +127,16 @@ COMPARISONS = {"scaled_lr": "at gamma x lr", "same_lr": "at the same lr"}
 
 
 def q3_figure(table: pd.DataFrame) -> Figure:
-    """Q3: share of seed-matched run pairs where grad_scale equals none at gamma x lr or at the same lr."""
+    """Q3: share of seed-matched run pairs where grad_scale agrees with none at gamma x lr or at the same lr, per
+    precision (agreement: both diverged at the same step, or test scores within the test tolerance)."""
     rows = table[table["gamma"].astype(str) == "all"].reset_index(drop=True)
-    labels = [f"{OPTIMIZER_NAMES.get(o, o)}: none {COMPARISONS[c]}" for o, c in zip(rows["optimizer"],
-                                                                                     rows["comparison"], strict=True)]
+    dtypes = rows["dtype"].astype(str) if "dtype" in rows.columns else pd.Series("float32", index=rows.index)
+    labels = [f"{OPTIMIZER_NAMES.get(o, o)}{'' if dtypes.nunique() < 2 else f' ({d})'}: none {COMPARISONS[c]}"
+              for o, c, d in zip(rows["optimizer"], rows["comparison"], dtypes, strict=True)]
     fig, (ax,) = _panels(1, 0.4 * len(rows) + 1.0, width=4.2)
     draw_forest(ax, rows, labels, 1.0)
     ax.set_xlim(-0.03, 1.03)
-    ax.set_xlabel("share of grad_scale runs that equal their pair")
+    ax.set_xlabel("share of grad_scale run pairs that agree")
     _legend(fig, False, False)
     return fig
 
@@ -181,15 +184,18 @@ def q5_figure(table: pd.DataFrame) -> Figure:
 
 
 def q6_figure(table: pd.DataFrame) -> Figure:
-    """Q6: damage done by bad batches, per strategy: test score and late training loss, spiking minus clean."""
+    """Q6: damage done by bad batches, per strategy at one setting: test score and late training loss, spiking
+    minus clean; a strategy that never acted is labelled so."""
     rate = table["spike_rate"].max()
     rows = table[(table["level"] == "all") & (table["spike_rate"] == rate)].reset_index(drop=True)
     pairs = [_pair_rows(table, "problem", strategy=s, spike_rate=rate) for s in rows["strategy"]]
     fig, axes = _panels(2, 0.35 * len(rows) + 1.0, width=3.3)
-    draw_forest(axes[0], rows, list(rows["strategy"]), 0.0, pairs)
+    never = rows["never_acted"].fillna(0).astype(bool) if "never_acted" in rows.columns else [False] * len(rows)
+    labels = [f"{s} (never acted)" if n else s for s, n in zip(rows["strategy"], never, strict=True)]
+    draw_forest(axes[0], rows, labels, 0.0, pairs)
     axes[0].set_title("normalised test score")
     axes[0].set_xlabel(f"change at bad-batch rate {rate:g}")
-    draw_forest(axes[1], rows, list(rows["strategy"]), 0.0, pairs, value="train_estimate", low="train_low",
+    draw_forest(axes[1], rows, labels, 0.0, pairs, value="train_estimate", low="train_low",
                 high="train_high")
     axes[1].set_title("late median training loss")
     axes[1].set_xlabel(f"change at bad-batch rate {rate:g}")

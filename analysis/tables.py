@@ -142,30 +142,36 @@ def table_problems(runs: pd.DataFrame) -> str:
 
 
 def table_gains(gains: pd.DataFrame, runs: pd.DataFrame) -> str:
-    """LaTeX tabular: decades of stable learning rate each strategy adds over ``none`` (rows) per model family.
+    """LaTeX tabular: decades of stable learning rate each strategy at its pre-stated setting adds over ``none``
+    (rows: strategy and optimizer, never pooled) per model family.
 
-    question Q1 (``q1_stable_range``) at ``level = family`` over all
-    optimizers: the mean over the family's task x model pairs of the gain
-    per panel, above its 95% interval (over pairs, or seeds for a family
-    with one pair); ``$\\geq$`` marks a lower bound (the strategy's range
-    reaches the top of the grid on some panel), ``$\\leq$`` an upper one.
+    question Q1 (``q1_stable_range``) at ``level = family``, ``stated`` rows
+    (one fixed setting per learning rate, as ``none``): the mean over the
+    family's task x model pairs of the gain per panel, above its 95% interval
+    (over pairs, or seeds for a family with one pair); ``$\\geq$`` marks a
+    lower bound (the strategy's range reaches the top of the grid on some
+    panel), ``$\\leq$`` an upper one.
     """
-    rows = gains[(gains["level"] == "family") & (gains["optimizer"] == "all")] if len(gains) else gains
+    rows = gains[(gains["level"] == "family") & gains["stated"].astype(bool)] if len(gains) else gains
     families = ["all", *dict.fromkeys(runs["family"].astype(str))]
-    lines = [f"\\begin{{tabular}}{{l{'c' * len(families)}}}", r"\toprule",
-             "strategy & " + " & ".join("all families" if f == "all" else name(f) for f in families) + r" \\",
-             r"\midrule"]
+    optimizers = list(dict.fromkeys(rows["optimizer"].astype(str))) if len(rows) else []
+    lines = [f"\\begin{{tabular}}{{ll{'c' * len(families)}}}", r"\toprule",
+             "strategy & optimizer & " + " & ".join("all families" if f == "all" else name(f) for f in families)
+             + r" \\", r"\midrule"]
     for strategy in [s for s in strategy_order(runs) if s != "none"]:
-        cells = []
-        for family in families:
-            row = rows[(rows["strategy"] == strategy) & (rows["family"] == family)] if len(rows) else rows
-            if row.empty:
-                cells.append("--")
-                continue
-            row = row.iloc[0]
-            mark = {"lower": r"$\geq$", "upper": r"$\leq$"}.get(row["bound"], "")
-            interval = (f"[{signed(row['low'])}, {signed(row['high'])}]" if np.isfinite(row["low"]) else "")
-            cells.append(f"\\makecell{{{mark}{signed(row['estimate'])}\\\\ \\scriptsize {interval}}}")
-        lines.append(f"{name(strategy)} & {' & '.join(cells)} \\\\")
+        mine = rows[rows["strategy"] == strategy] if len(rows) else rows
+        label = str(mine["setting"].iloc[0]) if len(mine) else strategy
+        for optimizer in optimizers or ["--"]:
+            cells = []
+            for family in families:
+                row = mine[(mine["optimizer"] == optimizer) & (mine["family"] == family)] if len(mine) else mine
+                if row.empty:
+                    cells.append("--")
+                    continue
+                row = row.iloc[0]
+                mark = {"lower": r"$\geq$", "upper": r"$\leq$"}.get(row["bound"], "")
+                interval = (f"[{signed(row['low'])}, {signed(row['high'])}]" if np.isfinite(row["low"]) else "")
+                cells.append(f"\\makecell{{{mark}{signed(row['estimate'])}\\\\ \\scriptsize {interval}}}")
+            lines.append(f"{name(label)} & {tex_escape(optimizer)} & {' & '.join(cells)} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"

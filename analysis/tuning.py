@@ -8,7 +8,8 @@ oriented validation metric of the other seeds, then the smallest lr and
 hyperparameters (:func:`ranked_settings`, :func:`best_tuned`). Hyperparameters
 are chosen on validation; results are reported on test. :func:`tuning_budget`
 states how many settings each choice was made among; :func:`default_runs`
-holds a strategy at its registered defaults, tuned over the learning rate only.
+holds a strategy at its registered defaults, tuned over the learning rate only;
+:func:`settings` lists a strategy's settings with the pre-stated one marked, :func:`at_setting` fixes one.
 """
 
 from __future__ import annotations
@@ -161,3 +162,41 @@ def default_runs(runs: pd.DataFrame, defaults: Mapping[str, Mapping[str, float]]
         own = (runs["strategy"] == strategy).to_numpy()
         keep[own] = _at_default(runs[own], row["default"])
     return runs[keep]
+
+
+def settings(runs: pd.DataFrame, strategy: str, stated: Mapping[str, float]) -> list[tuple[dict[str, float], bool]]:
+    """The settings of ``strategy`` in ``runs`` (hyperparameter column -> value), each with whether it is the
+    pre-stated one: every hyperparameter at ``stated`` (the question's thresholds) or else at its registered
+    default; a strategy with a single setting in the grid has it stated.
+
+    The hyperparameters are the strategy's own (:func:`strategy_hyperparameter_columns`) and any other
+    setting column with more than one value among its runs (a warm-up length tuned for ``warmup`` alone).
+    """
+    own = runs[runs["strategy"] == strategy]
+    mine = strategy_hyperparameter_columns(runs)
+    columns = [c for c in hyperparameter_columns(runs)
+               if (c in mine and own[c].notna().any()) or own[c].dropna().nunique() > 1]
+    if not columns:
+        return [({}, True)]
+    combos = own[columns].drop_duplicates().sort_values(columns)
+    defaults = {**registered_defaults(strategy), **{k: float(v) for k, v in stated.items()}}
+    found = []
+    for values in combos.itertuples(index=False):
+        setting = {c: float(v) for c, v in zip(columns, values, strict=True)}
+        found.append((setting, len(combos) == 1 or all(c in defaults and np.isclose(v, defaults[c])
+                                                       for c, v in setting.items())))
+    return found
+
+
+def setting_label(strategy: str, setting: Mapping[str, float]) -> str:
+    """``strategy`` with its setting, e.g. ``clip_norm(clip_norm=1)``; its name alone without hyperparameters."""
+    return f"{strategy}({', '.join(f'{c}={v:g}' for c, v in setting.items())})" if setting else strategy
+
+
+def at_setting(runs: pd.DataFrame, strategy: str, setting: Mapping[str, float]) -> pd.DataFrame:
+    """``runs`` with the runs of ``strategy`` cut to ``setting`` (hyperparameter column -> value), the others kept."""
+    keep = (runs["strategy"] != strategy).to_numpy()
+    mask = (runs["strategy"] == strategy).to_numpy().copy()
+    for column, value in setting.items():
+        mask &= np.isclose(runs[column].to_numpy(dtype=float), value)
+    return runs[keep | mask]

@@ -1,4 +1,13 @@
-"""Q3: gradient decay ``g <- gamma g`` is a learning-rate rescaling under SGD and a no-op under Adam."""
+"""Q3: gradient decay ``g <- gamma g`` is a learning-rate rescaling under SGD and leaves Adam unchanged but for eps.
+
+The identity is exact only in exact arithmetic: in float32 two runs that
+should be equal drift apart by rounding, and near the edge of stability the
+drift grows chaotically. So each precision is reported on its own (``dtype``):
+float64 pairs measure the identity itself (their relative gap of final
+training loss), float32 pairs measure agreement at a test tolerance, the
+onset step of their rounding chaos, and pairs where both runs diverged are
+compared on their divergence step, never on their blown-up loss.
+"""
 
 from __future__ import annotations
 
@@ -6,73 +15,130 @@ import numpy as np
 import pandas as pd
 
 from analysis.effects import Study, empty
+from analysis.inference import signed_rank
 from analysis.questions import Question
-from analysis.vocabulary import panel_columns, score_runs
+from analysis.vocabulary import normalised_runs, panel_columns, score_runs
+
+
+def chaos_onset(curves: pd.DataFrame, a: str, b: str, rtol: float) -> tuple[float, float]:
+    """The first step at which the training losses of runs ``a`` and ``b`` differ by more than ``rtol`` relative
+    (to the larger of the two, a non-finite value against a finite one counting as a difference), over the steps
+    both curves log; and the widest gap between those steps. NaN, NaN where they log no common step; the onset
+    is NaN where they never differ."""
+    own = curves[curves["train_loss"].notna()]
+    x = own[own["run_id"] == a].set_index("step")["train_loss"]
+    y = own[own["run_id"] == b].set_index("step")["train_loss"]
+    common = x.index.intersection(y.index).sort_values()
+    if not len(common):
+        return float("nan"), float("nan")
+    u, v = x.loc[common].to_numpy(dtype=float), y.loc[common].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale = np.maximum(np.abs(u), np.abs(v))
+        differ = np.where(np.isfinite(u) & np.isfinite(v), np.abs(u - v) > rtol * scale,
+                          np.isfinite(u) != np.isfinite(v))
+    gap = float(np.diff(common.to_numpy()).max()) if len(common) > 1 else float("nan")
+    return (float(common[np.argmax(differ)]) if differ.any() else float("nan")), gap
 
 
 def measure(study: Study, question: Question) -> pd.DataFrame:
     """Q3's table: every run of the strategy (``grad_scale``, hyperparameter ``gamma``) paired with the
     baseline's run of the same clean panel and seed, at learning rate ``gamma x lr`` (``comparison =
-    scaled_lr``) or at the same ``lr`` (``same_lr``).
+    scaled_lr``) or at the same ``lr`` (``same_lr``), per precision (``dtype``).
 
     Learning rates match within ``np.isclose(..., rtol=match_rtol)``. Under SGD
-    (momentum is linear in g) ``scaled_lr`` pairs should agree and ``same_lr``
-    ones differ; under Adam (m and sqrt(v) both scale by gamma) ``same_lr``
-    pairs should agree. A pair *agrees* (is within float32 rounding noise)
-    when both runs diverged or neither did, and their final training losses
-    (both non-finite, or ``np.isclose`` with ``noise_rtol``, ``noise_atol``)
-    and test scores (failed runs at chance) agree; the tolerances are the
-    question's ``thresholds``. Rows per ``optimizer``, ``comparison`` and
-    ``gamma`` (``all`` pools the values): ``estimate`` = share of pairs that
-    agree, interval a cluster bootstrap over task x model pairs
-    (``effects.Study.share``), ``n`` = run pairs, ``problems`` = pairs of task
-    and model; ``loss_max_abs``, ``loss_mean_abs`` (over pairs with both
-    losses finite), ``test_max_abs``, ``test_mean_abs`` (absolute differences)
-    and ``fate_mismatch`` (pairs where exactly one run diverged).
+    (momentum is linear in g) ``scaled_lr`` pairs are equal in exact
+    arithmetic and ``same_lr`` ones differ; under Adam (m and sqrt(v) both
+    scale by gamma; eps breaks it slightly) ``same_lr`` pairs are nearly
+    equal. A pair *agrees* (``estimate``: the share that do, a cluster bootstrap
+    over task x model pairs, ``effects.Study.share``) when both runs diverged
+    at the same step (``both_diverged``, ``diverged_same_step``: compared on
+    the divergence step, not on the loss), or neither diverged and their
+    normalised test scores differ by at most ``test_atol`` (``fate_mismatch``:
+    exactly one diverged). ``test_mean_diff`` (strategy minus baseline) and
+    ``test_pvalue`` (signed-rank over task x model pairs of their mean
+    difference); ``gap_median``, ``gap_max``: relative gaps of final training
+    loss over the pairs where neither diverged, and ``exact`` of
+    ``exact_pairs``: those within ``exact_rtol`` (float64: the identity
+    itself). ``chaos`` pairs exceed ``exact_rtol``; their rounding chaos
+    starts at ``onset_median`` (``onset_min`` to ``onset_max``, over
+    ``onset_pairs`` pairs with both curves; ``onset_resolution``: the widest
+    gap between their common logged steps): the first step where the per-step
+    training losses differ by more than ``onset_rtol`` relative
+    (:func:`chaos_onset`). ``gamma = all`` pools the factors.
     """
     (strategy,), baseline = question.compares, question.baseline
-    match_rtol, noise_rtol, noise_atol = (question.thresholds[k] for k in ("match_rtol", "noise_rtol", "noise_atol"))
-    columns = ("optimizer", "comparison", "gamma")
+    limits = question.thresholds
+    columns = ("dtype", "optimizer", "comparison", "gamma")
     runs = study.runs
     if "gamma" not in runs.columns:
         return empty(*columns)
     keys = panel_columns(runs)
-    scored = score_runs(runs)
+    scored = score_runs(runs).assign(_dtype=runs["dtype"].astype(str) if "dtype" in runs.columns else "float32")
+    scored["_norm"] = normalised_runs(scored)
     scaled = scored[scored["strategy"] == strategy]
     base = scored[scored["strategy"] == baseline]
     if scaled.empty or base.empty:
         return empty(*columns)
-    fields = ["lr", "final_train_loss", "test_score", "diverged"]
-    merged = scaled[[*keys, "seed", "gamma", *fields]].merge(base[[*keys, "seed", *fields]], on=[*keys, "seed"],
-                                                              suffixes=("", "_base"))
+    on = list(dict.fromkeys([*keys, "_dtype", "seed"]))
+    fields = ["run_id", "lr", "final_train_loss", "_norm", "diverged", "diverged_step"]
+    merged = scaled[[*on, "gamma", *fields]].merge(base[[*on, *fields]], on=on, suffixes=("", "_base"))
     rows = []
     for comparison in ("scaled_lr", "same_lr"):
         target = merged["lr"] * (merged["gamma"] if comparison == "scaled_lr" else 1.0)
-        pairs = merged[np.isclose(merged["lr_base"], target, rtol=match_rtol, atol=0.0)].copy()
+        pairs = merged[np.isclose(merged["lr_base"], target, rtol=limits["match_rtol"], atol=0.0)].copy()
         if pairs.empty:
             continue
-        a, b = pairs["final_train_loss"].to_numpy(dtype=float), pairs["final_train_loss_base"].to_numpy(dtype=float)
-        finite = np.isfinite(a) & np.isfinite(b)
-        loss_agree = np.where(finite, np.isclose(a, b, rtol=noise_rtol, atol=noise_atol),
-                              ~np.isfinite(a) & ~np.isfinite(b))
-        ta, tb = pairs["test_score"].to_numpy(dtype=float), pairs["test_score_base"].to_numpy(dtype=float)
-        same_fate = pairs["diverged"].to_numpy(dtype=bool) == pairs["diverged_base"].to_numpy(dtype=bool)
-        pairs["agree"] = same_fate & loss_agree & np.isclose(ta, tb, rtol=noise_rtol, atol=noise_atol)
-        pairs["_loss"] = np.where(finite, np.abs(a - b), np.nan)
-        pairs["_test"] = np.abs(ta - tb)
-        pairs["_fate"] = ~same_fate
-        for optimizer, by_optimizer in pairs.groupby("optimizer", sort=False):
-            for gamma in ["all", *sorted(by_optimizer["gamma"].unique())]:
-                group = by_optimizer if gamma == "all" else by_optimizer[by_optimizer["gamma"] == gamma]
-                share = study.share(group, "agree")
-                losses = group["_loss"].dropna()
-                rows.append({"question": question.id, "level": "optimizer", "optimizer": optimizer,
-                             "comparison": comparison, "gamma": gamma if gamma == "all" else float(gamma),
-                             "estimate": share.estimate, "low": share.low, "high": share.high, "unit": share.unit,
-                             "n": len(group), "censored": False, "agree": int(group["agree"].sum()),
-                             "problems": share.n,
-                             "loss_max_abs": float(losses.max()) if len(losses) else np.nan,
-                             "loss_mean_abs": float(losses.mean()) if len(losses) else np.nan,
-                             "test_max_abs": float(group["_test"].max()), "test_mean_abs": float(group["_test"].mean()),
-                             "fate_mismatch": int(group["_fate"].sum())})
+        _classify(pairs, limits)
+        chaotic = pairs[pairs["_chaos"]]
+        table = study.curves_of([*chaotic["run_id"], *chaotic["run_id_base"]]) if len(chaotic) else None
+        onsets = pd.DataFrame([chaos_onset(table, a, b, limits["onset_rtol"]) if table is not None and len(table)
+                               else (np.nan, np.nan) for a, b in zip(chaotic["run_id"], chaotic["run_id_base"],
+                                                                     strict=True)],
+                              index=chaotic.index, columns=["_onset", "_resolution"])
+        pairs = pairs.join(onsets)
+        for (dtype, optimizer), by_group in pairs.groupby(["_dtype", "optimizer"], sort=False):
+            for gamma in ["all", *sorted(by_group["gamma"].unique())]:
+                group = by_group if gamma == "all" else by_group[by_group["gamma"] == gamma]
+                rows.append(_row(study, question, group, dtype, optimizer, comparison, gamma))
     return pd.DataFrame(rows) if rows else empty(*columns)
+
+
+def _classify(pairs: pd.DataFrame, limits: dict) -> None:
+    """Add each pair's outcome columns (``agree``, ``_both``, ``_same_step``, ``_fate``, ``_gap``, ``_chaos``)."""
+    mine, theirs = pairs["diverged"].to_numpy(dtype=bool), pairs["diverged_base"].to_numpy(dtype=bool)
+    both, neither = mine & theirs, ~mine & ~theirs
+    same_step = both & (pairs["diverged_step"].to_numpy(dtype=float) == pairs["diverged_step_base"].to_numpy(
+        dtype=float))
+    a, b = pairs["final_train_loss"].to_numpy(dtype=float), pairs["final_train_loss_base"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        gap = np.where(neither & np.isfinite(a) & np.isfinite(b),
+                       np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), np.finfo(float).tiny), np.nan)
+    test = pairs["_norm"].to_numpy(dtype=float) - pairs["_norm_base"].to_numpy(dtype=float)
+    pairs["_both"], pairs["_same_step"], pairs["_fate"] = both, same_step, mine != theirs
+    pairs["_gap"], pairs["_test"] = gap, np.where(neither, test, np.nan)
+    pairs["agree"] = same_step | (neither & (np.abs(test) <= limits["test_atol"]))
+    pairs["_chaos"] = neither & ~(gap <= limits["exact_rtol"])
+
+
+def _row(study: Study, question: Question, group: pd.DataFrame, dtype: str, optimizer: str, comparison: str,
+         gamma: object) -> dict:
+    share = study.share(group, "agree")
+    gaps = group["_gap"].dropna()
+    per_problem = group.groupby(["task", "model"], sort=False)["_test"].mean().dropna()
+    onset = group["_onset"].dropna()
+    return {"question": question.id, "level": "optimizer", "dtype": dtype, "optimizer": optimizer,
+            "comparison": comparison, "gamma": gamma if gamma == "all" else float(gamma),
+            "estimate": share.estimate, "low": share.low, "high": share.high, "unit": share.unit,
+            "n": len(group), "censored": False, "agree": int(group["agree"].sum()), "problems": share.n,
+            "both_diverged": int(group["_both"].sum()), "diverged_same_step": int(group["_same_step"].sum()),
+            "fate_mismatch": int(group["_fate"].sum()),
+            "test_mean_diff": float(group["_test"].mean()),
+            "test_pvalue": signed_rank(per_problem.to_numpy())[1] if len(per_problem) >= 2 else np.nan,
+            "exact_pairs": len(gaps), "exact": int((gaps <= question.thresholds["exact_rtol"]).sum()),
+            "gap_median": float(gaps.median()) if len(gaps) else np.nan,
+            "gap_max": float(gaps.max()) if len(gaps) else np.nan,
+            "chaos": int(group["_chaos"].sum()), "onset_pairs": len(onset),
+            "onset_median": float(onset.median()) if len(onset) else np.nan,
+            "onset_min": float(onset.min()) if len(onset) else np.nan,
+            "onset_max": float(onset.max()) if len(onset) else np.nan,
+            "onset_resolution": float(group["_resolution"].max()) if group["_resolution"].notna().any() else np.nan}

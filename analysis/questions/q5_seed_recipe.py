@@ -7,12 +7,41 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from analysis.curves import loss_matrix
+from analysis.curves import loss_matrix, smoothing_window
 from analysis.effects import Resampling, Study, empty
 from analysis.questions import Question
-from analysis.survival import steps_to_target, target_levels
 from analysis.tuning import best_tuned_runs
-from analysis.vocabulary import normalised_runs, row_key
+from analysis.vocabulary import failed, normalised_runs, row_key
+
+
+def train_loss_targets(runs: pd.DataFrame, fraction: float) -> dict[str, float]:
+    """Per task, the training loss counted as reached: ``fraction`` of the way from the task's chance loss down
+    to the lowest final training loss of its runs that did not fail (the chance loss where all failed)."""
+    targets = {}
+    for task, group in runs.groupby("task", sort=False):
+        chance = float(group["chance_loss"].iloc[0])
+        alive = group.loc[~failed(group), "final_train_loss"].astype(float)
+        alive = alive[np.isfinite(alive)]
+        targets[str(task)] = chance if alive.empty else chance + fraction * (float(alive.min()) - chance)
+    return targets
+
+
+def train_steps_to_target(members: pd.DataFrame, curves: pd.DataFrame, targets: dict[str, float],
+                          window: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per run of ``members``: the first step where its per-step training loss, smoothed over ``window`` steps
+    as the convergence figure smooths it (``curves.loss_matrix``), is at or below its task's target; whether it
+    got there (a diverged run never does); and the resolution, the widest gap between logged training steps of
+    any run as a share of the budget. A run that does not get there counts at its budget ``steps``."""
+    _, matrix = loss_matrix(curves, members, window)
+    goal = members["task"].astype(str).map(targets).to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        below = matrix <= goal[:, None]
+    reached = below.any(axis=1) & ~members["diverged"].to_numpy(dtype=bool)
+    first = np.where(reached, below.argmax(axis=1), members["steps"].to_numpy(dtype=float)).astype(float)
+    logged = curves[curves["run_id"].isin(members["run_id"]) & curves["train_loss"].notna()]
+    gaps = logged.sort_values(["run_id", "step"]).groupby("run_id")["step"].diff().max()
+    budget = float(members["steps"].max())
+    return first, reached, float(gaps) / budget if np.isfinite(gaps) and budget else float("nan")
 
 
 def measure(study: Study, question: Question) -> pd.DataFrame:
@@ -20,10 +49,14 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
     best-tuned (``tuning.best_tuned_runs``) on each clean panel.
 
     ``measure``: ``steps_to_target`` (ratio recipe / baseline of the mean
-    steps to reach the task's target, ``survival.target_levels`` at the
-    ``target_fraction`` threshold, by ``survival.steps_to_target``: a run that
-    never gets there, or diverged, counts at its budget, so the mean is the
-    restricted mean time to target; ``censored`` = some run never got there),
+    steps to reach the task's training-loss target, :func:`train_loss_targets`
+    at the ``target_fraction`` threshold, read on the per-step training loss
+    smoothed as the convergence figure smooths it (:func:`train_steps_to_target`;
+    ``resolution``: the widest gap between logged steps, a share of the budget):
+    a run that never gets there, or diverged, counts at its budget, so the mean
+    is the restricted mean time to target; ``censored`` = some run never got
+    there; ``ties_same_step`` / ``ties_neither``: panels where both reach it at
+    the same mean step / neither does),
     ``loss_auc`` (ratio of the mean training loss over the budget,
     ``curves.loss_matrix``: diverged seeds at chance loss from their divergence
     on) and ``test_difference`` (normalised test score, recipe minus baseline).
@@ -47,10 +80,11 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
         return empty(*columns)
     best["_test"] = normalised_runs(best)
     table = study.curves_of(best["run_id"])
+    resolution = float("nan")
     if table is not None and len(table):
-        events = steps_to_target(best, table, target_levels(clean, question.thresholds["target_fraction"]))
-        best["_time"] = events["time"].to_numpy(dtype=float)
-        best["_reached"] = events["observed"].to_numpy(dtype=bool)
+        targets = train_loss_targets(clean, question.thresholds["target_fraction"])
+        time, reached, resolution = train_steps_to_target(best, table, targets, smoothing_window(clean))
+        best["_time"], best["_reached"] = time, reached
         _, losses = loss_matrix(table, best)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -73,12 +107,29 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
                 lambda _, subset=subset, column=column, ratio=ratio: _fixed_choice(subset, keys, column, recipe,
                                                                                    reference, ratio), log=ratio)
             censored = bool(measured == "steps_to_target" and not subset["_reached"].all())
+            ties = _ties(subset, keys, recipe, reference) if measured == "steps_to_target" else {}
             rows.append({"question": question.id, "level": "optimizer", "optimizer": optimizer, "measure": measured,
                          "strategy": recipe, "versus": reference, **effect.columns(), "censored": censored,
                          "bound": "", "panels": len(per_panel),
                          "recipe_mean": float(subset.loc[subset["strategy"] == recipe, column].mean()),
-                         "reference_mean": float(subset.loc[subset["strategy"] == reference, column].mean())})
+                         "reference_mean": float(subset.loc[subset["strategy"] == reference, column].mean()),
+                         "resolution": resolution if measured == "steps_to_target" else np.nan,
+                         "resolution_percent": 100 * resolution if measured == "steps_to_target" else np.nan,
+                         **ties})
     return pd.DataFrame(rows)
+
+
+def _ties(best: pd.DataFrame, keys: list[str], recipe: str, reference: str) -> dict[str, int]:
+    """Panels where the two strategies' mean steps to target are equal: ``ties_same_step`` (both got there,
+    at the same mean step) and ``ties_neither`` (no run of either got there)."""
+    same = neither = 0
+    for _, panel in best.groupby(keys, dropna=False, sort=False):
+        mine, theirs = (panel[panel["strategy"] == s] for s in (recipe, reference))
+        if not mine["_reached"].any() and not theirs["_reached"].any():
+            neither += 1
+        elif mine["_time"].mean() == theirs["_time"].mean():
+            same += 1
+    return {"ties_same_step": same, "ties_neither": neither}
 
 
 def _fixed_choice(best: pd.DataFrame, keys: list[str], column: str, recipe: str, reference: str,
