@@ -39,6 +39,7 @@ from analysis.latex import numbers_tex
 from analysis.macros import compute
 from analysis.overview import tier_markdown
 from analysis.tables import table_best, table_gains, table_lr_range, table_problems, table_stability
+from analysis.vocabulary import default_precision
 from bench import atomic, paths
 
 
@@ -53,7 +54,8 @@ def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    answers = questions.answer_all(Study(runs, curves))
+    answers = questions.answer_all(Study(runs, curves))  # every precision: Q3 reads its float64 replicas
+    runs = default_precision(runs)  # the tables: the study's runs, not the replicas
     texts = (numbers_tex(compute(runs)), table_best(runs), table_stability(runs), table_problems(runs),
              table_lr_range(runs), table_gains(answers["q1_stable_range"], runs))
     tables = [name for name in paths.GENERATED if name != paths.CLAIMS_TEX]  # claims.tex: claims.write
@@ -76,7 +78,7 @@ def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = 
     Columns: question, answer sentence, effect, 95% interval, figure stem; one
     row per question (its headline claim), or per claim with ``headline_only=False``.
     """
-    runs = data.load_runs(sweep, root)
+    runs = data.load_runs(sweep, root, every_precision=True)
     declared, entries = claims.load(claims_file)
     needed = list(dict.fromkeys(entry.function for entry in entries))
     tables = questions.answer_all(Study(runs, data.curve_reader(sweep, root)), needed)
@@ -106,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.findings:
             print(findings_markdown(args.sweep, args.root, not args.all_claims, claims_file), end="")
             return 0
-        runs = data.load_runs(args.sweep, args.root)
+        runs = data.load_runs(args.sweep, args.root, every_precision=True)
         if args.tier_table:
-            print(tier_markdown(runs, data.curve_reader(args.sweep, args.root)), end="")
+            print(tier_markdown(default_precision(runs), data.curve_reader(args.sweep, args.root)), end="")
             return 0
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

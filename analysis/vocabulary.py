@@ -166,6 +166,18 @@ def normalised_runs(runs: pd.DataFrame, column: str = "test_score") -> np.ndarra
                             runs["chance_metric"].to_numpy(dtype=float))
 
 
+def default_precision(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs trained at the default precision (``float32``; all of a table without a ``dtype`` column).
+
+    A sweep trains some pairs again in float64 where a question needs exact arithmetic (Q3's
+    rescaling identity); every other statistic, figure and table reads the default-precision runs only,
+    so that those replicas are neither counted as problems nor pooled with the study's runs.
+    """
+    if "dtype" not in runs.columns:
+        return runs
+    return runs[(runs["dtype"] == DEFAULT_DTYPE).to_numpy()]
+
+
 def clean_panels(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs of panels without bad-batch spikes: ``spike_rate`` absent, NaN or 0."""
     if "spike_rate" not in runs.columns:
