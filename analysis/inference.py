@@ -13,7 +13,8 @@ drawn from ``seed``), in one of three forms:
   bootstrap*, :func:`cluster_share`); several are resampled independently (a
   *stratified* bootstrap, e.g. the seeds of each task x model pair).
 
-Tests: the Wilcoxon signed-rank test on paired differences
+Tests: the p-value implied by the bootstrap interval over units
+(:func:`bootstrap_pvalue`), the Wilcoxon signed-rank test on paired differences
 (:func:`signed_rank`), Mann-Whitney U where samples are not paired
 (:func:`compare`), Holm's step-down adjustment (:func:`holm`), an equivalence
 test within a margin stated before the results (:func:`equivalence_test`,
@@ -67,6 +68,25 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[..., 
         return float(values[0]), float(values[0])
     low, high = _bootstrap((values,), statistic, confidence, n_resamples, method, seed)
     return float(low), float(high)
+
+
+def bootstrap_pvalue(values: Sequence[float] | np.ndarray, null: float = 0.0, n_resamples: int = N_RESAMPLES,
+                     seed: int = 0) -> float:
+    """The two-sided p-value implied by the percentile bootstrap of the mean over independent units (the test
+    that matches :func:`bootstrap_ci`'s interval: below 1 - confidence exactly where that interval excludes
+    ``null``): twice the smaller share of resampled means on either side of ``null``, each share counted as
+    ``(k + 1) / (resamples + 1)``, capped at 1. Fewer than two values: NaN; constant values: 1 at ``null``,
+    else the smallest p-value the resamples allow."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return float("nan")
+    if np.all(values == values[0]):
+        return 1.0 if values[0] == null else 2 / (n_resamples + 1)
+    result = stats.bootstrap((values,), np.mean, n_resamples=n_resamples, method="percentile",
+                             rng=np.random.default_rng(seed))
+    means = result.bootstrap_distribution
+    below, above = (np.count_nonzero(means <= null) + 1), (np.count_nonzero(means >= null) + 1)
+    return float(min(1.0, 2 * min(below, above) / (n_resamples + 1)))
 
 
 def bootstrap_columns(samples: np.ndarray, confidence: float = CONFIDENCE, n_resamples: int = 2000,

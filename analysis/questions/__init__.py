@@ -102,8 +102,11 @@ class Question:
     """Equivalence margins, stated in ``paper/claims.yaml`` before the results are read (``claims.load``)."""
 
     def answer(self, study: Study) -> pd.DataFrame:
-        """The question's table of effects on ``study``."""
-        return self.measure(study, self)
+        """The question's table of effects on ``study``, its pooled rows flagged where the optimizers' effects
+        have opposite signs (``effects.finish``)."""
+        from analysis.effects import finish
+
+        return finish(self.measure(study, self))
 
 
 def _measure(name: str) -> Lazy:
