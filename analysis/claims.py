@@ -88,7 +88,8 @@ CLAIM_KEYS = {"id", "question", "function", "row", "claim", "holds", "fails", "m
               "interval", "headline", "equivalence", "subject", "inconclusive", "underpowered"}
 EQUIVALENCE_WORDS = re.compile(
     r"(?<![-\w])(match|matches|matched|matching|as much as|as well as|no detectable cost|no-op|equivalent|"
-    r"equivalence|same as|alike|changes nothing|add up|adds up|indistinguishable|on par)(?![-\w])", re.IGNORECASE)
+    r"equivalence|same as|alike|changes nothing|unchanged|add up|adds up|indistinguishable|on par|no detectable|"
+    r"no difference|scores? the same)(?![-\w])", re.IGNORECASE)
 """Words that claim two things are the same: only an equivalence test within a stated margin may say them."""
 PVALUES = ("pvalue", "pvalue_holm")
 """The columns a claim reads when it rests on a test."""
@@ -97,8 +98,7 @@ GENERIC = {
     "inconclusive": "{subject}: inconclusive at the stated margin of {margin}: {estimate} ({ci}; the 90% interval "
                     "{low90} to {high90} is not inside plus or minus {margin}).",
     "underpowered": "{subject}: underpowered, no conclusion is drawn ({power_note}).",
-    "censored": "{subject}: every panel is censored (a compared stable range reaches the top of the learning-rate "
-                "grid), so {estimate} is a bound on each and no direction is claimed ({ci}).",
+    "censored": "{subject}: no direction is claimed ({censor_note}); the estimate is {estimate} ({ci}{bound_note}).",
 }
 """The sentences of the rule-given outcomes, where a claim does not write its own (``subject``: the claim's,
 by default its question's title)."""
@@ -399,6 +399,21 @@ def derived(values: Mapping[str, Any]) -> dict[str, Any]:
         if _is_number(value):
             out[f"abs_{name}"] = abs(float(value))
             out[f"percent_{name}"] = 100 * float(value)
+    out["censor_note"] = (
+        "every panel is censored (a compared stable range reaches the top of the learning-rate grid), so each "
+        "value is a bound" if values.get("all_censored") else
+        f"the {values.get('point_panels')} uncensored panels alone give "
+        f"{number(float(values['point_estimate']), 2)}"
+        if _is_number(values.get("point_estimate")) and math.isfinite(float(values["point_estimate"]))
+        else "no panel is uncensored")
+    pvalue = next((values[c] for c in ("pvalue_holm", "pvalue") if _is_number(values.get(c))
+                   and math.isfinite(float(values[c]))), None)
+    held = "Holm-adjusted " if "pvalue_holm" in values and pvalue is not None else ""
+    out["test_note"] = (
+        "" if pvalue is None else
+        f"the {held}Wilcoxon test over the {values.get('unit') or 'units'} cannot go below p = "
+        f"{number(float(values['min_p']), 2)} at this size and decides nothing" if values.get("underpowered") else
+        f"{held}Wilcoxon p = {number(float(pvalue), 2)}")
     listed = values.get("values")
     if listed:
         out["power_note"] = f"{values.get('n')} {values.get('unit') or 'units'}, too few for an interval: {listed}"
@@ -475,10 +490,22 @@ def _reads_interval(claim: Claim) -> bool:
     return bool(names(claim.claim) & {"low", "high", "low90", "high90"}) or bool(claim.equivalence)
 
 
+def _no_direction(values: Mapping[str, Any]) -> bool:
+    """Whether censoring leaves a row without a direction: every panel is censored (``all_censored``), or the
+    estimate is neither a point nor a one-sided bound (``bound`` both) and its uncensored panels alone
+    (``point_estimate``) do not share its sign."""
+    if bool(values.get("all_censored")):
+        return True
+    if str(values.get("bound", "") or "") != "both":
+        return False
+    point, estimate = values.get("point_estimate"), values.get("estimate")
+    return not (_defined(point) and _defined(estimate) and float(point) * float(estimate) > 0)
+
+
 def _judge(claim: Claim, values: dict[str, Any]) -> tuple[str, str]:
     """A claim's status and sentence template on a measured row's ``values`` (the rules of the module docstring),
     before the headline correction."""
-    if bool(values.get("all_censored")):
+    if _reads_interval(claim) and _no_direction(values):
         return CENSORED, GENERIC["censored"]
     tested = bool(names(claim.claim) & set(PVALUES))
     if (tested and bool(values.get("underpowered"))) or (
@@ -511,14 +538,20 @@ def _outcome(claim: Claim, tables: Mapping[str, pd.DataFrame], margins: Mapping[
     stated = {f"margin_{key}": value for key, value in margins.items()}
     if claim.equivalence:
         stated["margin"] = margins[claim.equivalence]
-    values = derived({**stated, "subject": claim.subject, **(row or {})})
+    values = derived({**stated, **(row or {})})
     if row is None or not _defined(row.get("estimate")):
         status, template = NOT_MEASURED, claim.missing
     elif bool(row.get("opposite_signs")) and str(claim.row.get("optimizer", "")) == "all" and selector is None:
         return _per_optimizer(claim, tables, margins, values)
     else:
         status, template = _judge(claim, values)
-    return Outcome(claim, status, values, {t: render(template, values, t) for t in ("tex", "md", "text")})
+    return Outcome(claim, status, values, sentences(claim, template, values))
+
+
+def sentences(claim: Claim, template: str, values: Mapping[str, Any]) -> dict[str, str]:
+    """``template`` rendered for every target, ``{subject}`` replaced by the claim's subject (itself a template)."""
+    template = template.replace("{subject}", claim.subject)
+    return {target: render(template, values, target) for target in ("tex", "md", "text")}
 
 
 def _per_optimizer(claim: Claim, tables: Mapping[str, pd.DataFrame], margins: Mapping[str, float],
@@ -529,17 +562,17 @@ def _per_optimizer(claim: Claim, tables: Mapping[str, pd.DataFrame], margins: Ma
     selector = {k: v for k, v in claim.row.items() if k not in ("optimizer", "level")}
     optimizers = [str(o) for o in dict.fromkeys(table["optimizer"].astype(str)) if o != "all"]
     parts = []
+    levels = [claim.row["level"], "optimizer"] if "level" in claim.row else [None]
     for optimizer in optimizers:
-        one = find_row(table, {**selector, "optimizer": optimizer})
-        if one is None:
-            continue
-        level = {"level": one["level"]} if "level" in claim.row else {}
-        inner = _outcome(claim, tables, margins, {**selector, **level, "optimizer": optimizer})
-        parts.append((optimizer, inner))
+        for level in levels:
+            chosen = {**selector, "optimizer": optimizer, **({"level": level} if level else {})}
+            if find_row(table, chosen) is not None:
+                parts.append((optimizer, _outcome(claim, tables, margins, chosen)))
+                break
     sentence = {}
     for target in ("tex", "md", "text"):
-        lead = render("{subject}, stated per optimizer (their effects have opposite signs, so the pooled mean "
-                      "is not claimed): ", values, target)
+        lead = render("Stated per optimizer, whose effects have opposite signs (their pooled mean is not claimed). ",
+                      values, target)
         sentence[target] = lead + " ".join(render(f"With {o}: ", values, target) + inner.sentence[target]
                                            for o, inner in parts)
     values["per_optimizer"] = {o: inner.status for o, inner in parts}
@@ -568,7 +601,7 @@ def correct_headlines(outcomes: Sequence[Outcome]) -> int:
         outcome.values["family_size"] = len(family)
         if outcome.status == "holds" and not outcome.claim.equivalence and adjusted >= ALPHA:
             outcome.status = "fails"
-            outcome.sentence = {t: render(outcome.claim.fails, outcome.values, t) for t in ("tex", "md", "text")}
+            outcome.sentence = sentences(outcome.claim, outcome.claim.fails, outcome.values)
     return len(family)
 
 
@@ -700,7 +733,7 @@ def write(tables: Mapping[str, pd.DataFrame], out: Path | str, sweep: str, claim
 def findings_markdown(outcomes: Sequence[Outcome], declared: Mapping[str, Question] | None = None,
                       headline_only: bool = True) -> str:
     """The answers as a Markdown table: question (id and title, of ``declared``), answer sentence, effect,
-    95% interval, figure stem.
+    95% interval (the units' values where there are too few for one), figure stem.
 
     One row per question (its ``headline`` claim, else its first) or, with
     ``headline_only=False``, one per claim.
@@ -717,7 +750,9 @@ def findings_markdown(outcomes: Sequence[Outcome], declared: Mapping[str, Questi
         title = declared[outcome.claim.question].title if outcome.claim.question in declared else ""
         measured = outcome.status != NOT_MEASURED
         effect = render(outcome.claim.effect, outcome.values, "md") if measured else "--"
-        interval = render(outcome.claim.interval, outcome.values, "md") if measured else "--"
+        interval = ("--" if not measured else render(outcome.claim.interval, outcome.values, "md")
+                    if _defined(outcome.values.get("low")) else f"values: {outcome.values['values']}"
+                    if outcome.values.get("values") else "--")
         figure = f"`{outcome.claim.figure}`" if outcome.claim.figure else ""
         cells = [f"{outcome.claim.question}: {title}".strip(": "), outcome.sentence["md"], effect, interval, figure]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")

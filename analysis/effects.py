@@ -161,6 +161,10 @@ def holm_family(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
+VALUE_TEXTS = ("bound", "budget", "signs", "verdict")
+"""Text columns that describe an effect's value, not which effect it is (:func:`finish` matches rows without them)."""
+
+
 def finish(table: pd.DataFrame, over: str = "optimizer", pooled: str = "all") -> pd.DataFrame:
     """A question's table with ``opposite_signs`` on its pooled rows (``over`` == ``pooled``): True where the rows
     of the same effect (every other key alike, ``level`` aside) per value of ``over`` have estimates of opposite
@@ -169,7 +173,7 @@ def finish(table: pd.DataFrame, over: str = "optimizer", pooled: str = "all") ->
     if table.empty or over not in table.columns or "estimate" not in table.columns:
         return table
     effect = {*EFFECT_COLUMNS, *Effect._fields, "min_p", "underpowered", "pvalue_holm"}
-    keys = [c for c in table.columns if c not in effect and c not in (over, "level")
+    keys = [c for c in table.columns if c not in effect and c not in (over, "level", *VALUE_TEXTS)
             and table[c].map(lambda v: isinstance(v, str)).all()]
     table = table.assign(opposite_signs=False, signs="")
     pooled_rows = table.index[table[over].astype(str) == pooled]
@@ -402,7 +406,16 @@ class Study:
             return sum(weight * self.grid(panel, s, seeds).width(w) for s, weight in weights.items())
 
         effect = self.over_pairs(values, lambda ps: self._resampling(ps, per_seed))
-        return {**effect.columns(), **self.censoring(kinds), "any_empty": nothing, "panels": len(panels)}
+        return {**effect.columns(), **self.censoring(kinds), "any_empty": nothing, "panels": len(panels),
+                **self.point_part(values, kinds)}
+
+    def point_part(self, values: Mapping[PanelKey, float], kinds: Mapping[PanelKey, str]) -> dict[str, Any]:
+        """The part of an effect that rests on points: ``point_estimate``, the mean over pairs of each pair's mean
+        over its uncensored panels (NaN where every panel is censored), and ``point_panels``, how many."""
+        points = {p: v for p, v in values.items() if not kinds[p]}
+        per_pair = [float(np.mean([points[p] for p in ps])) for ps in self.pairs(list(points)).values()]
+        return {"point_estimate": float(np.mean(per_pair)) if per_pair else float("nan"),
+                "point_panels": len(points)}
 
     def censoring(self, kinds: Mapping[PanelKey, str]) -> dict[str, Any]:
         """Censoring of an effect from its panels' bounds (``bound``'s values per panel), judged per pair.
