@@ -541,7 +541,7 @@ def _outcome(claim: Claim, tables: Mapping[str, pd.DataFrame], margins: Mapping[
     values = derived({**stated, **(row or {})})
     if row is None or not _defined(row.get("estimate")):
         status, template = NOT_MEASURED, claim.missing
-    elif bool(row.get("opposite_signs")) and str(claim.row.get("optimizer", "")) == "all" and selector is None:
+    elif bool(row.get("opposite_signs")) and str(row.get("optimizer", "")) == "all" and selector is None:
         return _per_optimizer(claim, tables, margins, values)
     else:
         status, template = _judge(claim, values)
