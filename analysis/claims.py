@@ -31,8 +31,10 @@ Rules every claim obeys, enforced here (:func:`load`, :func:`evaluate_claims`):
   opposite signs (``opposite_signs``) is stated per optimizer instead
   (status *per optimizer*).
 - *Multiplicity.* The headline claims are corrected together: Holm over the
-  p-values of their rows' tests (``pvalue``); a directional headline claim
-  holds only where its adjusted p-value (``pvalue_family``) is below 0.05.
+  p-values of their tests (the p-value the comparison reads, or the one its
+  interval implies, :func:`claim_pvalue`); a directional headline claim holds
+  only where its adjusted p-value (``pvalue_family``) is below 0.05; claims.tex
+  states the family's size and the correction (``claims-headline-note``).
 
 Sentences are written once, for LaTeX, Markdown and plain text alike:
 ```code``` spans become ``\\texttt``, ``[[key|Author (year)]]`` becomes
@@ -537,6 +539,9 @@ def _outcome(claim: Claim, tables: Mapping[str, pd.DataFrame], margins: Mapping[
     row = find_row(tables.get(claim.function), claim.row if selector is None else selector)
     stated = {f"margin_{key}": value for key, value in margins.items()}
     if claim.equivalence:
+        if claim.equivalence not in margins:
+            raise ValueError(f"claim {claim.id}: margin {claim.equivalence!r} of {claim.question} is not declared; "
+                             "pass the questions claims.load gives")
         stated["margin"] = margins[claim.equivalence]
     values = derived({**stated, **(row or {})})
     if row is None or not _defined(row.get("estimate")):
@@ -591,15 +596,17 @@ def claim_pvalue(outcome: Outcome) -> float | None:
 
 def correct_headlines(outcomes: Sequence[Outcome]) -> int:
     """Correct the headline claims together for multiplicity: Holm over their tests' p-values
-    (:func:`claim_pvalue`); each gets ``pvalue_family`` and ``family_size``; a directional headline claim that
-    held with an adjusted p-value of 0.05 or more fails (its ``fails`` sentence). Returns the family's size
-    (the headline claims with a test)."""
+    (:func:`claim_pvalue`); each gets ``pvalue_family`` and ``family_size``; a directional headline claim (one
+    reading a p-value, or holding on an interval that excludes 0) that held with an adjusted p-value of 0.05 or
+    more fails (its ``fails`` sentence). Returns the family's size (the headline claims with a test)."""
     family = [o for o in outcomes if o.claim.headline and o.status in ("holds", "fails", INCONCLUSIVE)
               and claim_pvalue(o) is not None]
     for outcome, adjusted in zip(family, holm([claim_pvalue(o) for o in family]), strict=True):
         outcome.values["pvalue_family"] = float(adjusted)
         outcome.values["family_size"] = len(family)
-        if outcome.status == "holds" and not outcome.claim.equivalence and adjusted >= ALPHA:
+        directional = bool(names(outcome.claim.claim) & set(PVALUES)) or evaluate("low > 0 or high < 0",
+                                                                                  outcome.values)
+        if outcome.status == "holds" and not outcome.claim.equivalence and directional and adjusted >= ALPHA:
             outcome.status = "fails"
             outcome.sentence = sentences(outcome.claim, outcome.claim.fails, outcome.values)
     return len(family)

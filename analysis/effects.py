@@ -316,6 +316,12 @@ class Study:
         return weighted_bootstrap(resampling.counts, resampling.statistic, n_resamples=self.n_resamples,
                                   seed=self.seed)
 
+    def seed_test(self, resampling: Resampling) -> tuple[float, float, float]:
+        """The percentile interval of ``resampling`` over seed resamples and the p-value its resamples imply for 0
+        (the test that matches the interval, ``inference.implied_pvalue``)."""
+        return weighted_bootstrap(resampling.counts, resampling.statistic, n_resamples=self.n_resamples,
+                                  seed=self.seed, null=0.0)
+
     def over_pairs(self, panel_values: Mapping[PanelKey, float],
                    seeds: Callable[[list[PanelKey]], Resampling] | None = None, log: bool = False,
                    test: bool = False) -> Effect:
@@ -346,7 +352,7 @@ class Study:
             resampling = seeds(next(iter(pairs.values())))
             unit, n = UNIT_SEEDS, int(resampling.counts[0])
             if n >= MIN_UNITS:
-                low, high = self.seed_interval(resampling)
+                low, high, implied = self.seed_test(resampling)
         pvalue = signed_rank(per_pair)[1] if per_pair.size >= 2 else nan
         shown = np.exp(per_pair) if log else per_pair
         values = ("" if len(pairs) >= MIN_UNITS or unit == UNIT_SEEDS else
@@ -358,8 +364,8 @@ class Study:
     def over_seeds(self, estimate: float, resampling: Resampling) -> Effect:
         """An effect whose interval resamples the seeds of each pair independently (stratified)."""
         n = int(min(resampling.counts))
-        low, high = self.seed_interval(resampling) if n >= MIN_UNITS else (float("nan"), float("nan"))
-        return Effect(estimate, low, high, UNIT_SEEDS, n)
+        low, high, implied = self.seed_test(resampling) if n >= MIN_UNITS else (float("nan"),) * 3
+        return Effect(estimate, low, high, UNIT_SEEDS, n, pvalue_interval=implied)
 
     def share(self, frame: pd.DataFrame, value: str) -> Effect:
         """The share of rows of ``frame`` where ``value`` holds, its interval a cluster bootstrap over the pairs

@@ -164,7 +164,8 @@ def test_fewer_than_five_pairs_list_their_values_instead_of_an_interval(tmp_path
     outcome = evaluate(tmp_path, [entry], {"q1_stable_range": q1})["few"]
     assert outcome.status == "underpowered"
     assert "too few for an interval: 1 (mnist1d/mlp), 1 (mnist/mlp)" in outcome.sentence["text"]
-    assert claims.interval_text({**mlp}) == "2 task-model pairs, too few for an interval: 1 (mnist1d/mlp), 1 (mnist/mlp)"
+    assert claims.interval_text({**mlp}) == (
+        "2 task-model pairs, too few for an interval: 1 (mnist1d/mlp), 1 (mnist/mlp)")
 
 
 def test_five_pairs_get_an_interval():
