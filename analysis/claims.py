@@ -402,7 +402,7 @@ def derived(values: Mapping[str, Any]) -> dict[str, Any]:
             out[f"abs_{name}"] = abs(float(value))
             out[f"percent_{name}"] = 100 * float(value)
     out["censor_note"] = (
-        "every panel is censored (a compared stable range reaches the top of the learning-rate grid), so each "
+        "every panel is censored, a compared stable range reaching the top of the learning-rate grid, so each "
         "value is a bound" if values.get("all_censored") else
         f"the {values.get('point_panels')} uncensored panels alone give "
         f"{number(float(values['point_estimate']), 2)}"
@@ -756,8 +756,10 @@ def findings_markdown(outcomes: Sequence[Outcome], declared: Mapping[str, Questi
     for outcome in chosen:
         title = declared[outcome.claim.question].title if outcome.claim.question in declared else ""
         measured = outcome.status != NOT_MEASURED
-        effect = render(outcome.claim.effect, outcome.values, "md") if measured else "--"
-        interval = ("--" if not measured else render(outcome.claim.interval, outcome.values, "md")
+        effect = ("--" if not measured else f"per optimizer: {outcome.values.get('signs', '')}"
+                  if outcome.status == PER_OPTIMIZER else render(outcome.claim.effect, outcome.values, "md"))
+        interval = ("--" if not measured or outcome.status == PER_OPTIMIZER else
+                    render(outcome.claim.interval, outcome.values, "md")
                     if _defined(outcome.values.get("low")) else f"values: {outcome.values['values']}"
                     if outcome.values.get("values") else "--")
         figure = f"`{outcome.claim.figure}`" if outcome.claim.figure else ""
