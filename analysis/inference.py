@@ -94,7 +94,9 @@ def bootstrap_pvalue(values: Sequence[float] | np.ndarray, null: float = 0.0, n_
         return float("nan")
     if np.all(values == values[0]):
         return 1.0 if values[0] == null else 2 / (n_resamples + 1)
-    return float(_bootstrap((values,), np.mean, CONFIDENCE, n_resamples, "percentile", seed, null)[2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # nearly constant values: a sharp p-value
+        return float(_bootstrap((values,), np.mean, CONFIDENCE, n_resamples, "percentile", seed, null)[2])
 
 
 def bootstrap_columns(samples: np.ndarray, confidence: float = CONFIDENCE, n_resamples: int = 2000,
