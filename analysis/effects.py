@@ -323,12 +323,11 @@ class Study:
                                   seed=self.seed, null=0.0)
 
     def over_pairs(self, panel_values: Mapping[PanelKey, float],
-                   seeds: Callable[[list[PanelKey]], Resampling] | None = None, log: bool = False,
-                   test: bool = False) -> Effect:
+                   seeds: Callable[[list[PanelKey]], Resampling] | None = None, log: bool = False) -> Effect:
         """The effect of per-panel values: the mean over pairs of each pair's mean over its panels (NaN values
         left out), its interval over pairs (and the 90% one), or over seeds where there is one pair (``seeds``
-        gives the pair's :class:`Resampling` from its panels; none: no interval), and the signed-rank test over
-        pairs (two or more; ``test`` is kept for callers that ask for it, every effect over pairs has it).
+        gives the pair's :class:`Resampling` from its panels; none: no interval), the signed-rank test over
+        pairs (two or more) and the p-value the interval implies.
 
         An interval needs :data:`MIN_UNITS` units: over 2 to 4 pairs (or a single pair with fewer seeds) the
         interval is NaN and ``values`` lists each pair's value.
@@ -336,7 +335,6 @@ class Study:
         ``log``: the values are log ratios, and the effect their geometric mean (estimate, interval bounds and
         listed values exponentiated).
         """
-        del test
         pairs = self.pairs(list(panel_values))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a pair without any value: NaN

@@ -100,7 +100,7 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
             group = frame[(frame["strategy"] == strategy) & ((frame["optimizer"] == optimizer) | (optimizer == "all"))]
             if group.empty:
                 continue
-            effect = study.over_pairs(dict(zip(group["panel"], group["value"], strict=True)), test=True)
+            effect = study.over_pairs(dict(zip(group["panel"], group["value"], strict=True)))
             block.append({"question": question.id, "level": "all" if optimizer == "all" else "optimizer",
                           "strategy": strategy, "reference": reference, "optimizer": optimizer, "task": "all",
                           "model": "all", **effect.columns(), "censored": False, "difference_metric": np.nan,
