@@ -7,6 +7,35 @@ numbers put in. A claim whose row is missing, or whose comparison reads a
 value that is not a number, is *not measured in this sweep* and takes its
 ``missing`` sentence: a sweep without Adam or without spikes still builds.
 
+Rules every claim obeys, enforced here (:func:`load`, :func:`evaluate_claims`):
+
+- *Equivalence.* A word of equivalence (:data:`EQUIVALENCE_WORDS`: "matches",
+  "as much as", "no-op", ...) appears only in a claim of the equivalence kind
+  (``equivalence: <margin name>``, a margin its question states in the
+  ``questions:`` section, before the results are read), only in its ``holds``
+  sentence or a case whose condition requires ``equivalent``, and only in a
+  sentence that states the margin (``{margin}``); :func:`load` raises
+  otherwise. Such a claim holds where ``equivalent``: the 90% interval
+  (``low90``, ``high90``) lies inside +-margin (``inference.within_margin``);
+  where it does not, it fails if the 95% interval excludes 0 and is
+  *inconclusive* otherwise (its ``inconclusive`` sentence, with the interval).
+- *Power.* A claim reading a p-value (``pvalue``, ``pvalue_holm``) on a row
+  whose test cannot reject at its size after correction (``underpowered``),
+  or reading an interval the row does not have because it has fewer than
+  five units (``values`` lists them), is *underpowered*: its ``underpowered``
+  sentence, never evidence either way.
+- *Censoring.* A claim on a row resting only on censored panels
+  (``all_censored``) makes no directional statement: status *censored*.
+  ``bound_note`` is computed per pair (``effects.Study.censoring``).
+- *Pooling.* A claim on a row pooled over optimizers whose effects have
+  opposite signs (``opposite_signs``) is stated per optimizer instead
+  (status *per optimizer*).
+- *Multiplicity.* The headline claims are corrected together: Holm over the
+  p-values of their tests (the p-value the comparison reads, or the one its
+  interval implies, :func:`claim_pvalue`); a directional headline claim holds
+  only where its adjusted p-value (``pvalue_family``) is below 0.05; claims.tex
+  states the family's size and the correction (``claims-headline-note``).
+
 Sentences are written once, for LaTeX, Markdown and plain text alike:
 ```code``` spans become ``\\texttt``, ``[[key|Author (year)]]`` becomes
 ``\\citet{key}`` in LaTeX and the text elsewhere, ``{field}`` or
@@ -42,6 +71,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from analysis.effects import ALPHA
+from analysis.inference import holm, within_margin
 from analysis.latex import number, tex_escape
 from analysis.questions import QUESTIONS, Question, by_id
 from bench import paths
@@ -50,9 +81,29 @@ CLAIMS_FILE = paths.claims_file(Path(__file__).resolve().parents[1])
 """The study's claims (``paper/claims.yaml``) of this repository."""
 
 NOT_MEASURED = "not measured"
-STATUSES = ("holds", "fails", NOT_MEASURED)
+INCONCLUSIVE = "inconclusive"
+UNDERPOWERED = "underpowered"
+CENSORED = "censored"
+PER_OPTIMIZER = "per optimizer"
+STATUSES = ("holds", "fails", INCONCLUSIVE, UNDERPOWERED, CENSORED, PER_OPTIMIZER, NOT_MEASURED)
 CLAIM_KEYS = {"id", "question", "function", "row", "claim", "holds", "fails", "missing", "cases", "effect",
-              "interval", "headline"}
+              "interval", "headline", "equivalence", "subject", "inconclusive", "underpowered"}
+EQUIVALENCE_WORDS = re.compile(
+    r"(?<![-\w])(match|matches|matched|matching|as much as|as well as|no detectable cost|no-op|equivalent|"
+    r"equivalence|same as|alike|changes nothing|unchanged|add up|adds up|indistinguishable|on par|no detectable|"
+    r"no difference|scores? the same)(?![-\w])", re.IGNORECASE)
+"""Words that claim two things are the same: only an equivalence test within a stated margin may say them."""
+PVALUES = ("pvalue", "pvalue_holm")
+"""The columns a claim reads when it rests on a test."""
+HEADLINE_CORRECTION = "Holm"
+GENERIC = {
+    "inconclusive": "{subject}: inconclusive at the stated margin of {margin}: {estimate} ({ci}; the 90% interval "
+                    "{low90} to {high90} is not inside plus or minus {margin}).",
+    "underpowered": "{subject}: underpowered, no conclusion is drawn ({power_note}).",
+    "censored": "{subject}: no direction is claimed ({censor_note}); the estimate is {estimate} ({ci}{bound_note}).",
+}
+"""The sentences of the rule-given outcomes, where a claim does not write its own (``subject``: the claim's,
+by default its question's title)."""
 REQUIRED_KEYS = {"id", "question", "function", "row", "claim", "holds", "fails", "missing"}
 QUESTION_KEYS = ("margins",)
 """What the claims file states per question, before the results are read."""
@@ -76,6 +127,12 @@ class Claim:
     effect: str = "{at_least}{estimate}"
     interval: str = "{low} to {high}"
     headline: bool = False
+    equivalence: str = ""
+    """The margin (a name of its question's ``margins``) of an equivalence claim; empty: not one."""
+    subject: str = ""
+    """What the claim is about, for the rule-given sentences (:data:`GENERIC`); default: the question's title."""
+    inconclusive: str = GENERIC["inconclusive"]
+    underpowered: str = GENERIC["underpowered"]
 
 
 @dataclass
@@ -89,7 +146,8 @@ class Outcome:
 
     @property
     def holds(self) -> bool | None:
-        return None if self.status == NOT_MEASURED else self.status == "holds"
+        """True where the claim holds, False where it fails, None for every other status."""
+        return {"holds": True, "fails": False}.get(self.status)
 
     def number(self, name: str) -> float | None:
         value = self.values.get(name)
@@ -132,14 +190,54 @@ def load(path: Path | str = CLAIMS_FILE) -> tuple[dict[str, Question], list[Clai
         seen.add(name)
         for expression in [entry["claim"], *(case["when"] for case in entry.get("cases") or [])]:
             _parse(expression)
-        claims.append(Claim(
+        claim = Claim(
             id=str(name), question=question.id, function=question.name, row=dict(entry["row"]),
             claim=str(entry["claim"]), holds=str(entry["holds"]), fails=str(entry["fails"]),
             missing=str(entry["missing"]),
             cases=tuple((str(case["when"]), str(case["text"])) for case in entry.get("cases") or []),
             figure=question.figure.stem, effect=str(entry.get("effect", Claim.effect)),
-            interval=str(entry.get("interval", Claim.interval)), headline=bool(entry.get("headline", False))))
+            interval=str(entry.get("interval", Claim.interval)), headline=bool(entry.get("headline", False)),
+            equivalence=str(entry.get("equivalence", "") or ""),
+            subject=str(entry.get("subject", "") or declared[question.id].title),
+            inconclusive=str(entry.get("inconclusive", GENERIC["inconclusive"])),
+            underpowered=str(entry.get("underpowered", GENERIC["underpowered"])))
+        check_equivalence_words(claim, declared[question.id].margins, path)
+        claims.append(claim)
     return declared, claims
+
+
+def _requires_equivalent(expression: str) -> bool:
+    """Whether a comparison is true only where ``equivalent`` is: ``equivalent`` or ``equivalent and ...``."""
+    body = _parse(expression).body
+    parts = body.values if isinstance(body, ast.BoolOp) and isinstance(body.op, ast.And) else [body]
+    return any(isinstance(part, ast.Name) and part.id == "equivalent" for part in parts)
+
+
+def check_equivalence_words(claim: Claim, margins: Mapping[str, float], path: Path | str = "") -> None:
+    """Raise a ValueError where ``claim`` uses a word of equivalence (:data:`EQUIVALENCE_WORDS`) without an
+    equivalence test behind it (see the module docstring): a claim not of the equivalence kind, a margin its
+    question does not state, a sentence shown where the test did not pass, or one that does not state the
+    margin (``{margin}``)."""
+    where = f"{path}: claim {claim.id}"
+    if claim.equivalence and claim.equivalence not in margins:
+        raise ValueError(f"{where}: equivalence margin {claim.equivalence!r} is not stated for {claim.question} "
+                         f"(questions: {claim.question}: margins: {{{claim.equivalence}: ...}}); stated: "
+                         f"{', '.join(margins) or 'none'}")
+    sentences = [("holds", claim.holds, True), ("fails", claim.fails, False), ("missing", claim.missing, False),
+                 ("inconclusive", claim.inconclusive, False), ("underpowered", claim.underpowered, False),
+                 *((f"case {when!r}", text, _requires_equivalent(when)) for when, text in claim.cases)]
+    for label, text, shown_if_equivalent in sentences:
+        word = EQUIVALENCE_WORDS.search(text)
+        if word is None:
+            continue
+        said = f"{where}: {label} says {word.group(0)!r}"
+        if not claim.equivalence:
+            raise ValueError(f"{said}, a word of equivalence, but the claim is not an equivalence test "
+                             "(give it `equivalence: <margin name>`, or say what the interval shows)")
+        if not shown_if_equivalent:
+            raise ValueError(f"{said}, but that sentence is shown where the equivalence test did not pass")
+        if "{margin" not in text:
+            raise ValueError(f"{said} without stating the margin ({{margin}})")
 
 
 def _declared(path: Path | str, section: Any) -> dict[str, Question]:
@@ -265,18 +363,67 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def bound_note(values: Mapping[str, Any]) -> str:
+    """The censoring note of a row, from its per-pair counts (``effects.Study.censoring``): empty unless the
+    estimate is neither a point nor a one-sided bound."""
+    if str(values.get("bound", "") or "") != "both":
+        return ""
+    both, lower, upper = (int(values.get(k, 0) or 0) for k in ("both_pairs", "lower_pairs", "upper_pairs"))
+    n = values.get("n", "")
+    parts = []
+    if both:
+        parts.append(f"on {both} of {n} pairs both compared ranges reach the top of the learning-rate grid")
+    if lower and upper:
+        parts.append(f"the difference is a lower bound on {lower} and an upper bound on {upper} of {n} pairs")
+    return "; " + " and ".join(parts) + ", so the true difference may be larger or smaller" if parts else ""
+
+
+def interval_text(values: Mapping[str, Any], target: str = "md") -> str:
+    """``95% CI low to high over n unit``, or, with too few units for an interval, ``n unit, too few for an
+    interval: values``."""
+    if _is_number(values.get("low")) and math.isfinite(float(values["low"])):
+        return render("95% CI {low} to {high} over {n} {unit}", values, target)
+    if values.get("values"):
+        return render("{n} {unit}, too few for an interval: {values}", values, target)
+    return render("no interval", values, target)
+
+
 def derived(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The row's values plus the helpers sentences may use (``at_least``, ``bound_note``, ``abs_*``, ``percent_*``)."""
+    """The row's values plus the helpers sentences may use: ``at_least``, ``bound_note``, ``abs_*``,
+    ``percent_*``, ``power_note``, ``margin`` (where set) and ``ci`` (:func:`interval_text`, filled per target
+    at rendering)."""
     out = dict(values)
     bound = str(values.get("bound", "") or "")
     out["at_least"] = {"lower": "at least ", "upper": "at most "}.get(bound, "")
-    out["bound_note"] = ("; on some pairs both compared ranges reach the top of the learning-rate grid, so the "
-                         "true difference may be larger or smaller" if bound == "both" else "")
+    out["bound_note"] = bound_note(values)
     for name in ("estimate", "low", "high"):
         value = values.get(name)
         if _is_number(value):
             out[f"abs_{name}"] = abs(float(value))
             out[f"percent_{name}"] = 100 * float(value)
+    out["censor_note"] = (
+        "every panel is censored, a compared stable range reaching the top of the learning-rate grid, so each "
+        "value is a bound" if values.get("all_censored") else
+        f"the {values.get('point_panels')} uncensored panels alone give "
+        f"{number(float(values['point_estimate']), 2)}"
+        if _is_number(values.get("point_estimate")) and math.isfinite(float(values["point_estimate"]))
+        else "no panel is uncensored")
+    pvalue = next((values[c] for c in ("pvalue_holm", "pvalue") if _is_number(values.get(c))
+                   and math.isfinite(float(values[c]))), None)
+    held = "Holm-adjusted " if "pvalue_holm" in values and pvalue is not None else ""
+    out["test_note"] = (
+        "" if pvalue is None else
+        f"the {held}Wilcoxon test over the {values.get('unit') or 'units'} cannot go below p = "
+        f"{number(float(values['min_p']), 2)} at this size and decides nothing" if values.get("underpowered") else
+        f"{held}Wilcoxon p = {number(float(pvalue), 2)}")
+    listed = values.get("values")
+    if listed:
+        out["power_note"] = f"{values.get('n')} {values.get('unit') or 'units'}, too few for an interval: {listed}"
+    elif _is_number(values.get("min_p")):
+        out["power_note"] = (f"over {values.get('n')} {values.get('unit') or 'units'} the smallest p-value the test "
+                             f"can reach after correction is {number(float(values['min_p']), 2)}, above {ALPHA}")
+    else:
+        out["power_note"] = ""
     return out
 
 
@@ -325,6 +472,9 @@ def render(template: str, values: Mapping[str, Any], target: str = "md") -> str:
                                    for j, chunk in enumerate(part.split("\x00")))
             pieces.append(part)
         if name is not None:
+            if name == "ci" and name not in values:
+                pieces.append(interval_text(values, target))
+                continue
             if name not in values:
                 raise KeyError(f"placeholder {{{name}}} is not a column of the row")
             pieces.append(format_value(values[name], spec, target))
@@ -337,31 +487,142 @@ def render(template: str, values: Mapping[str, Any], target: str = "md") -> str:
     return re.sub("\x00(\\d+)\x00", cited, text)
 
 
+def _reads_interval(claim: Claim) -> bool:
+    """Whether a claim's comparison reads an interval bound."""
+    return bool(names(claim.claim) & {"low", "high", "low90", "high90"}) or bool(claim.equivalence)
+
+
+def _no_direction(values: Mapping[str, Any]) -> bool:
+    """Whether censoring leaves a row without a direction: every panel is censored (``all_censored``), or the
+    estimate is neither a point nor a one-sided bound (``bound`` both) and its uncensored panels alone
+    (``point_estimate``) do not share its sign."""
+    if bool(values.get("all_censored")):
+        return True
+    if str(values.get("bound", "") or "") != "both":
+        return False
+    point, estimate = values.get("point_estimate"), values.get("estimate")
+    return not (_defined(point) and _defined(estimate) and float(point) * float(estimate) > 0)
+
+
+def _judge(claim: Claim, values: dict[str, Any]) -> tuple[str, str]:
+    """A claim's status and sentence template on a measured row's ``values`` (the rules of the module docstring),
+    before the headline correction."""
+    if _reads_interval(claim) and _no_direction(values):
+        return CENSORED, GENERIC["censored"]
+    tested = bool(names(claim.claim) & set(PVALUES))
+    if (tested and bool(values.get("underpowered"))) or (
+            _reads_interval(claim) and values.get("values") and not _defined(values.get("low"))):
+        return UNDERPOWERED, claim.underpowered
+    if claim.equivalence:
+        values["equivalent"] = (_defined(values.get("low90")) and _defined(values.get("high90")) and within_margin(
+            float(values["low90"]), float(values["high90"]), float(values["margin"])))
+    verdict = evaluate(claim.claim, values)
+    if verdict is None:
+        return NOT_MEASURED, claim.missing
+    if claim.equivalence:
+        verdict = verdict and values["equivalent"]
+        excluded = evaluate("low > 0 or high < 0", values)
+        status = "holds" if verdict else "fails" if excluded else INCONCLUSIVE
+    else:
+        status = "holds" if verdict else "fails"
+    template = {"holds": claim.holds, "fails": claim.fails, INCONCLUSIVE: claim.inconclusive}[status]
+    for when, text in claim.cases:
+        if evaluate(when, values):
+            template = text
+            break
+    return status, template
+
+
+def _outcome(claim: Claim, tables: Mapping[str, pd.DataFrame], margins: Mapping[str, float],
+             selector: Mapping[str, Any] | None = None) -> Outcome:
+    """One claim's outcome on its row (or on the row of ``selector``), before the headline correction."""
+    row = find_row(tables.get(claim.function), claim.row if selector is None else selector)
+    stated = {f"margin_{key}": value for key, value in margins.items()}
+    if claim.equivalence:
+        if claim.equivalence not in margins:
+            raise ValueError(f"claim {claim.id}: margin {claim.equivalence!r} of {claim.question} is not declared; "
+                             "pass the questions claims.load gives")
+        stated["margin"] = margins[claim.equivalence]
+    values = derived({**stated, **(row or {})})
+    if row is None or not _defined(row.get("estimate")):
+        status, template = NOT_MEASURED, claim.missing
+    elif bool(row.get("opposite_signs")) and str(row.get("optimizer", "")) == "all" and selector is None:
+        return _per_optimizer(claim, tables, margins, values)
+    else:
+        status, template = _judge(claim, values)
+    return Outcome(claim, status, values, sentences(claim, template, values))
+
+
+def sentences(claim: Claim, template: str, values: Mapping[str, Any]) -> dict[str, str]:
+    """``template`` rendered for every target, ``{subject}`` replaced by the claim's subject (itself a template)."""
+    template = template.replace("{subject}", claim.subject)
+    return {target: render(template, values, target) for target in ("tex", "md", "text")}
+
+
+def _per_optimizer(claim: Claim, tables: Mapping[str, pd.DataFrame], margins: Mapping[str, float],
+                   values: dict[str, Any]) -> Outcome:
+    """A claim on a pooled row whose optimizers' effects have opposite signs, stated per optimizer: each
+    optimizer's row judged and rendered on its own, the pooled mean not claimed."""
+    table = tables[claim.function]
+    selector = {k: v for k, v in claim.row.items() if k not in ("optimizer", "level")}
+    optimizers = [str(o) for o in dict.fromkeys(table["optimizer"].astype(str)) if o != "all"]
+    parts = []
+    levels = [claim.row["level"], "optimizer"] if "level" in claim.row else [None]
+    for optimizer in optimizers:
+        for level in levels:
+            chosen = {**selector, "optimizer": optimizer, **({"level": level} if level else {})}
+            if find_row(table, chosen) is not None:
+                parts.append((optimizer, _outcome(claim, tables, margins, chosen)))
+                break
+    sentence = {}
+    for target in ("tex", "md", "text"):
+        lead = render("Stated per optimizer, whose effects have opposite signs (their pooled mean is not claimed). ",
+                      values, target)
+        sentence[target] = lead + " ".join(render(f"With {o}: ", values, target) + inner.sentence[target]
+                                           for o, inner in parts)
+    values["per_optimizer"] = {o: inner.status for o, inner in parts}
+    return Outcome(claim, PER_OPTIMIZER, values, sentence)
+
+
+def claim_pvalue(outcome: Outcome) -> float | None:
+    """The p-value of a claim's test: the one its comparison reads (``pvalue_holm``, ``pvalue``), else, for a
+    claim on an interval, the p-value that interval implies (``pvalue_interval``); None where the row has none."""
+    read = names(outcome.claim.claim)
+    for column in (*(c for c in ("pvalue_holm", "pvalue") if c in read), "pvalue_interval"):
+        if outcome.number(column) is not None:
+            return outcome.number(column)
+    return None
+
+
+def correct_headlines(outcomes: Sequence[Outcome]) -> int:
+    """Correct the headline claims together for multiplicity: Holm over their tests' p-values
+    (:func:`claim_pvalue`); each gets ``pvalue_family`` and ``family_size``; a directional headline claim (one
+    reading a p-value, or holding on an interval that excludes 0) that held with an adjusted p-value of 0.05 or
+    more fails (its ``fails`` sentence). Returns the family's size (the headline claims with a test)."""
+    family = [o for o in outcomes if o.claim.headline and o.status in ("holds", "fails", INCONCLUSIVE)
+              and claim_pvalue(o) is not None]
+    for outcome, adjusted in zip(family, holm([claim_pvalue(o) for o in family]), strict=True):
+        outcome.values["pvalue_family"] = float(adjusted)
+        outcome.values["family_size"] = len(family)
+        directional = bool(names(outcome.claim.claim) & set(PVALUES)) or evaluate("low > 0 or high < 0",
+                                                                                  outcome.values)
+        if outcome.status == "holds" and not outcome.claim.equivalence and directional and adjusted >= ALPHA:
+            outcome.status = "fails"
+            outcome.sentence = sentences(outcome.claim, outcome.claim.fails, outcome.values)
+    return len(family)
+
+
 def evaluate_claims(tables: Mapping[str, pd.DataFrame], claims: Sequence[Claim],
                     declared: Mapping[str, Question] | None = None) -> list[Outcome]:
-    """Every claim's outcome on the question tables (``analysis.questions.answer_all``).
+    """Every claim's outcome on the question tables (``analysis.questions.answer_all``), the rules of the module
+    docstring applied, the headline claims corrected together (:func:`correct_headlines`).
 
     A claim reads its row's values and its question's margins as ``margin_<name>``
     (``declared``: the questions by id, as :func:`load` gives them; by default the registry's).
     """
     declared = by_id() if declared is None else declared
-    outcomes = []
-    for claim in claims:
-        row = find_row(tables.get(claim.function), claim.row)
-        margins = {f"margin_{key}": value for key, value in declared[claim.question].margins.items()}
-        values = derived({**margins, **(row or {})})
-        verdict = None if row is None or not _defined(row.get("estimate")) else evaluate(claim.claim, values)
-        if verdict is None:
-            status, template = NOT_MEASURED, claim.missing
-        else:
-            status = "holds" if verdict else "fails"
-            template = claim.holds if verdict else claim.fails
-            for when, text in claim.cases:
-                if evaluate(when, values):
-                    template = text
-                    break
-        sentence = {target: render(template, values, target) for target in ("tex", "md", "text")}
-        outcomes.append(Outcome(claim, status, values, sentence))
+    outcomes = [_outcome(claim, tables, declared[claim.question].margins) for claim in claims]
+    correct_headlines(outcomes)
     return outcomes
 
 
@@ -378,6 +639,12 @@ def claims_tex(outcomes: Sequence[Outcome]) -> str:
         r"\else\textbf{??}\PackageWarning{bench}{Undefined claim `#1' (not in claims.tex)}\fi}",
         "",
     ]
+    size = sum("pvalue_family" in o.values for o in outcomes)
+    lines.append(f"\\benchdef{{claims-headline-family}}{{{size}}}")
+    lines.append(f"\\benchdef{{claims-headline-correction}}{{{HEADLINE_CORRECTION}}}")
+    lines.append("\\benchdef{claims-headline-note}{The " + str(size) + " headline claims that rest on a test are "
+                 "corrected together for multiplicity (" + HEADLINE_CORRECTION + "); each holds only where its "
+                 "adjusted p-value is below " + str(ALPHA) + ".}")
     for outcome in outcomes:
         key = outcome.claim.id
         lines.append(f"\\benchclaimdef{{{key}}}{{{outcome.sentence['tex']}}}")
@@ -400,7 +667,8 @@ def claims_json(outcomes: Sequence[Outcome], sweep: str) -> dict:
         "id": o.claim.id, "question": o.claim.question, "status": o.status, "holds": o.holds,
         "estimate": _json_value(o.values.get("estimate")), "low": _json_value(o.values.get("low")),
         "high": _json_value(o.values.get("high")), "n": _json_value(o.values.get("n")),
-        "unit": _json_value(o.values.get("unit")), "sentence": o.sentence["md"], "figure": o.claim.figure,
+        "unit": _json_value(o.values.get("unit")), "pvalue_family": _json_value(o.values.get("pvalue_family")),
+        "sentence": o.sentence["md"], "figure": o.claim.figure,
         "function": o.claim.function, "row": dict(o.claim.row),
     } for o in outcomes]}
 
@@ -411,7 +679,7 @@ def flips(previous: Mapping[str, Any] | None, outcomes: Sequence[Outcome]) -> li
         return []
     before = {entry["id"]: entry.get("holds") for entry in previous.get("claims", [])}
     words = {True: "held", False: "failed", None: "was not measured"}
-    now_words = {True: "holds now", False: "fails now", None: "not measured now"}
+    now_words = {True: "holds now", False: "fails now"}
     lines = []
     for outcome in outcomes:
         key = outcome.claim.id
@@ -419,7 +687,8 @@ def flips(previous: Mapping[str, Any] | None, outcomes: Sequence[Outcome]) -> li
             continue
         if before[key] is None:
             continue  # newly measured: nothing was claimed before
-        lines.append(f"warning: claim {key} flipped: {words[before[key]]} before, {now_words[outcome.holds]}")
+        now = now_words[outcome.holds] if outcome.holds is not None else f"{outcome.status} now"
+        lines.append(f"warning: claim {key} flipped: {words[before[key]]} before, {now}")
     return lines
 
 
@@ -471,7 +740,7 @@ def write(tables: Mapping[str, pd.DataFrame], out: Path | str, sweep: str, claim
 def findings_markdown(outcomes: Sequence[Outcome], declared: Mapping[str, Question] | None = None,
                       headline_only: bool = True) -> str:
     """The answers as a Markdown table: question (id and title, of ``declared``), answer sentence, effect,
-    95% interval, figure stem.
+    95% interval (the units' values where there are too few for one), figure stem.
 
     One row per question (its ``headline`` claim, else its first) or, with
     ``headline_only=False``, one per claim.
@@ -487,8 +756,12 @@ def findings_markdown(outcomes: Sequence[Outcome], declared: Mapping[str, Questi
     for outcome in chosen:
         title = declared[outcome.claim.question].title if outcome.claim.question in declared else ""
         measured = outcome.status != NOT_MEASURED
-        effect = render(outcome.claim.effect, outcome.values, "md") if measured else "--"
-        interval = render(outcome.claim.interval, outcome.values, "md") if measured else "--"
+        effect = ("--" if not measured else f"per optimizer: {outcome.values.get('signs', '')}"
+                  if outcome.status == PER_OPTIMIZER else render(outcome.claim.effect, outcome.values, "md"))
+        interval = ("--" if not measured or outcome.status == PER_OPTIMIZER else
+                    render(outcome.claim.interval, outcome.values, "md")
+                    if _defined(outcome.values.get("low")) else f"values: {outcome.values['values']}"
+                    if outcome.values.get("values") else "--")
         figure = f"`{outcome.claim.figure}`" if outcome.claim.figure else ""
         cells = [f"{outcome.claim.question}: {title}".strip(": "), outcome.sentence["md"], effect, interval, figure]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")

@@ -12,11 +12,30 @@ are the units (:meth:`Study.over_pairs`):
   the pair's panels and strategies, since a seed fixes initial weights and data
   order) that recomputes the whole effect, the best-tuned choices included
   (:class:`Resampling`, ``inference.weighted_bootstrap``, ``seed_grid.SeedGrid``);
-- test: a two-sided Wilcoxon signed-rank test over the pairs (``inference.signed_rank``);
+- test: a two-sided Wilcoxon signed-rank test over the pairs (``inference.signed_rank``),
+  ``pvalue``; ``min_p`` the smallest p-value the test can reach at its number
+  of pairs after the correction its family applies (:func:`holm_family`), and
+  ``underpowered`` where that is above :data:`ALPHA`: the test cannot reject
+  whatever the data, and is never read as evidence;
+- equivalence: the 90% interval over pairs (``low90``, ``high90``), inside
+  +-margin for an equivalence at level 5% (``inference.within_margin``; the
+  margin is the claims file's, ``analysis.claims``);
+- too few units: with fewer than :data:`MIN_UNITS` independent units there is
+  no interval (NaN) and ``values`` lists the unit values instead;
 - censoring: where a stable range reaches the top of the learning-rate grid
   its width is a lower bound, and a contrast is a lower bound if that range
-  enters with a positive sign, an upper bound with a negative one (``bound``:
-  ``lower``, ``upper``, ``both`` or empty; :meth:`Study.range_contrast`).
+  enters with a positive sign, an upper bound with a negative one, judged per
+  panel and per pair (``bound``: ``lower`` where every censored pair is a
+  lower bound, ``upper`` likewise, ``both`` where a pair is censored both
+  ways or pairs disagree, else empty; ``lower_pairs``, ``upper_pairs``,
+  ``both_pairs``; ``all_censored`` where every panel is; :meth:`Study.range_contrast`);
+- pooling: a row over all optimizers whose per-optimizer rows have estimates
+  of opposite signs is flagged ``opposite_signs`` (:func:`finish`): it is not
+  a pooled effect, and a claim on it is stated per optimizer.
+
+Duplicated problems (the same data, model and seeds under two task names) are
+merged before anything is counted (``analysis.problems.distinct_problems``);
+:attr:`Study.duplicates` lists them.
 
 Effects that rest on seeds by design (Q6: the damage of bad batches within
 each pair) use :meth:`Study.over_seeds`, the pairs' seeds resampled
@@ -40,18 +59,35 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from analysis.curves import CurveSource, curves_of
-from analysis.inference import bootstrap_ci, signed_rank, weighted_bootstrap
+from analysis.inference import (
+    CONFIDENCE,
+    bootstrap_ci,
+    bootstrap_pvalue,
+    holm,
+    signed_rank,
+    smallest_pvalue,
+    weighted_bootstrap,
+)
+from analysis.latex import number
+from analysis.problems import Duplicate, distinct_problems
 from analysis.seed_grid import SeedGrid
 from analysis.stability import grid_step, stable_lr_range
 from analysis.summaries import cluster_rate
 from analysis.tuning import best_tuned_runs
-from analysis.vocabulary import clean_panels, normalised_runs, panel_columns, row_key
+from analysis.vocabulary import clean_panels, default_precision, normalised_runs, panel_columns, row_key
 
 N_RESAMPLES = 1999
 """Bootstrap resamples of the seed-level intervals (the pair-level ones use ``inference.bootstrap_ci``'s default)."""
 
 EFFECT_COLUMNS = ("question", "level", "estimate", "low", "high", "unit", "n", "censored")
 """Columns every question's table has (besides the keys naming its effects)."""
+
+ALPHA = 0.05
+"""The level of every test: a p-value that cannot go below it is underpowered."""
+EQUIVALENCE_CONFIDENCE = 0.90
+"""The interval of an equivalence test at level :data:`ALPHA` (two one-sided tests): 1 - 2 alpha."""
+MIN_UNITS = 5
+"""Independent units an interval needs; with fewer the unit values are listed instead."""
 
 UNIT_PAIRS = "task-model pairs"
 UNIT_SEEDS = "seeds"
@@ -82,11 +118,75 @@ class Effect(NamedTuple):
     n: int
     """How many units."""
     pvalue: float = float("nan")
-    """The two-sided signed-rank test over the units, where asked for."""
+    """The two-sided signed-rank test over the units (two or more pairs)."""
+    low90: float = float("nan")
+    high90: float = float("nan")
+    """The 90% interval over pairs, read by an equivalence test (:data:`EQUIVALENCE_CONFIDENCE`)."""
+    values: str = ""
+    """With fewer than :data:`MIN_UNITS` units (no interval): the unit values, ``value (task/model)``, listed."""
+    pvalue_interval: float = float("nan")
+    """The test that matches the interval over pairs: the p-value the bootstrap implies
+    (``inference.bootstrap_pvalue``)."""
+
+    @property
+    def min_p(self) -> float:
+        """The smallest p-value the signed-rank test can give over :attr:`n` pairs (uncorrected); NaN without a test."""
+        return smallest_pvalue("wilcoxon", self.n) if math.isfinite(self.pvalue) else float("nan")
 
     def columns(self) -> dict[str, Any]:
-        """``estimate``, ``low``, ``high``, ``unit`` and ``n``, the effect columns of a question's row."""
-        return {"estimate": self.estimate, "low": self.low, "high": self.high, "unit": self.unit, "n": self.n}
+        """The effect columns of a question's row: ``estimate``, ``low``, ``high``, ``unit``, ``n``, the test
+        (``pvalue``, ``min_p``, ``underpowered``), ``low90``, ``high90``, ``values`` and ``pvalue_interval``."""
+        return {"estimate": self.estimate, "low": self.low, "high": self.high, "unit": self.unit, "n": self.n,
+                "pvalue": self.pvalue, "min_p": self.min_p, "underpowered": underpowered(self.min_p),
+                "low90": self.low90, "high90": self.high90, "values": self.values,
+                "pvalue_interval": self.pvalue_interval}
+
+
+def underpowered(min_p: float) -> bool:
+    """Whether a test whose smallest reachable p-value is ``min_p`` cannot reject at :data:`ALPHA`."""
+    return bool(math.isfinite(min_p) and min_p > ALPHA)
+
+
+def holm_family(rows: Sequence[dict]) -> list[dict]:
+    """``rows`` (each with ``pvalue`` and ``n``) corrected together by Holm: ``pvalue_holm``, and ``min_p`` /
+    ``underpowered`` after the correction (the smallest adjusted p-value the family can reach: its size times
+    the smallest p-value of the row's test, capped at 1)."""
+    tested = [row for row in rows if math.isfinite(float(row["pvalue"]))]
+    adjusted = holm([row["pvalue"] for row in rows])
+    out = []
+    for row, p in zip(rows, adjusted, strict=True):
+        floor = (min(1.0, len(tested) * smallest_pvalue("wilcoxon", int(row["n"])))
+                 if math.isfinite(float(row["pvalue"])) else float("nan"))
+        out.append({**row, "pvalue_holm": p, "min_p": floor, "underpowered": underpowered(floor)})
+    return out
+
+
+VALUE_TEXTS = ("bound", "budget", "signs", "verdict")
+"""Text columns that describe an effect's value, not which effect it is (:func:`finish` matches rows without them)."""
+
+
+def finish(table: pd.DataFrame, over: str = "optimizer", pooled: str = "all") -> pd.DataFrame:
+    """A question's table with ``opposite_signs`` on its pooled rows (``over`` == ``pooled``): True where the rows
+    of the same effect (every other key alike, ``level`` aside) per value of ``over`` have estimates of opposite
+    signs (some above 0, some below), so that the pooled mean hides them; ``signs``: those rows' estimates,
+    ``over=estimate`` joined by commas."""
+    if table.empty or over not in table.columns or "estimate" not in table.columns:
+        return table
+    effect = {*EFFECT_COLUMNS, *Effect._fields, "min_p", "underpowered", "pvalue_holm"}
+    keys = [c for c in table.columns if c not in effect and c not in (over, "level", *VALUE_TEXTS)
+            and table[c].map(lambda v: isinstance(v, str)).all()]
+    table = table.assign(opposite_signs=False, signs="")
+    pooled_rows = table.index[table[over].astype(str) == pooled]
+    for index in pooled_rows:
+        same = np.ones(len(table), dtype=bool)
+        for key in keys:
+            same &= (table[key].astype(str) == str(table.at[index, key])).to_numpy()
+        parts = table[same & (table[over].astype(str) != pooled).to_numpy()]
+        estimates = pd.to_numeric(parts["estimate"], errors="coerce").to_numpy(dtype=float)
+        if (estimates > 0).any() and (estimates < 0).any():
+            table.at[index, "opposite_signs"] = True
+        table.at[index, "signs"] = ", ".join(f"{o}={e:.2g}" for o, e in zip(parts[over], estimates, strict=True))
+    return table
 
 
 @dataclass(frozen=True)
@@ -98,11 +198,11 @@ class Resampling:
     statistic: Callable[[list[np.ndarray]], np.ndarray]
 
 
-def _over_units(values: np.ndarray) -> tuple[float, float]:
+def _over_units(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """``inference.bootstrap_ci`` of the mean over units, quiet about nearly constant values (a tight interval)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", scipy_stats.DegenerateDataWarning)
-        return bootstrap_ci(values)
+        return bootstrap_ci(values, confidence=confidence)
 
 
 class Study:
@@ -110,8 +210,14 @@ class Study:
 
     def __init__(self, runs: pd.DataFrame, curves: CurveSource = None, n_resamples: int = N_RESAMPLES,
                  seed: int = 0) -> None:
-        self.all_runs = runs
-        self.runs = clean_panels(runs)
+        every_precision, self.duplicates = distinct_problems(runs)
+        self.duplicates: list[Duplicate]
+        """The problems merged into another before anything was counted (``problems.distinct_problems``)."""
+        self.every_precision = every_precision
+        """Every run, float64 replicas included: what Q3 reads (its identity is exact only in float64)."""
+        self.all_runs = default_precision(every_precision)
+        """The study's runs at its default precision, bad-batch panels included (Q6 reads them)."""
+        self.runs = clean_panels(self.all_runs)
         self.curves = curves
         self.n_resamples, self.seed = n_resamples, seed
         self.keys = panel_columns(self.runs)
@@ -214,46 +320,66 @@ class Study:
         return weighted_bootstrap(resampling.counts, resampling.statistic, n_resamples=self.n_resamples,
                                   seed=self.seed)
 
-    def over_pairs(self, panel_values: Mapping[PanelKey, float],
-                   seeds: Callable[[list[PanelKey]], Resampling] | None = None, log: bool = False,
-                   test: bool = False) -> Effect:
-        """The effect of per-panel values: the mean over pairs of each pair's mean over its panels (NaN values
-        left out), its interval over pairs, or over seeds where there is one pair (``seeds`` gives the pair's
-        :class:`Resampling` from its panels; none: no interval), and with ``test`` the signed-rank test over
-        pairs (two or more).
+    def seed_test(self, resampling: Resampling) -> tuple[float, float, float]:
+        """The percentile interval of ``resampling`` over seed resamples and the p-value its resamples imply for 0
+        (the test that matches the interval, ``inference.implied_pvalue``)."""
+        return weighted_bootstrap(resampling.counts, resampling.statistic, n_resamples=self.n_resamples,
+                                  seed=self.seed, null=0.0)
 
-        ``log``: the values are log ratios, and the effect their geometric mean (estimate and interval bounds
-        exponentiated).
+    def over_pairs(self, panel_values: Mapping[PanelKey, float],
+                   seeds: Callable[[list[PanelKey]], Resampling] | None = None, log: bool = False) -> Effect:
+        """The effect of per-panel values: the mean over pairs of each pair's mean over its panels (NaN values
+        left out), its interval over pairs (and the 90% one), or over seeds where there is one pair (``seeds``
+        gives the pair's :class:`Resampling` from its panels; none: no interval), the signed-rank test over
+        pairs (two or more) and the p-value the interval implies.
+
+        An interval needs :data:`MIN_UNITS` units: over 2 to 4 pairs (or a single pair with fewer seeds) the
+        interval is NaN and ``values`` lists each pair's value.
+
+        ``log``: the values are log ratios, and the effect their geometric mean (estimate, interval bounds and
+        listed values exponentiated).
         """
         pairs = self.pairs(list(panel_values))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a pair without any value: NaN
             per_pair = np.array([np.nanmean([panel_values[p] for p in panels]) for panels in pairs.values()])
         estimate = float(per_pair.mean()) if per_pair.size else float("nan")
-        if len(pairs) >= 2:
-            (low, high), unit, n = _over_units(per_pair), UNIT_PAIRS, len(pairs)
+        nan = float("nan")
+        low = high = low90 = high90 = implied = nan
+        unit, n = (UNIT_PAIRS if len(pairs) >= 2 else ""), len(pairs)
+        if len(pairs) >= MIN_UNITS:
+            (low, high), (low90, high90) = _over_units(per_pair), _over_units(per_pair, EQUIVALENCE_CONFIDENCE)
+            implied = bootstrap_pvalue(per_pair)
         elif len(pairs) == 1 and seeds is not None:
             resampling = seeds(next(iter(pairs.values())))
-            (low, high), unit, n = self.seed_interval(resampling), UNIT_SEEDS, int(resampling.counts[0])
-        else:
-            low, high, unit, n = float("nan"), float("nan"), "", len(pairs)
-        pvalue = signed_rank(per_pair)[1] if test and per_pair.size >= 2 else float("nan")
+            unit, n = UNIT_SEEDS, int(resampling.counts[0])
+            if n >= MIN_UNITS:
+                low, high, implied = self.seed_test(resampling)
+        pvalue = signed_rank(per_pair)[1] if per_pair.size >= 2 else nan
+        shown = np.exp(per_pair) if log else per_pair
+        values = ("" if len(pairs) >= MIN_UNITS or unit == UNIT_SEEDS else
+                  ", ".join(f"{number(v, 2)} ({'/'.join(p)})" for v, p in zip(shown, pairs, strict=True)))
         if log:
-            estimate, low, high = float(np.exp(estimate)), float(np.exp(low)), float(np.exp(high))
-        return Effect(estimate, low, high, unit, n, pvalue)
+            estimate, low, high, low90, high90 = (float(np.exp(v)) for v in (estimate, low, high, low90, high90))
+        return Effect(estimate, low, high, unit, n, pvalue, low90, high90, values, implied)
 
     def over_seeds(self, estimate: float, resampling: Resampling) -> Effect:
         """An effect whose interval resamples the seeds of each pair independently (stratified)."""
-        low, high = self.seed_interval(resampling)
-        return Effect(estimate, low, high, UNIT_SEEDS, int(min(resampling.counts)))
+        n = int(min(resampling.counts))
+        low, high, implied = self.seed_test(resampling) if n >= MIN_UNITS else (float("nan"),) * 3
+        return Effect(estimate, low, high, UNIT_SEEDS, n, pvalue_interval=implied)
 
     def share(self, frame: pd.DataFrame, value: str) -> Effect:
         """The share of rows of ``frame`` where ``value`` holds, its interval a cluster bootstrap over the pairs
         (``summaries.cluster_rate``); ``n``: the pairs."""
         rate = cluster_rate(frame.assign(_all="all"), value, by=["_all"]).iloc[0]
         clusters = int(rate["clusters"])
-        return Effect(float(rate["rate"]), float(rate["low"]), float(rate["high"]),
-                      UNIT_PAIRS if clusters >= 2 else "", clusters)
+        if clusters < MIN_UNITS:
+            shares = frame.groupby(["task", "model"], sort=False)[value].mean()
+            listed = ", ".join(f"{number(v, 2)} ({t}/{m})" for (t, m), v in shares.items())
+            return Effect(float(rate["rate"]), float("nan"), float("nan"), UNIT_PAIRS if clusters >= 2 else "",
+                          clusters, values=listed)
+        return Effect(float(rate["rate"]), float(rate["low"]), float(rate["high"]), UNIT_PAIRS, clusters)
 
     def _resampling(self, panels: Sequence[PanelKey],
                     per_seed: Callable[[PanelKey, list[int], np.ndarray], np.ndarray]) -> Resampling:
@@ -265,27 +391,62 @@ class Study:
     def range_contrast(self, weights: Mapping[str, float], panels: Sequence[PanelKey]) -> dict:
         """Sum of ``weight x stable-range width`` over strategies, per panel, as an effect over pairs.
 
-        ``censored`` / ``bound``: a range entering with a positive weight that
-        reaches the top of the grid makes the contrast a lower bound, one
-        with a negative weight an upper bound.
+        Censoring, per panel: a range entering with a positive weight that
+        reaches the top of the grid makes the panel's contrast a lower bound,
+        one with a negative weight an upper bound; a pair's mean is a lower
+        (upper) bound where its censored panels all are, else both. The row:
+        ``bound`` (see the module docstring; :func:`censoring`), the pairs of
+        each kind, ``censored`` (any panel censored) and ``all_censored``
+        (every panel: the effect rests on bounds only).
         """
-        values, positive, negative, nothing = {}, False, False, False
+        values, nothing, kinds = {}, False, {}
         for panel in panels:
-            total = 0.0
+            total, positive, negative = 0.0, False, False
             for strategy, weight in weights.items():
                 width = self.width(panel, strategy)
                 total += weight * width["width"]
                 positive |= weight > 0 and width["reaches_top"]
                 negative |= weight < 0 and width["reaches_top"]
                 nothing |= width["empty"]
-            values[panel] = total
+            values[panel], kinds[panel] = total, bound(positive, negative)
 
         def per_seed(panel: PanelKey, seeds: list[int], w: np.ndarray) -> np.ndarray:
             return sum(weight * self.grid(panel, s, seeds).width(w) for s, weight in weights.items())
 
         effect = self.over_pairs(values, lambda ps: self._resampling(ps, per_seed))
-        return {**effect.columns(), "censored": positive, "bound": bound(positive, negative), "any_empty": nothing,
-                "panels": len(panels)}
+        return {**effect.columns(), **self.censoring(kinds), "any_empty": nothing, "panels": len(panels),
+                **self.point_part(values, kinds)}
+
+    def point_part(self, values: Mapping[PanelKey, float], kinds: Mapping[PanelKey, str]) -> dict[str, Any]:
+        """The part of an effect that rests on points: ``point_estimate``, the mean over pairs of each pair's mean
+        over its uncensored panels (NaN where every panel is censored), and ``point_panels``, how many."""
+        points = {p: v for p, v in values.items() if not kinds[p]}
+        per_pair = [float(np.mean([points[p] for p in ps])) for ps in self.pairs(list(points)).values()]
+        return {"point_estimate": float(np.mean(per_pair)) if per_pair else float("nan"),
+                "point_panels": len(points)}
+
+    def censoring(self, kinds: Mapping[PanelKey, str]) -> dict[str, Any]:
+        """Censoring of an effect from its panels' bounds (``bound``'s values per panel), judged per pair.
+
+        A pair is a lower (upper) bound where its censored panels all are, and
+        censored both ways where one of them is or they disagree. ``bound``:
+        ``lower`` / ``upper`` where every censored pair is that, ``both``
+        where some pair is censored both ways or pairs disagree, empty where
+        nothing is censored; ``lower_pairs``, ``upper_pairs``, ``both_pairs``,
+        ``censored_pairs`` count the pairs, ``censored`` whether any panel is,
+        ``all_censored`` whether every panel is.
+        """
+        per_pair = {}
+        for pair, panels in self.pairs(list(kinds)).items():
+            found = {kinds[p] for p in panels} - {""}
+            per_pair[pair] = "" if not found else found.pop() if len(found) == 1 else "both"
+        counts = {kind: sum(v == kind for v in per_pair.values()) for kind in ("lower", "upper", "both")}
+        present = {v for v in per_pair.values() if v}
+        overall = "" if not present else present.pop() if len(present) == 1 else "both"
+        return {"censored": any(kinds.values()), "bound": overall, "lower_pairs": counts["lower"],
+                "upper_pairs": counts["upper"], "both_pairs": counts["both"],
+                "censored_pairs": sum(bool(v) for v in per_pair.values()),
+                "all_censored": bool(kinds) and all(kinds.values())}
 
     def test_contrast(self, weights: Mapping[str, float], panels: Sequence[PanelKey]) -> dict:
         """Sum of ``weight x best-tuned normalised test score`` per panel, as an effect over pairs."""
@@ -295,4 +456,4 @@ class Study:
             return sum(weight * self.grid(panel, s, seeds).chosen_mean(w) for s, weight in weights.items())
 
         effect = self.over_pairs(values, lambda ps: self._resampling(ps, per_seed))
-        return {**effect.columns(), "censored": False, "bound": "", "panels": len(panels)}
+        return {**effect.columns(), **self.censoring({p: "" for p in panels}), "panels": len(panels)}

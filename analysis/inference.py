@@ -13,7 +13,8 @@ drawn from ``seed``), in one of three forms:
   bootstrap*, :func:`cluster_share`); several are resampled independently (a
   *stratified* bootstrap, e.g. the seeds of each task x model pair).
 
-Tests: the Wilcoxon signed-rank test on paired differences
+Tests: the p-value implied by the bootstrap interval over units
+(:func:`bootstrap_pvalue`), the Wilcoxon signed-rank test on paired differences
 (:func:`signed_rank`), Mann-Whitney U where samples are not paired
 (:func:`compare`), Holm's step-down adjustment (:func:`holm`), an equivalence
 test within a margin stated before the results (:func:`equivalence_test`,
@@ -43,11 +44,25 @@ def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
 
 
 def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., Any], confidence: float, n_resamples: int,
-               method: str, seed: int, **options: Any) -> tuple[Any, Any]:
-    """``scipy.stats.bootstrap`` of ``statistic`` over ``data``: the interval's (low, high)."""
+               method: str, seed: int, null: float | None = None, **options: Any) -> tuple[Any, ...]:
+    """``scipy.stats.bootstrap`` of ``statistic`` over ``data``: the interval's (low, high), and with ``null`` the
+    p-value its resamples imply (:func:`implied_pvalue`)."""
     result = stats.bootstrap(data, statistic, confidence_level=confidence, n_resamples=n_resamples, method=method,
                              rng=np.random.default_rng(seed), **options)
-    return result.confidence_interval.low, result.confidence_interval.high
+    interval = (result.confidence_interval.low, result.confidence_interval.high)
+    return interval if null is None else (*interval, implied_pvalue(result.bootstrap_distribution, null))
+
+
+def implied_pvalue(resampled: np.ndarray, null: float = 0.0) -> Any:
+    """The two-sided p-value a percentile bootstrap implies for ``null`` from its resampled statistics (last axis):
+    twice the smaller share on either side of ``null``, each counted as ``(k + 1) / (resamples + 1)``, capped at
+    1; below 1 - confidence exactly where the percentile interval excludes ``null`` (up to the counting)."""
+    resampled = np.asarray(resampled, dtype=float)
+    total = resampled.shape[-1] + 1
+    below = (np.count_nonzero(resampled <= null, axis=-1) + 1) / total
+    above = (np.count_nonzero(resampled >= null, axis=-1) + 1) / total
+    p = np.minimum(1.0, 2 * np.minimum(below, above))
+    return float(p) if np.ndim(p) == 0 else p
 
 
 def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[..., Any] = np.mean,
@@ -69,6 +84,21 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[..., 
     return float(low), float(high)
 
 
+def bootstrap_pvalue(values: Sequence[float] | np.ndarray, null: float = 0.0, n_resamples: int = N_RESAMPLES,
+                     seed: int = 0) -> float:
+    """The two-sided p-value implied by the percentile bootstrap of the mean over independent units, the test
+    that matches :func:`bootstrap_ci`'s interval (the same resamples; :func:`implied_pvalue`). Fewer than two
+    values: NaN; constant values: 1 at ``null``, else the smallest p-value the resamples allow."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return float("nan")
+    if np.all(values == values[0]):
+        return 1.0 if values[0] == null else 2 / (n_resamples + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # nearly constant values: a sharp p-value
+        return float(_bootstrap((values,), np.mean, CONFIDENCE, n_resamples, "percentile", seed, null)[2])
+
+
 def bootstrap_columns(samples: np.ndarray, confidence: float = CONFIDENCE, n_resamples: int = 2000,
                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap interval of the mean over axis 0 (units) for every column at once.
@@ -86,18 +116,19 @@ def bootstrap_columns(samples: np.ndarray, confidence: float = CONFIDENCE, n_res
 
 def weighted_bootstrap(counts: Sequence[int], statistic: Callable[[list[np.ndarray]], np.ndarray],
                        confidence: float = CONFIDENCE, n_resamples: int = 1999, seed: int = 0,
-                       method: str = "percentile") -> tuple[Any, Any]:
+                       method: str = "percentile", null: float | None = None) -> tuple[Any, ...]:
     """Bootstrap interval resampling units with replacement, one stratum per entry of ``counts`` (its units).
 
     ``statistic`` maps a list of weight matrices, one per stratum (resamples x
     that stratum's units, how often each unit is drawn), to the statistic of
     every resample: shape (resamples,) or (resamples, k) for k statistics at
     once. Strata are resampled independently (stratified); one stratum is a
-    cluster bootstrap. Returns (low, high): floats, or arrays of k. Fewer than
-    two units in a stratum: NaN, no interval exists.
+    cluster bootstrap. Returns (low, high): floats, or arrays of k; with ``null``
+    also the p-value the resamples imply for it (:func:`implied_pvalue`). Fewer
+    than two units in a stratum: NaN, no interval exists.
     """
     if not counts or min(counts) < 2:
-        return float("nan"), float("nan")
+        return (float("nan"),) * (2 if null is None else 3)
     samples = tuple(np.arange(count) for count in counts)
 
     def vectorised(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -108,9 +139,9 @@ def weighted_bootstrap(counts: Sequence[int], statistic: Callable[[list[np.ndarr
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a degenerate resample distribution gives its own (tight) interval
-        low, high = _bootstrap(samples, vectorised, confidence, n_resamples, method, seed, vectorized=True,
-                               paired=False)
-    return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
+        found = _bootstrap(samples, vectorised, confidence, n_resamples, method, seed, null, vectorized=True,
+                           paired=False)
+    return tuple(float(v) for v in found) if np.ndim(found[0]) == 0 else found
 
 
 def cluster_share(counts: np.ndarray, sizes: np.ndarray, confidence: float = CONFIDENCE,

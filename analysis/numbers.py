@@ -54,7 +54,9 @@ def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    answers = questions.answer_all(Study(runs, curves))  # every precision: Q3 reads its float64 replicas
+    study = Study(runs, curves)  # every precision: Q3 reads its float64 replicas
+    print(duplicates_line(study))
+    answers = questions.answer_all(study)
     runs = default_precision(runs)  # the tables: the study's runs, not the replicas
     texts = (numbers_tex(compute(runs)), table_best(runs), table_stability(runs), table_problems(runs),
              table_lr_range(runs), table_gains(answers["q1_stable_range"], runs))
@@ -71,6 +73,12 @@ def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
     return [*written_paths, written.tex, written.json]
 
 
+def duplicates_line(study: Study) -> str:
+    """One line naming the problems merged as duplicates before anything was counted (``analysis.problems``)."""
+    merged = "; ".join(d.describe() for d in study.duplicates) or "none"
+    return f"duplicate problems merged: {merged}"
+
+
 def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = True,
                       claims_file: Path | str = claims.CLAIMS_FILE) -> str:
     """The answers to the study's questions as a Markdown table, computed from ``results/<sweep>/``.
@@ -81,8 +89,10 @@ def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = 
     runs = data.load_runs(sweep, root, every_precision=True)
     declared, entries = claims.load(claims_file)
     needed = list(dict.fromkeys(entry.function for entry in entries))
-    tables = questions.answer_all(Study(runs, data.curve_reader(sweep, root)), needed)
-    return claims.findings_markdown(claims.evaluate_claims(tables, entries, declared), declared, headline_only)
+    study = Study(runs, data.curve_reader(sweep, root))
+    tables = questions.answer_all(study, needed)
+    return (claims.findings_markdown(claims.evaluate_claims(tables, entries, declared), declared, headline_only)
+            + f"\n{duplicates_line(study)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,8 +102,11 @@ class Question:
     """Equivalence margins, stated in ``paper/claims.yaml`` before the results are read (``claims.load``)."""
 
     def answer(self, study: Study) -> pd.DataFrame:
-        """The question's table of effects on ``study``."""
-        return self.measure(study, self)
+        """The question's table of effects on ``study``, its pooled rows flagged where the optimizers' effects
+        have opposite signs (``effects.finish``)."""
+        from analysis.effects import finish
+
+        return finish(self.measure(study, self))
 
 
 def _measure(name: str) -> Lazy:
@@ -152,7 +155,8 @@ register(Question(
 
 register(Question(
     id="Q2", name="q2_adaptive_clippers",
-    title="Do adaptive clippers at their published defaults match a tuned norm threshold on an equal budget?",
+    title="Do adaptive clippers at their published defaults score within a stated margin of a tuned norm "
+          "threshold on an equal budget?",
     compares=("agc", "autoclip", "zclip", "adagc"), baseline="clip_norm", answered_by="any",
     contrast="normalised test score of the adaptive clipper at its registered defaults minus that of the baseline "
              "tuned on the same budget (the expected best of as many of its settings); a signed-rank test over "
@@ -162,7 +166,7 @@ register(Question(
 
 register(Question(
     id="Q3", name="q3_grad_scale",
-    title="Is gradient decay a learning-rate rescaling under SGD, and does it leave Adam unchanged?",
+    title="Is gradient decay a learning-rate rescaling under SGD, and without effect under Adam?",
     compares=("grad_scale",), baseline="none", needs_curves=True,
     contrast="per precision, share of seed-matched run pairs (the strategy at lr, the baseline at gamma x lr or at "
              "lr) that agree: both diverged at the same step, or neither and test scores within the test tolerance; "
@@ -203,7 +207,7 @@ register(Question(
 
 register(Question(
     id="Q7", name="q7_warmup",
-    title="Does warm-up widen the stable range as much as clipping, and do they add up?",
+    title="How does the stable-range gain of warm-up compare with that of clipping, and how do the two combine?",
     compares=("warmup", "clip_norm", "clip_norm_warmup"), baseline="none",
     contrast="stable-range gains over the baseline of warm-up, norm clipping and both, warm-up minus clipping, and "
              "the interaction gain(both) - gain(clipping) - gain(warm-up), per optimizer",

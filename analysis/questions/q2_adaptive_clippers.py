@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.effects import Study, empty
-from analysis.inference import holm
+from analysis.effects import Study, empty, holm_family
 from analysis.questions import Question
 from analysis.tuning import default_runs, ranked_settings
 from analysis.vocabulary import normalised_score, select
@@ -51,7 +50,8 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
     better), ``all`` (mean over pairs) and ``optimizer`` (one optimizer's
     panels), each with a bootstrap interval over pairs and a two-sided Wilcoxon
     signed-rank test over pairs, Holm-adjusted over the adaptive clippers of
-    the same row kind (``pvalue_holm``).
+    the same row kind (``pvalue_holm``; ``min_p`` and ``underpowered`` after
+    that correction, ``effects.holm_family``).
     """
     adaptive, reference = question.compares, question.baseline
     columns = ("strategy", "reference", "optimizer", "task", "model")
@@ -100,14 +100,11 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
             group = frame[(frame["strategy"] == strategy) & ((frame["optimizer"] == optimizer) | (optimizer == "all"))]
             if group.empty:
                 continue
-            effect = study.over_pairs(dict(zip(group["panel"], group["value"], strict=True)), test=True)
+            effect = study.over_pairs(dict(zip(group["panel"], group["value"], strict=True)))
             block.append({"question": question.id, "level": "all" if optimizer == "all" else "optimizer",
                           "strategy": strategy, "reference": reference, "optimizer": optimizer, "task": "all",
                           "model": "all", **effect.columns(), "censored": False, "difference_metric": np.nan,
                           "budget": int(group["budget"].max()),
-                          "reference_settings": int(group["reference_settings"].max()), "pvalue": effect.pvalue})
-        adjusted = holm([row["pvalue"] for row in block])
-        for row, p in zip(block, adjusted, strict=True):
-            row["pvalue_holm"] = p
-        summaries += block
+                          "reference_settings": int(group["reference_settings"].max())})
+        summaries += holm_family(block)
     return pd.DataFrame([*summaries, *rows])
