@@ -156,10 +156,11 @@ def test_float32_cells_keep_their_ids_and_the_committed_fingerprints() -> None:
     their ids, and the fingerprints in their records still match (so they stand in for training)."""
     for name in ("smoke", "paper"):
         config = sweep.load(ROOT / "config" / f"{name}.yaml")
-        assert {cell.dtype for cell in sweep.cells(config)} == {"float32"}
+        narrow = [cell for cell in sweep.cells(config) if cell.dtype == "float32"]
+        assert narrow and all("float64" not in cell.id for cell in narrow)
         study = ROOT / "study" / name
         assert all(publish.committed(study, cell.id, fingerprint.cell_fingerprint(cell)) is not None
-                   for cell in sweep.cells(config))
+                   for cell in narrow)
     assert [cell.id for cell in sweep.cells(sweep.load(ROOT / "config" / "smoke.yaml"))] == SMOKE_CELLS
 
 

@@ -405,7 +405,7 @@ def test_claims_file_reads_every_row_it_names(tmp_path):
     assert q1.sentence["md"].startswith("Under SGD, norm clipping at its pre-stated threshold "
                                         "(`clip_norm(clip_norm=1)`, "
                                         "one setting per learning rate like no mitigation) widens the stable "
-                                        "learning-rate range by at least")
+                                        "learning-rate range by")
     table = claims.findings_markdown(outcomes, titles)
     assert table.count("\n") == 2 + 7 and "| Q1: How many decades" in table
 
