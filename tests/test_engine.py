@@ -36,6 +36,16 @@ def test_a_run_driven_to_nan_leaves_the_others_bit_identical() -> None:
             np.testing.assert_array_equal(history.step_metrics[name][:, k], reference.step_metrics[name][:, k])
 
 
+
+def assert_same_history(history: engine.History, expected: engine.History) -> None:
+    """Every logged metric, evaluation and final parameter of ``history`` equals ``expected``'s, bit for bit."""
+    for name in engine.STEP_METRICS:
+        np.testing.assert_array_equal(history.step_metrics[name], expected.step_metrics[name])
+    for name in engine.EVAL_METRICS:
+        np.testing.assert_array_equal(history.eval_metrics[name], expected.eval_metrics[name])
+    for mine, theirs in zip(history.final_params, expected.final_params, strict=True):
+        assert torch.equal(mine, theirs)
+
 def test_diverging_runs_are_recorded_not_raised() -> None:
     config = make_config(optimizers={"sgd": {"kind": "sgd", "momentum": 0.9, "learning_rates": [0.01, 50.0]}},
                          steps=30)
@@ -110,12 +120,7 @@ def test_training_from_the_data_cache_is_bit_identical_to_training_on_freshly_ma
         histories.append(engine.train(built, progress=False))
     made, written, read = histories
     for history in (written, read):
-        for name in engine.STEP_METRICS:
-            np.testing.assert_array_equal(history.step_metrics[name], made.step_metrics[name])
-        for name in engine.EVAL_METRICS:
-            np.testing.assert_array_equal(history.eval_metrics[name], made.eval_metrics[name])
-        for mine, theirs in zip(history.final_params, made.final_params, strict=True):
-            assert torch.equal(mine, theirs)
+        assert_same_history(history, made)
 
 
 def test_clipped_flag_reports_strategy_activity() -> None:
@@ -145,12 +150,7 @@ def test_resuming_from_any_checkpoint_gives_identical_results(tmp_path) -> None:
             engine.train_step(built, interrupted, indices[interrupted.step])
         checkpoint.save(dict(interrupted.__dict__), cell, path)
         resumed = engine.train(built, progress=False, checkpoint_path=path, checkpoint_every=4)
-        for name in engine.STEP_METRICS:
-            np.testing.assert_array_equal(resumed.step_metrics[name], uninterrupted.step_metrics[name])
-        for name in engine.EVAL_METRICS:
-            np.testing.assert_array_equal(resumed.eval_metrics[name], uninterrupted.eval_metrics[name])
-        for mine, theirs in zip(resumed.final_params, uninterrupted.final_params, strict=True):
-            assert torch.equal(mine, theirs)
+        assert_same_history(resumed, uninterrupted)
 
 
 def test_a_checkpoint_of_another_cell_is_not_resumed(tmp_path) -> None:

@@ -142,18 +142,25 @@ def answer_all(study: Study, names: Sequence[str] | None = None) -> dict[str, pd
     return {name: QUESTIONS[name].answer(study) for name in names or QUESTIONS}
 
 
-register(Question(
+
+def declare(*, figure: tuple[str, str], **fields: Any) -> Question:
+    """Register the question of ``fields``: its measure is ``measure`` in ``analysis/questions/<name>.py``, its
+    figure ``figure`` = (stem, the drawing function of :mod:`analysis.answers`)."""
+    return register(Question(measure=_measure(fields["name"]), figure=FigureSpec(figure[0], _draw(figure[1])),
+                             **fields))
+
+declare(
     id="Q1", name="q1_stable_range",
     title="How many decades of learning rate does each strategy add to the stable range?",
     compares=(), baseline="none", answered_by="any",
     contrast="stable-range width of the strategy at one fixed setting (one per learning rate, as the baseline) "
              "minus that of the baseline on the same panel, in decades; per model family and optimizer (never "
              "pooled), the mean over task x model pairs of each pair's mean over its panels",
-    unit="task-model pairs", measure=_measure("q1_stable_range"),
+    unit="task-model pairs",
     thresholds={"clip_norm": 1.0, "warmup_steps": 50},
-    figure=FigureSpec("q1-stable-range", _draw("q1_figure"))))
+    figure=("q1-stable-range", "q1_figure"))
 
-register(Question(
+declare(
     id="Q2", name="q2_adaptive_clippers",
     title="Do adaptive clippers at their published defaults score within a stated margin of a tuned norm "
           "threshold on an equal budget?",
@@ -161,10 +168,10 @@ register(Question(
     contrast="normalised test score of the adaptive clipper at its registered defaults minus that of the baseline "
              "tuned on the same budget (the expected best of as many of its settings); a signed-rank test over "
              "pairs, Holm over the clippers",
-    unit="task-model pairs", measure=_measure("q2_adaptive_clippers"),
-    figure=FigureSpec("q2-adaptive-clippers", _draw("q2_figure"))))
+    unit="task-model pairs",
+    figure=("q2-adaptive-clippers", "q2_figure"))
 
-register(Question(
+declare(
     id="Q3", name="q3_grad_scale",
     title="Is gradient decay a learning-rate rescaling under SGD, and without effect under Adam?",
     compares=("grad_scale",), baseline="none", needs_curves=True,
@@ -172,29 +179,29 @@ register(Question(
              "lr) that agree: both diverged at the same step, or neither and test scores within the test tolerance; "
              "relative gaps of final training loss (the identity itself in float64) and the onset step of float32 "
              "rounding chaos on the per-step training loss",
-    unit="task-model pairs", measure=_measure("q3_grad_scale"),
+    unit="task-model pairs",
     thresholds={"match_rtol": 1e-9, "test_atol": 0.01, "exact_rtol": 1e-6, "onset_rtol": 1e-6},
-    figure=FigureSpec("q3-gradient-decay", _draw("q3_figure"))))
+    figure=("q3-gradient-decay", "q3_figure"))
 
-register(Question(
+declare(
     id="Q4", name="q4_update_clip",
     title="Does update clipping tame Adam where gradient clipping does not?",
     compares=("update_clip",), reference="clip_norm", baseline="none",
     contrast="stable-range gains over the baseline of the strategy and of the reference, their difference, and "
              "the difference of their best-tuned normalised test scores, per optimizer",
-    unit="task-model pairs", measure=_measure("q4_update_clip"),
-    figure=FigureSpec("q4-update-clipping", _draw("q4_figure"))))
+    unit="task-model pairs",
+    figure=("q4-update-clipping", "q4_figure"))
 
-register(Question(
+declare(
     id="Q5", name="q5_seed_recipe",
     title="What does the seed recipe (clip by value, then decay) cost in convergence against norm clipping?",
     compares=("value_then_decay",), baseline="clip_norm", needs_curves=True,
     contrast="ratios (strategy / baseline, geometric mean over pairs) of the steps to the target and of the mean "
              "training loss, and the difference of normalised test scores, both best-tuned",
-    unit="task-model pairs", measure=_measure("q5_seed_recipe"), thresholds={"target_fraction": 0.5},
-    figure=FigureSpec("q5-seed-recipe", _draw("q5_figure"))))
+    unit="task-model pairs", thresholds={"target_fraction": 0.5},
+    figure=("q5-seed-recipe", "q5_figure"))
 
-register(Question(
+declare(
     id="Q6", name="q6_spikes",
     title="Under bad-batch spikes, does skipping prevent damage or only hide it?",
     compares=("none", "clip_norm", "zclip", "adagc", "spike_skip", "skip_nonfinite"), baseline="none",
@@ -202,14 +209,14 @@ register(Question(
     contrast="damage of bad batches: normalised test score (and late median training loss) at the spike rate minus "
              "at 0, each strategy at one pre-stated setting tuned over the learning rate only (equal budgets), and "
              "against the baseline's and the reference's damage; Student-t intervals over seeds",
-    unit="seeds", measure=_measure("q6_spikes"), thresholds={"late_start": 0.5, "clip_norm": 1.0},
-    figure=FigureSpec("q6-bad-batches", _draw("q6_figure"))))
+    unit="seeds", thresholds={"late_start": 0.5, "clip_norm": 1.0},
+    figure=("q6-bad-batches", "q6_figure"))
 
-register(Question(
+declare(
     id="Q7", name="q7_warmup",
     title="How does the stable-range gain of warm-up compare with that of clipping, and how do the two combine?",
     compares=("warmup", "clip_norm", "clip_norm_warmup"), baseline="none",
     contrast="stable-range gains over the baseline of warm-up, norm clipping and both, warm-up minus clipping, and "
              "the interaction gain(both) - gain(clipping) - gain(warm-up), per optimizer",
-    unit="task-model pairs", measure=_measure("q7_warmup"),
-    figure=FigureSpec("q7-warm-up", _draw("q7_figure"))))
+    unit="task-model pairs",
+    figure=("q7-warm-up", "q7_figure"))
