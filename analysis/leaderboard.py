@@ -82,8 +82,9 @@ def leaderboard(runs: pd.DataFrame, answers: Mapping[str, pd.DataFrame], marked:
     ``problems``, and per question name of ``answers`` its :func:`standing`: ``<name>`` (estimate),
     ``<name>_low``, ``<name>_high``, ``<name>_measure`` (the row's measure, where the table names one)."""
     errors = ranking_errors(runs)
-    scores = profile_score(errors, tau_max) if len(errors) else pd.Series(dtype=float)
-    ranks = rank_matrix(errors).mean(axis=0) if len(errors) else pd.Series(dtype=float)
+    ranked = errors.size > 0  # no problem trains a full set of strategies: no score
+    scores = profile_score(errors, tau_max) if ranked else pd.Series(dtype=float)
+    ranks = rank_matrix(errors).mean(axis=0) if ranked else pd.Series(dtype=float)
     rows = []
     for strategy in strategy_order(runs):
         row = {"strategy": strategy, "new": strategy in marked, "score": float(scores.get(strategy, np.nan)),
