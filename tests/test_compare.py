@@ -19,6 +19,7 @@ import pytest
 from workflow import ROOT, copy_repository, environment, job_counts
 
 from bench import paths, publish, sweep
+from bench.__main__ import main
 from bench.errors import ConfigError
 
 DOC = ROOT / "docs" / "compare.md"
@@ -97,3 +98,11 @@ def test_the_documented_comparison_trains_only_the_new_cells(tmp_path: Path) -> 
         runs, curves = publish.read_cell(work / paths.STUDY / "smoke" / paths.CELLS / cell)
         assert pd.read_parquet(paths.table(cells / cell, "runs")).equals(runs), cell
         assert pd.read_parquet(paths.table(cells / cell, "curves")).equals(curves), cell
+
+
+def test_an_overlay_without_compare_stops_with_one_line(tmp_path: Path, capsys) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("strategies:\n  clip16: {chain: [clip_norm], clip_norm: [16.0]}\n")
+    assert main(["compare", "--config", str(ROOT / "config" / "smoke.yaml"), "--with", str(overlay)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: config key 'compare': missing in {overlay}") and error.count("\n") == 1
