@@ -11,6 +11,8 @@ Writes into ``paper/generated/<sweep>/``:
 - ``table-problems.tex``: the task x model pairs with metric, chance level and divergence of ``none``;
 - ``table-gains.tex``: decades of stable learning rate each strategy adds over ``none``, per model family
   (question Q1, ``analysis.questions``' ``q1_stable_range``), a lower bound marked where a range is censored;
+- ``table-leaderboard.tex``: every strategy's standing on each question and its performance-profile score
+  (``analysis.leaderboard``), the strategies the config compares with the study (``compare``) marked;
 - ``claims.tex``: the study's claims (``paper/claims.yaml``, evaluated by ``analysis.claims``): one
   ``\\benchclaim{<id>}`` sentence per claim and its numbers as ``\\benchdef`` keys; beside it
   ``claims.json``, the same machine-readable (not in ``bench.paths.GENERATED``, the list of these files
@@ -21,18 +23,20 @@ Run it as ``python -m analysis.numbers --sweep default`` from the repository roo
 claims hold and a ``warning: claim <id> flipped: ...`` line for every claim whose outcome changed against
 the previous ``claims.json`` at the output path (or ``--reference FILE``). ``--findings`` prints the
 answers to the study's questions as a Markdown table instead (``--all-claims``: every claim);
-``--tier-table`` what the sweep shows per task x model (``analysis.overview``).
+``--tier-table`` what the sweep shows per task x model (``analysis.overview``); ``--leaderboard`` the
+leaderboard (``analysis.leaderboard``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from analysis import claims, data, questions
+from analysis import claims, data, leaderboard, questions
 from analysis.curves import CurveSource
 from analysis.effects import Study
 from analysis.latex import numbers_tex
@@ -44,13 +48,14 @@ from bench import atomic, paths
 
 
 def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
-          claims_file: Path | str = claims.CLAIMS_FILE, reference: Path | str | None = None) -> list[Path]:
+          claims_file: Path | str = claims.CLAIMS_FILE, reference: Path | str | None = None,
+          marked: Sequence[str] = ()) -> list[Path]:
     """Write numbers.tex, the tables and the claims (claims.tex, claims.json) into ``out``, each atomically;
     return the paths (``bench.paths.GENERATED``, then claims.json).
 
     Prints one line per claim (holds, fails, not measured) and, on standard
     error, a warning for every claim that flipped against ``reference`` or the
-    previous claims.json at ``out`` (``analysis.claims.write``).
+    previous claims.json at ``out`` (``analysis.claims.write``). The leaderboard marks the strategies ``marked``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +64,8 @@ def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
     answers = questions.answer_all(study)
     runs = default_precision(runs)  # the tables: the study's runs, not the replicas
     texts = (numbers_tex(compute(runs)), table_best(runs), table_stability(runs), table_problems(runs),
-             table_lr_range(runs), table_gains(answers["q1_stable_range"], runs))
+             table_lr_range(runs), table_gains(answers["q1_stable_range"], runs),
+             leaderboard.table_leaderboard(leaderboard.leaderboard(runs, answers, marked), answers))
     tables = [name for name in paths.GENERATED if name != paths.CLAIMS_TEX]  # claims.tex: claims.write
     written_paths = []
     for filename, text in zip(tables, texts, strict=True):
@@ -95,6 +101,15 @@ def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = 
             + f"\n{duplicates_line(study)}\n")
 
 
+def leaderboard_markdown(sweep: str, root: Path | str = ".") -> str:
+    """The leaderboard of ``results/<sweep>/`` as a Markdown table (``analysis.leaderboard``), the strategies
+    its config compares with the study marked."""
+    runs = data.load_runs(sweep, root)
+    answers = questions.answer_all(Study(runs, data.curve_reader(sweep, root)))
+    board = leaderboard.leaderboard(runs, answers, leaderboard.compared(sweep, root))
+    return leaderboard.markdown(board, answers)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m analysis.numbers --sweep NAME [--root DIR] [--out DIR] [--findings]``."""
     parser = argparse.ArgumentParser(prog="python -m analysis.numbers", description=__doc__.splitlines()[0])
@@ -110,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tier-table", action="store_true",
                         help="print what the sweep shows per task x model (the default-tier table of docs/tiers.md); "
                              "write nothing")
+    parser.add_argument("--leaderboard", action="store_true",
+                        help="print the leaderboard (each strategy's standing per question, its performance-profile "
+                             "score; the strategies the config compares marked) as a Markdown table; write nothing")
     args = parser.parse_args(argv)
     claims_file = Path(args.claims) if args.claims else paths.claims_file(args.root)
     if not claims_file.is_file():
@@ -117,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.findings:
             print(findings_markdown(args.sweep, args.root, not args.all_claims, claims_file), end="")
+            return 0
+        if args.leaderboard:
+            print(leaderboard_markdown(args.sweep, args.root), end="")
             return 0
         runs = data.load_runs(args.sweep, args.root, every_precision=True)
         if args.tier_table:
@@ -126,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = args.out or paths.generated_dir(args.sweep, args.root)
-    for path in write(runs, out, data.curve_reader(args.sweep, args.root), claims_file, args.reference):
+    for path in write(runs, out, data.curve_reader(args.sweep, args.root), claims_file, args.reference,
+                      leaderboard.compared(args.sweep, args.root)):
         print(path)
     return 0
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {cells,train,aggregate,publish,restore,perf,estimate} ...``.
+"""Command line: ``python -m bench {cells,train,aggregate,publish,restore,perf,estimate,compare} ...``.
 
 Every problem with the input (config, cell id, results files) ends the command
 with exit status 2 and one line ``error: ...`` naming the key or file and what
@@ -168,6 +168,17 @@ def _estimate(args: argparse.Namespace) -> None:
         _write_json(record, Path(args.json))
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from bench import compare
+
+    _imported()
+    extra = args.snakemake[1:] if args.snakemake[:1] == ["--"] else args.snakemake
+    status = compare.compare(args.config, args.overlay, args.target, args.cores, args.estimate_steps, args.dry_run,
+                             extra)
+    if status:
+        sys.exit(status)
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m bench``."""
     main = argparse.ArgumentParser(
@@ -267,6 +278,27 @@ def parser() -> argparse.ArgumentParser:
     estimate.add_argument("--json", help="also write the record to this JSON file")
     estimate.add_argument("--data-cache", metavar="DIR", help=DATA_CACHE_HELP)
     estimate.set_defaults(handler=_estimate)
+
+    compare = commands.add_parser(
+        "compare", help="compare a strategy with a committed study: train its cells only",
+        description="Merge the overlay config (new strategy entries, named under `compare`) after the study's "
+                    "config as Snakemake does, say how many cells are new and how long `estimate` predicts "
+                    "they train, run `snakemake TARGET --configfile CONFIG OVERLAY` (the committed cells "
+                    "restore, the new ones train; figures, claims and leaderboard are rebuilt) and print the "
+                    "leaderboard. See docs/compare.md.")
+    compare.add_argument("--config", required=True, help="the study's config, e.g. config/paper.yaml")
+    compare.add_argument("--with", dest="overlay", required=True, metavar="OVERLAY",
+                         help="overlay config: the strategy entries to add and `compare: [their names]`")
+    compare.add_argument("--target", default="all",
+                         help="Snakemake target (default all: results, figures, numbers and leaderboard, paper)")
+    compare.add_argument("--cores", default="all", help="Snakemake's --cores (default all)")
+    compare.add_argument("--estimate-steps", type=int, default=5,
+                         help="timed steps per stratum of the prediction (default 5; 0: no prediction)")
+    compare.add_argument("-n", "--dry-run", action="store_true",
+                         help="say what would train (Snakemake's dry run); no prediction, nothing run")
+    compare.add_argument("snakemake", nargs=argparse.REMAINDER, metavar="-- ARGS",
+                         help="further Snakemake arguments, after --")
+    compare.set_defaults(handler=_compare)
     return main
 
 

@@ -28,7 +28,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -128,8 +128,10 @@ def print_now(line: str) -> None:
 
 
 def estimate(config_path: str, device: str | None, steps: int, sizes: tuple[int, int], seed: int,
-             report: Callable[[str], None] | None = None, data_cache: str | Path | None = None) -> dict[str, Any]:
-    """Time one random cell per stratum of the config and predict the whole sweep; the JSON-ready record.
+             report: Callable[[str], None] | None = None, data_cache: str | Path | None = None,
+             only: Collection[str] | None = None) -> dict[str, Any]:
+    """Time one random cell per stratum of the config and predict the whole sweep (or its cells named in
+    ``only``); the JSON-ready record.
 
     ``device`` (when given) replaces the config's; data sets come from the data cache in
     ``data_cache`` (default :func:`bench.tasks.cache_dir`, as for the training jobs); ``report``
@@ -139,7 +141,7 @@ def estimate(config_path: str, device: str | None, steps: int, sizes: tuple[int,
     config = sweep.load(config_path)
     if device is not None:
         config["device"] = device
-    cells = sorted(sweep.cells(config), key=stratum)
+    cells = sorted((cell for cell in sweep.cells(config) if only is None or cell.id in only), key=stratum)
     name = perf.device_name(engine.resolve_device(cells[0].device))  # an unusable device stops here
     job_start_s = job_start_seconds(config_path)
     draw = random.Random(seed)

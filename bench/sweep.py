@@ -23,6 +23,7 @@ import copy
 import functools
 import itertools
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,53 @@ def check(config: dict[str, Any]) -> None:
                 allowed = ", ".join(k for m in members for k in strategies.lookup(m).options) or "none"
                 raise ConfigError(f"config key 'strategies.{name}.{key}' is not a hyperparameter of "
                                   f"{'+'.join(members)}; allowed: {allowed}")
+    check_compare(config)
+
+
+def check_compare(config: dict[str, Any]) -> None:
+    """The ``compare`` key: every name an entry of ``strategies`` that some problem trains; raise ConfigError."""
+    for name in config.get("compare", []):
+        if name not in config["strategies"]:
+            raise ConfigError(f"config key 'compare': unknown strategy entry {name!r}; "
+                              f"allowed: {', '.join(config['strategies'])}")
+        if not any(name in problem.get("strategies", [name]) for problem in config["problems"]):
+            raise ConfigError(f"config key 'compare': no problem trains {name!r} (every problems entry lists its "
+                              "strategies without it); allowed: a strategy that a problems entry without a "
+                              "strategies list, or one that names it, trains")
+
+
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``overlay`` as Snakemake merges several ``--configfile``: a mapping merges key by key
+    (recursively), any other value (a list included) replaces the base's. Neither argument is changed."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_merged(config_paths: Sequence[str | Path]) -> dict[str, Any]:
+    """Read the config files in order and merge them as Snakemake does (:func:`merge`); validate the result.
+
+    The overlay of ``docs/compare.md`` (a strategies entry and ``compare``) adds its strategy to the study
+    and leaves every cell of the study as it was. Raise ConfigError naming the file on a problem of one file.
+    """
+    merged: dict[str, Any] = {}
+    for path in config_paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist")
+        try:
+            part = read_yaml(path.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file '{path}': not valid YAML ({getattr(error, 'problem', error)})") from None
+        if not isinstance(part, dict):
+            raise ConfigError(f"config file '{path}': the file must hold a mapping of keys (see config/schema.yaml)")
+        merged = merge(merged, part)
+    validate(merged)
+    return with_defaults(merged)
 
 
 def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
