@@ -11,10 +11,11 @@ scored on the same problems as the rest; the number of problems is stated. Besid
 the same problems (``ranking.rank_matrix``).
 
 A strategy's standing on a question is its row in the question's table (``analysis.questions``), the
-one the claims read: the first of its rows pooled over everything (``all`` in every one of family,
-optimizer, task, model and gamma the table has), with its estimate and 95% interval. A strategy the
-question does not measure has no entry, nor has any strategy on a question without such rows (Q3, whose
-answer is per optimizer and names no strategy).
+one the claims read: the first of its rows pooled over family, task, model and gamma (``all``), per
+optimizer where the question states it per optimizer (its table's ``optimizer`` values; ``all`` where it
+pools them), at the pre-stated setting where the table states one, with its estimate and 95% interval.
+A strategy the question does not measure has no entry, nor has any strategy on a question without such
+rows (Q3, whose table names no strategy).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ POOLED = ("family", "optimizer", "task", "model", "gamma")
 """Key columns of a question's table whose value ``all`` marks a row pooled over them."""
 MARK = "*"
 """How the Markdown leaderboard marks the strategies the comparison adds."""
+SEPARATOR = "__"
+"""Between a question's name and an optimizer in a column key (an identifier, as ``itertuples`` needs)."""
 
 
 def compared(sweep: str, root: Path | str = ".") -> list[str]:
@@ -61,18 +64,40 @@ def profile_score(errors: pd.DataFrame, tau_max: float = TAU_MAX) -> pd.Series:
     return pd.Series(np.nan_to_num(area, nan=0.0).mean(axis=0), index=errors.columns)
 
 
-def standing(table: pd.DataFrame, strategy: str) -> pd.Series | None:
-    """The row of ``question``'s table that places ``strategy`` (see the module docstring); None if none."""
-    if table.empty:
-        return None
-    if "strategy" not in table.columns:
+def standing(table: pd.DataFrame, strategy: str, optimizer: str = "all") -> pd.Series | None:
+    """The row of a question's table that places ``strategy`` under ``optimizer`` (``all``: pooled over the
+    optimizers, where the question pools them; see the module docstring); None if none. Where the table
+    states its settings (Q1's ``stated``), the row at the pre-stated setting."""
+    if table.empty or "strategy" not in table.columns:
         return None
     rows = table[table["strategy"] == strategy]
     for column in POOLED:
         if column in rows.columns:
-            rows = rows[rows[column].astype(str) == "all"]
+            wanted = optimizer if column == "optimizer" else "all"
+            rows = rows[rows[column].astype(str) == wanted]
+    if "stated" in rows.columns and rows["stated"].astype(bool).any():
+        rows = rows[rows["stated"].astype(bool)]
     rows = rows[np.isfinite(pd.to_numeric(rows["estimate"], errors="coerce"))]
     return None if rows.empty else rows.iloc[0]
+
+
+def standings(answers: Mapping[str, pd.DataFrame]) -> list[tuple[str, str, str]]:
+    """The leaderboard's question columns: (key, question name, optimizer), one per question and optimizer
+    its table states (``all`` where it pools them; a question never pools optimizers of opposite signs)."""
+    found = []
+    for question_name, table in answers.items():
+        optimizers = (list(dict.fromkeys(table["optimizer"].astype(str))) if "optimizer" in table.columns
+                      else ["all"])
+        for optimizer in sorted(optimizers, key=lambda value: value != "all"):
+            found.append((question_name if optimizer == "all" else f"{question_name}{SEPARATOR}{optimizer}",
+                          question_name, optimizer))
+    return found
+
+
+def column_label(key: str) -> str:
+    """A question column's header: the question's id, and the optimizer where it is stated per optimizer."""
+    question_name, _, optimizer = key.partition(SEPARATOR)
+    return questions.QUESTIONS[question_name].id + (f" {optimizer}" if optimizer else "")
 
 
 def leaderboard(runs: pd.DataFrame, answers: Mapping[str, pd.DataFrame], marked: Sequence[str] = (),
@@ -90,12 +115,12 @@ def leaderboard(runs: pd.DataFrame, answers: Mapping[str, pd.DataFrame], marked:
         row = {"strategy": strategy, "new": strategy in marked, "score": float(scores.get(strategy, np.nan)),
                "mean_rank": float(ranks.get(strategy, np.nan)),
                "problems": len(errors) if strategy in errors.columns else 0}
-        for question_name, table in answers.items():
-            found = standing(table, strategy)
-            row[question_name] = np.nan if found is None else float(found["estimate"])
-            row[f"{question_name}_low"] = np.nan if found is None else float(found["low"])
-            row[f"{question_name}_high"] = np.nan if found is None else float(found["high"])
-            row[f"{question_name}_measure"] = "" if found is None else str(found.get("measure", ""))
+        for key, question_name, optimizer in standings(answers):
+            found = standing(answers[question_name], strategy, optimizer)
+            row[key] = np.nan if found is None else float(found["estimate"])
+            row[f"{key}_low"] = np.nan if found is None else float(found["low"])
+            row[f"{key}_high"] = np.nan if found is None else float(found["high"])
+            row[f"{key}_measure"] = "" if found is None else str(found.get("measure", ""))
         rows.append(row)
     board = pd.DataFrame(rows)
     return board.sort_values(["score", "mean_rank"], ascending=[False, True], na_position="last",
@@ -103,8 +128,8 @@ def leaderboard(runs: pd.DataFrame, answers: Mapping[str, pd.DataFrame], marked:
 
 
 def _answered(board: pd.DataFrame, answers: Mapping[str, pd.DataFrame]) -> list[str]:
-    """The questions of ``answers`` that place at least one strategy of ``board``."""
-    return [q for q in answers if board[q].notna().any()]
+    """The question columns (:func:`standings`) that place at least one strategy of ``board``."""
+    return [key for key, _, _ in standings(answers) if key in board.columns and board[key].notna().any()]
 
 
 def _interval(low: float, high: float, latex: bool) -> str:
@@ -118,7 +143,7 @@ def markdown(board: pd.DataFrame, answers: Mapping[str, pd.DataFrame], tau_max: 
     """The leaderboard as a Markdown table; the strategies the comparison adds marked :data:`MARK`."""
     asked = _answered(board, answers)
     header = ["rank", "strategy", f"score (profile area, tau <= {tau_max:g})", "mean rank", "problems",
-              *(questions.QUESTIONS[q].id for q in asked)]
+              *(column_label(q) for q in asked)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for place, row in enumerate(board.itertuples(index=False), start=1):
         row = row._asdict()
@@ -134,8 +159,9 @@ def markdown(board: pd.DataFrame, answers: Mapping[str, pd.DataFrame], tau_max: 
         lines.append("| " + " | ".join(cells) + " |")
     note = (f"\nscore: area under the performance profile (best-tuned test error over the best strategy's, per "
             f"problem) from tau = 1 to {tau_max:g}, normalised to [0, 1], over the problems that train every "
-            f"strategy; {MARK}: added by the comparison (`compare`). Question columns: the strategy's pooled "
-            "estimate [95% interval] in the question's table.\n")
+            f"strategy; {MARK}: added by the comparison (`compare`). Question columns: the strategy's estimate "
+            "[95% interval] in the question's table, per optimizer where the question states it per optimizer "
+            "(at the pre-stated setting where it states one).\n")
     return "\n".join(lines) + "\n" + note
 
 
@@ -145,7 +171,7 @@ def table_leaderboard(board: pd.DataFrame, answers: Mapping[str, pd.DataFrame]) 
     asked = _answered(board, answers)
     lines = [f"\\begin{{tabular}}{{rlccc{'c' * len(asked)}}}", r"\toprule",
              " & ".join(["", "strategy", "score", "mean rank", "problems",
-                         *(tex_escape(questions.QUESTIONS[q].id) for q in asked)]) + r" \\", r"\midrule"]
+                         *(tex_escape(column_label(q)) for q in asked)]) + r" \\", r"\midrule"]
     for place, row in enumerate(board.itertuples(index=False), start=1):
         row = row._asdict()
         label = f"\\textbf{{{name(row['strategy'])}}}$^\\dagger$" if row["new"] else name(row["strategy"])
