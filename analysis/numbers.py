@@ -11,6 +11,8 @@ Writes into ``paper/generated/<sweep>/``:
 - ``table-problems.tex``: the task x model pairs with metric, chance level and divergence of ``none``;
 - ``table-gains.tex``: decades of stable learning rate each strategy adds over ``none``, per model family
   (question Q1, ``analysis.questions``' ``q1_stable_range``), a lower bound marked where a range is censored;
+- ``table-setup.tex``, ``limitations.tex``, ``headlines.tex``: what the sweep trained, what it cannot say
+  and its headline answers, from the runs, the sweep's config and the claims (``analysis.prose``);
 - ``claims.tex``: the study's claims (``paper/claims.yaml``, evaluated by ``analysis.claims``): one
   ``\\benchclaim{<id>}`` sentence per claim and its numbers as ``\\benchdef`` keys; beside it
   ``claims.json``, the same machine-readable (not in ``bench.paths.GENERATED``, the list of these files
@@ -28,11 +30,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
-from analysis import claims, data, questions
+from analysis import claims, data, prose, questions
 from analysis.curves import CurveSource
 from analysis.effects import Study
 from analysis.latex import numbers_tex
@@ -43,30 +48,44 @@ from bench import atomic, paths
 
 
 def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
-          claims_file: Path | str = claims.CLAIMS_FILE, reference: Path | str | None = None) -> list[Path]:
-    """Write numbers.tex, the tables and the claims (claims.tex, claims.json) into ``out``, each atomically;
-    return the paths (``bench.paths.GENERATED``, then claims.json).
+          claims_file: Path | str = claims.CLAIMS_FILE, reference: Path | str | None = None,
+          config: Mapping[str, Any] | None = None) -> list[Path]:
+    """Write numbers.tex, the tables, the prose and the claims (claims.tex, claims.json) into ``out``, each
+    atomically; return the paths (``bench.paths.GENERATED``, then claims.json).
 
-    Prints one line per claim (holds, fails, not measured) and, on standard
-    error, a warning for every claim that flipped against ``reference`` or the
-    previous claims.json at ``out`` (``analysis.claims.write``).
+    ``config``: the sweep's config (``results/<sweep>/config.yaml``), which the
+    setup table and the limitations read for what the runs table lacks (model
+    sizes, evaluation interval, optimizer options); ``None``: those say ``n/a``
+    or are left out. Prints one line per claim (holds, fails, not measured)
+    and, on standard error, a warning for every claim that flipped against
+    ``reference`` or the previous claims.json at ``out`` (``analysis.claims.write``).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     answers = questions.answer_all(Study(runs, curves))
-    texts = (numbers_tex(compute(runs)), table_best(runs), table_stability(runs), table_problems(runs),
-             table_lr_range(runs), table_gains(answers["q1_stable_range"], runs))
-    tables = [name for name in paths.GENERATED if name != paths.CLAIMS_TEX]  # claims.tex: claims.write
-    written_paths = []
-    for filename, text in zip(tables, texts, strict=True):
-        atomic.write_text(out / filename, text)
-        written_paths.append(out / filename)
     written = claims.write(answers, out, str(runs["sweep"].iloc[0]), claims_file, reference)
+    texts = {"numbers.tex": numbers_tex(compute(runs)), "table-best.tex": table_best(runs),
+             "table-stability.tex": table_stability(runs), "table-problems.tex": table_problems(runs),
+             "table-lr-range.tex": table_lr_range(runs),
+             "table-gains.tex": table_gains(answers["q1_stable_range"], runs),
+             "table-setup.tex": prose.table_setup(runs, config), "limitations.tex": prose.limitations_tex(runs, config),
+             "headlines.tex": prose.headlines_tex(written.outcomes)}
+    written_paths = []
+    for filename in paths.GENERATED:
+        if filename != paths.CLAIMS_TEX:  # claims.write wrote it
+            atomic.write_text(out / filename, texts[filename])
+        written_paths.append(out / filename)
     for line in written.summary():
         print(line)
     for line in written.warnings:
         print(line, file=sys.stderr)
-    return [*written_paths, written.tex, written.json]
+    return [*written_paths, written.json]
+
+
+def read_config(sweep: str, root: Path | str = ".") -> dict | None:
+    """The config a sweep's jobs trained from (``results/<sweep>/config.yaml``), or None where there is none."""
+    path = paths.sweep_config(sweep, root)
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
 def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = True,
@@ -114,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = args.out or paths.generated_dir(args.sweep, args.root)
-    for path in write(runs, out, data.curve_reader(args.sweep, args.root), claims_file, args.reference):
+    for path in write(runs, out, data.curve_reader(args.sweep, args.root), claims_file, args.reference,
+                      read_config(args.sweep, args.root)):
         print(path)
     return 0
 

@@ -37,6 +37,8 @@ rule numbers:
     input:
         **TABLES,
         claims=str(bench_paths.claims_file()),
+        # model sizes, evaluation interval and optimizer options for the setup table and the limitations
+        config=SWEEP_CONFIG,
     output:
         generated_files(),
     params:

@@ -1,0 +1,216 @@
+"""The paper's generated prose: what the sweep trained, what it cannot say, and its headline answers.
+
+Three files of ``paper/generated/<sweep>/`` (``bench.paths.GENERATED``), each computed from the sweep's
+runs table, its config (``results/<sweep>/config.yaml``) and its evaluated claims, never typed by hand:
+
+- ``table-setup.tex`` (:func:`table_setup`): per problem its task, model and size, optimizers, steps
+  and evaluation interval, seeds, learning rates, strategies, stress dials and precision; below it,
+  per optimizer its options and learning-rate grid;
+- ``limitations.tex`` (:func:`limitations_tex`): the limitations paragraph, from the budget, the model
+  sizes, the precision, the number of distinct problems, the share of censored stable ranges, the
+  evaluation resolution, the optimizers' weight decay and the seeds;
+- ``headlines.tex`` (:func:`headlines_tex`): the headline claims (``headline: true`` in
+  ``paper/claims.yaml``), as full sentences (``\\benchheadlines``) and in their short effect form
+  (``\\benchheadlineeffects``), and the unit each question's intervals resample (``\\benchunits``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.claims import Outcome, render
+from analysis.effects import Study
+from analysis.latex import name, number, percent, tex_escape
+from analysis.questions import QUESTIONS
+from analysis.vocabulary import dial_columns, problems, select
+
+MODEL_SIZE_KEYS = ("depth", "width", "channels", "kernel", "strided_layers", "hidden", "cell", "activation")
+"""The keys of a model's config entry that say its size and kind, in the order the setup table lists them."""
+UNNAMED_KEYS = ("cell", "activation")
+"""Size keys whose value names itself (``tanh``, ``lstm``): listed without their key."""
+OPTIMIZER_KEYS = ("momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay")
+"""The keys of an optimizer's config entry the setup table lists (besides its kind and learning rates)."""
+
+
+def distinct_problems(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The sweep's distinct problems, the unit of every count across problems: its task x model pairs.
+
+    Two pairs that train identical runs (same data, model and seeds) are one
+    problem; this count takes every pair as distinct and is the one place the
+    paper's prose counts problems.
+    """
+    return problems(runs)
+
+
+def _grid_text(values: Sequence[float]) -> str:
+    values = sorted(float(v) for v in values)
+    if len(values) == 1:
+        return number(values[0])
+    return f"{len(values)}: {number(values[0])}--{number(values[-1])}"
+
+
+def _model_size(model: Mapping[str, Any]) -> str:
+    parts = [str(model[key]) if key in UNNAMED_KEYS else f"{key.replace('_', ' ')} {model[key]}"
+             for key in MODEL_SIZE_KEYS if key in model]
+    return ", ".join(tex_escape(part) for part in parts) or "n/a"
+
+
+def _entry(config: Mapping[str, Any] | None, task: str, model: str) -> dict[str, Any]:
+    """The config's settings of one task x model pair: the top level overridden by its problems entry."""
+    if not config:
+        return {}
+    entry = next((p for p in config.get("problems", ()) if p["task"] == task and model in p["models"]), {})
+    return {**config, **entry}
+
+
+def _dials(rows: pd.DataFrame) -> str:
+    texts = []
+    for dial in dial_columns(rows):
+        values = sorted({float(v) for v in rows[dial].dropna()})
+        if len(values) > 1 or (values and values[0] != 0):
+            texts.append(f"{tex_escape(dial)} {', '.join(number(v) for v in values)}")
+    return "; ".join(texts) or "--"
+
+
+def table_setup(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> str:
+    """LaTeX: the problems the sweep trained (one row per task x model pair) and its optimizers.
+
+    From the runs: optimizers, steps, seeds, learning rates per optimizer,
+    strategies, stress dials and precision; from ``config`` (the sweep's config,
+    ``None``: ``n/a``): the model's size and the evaluation interval. Below, per
+    optimizer, its options and learning-rate grid. Needs booktabs.
+    """
+    models = (config or {}).get("models", {})
+    lines = [r"\begin{tabular}{lllllllll}", r"\toprule",
+             r"task & model & size & optimizers & steps (eval.\ every) & seeds & learning rates & strategies & "
+             r"dials, precision \\", r"\midrule"]
+    for task, model in problems(runs):
+        rows = select(runs, {"task": task, "model": model})
+        settings = _entry(config, task, model)
+        steps = sorted({int(s) for s in rows["steps"]})
+        evaluation = settings.get("eval_every")
+        optimizers = list(dict.fromkeys(rows["optimizer"].astype(str)))
+        lrs = "; ".join(_grid_text(rows[rows["optimizer"] == o]["lr"].unique()) for o in optimizers)
+        dtypes = ", ".join(sorted(rows["dtype"].astype(str).unique())) if "dtype" in rows else "float32"
+        cells = [name(task), name(model), _model_size(models.get(model, {})) if models else "n/a",
+                 ", ".join(name(o) for o in optimizers),
+                 "--".join(str(s) for s in dict.fromkeys([steps[0], steps[-1]]))
+                 + (f" ({evaluation})" if evaluation else ""),
+                 str(rows["seed"].nunique()), lrs, str(rows["strategy"].nunique()),
+                 f"{_dials(rows)}; {tex_escape(dtypes)}"]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\midrule", r"optimizer & \multicolumn{8}{l}{options; learning-rate grid} \\", r"\midrule"]
+    for optimizer in dict.fromkeys(runs["optimizer"].astype(str)):
+        entry = (config or {}).get("optimizers", {}).get(optimizer, {})
+        options = ", ".join([tex_escape(str(entry.get("kind", optimizer)))]
+                            + [f"{tex_escape(key)} {entry[key]}" for key in OPTIMIZER_KEYS if key in entry]
+                            + ([] if "weight_decay" in entry or not entry else ["no weight decay"]))
+        lrs = sorted(runs[runs["optimizer"] == optimizer]["lr"].unique())
+        lines.append(f"{name(optimizer)} & \\multicolumn{{8}}{{l}}{{{options}; "
+                     f"{', '.join(number(lr) for lr in lrs)}}} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def censored_share(runs: pd.DataFrame) -> tuple[int, int]:
+    """Of the (panel, strategy) stable ranges of the clean panels (``effects.Study.widths``), how many reach the top of their
+    panel's learning-rate grid (a width that is a lower bound), and how many there are."""
+    widths = Study(runs).widths
+    return sum(bool(width["reaches_top"]) for width in widths.values()), len(widths)
+
+
+def weight_decays(config: Mapping[str, Any] | None) -> dict[str, float]:
+    """Per optimizer of ``config``, its weight decay (0 where its entry sets none)."""
+    return {str(key): float(entry.get("weight_decay", 0.0) or 0.0)
+            for key, entry in (config or {}).get("optimizers", {}).items()}
+
+
+def _range(values: Sequence[float], unit: str = "") -> str:
+    values = sorted(set(values))
+    suffix = f" {unit}" if unit else ""
+    return (f"{number(values[0])}{suffix}" if len(values) == 1
+            else f"{number(values[0])} to {number(values[-1])}{suffix}")
+
+
+def limitations_tex(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> str:
+    """The limitations paragraph (LaTeX), every number computed from ``runs`` and ``config``."""
+    steps = sorted({int(s) for s in runs["steps"]})
+    pairs = distinct_problems(runs)
+    censored, ranges = censored_share(runs)
+    sentences = [f"Each run trains for {_range(steps, 'steps')}, a short budget: a strategy whose benefit shows "
+                 "only late in training, or only at scale, is not seen here."]
+    models = (config or {}).get("models", {})
+    used = list(dict.fromkeys(runs["model"].astype(str)))
+    sizes = [f"{name(m)} ({_model_size(models[m])})" for m in used if m in models]
+    if sizes:
+        sentences.append(f"The models are small: {'; '.join(sizes)}.")
+    dtypes = sorted(runs["dtype"].astype(str).unique()) if "dtype" in runs else ["float32"]
+    device = (config or {}).get("device")
+    sentences.append(f"Runs train in {' and '.join(tex_escape(d) for d in dtypes)}"
+                     + (f" on {tex_escape(str(device)).upper()}" if device else "")
+                     + "; lower precision, where explosions are most common in practice, is not measured.")
+    sentences.append(f"The study has {len(pairs)} task--model pairs, the independent unit of every interval "
+                     "across problems, so those intervals rest on few units and per-family ones on fewer still.")
+    evaluations = sorted({int(_entry(config, t, m)["eval_every"]) for t, m in pairs
+                          if "eval_every" in _entry(config, t, m)})
+    if evaluations:
+        shares = sorted({e / s for e in evaluations for s in steps})
+        sentences.append(f"Validation runs every {_range(evaluations, 'steps')} "
+                         f"({_range([100 * s for s in shares])}\\% of the budget), so times to a target are "
+                         "resolved no finer than that.")
+    if ranges:
+        sentences.append(f"Of the {ranges} (panel, strategy) stable learning-rate ranges without bad batches, {censored} "
+                         f"({percent(censored / ranges, 0)}) reach the top of the grid: their widths are lower "
+                         "bounds, and gains measured on them are bounds too.")
+    decays = weight_decays(config)
+    if decays and not any(decays.values()):
+        sentences.append("No optimizer uses weight decay, under which gradient scaling and learning-rate scaling "
+                         "are no longer the same.")
+    sentences.append(f"Each setting has {runs['seed'].nunique()} seeds. Hyperparameter grids are finite and shared "
+                     "across problems; a strategy with a poorly placed grid is disadvantaged.")
+    return " ".join(sentences) + "\n"
+
+
+def headline_outcomes(outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """The headline claims' outcomes (``headline: true``), in question order."""
+    return [o for o in outcomes if o.claim.headline]
+
+
+def _strategy(outcome: Outcome) -> str:
+    strategy = outcome.claim.row.get("strategy")
+    return f", {name(str(strategy))}" if strategy else ""
+
+
+def units_text() -> str:
+    """The units the questions' intervals resample, from their declarations: ``task-model pairs (Q1--Q5, Q7);
+    seeds (Q6)``."""
+    by_unit: dict[str, list[str]] = {}
+    for question in QUESTIONS.values():
+        by_unit.setdefault(question.unit, []).append(question.id)
+    return "; ".join(f"{tex_escape(unit).replace('-', '--')} ({', '.join(ids)})" for unit, ids in by_unit.items())
+
+
+def headlines_tex(outcomes: Sequence[Outcome]) -> str:
+    """The headline macros: ``\\benchheadlines`` (their sentences), ``\\benchheadlineeffects`` (per question its
+    id, strategy, effect and interval, or ``not measured``) and ``\\benchunits`` (:func:`units_text`)."""
+    chosen = headline_outcomes(outcomes)
+    sentences = " ".join(o.sentence["tex"] for o in chosen)
+    effects = []
+    for outcome in chosen:
+        label = f"{outcome.claim.question}{_strategy(outcome)}"
+        if outcome.holds is None:
+            effects.append(f"{label}: not measured")
+            continue
+        effect = render(outcome.claim.effect, outcome.values, "tex")
+        interval = render(outcome.claim.interval, outcome.values, "tex")
+        effects.append(f"{label}: {effect} ({interval})")
+    lines = ["% Generated by `python -m analysis.numbers` from paper/claims.yaml's headline claims; do not edit.",
+             f"\\def\\benchheadlines{{{sentences}}}",
+             f"\\def\\benchheadlineeffects{{{'; '.join(effects)}}}",
+             f"\\def\\benchunits{{{units_text()}}}"]
+    return "\n".join(lines) + "\n"
+
