@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from analysis.claims import Outcome, render
@@ -117,8 +116,8 @@ def table_setup(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> 
 
 
 def censored_share(runs: pd.DataFrame) -> tuple[int, int]:
-    """Of the (panel, strategy) stable ranges of the clean panels (``effects.Study.widths``), how many reach the top of their
-    panel's learning-rate grid (a width that is a lower bound), and how many there are."""
+    """Of the (panel, strategy) stable ranges of the clean panels (``effects.Study.widths``), how many reach
+    the top of their panel's learning-rate grid (a width that is a lower bound), and how many there are."""
     widths = Study(runs).widths
     return sum(bool(width["reaches_top"]) for width in widths.values()), len(widths)
 
@@ -163,9 +162,9 @@ def limitations_tex(runs: pd.DataFrame, config: Mapping[str, Any] | None = None)
                          f"({_range([100 * s for s in shares])}\\% of the budget), so times to a target are "
                          "resolved no finer than that.")
     if ranges:
-        sentences.append(f"Of the {ranges} (panel, strategy) stable learning-rate ranges without bad batches, {censored} "
-                         f"({percent(censored / ranges, 0)}) reach the top of the grid: their widths are lower "
-                         "bounds, and gains measured on them are bounds too.")
+        sentences.append(f"Of the {ranges} (panel, strategy) stable learning-rate ranges without bad batches, "
+                         f"{censored} ({percent(censored / ranges, 0)}) reach the top of the grid: their widths are "
+                         "lower bounds, and gains measured on them are bounds too.")
     decays = weight_decays(config)
     if decays and not any(decays.values()):
         sentences.append("No optimizer uses weight decay, under which gradient scaling and learning-rate scaling "
