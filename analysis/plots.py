@@ -153,7 +153,7 @@ def draw_stability(ax: plt.Axes, runs: pd.DataFrame, task: str, model: str, opti
         spine.set_visible(False)
     for (i, j), value in np.ndenumerate(values):
         if np.isfinite(value):
-            ax.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize="x-small",
+            ax.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize="small",
                     color="white" if value > 0.5 else "black")
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label="divergence rate", format=PercentFormatter(1.0), fraction=0.05)
@@ -193,11 +193,12 @@ def stability_figure(runs: pd.DataFrame, task: str, model: str, strategies: Sequ
 
 
 def convergence_overview(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str, Style],
-                         best: pd.DataFrame | None = None, columns: int = 3) -> Figure:
-    """Every panel of the sweep's convergence curves in one grid with one legend (the paper figure)."""
+                         best: pd.DataFrame | None = None, panels: list[dict] | None = None,
+                         columns: int = 3) -> Figure:
+    """The sweep's convergence curves, one axes per panel (default: every panel), with one legend."""
     best = tuning.best_tuned_runs(runs) if best is None else best
-    all_panels = [p for task, model in vocabulary.problems(runs) for p in vocabulary.panels(runs, task, model)]
-    fig, axes = _grid(len(all_panels), width=3.4, height=2.5, columns=columns)
+    all_panels = _problem_panels(runs) if panels is None else panels
+    fig, axes = _grid(len(all_panels), width=PANEL_WIDTH, height=PANEL_HEIGHT, columns=columns)
     for ax, panel in zip(axes, all_panels, strict=False):
         draw_convergence(ax, runs, curves, panel, styles, best)
     fig.legend(handles=legend_handles(styles, runs["strategy"].unique()), loc="upper center",
@@ -205,17 +206,37 @@ def convergence_overview(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[
     return fig
 
 
-def stability_overview(runs: pd.DataFrame, strategies: Sequence[str], columns: int = 3) -> Figure:
-    """Every problem's divergence heatmap in one grid (the paper figure)."""
-    keys = list(dict.fromkeys(
-        (t, m, o) for t, m, o in runs[["task", "model", "optimizer"]].itertuples(index=False)))
-    width = 1.2 + 0.45 * runs["lr"].nunique()
-    fig, axes = _grid(len(keys), width=width, height=0.9 + 0.25 * len(strategies), columns=columns)
+def stability_keys(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The (task, model, optimizer) triples of the stability heatmaps, in the order of the runs' problems."""
+    triples = dict.fromkeys((t, m, o) for t, m, o in runs[["task", "model", "optimizer"]].itertuples(index=False))
+    return [key for task, model in vocabulary.problems(runs) for key in triples if key[:2] == (task, model)]
+
+
+def stability_overview(runs: pd.DataFrame, strategies: Sequence[str], keys: list[tuple[str, str, str]] | None = None,
+                       columns: int = 2) -> Figure:
+    """Divergence heatmaps, one axes per (task, model, optimizer) of ``keys`` (default: all), in one grid."""
+    keys = stability_keys(runs) if keys is None else keys
+    fig, axes = _grid(len(keys), width=3.4, height=0.8 + 0.16 * len(strategies), columns=columns)
     for i, (ax, (task, model, optimizer)) in enumerate(zip(axes, keys, strict=False)):
         draw_stability(ax, runs, task, model, optimizer, strategies, colorbar=False)
         if i % columns:
             ax.set_yticklabels([])
     return fig
+
+
+PANEL_WIDTH, PANEL_HEIGHT = 2.3, 1.9
+"""Inches of one axes of a paneled overview: three to a row, at most 7 inches, so that included at the text width
+(6.5 inches) the axis labels keep at least 7 pt (:func:`smallest_print_size`)."""
+
+
+def smallest_print_size(fig: Figure, width: float) -> float:
+    """The smallest font size (pt) of ``fig``'s visible text once the figure is scaled to ``width`` inches."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.get_tightbbox(renderer)
+    sizes = [text.get_fontsize() for text in fig.findobj(match=lambda a: hasattr(a, "get_fontsize"))
+             if text.get_visible() and getattr(text, "get_text", lambda: "")()]
+    return min(sizes) * width / box.width
 
 
 def _grid(n: int, width: float, height: float, columns: int | None = None) -> tuple[Figure, list[plt.Axes]]:
@@ -252,7 +273,8 @@ NOTES = {
 
 def note(fig: Figure, *keys: str) -> None:
     """Write the notes ``keys`` of :data:`NOTES` in small type above ``fig`` (legends may sit below it)."""
-    fig.text(0.0, 1.01, "\n".join(NOTES[k] for k in keys), ha="left", va="bottom", fontsize="x-small", color="0.3")
+    fig.text(0.0, 1.01, "\n".join(NOTES[k] for k in keys), ha="left", va="bottom", fontsize="small", color="0.3",
+             wrap=True)
 
 
 def _problem_panels(runs: pd.DataFrame) -> list[dict]:
@@ -289,16 +311,17 @@ def draw_survival(ax: plt.Axes, events: pd.DataFrame, styles: dict[str, Style], 
 
 
 def survival_overview(runs: pd.DataFrame, curves: pd.DataFrame | None, styles: dict[str, Style], kind: str,
-                      columns: int = 3) -> Figure:
-    """Survival curves per panel over the whole grid: ``kind`` is ``divergence`` or ``target``."""
+                      panels: list[dict] | None = None, columns: int = 3) -> Figure:
+    """Survival curves per panel (default: every panel) over the whole grid: ``kind`` is ``divergence`` or
+    ``target``."""
     if kind == "target":
         events = steps_to_target(runs, curves, target_levels(runs))
         ylabel = "share not yet at target"
     else:
         events = time_to_divergence(runs)
         ylabel = "share not yet diverged"
-    all_panels = _problem_panels(runs)
-    fig, axes = _grid(len(all_panels), width=3.0, height=2.3, columns=columns)
+    all_panels = _problem_panels(runs) if panels is None else panels
+    fig, axes = _grid(len(all_panels), width=PANEL_WIDTH, height=PANEL_HEIGHT, columns=columns)
     for ax, panel in zip(axes, all_panels, strict=False):
         draw_survival(ax, vocabulary.select(events, panel), styles, ylabel)
         ax.set_title(vocabulary.panel_label(panel, runs), fontsize="medium")
@@ -332,7 +355,7 @@ def draw_sensitivity(ax: plt.Axes, runs: pd.DataFrame, panel: dict, styles: dict
 
 def sensitivity_figure(runs: pd.DataFrame, panels: list[dict], styles: dict[str, Style], columns: int = 3) -> Figure:
     """Learning-rate sensitivity curves, one axes per panel."""
-    fig, axes = _grid(len(panels), width=3.0, height=2.3, columns=columns)
+    fig, axes = _grid(len(panels), width=PANEL_WIDTH, height=PANEL_HEIGHT, columns=columns)
     for ax, panel in zip(axes, panels, strict=False):
         draw_sensitivity(ax, runs, panel, styles)
     _legend_below(fig, styles, runs["strategy"].unique())
@@ -490,13 +513,33 @@ def convergence_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | st
         fig = convergence_figure(runs, curves, task, model, styles, best)
         note(fig, "best", "curves")
         paths += save(fig, out / problem_stem("convergence", task, model))
-    fig = convergence_overview(runs, curves, styles, best)
-    note(fig, "best", "curves")
-    paths += save(fig, out / "convergence")
-    fig = survival_overview(runs, curves, styles, "target")
-    note(fig, "target")
-    paths += save(fig, out / "time-to-target")
+    panels = _problem_panels(runs)
+    for stem, chosen in paneled(runs, "convergence", panels):
+        fig = convergence_overview(runs, curves, styles, best, chosen)
+        note(fig, "best", "curves")
+        paths += save(fig, out / stem)
+    for stem, chosen in paneled(runs, "time-to-target", panels):
+        fig = survival_overview(runs, curves, styles, "target", chosen)
+        note(fig, "target")
+        paths += save(fig, out / stem)
     return paths
+
+
+def overview_panels(runs: pd.DataFrame, kind: str) -> list:
+    """The panels of a paneled overview kind (``layout.PANELED``), in drawing order: panel dicts, or (task,
+    model, optimizer) triples for a kind of ``layout.PER_OPTIMIZER``."""
+    return stability_keys(runs) if kind in layout.PER_OPTIMIZER else _problem_panels(runs)
+
+
+def paneled(runs: pd.DataFrame, kind: str, panels: list) -> list[tuple[str, list]]:
+    """A paneled overview's figures (``layout.split_panels``): (stem, its panels), the main figure first.
+
+    ``panels``: dicts with task and model, or (task, model, optimizer) triples.
+    """
+    family = dict(zip(zip(runs["task"], runs["model"], strict=True), runs["family"].astype(str), strict=True))
+    families = [family[(p["task"], p["model"]) if isinstance(p, dict) else tuple(p[:2])] for p in panels]
+    split = layout.split_panels(families, layout.PANELED[kind])
+    return [(f"{kind}-{suffix}" if suffix else kind, [panels[i] for i in indexes]) for suffix, indexes in split.items()]
 
 
 def stability_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str) -> list[Path]:
@@ -512,13 +555,17 @@ def stability_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str)
         paths += save(fig, out / problem_stem("stability", task, model))
         paths += save(sensitivity_figure(runs, vocabulary.panels(runs, task, model), styles),
                       out / problem_stem("sensitivity", task, model))
-    fig = stability_overview(runs, strategies)
-    note(fig, "rate")
-    paths += save(fig, out / "stability")
-    paths += save(sensitivity_figure(runs, _problem_panels(runs), styles), out / "sensitivity")
-    fig = survival_overview(runs, None, styles, "divergence")
-    note(fig, "divergence")
-    paths += save(fig, out / "time-to-divergence")
+    for stem, keys in paneled(runs, "stability", stability_keys(runs)):
+        fig = stability_overview(runs, strategies, keys)
+        note(fig, "rate")
+        paths += save(fig, out / stem)
+    panels = _problem_panels(runs)
+    for stem, chosen in paneled(runs, "sensitivity", panels):
+        paths += save(sensitivity_figure(runs, chosen, styles), out / stem)
+    for stem, chosen in paneled(runs, "time-to-divergence", panels):
+        fig = survival_overview(runs, None, styles, "divergence", chosen)
+        note(fig, "divergence")
+        paths += save(fig, out / stem)
     paths += save(explosions_figure(runs, curves, styles), out / "explosions")
     for strategy, hyperparameter in region_strategies(runs).items():
         paths += save(region_figure(runs, strategy, hyperparameter), out / f"region-{strategy}")
