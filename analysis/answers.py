@@ -98,7 +98,7 @@ def q1_figure(table: pd.DataFrame) -> Figure:
     overall = summary[summary["family"] == "all"].sort_values("estimate", ascending=False)
     order = list(overall["strategy"])
     families = ["all", *[f for f in dict.fromkeys(summary["family"]) if f != "all"]]
-    fig, axes = _panels(len(families), 0.24 * len(order) + 1.0, width=1.7)
+    fig, axes = _panels(len(families), 0.24 * len(order) + 1.0, width=1.15)
     panel_rows = table[table["level"] == "panel"]
     for ax, family in zip(axes, families, strict=True):
         rows = summary[summary["family"] == family].set_index("strategy").reindex(order).reset_index()
@@ -148,7 +148,7 @@ def range_measures_figure(table: pd.DataFrame, measures: Sequence[tuple[str, str
     optimizers = list(dict.fromkeys(table["optimizer"]))
     if len(optimizers) == 2:  # one optimizer: its panel and the "all" panel would be the same
         optimizers = optimizers[1:]
-    fig, axes = _panels(len(optimizers), 0.35 * len(measures) + 1.0, width=2.3)
+    fig, axes = _panels(len(optimizers), 0.35 * len(measures) + 1.0, width=1.8)
     for ax, optimizer in zip(axes, optimizers, strict=True):
         draw_forest(ax, *_measure_rows(table[table["optimizer"] == optimizer], measures), 0.0)
         ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
@@ -169,7 +169,7 @@ def q5_figure(table: pd.DataFrame) -> Figure:
     titles = {"steps_to_target": "steps to target (ratio)", "loss_auc": "mean training loss (ratio)",
               "test_difference": "normalised test score (difference)"}
     optimizers = list(dict.fromkeys(table["optimizer"]))
-    fig, axes = _panels(len(measures), 0.4 * len(optimizers) + 1.0, width=2.4)
+    fig, axes = _panels(len(measures), 0.4 * len(optimizers) + 1.0, width=1.9)
     for ax, measure in zip(axes, measures, strict=True):
         rows = table[table["measure"] == measure].set_index("optimizer").reindex(optimizers).reset_index()
         ratio = measure != "test_difference"
@@ -185,7 +185,7 @@ def q6_figure(table: pd.DataFrame) -> Figure:
     rate = table["spike_rate"].max()
     rows = table[(table["level"] == "all") & (table["spike_rate"] == rate)].reset_index(drop=True)
     pairs = [_pair_rows(table, "problem", strategy=s, spike_rate=rate) for s in rows["strategy"]]
-    fig, axes = _panels(2, 0.35 * len(rows) + 1.0, width=3.3)
+    fig, axes = _panels(2, 0.35 * len(rows) + 1.0, width=2.6)
     draw_forest(axes[0], rows, list(rows["strategy"]), 0.0, pairs)
     axes[0].set_title("normalised test score")
     axes[0].set_xlabel(f"change at bad-batch rate {rate:g}")

@@ -69,7 +69,7 @@ def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
              "table-lr-range.tex": table_lr_range(runs),
              "table-gains.tex": table_gains(answers["q1_stable_range"], runs),
              "table-setup.tex": prose.table_setup(runs, config), "limitations.tex": prose.limitations_tex(runs, config),
-             "figures.tex": prose.figures_tex(runs),
+             "appendix.tex": prose.appendix_tex(runs),
              "headlines.tex": prose.headlines_tex(written.outcomes)}
     written_paths = []
     for filename in paths.GENERATED:

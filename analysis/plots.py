@@ -18,6 +18,7 @@ averaged, tested or ranked. Each figure states this in a note above its panels (
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import pandas as pd
 import scikit_posthocs as sp
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
@@ -113,7 +115,7 @@ def draw_convergence(ax: plt.Axes, runs: pd.DataFrame, curves: pd.DataFrame, pan
     _plain_log_labels(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("train loss")
-    ax.set_title(vocabulary.panel_label(panel, runs), fontsize="medium")
+    panel_title(ax, vocabulary.panel_label(panel, runs))
 
 
 def _plain_log_labels(ax: plt.Axes) -> None:
@@ -141,7 +143,7 @@ def draw_stability(ax: plt.Axes, runs: pd.DataFrame, task: str, model: str, opti
     table = table.reindex(sorted(table.columns), axis=1)
     values = table.to_numpy(dtype=float)
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(values.shape[1]), [f"{lr:g}" for lr in table.columns])
+    ax.set_xticks(range(values.shape[1]), [f"{lr:.2g}" for lr in table.columns], rotation=90)
     ax.set_yticks(range(values.shape[0]), list(table.index))
     ax.set_xticks(np.arange(values.shape[1] + 1) - 0.5, minor=True)
     ax.set_yticks(np.arange(values.shape[0] + 1) - 0.5, minor=True)
@@ -153,14 +155,14 @@ def draw_stability(ax: plt.Axes, runs: pd.DataFrame, task: str, model: str, opti
         spine.set_visible(False)
     for (i, j), value in np.ndenumerate(values):
         if np.isfinite(value):
-            ax.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize="small",
+            ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize="small",
                     color="white" if value > 0.5 else "black")
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label="divergence rate", format=PercentFormatter(1.0), fraction=0.05)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("")
     title = f"{task} / {model}" + (f", {optimizer}" if runs["optimizer"].nunique() > 1 else "")
-    ax.set_title(title, fontsize="medium")
+    panel_title(ax, title)
 
 
 def legend_handles(styles: dict[str, Style], present: Sequence[str]) -> list[Line2D]:
@@ -253,7 +255,7 @@ def _grid(n: int, width: float, height: float, columns: int | None = None) -> tu
 NOTES = {
     "best": "Best-tuned setting per strategy, chosen on validation: a failed (diverged) seed counts as the worst.",
     "chance": "Failed (diverged) runs count at the task's chance level.",
-    "rate": "Divergence rate of each strategy's best setting at each learning rate (chosen on validation): "
+    "rate": "Divergence rate (%) of each strategy's best setting at each learning rate (chosen on validation): "
             "share of its seeds flagged diverged, averaged over stress dials; the same runs per cell for every "
             "strategy.",
     "region": "Divergence rate: share of runs flagged diverged, pooled over seeds and stress dials.",
@@ -272,9 +274,19 @@ NOTES = {
 
 
 def note(fig: Figure, *keys: str) -> None:
-    """Write the notes ``keys`` of :data:`NOTES` in small type above ``fig`` (legends may sit below it)."""
-    fig.text(0.0, 1.01, "\n".join(NOTES[k] for k in keys), ha="left", va="bottom", fontsize="small", color="0.3",
-             wrap=True)
+    """Write the notes ``keys`` of :data:`NOTES` in small type above ``fig`` (legends may sit below it), wrapped
+    to the figure's width."""
+    size = FontProperties(size="small").get_size_in_points()
+    columns = max(40, int(fig.get_figwidth() * 72 / (0.5 * size)))
+    lines = [line for k in keys for line in textwrap.wrap(NOTES[k], columns)]
+    fig.text(0.0, 1.01, "\n".join(lines), ha="left", va="bottom", fontsize="small", color="0.3")
+
+
+def panel_title(ax: plt.Axes, label: str) -> None:
+    """A panel's title, wrapped to its axes' width."""
+    size = FontProperties(size="medium").get_size_in_points()
+    columns = max(16, int(ax.get_position().width * ax.figure.get_figwidth() * 72 / (0.5 * size)))
+    ax.set_title("\n".join(textwrap.wrap(label, columns)), fontsize="medium")
 
 
 def _problem_panels(runs: pd.DataFrame) -> list[dict]:
@@ -324,7 +336,7 @@ def survival_overview(runs: pd.DataFrame, curves: pd.DataFrame | None, styles: d
     fig, axes = _grid(len(all_panels), width=PANEL_WIDTH, height=PANEL_HEIGHT, columns=columns)
     for ax, panel in zip(axes, all_panels, strict=False):
         draw_survival(ax, vocabulary.select(events, panel), styles, ylabel)
-        ax.set_title(vocabulary.panel_label(panel, runs), fontsize="medium")
+        panel_title(ax, vocabulary.panel_label(panel, runs))
     _legend_below(fig, styles, runs["strategy"].unique())
     return fig
 
@@ -350,7 +362,7 @@ def draw_sensitivity(ax: plt.Axes, runs: pd.DataFrame, panel: dict, styles: dict
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel(f"test {scored['metric'].iloc[0]}")
-    ax.set_title(vocabulary.panel_label(panel, runs), fontsize="medium")
+    panel_title(ax, vocabulary.panel_label(panel, runs))
 
 
 def sensitivity_figure(runs: pd.DataFrame, panels: list[dict], styles: dict[str, Style], columns: int = 3) -> Figure:
@@ -409,7 +421,7 @@ def explosions_figure(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str
     dashed grey line is the run's running median of the gradient norm.
     """
     shown = [s for s in vocabulary.strategy_order(runs)][:3]
-    fig, axes = _grid(len(shown), width=3.0, height=2.3)
+    fig, axes = _grid(len(shown), width=PANEL_WIDTH, height=PANEL_HEIGHT + 0.6)
     for ax, strategy in zip(axes, shown, strict=False):
         traces = explosion_traces(runs, curves, {"strategy": strategy}, n=n, before=before, after=after)
         style = styles[strategy]
@@ -423,9 +435,9 @@ def explosions_figure(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str
         ax.set_yscale("log")
         ax.axvline(0, color="0.7", linewidth=0.8)
         ax.set_xlabel("steps from largest spike")
-        ax.set_ylabel("gradient norm (before the strategy)")
+        ax.set_ylabel("gradient norm (pre-strategy)")
         ax.set_title(strategy, fontsize="medium")
-        ax.legend(fontsize="xx-small", loc="upper left")
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.3))
     note(fig, "traces")
     return fig
 
@@ -475,9 +487,9 @@ def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.Da
     ax.set_xlabel("error within a factor tau of the best strategy's")
     ax.set_ylabel("share of problems")
     if len(styles) > 6:
-        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="x-small")
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
     else:
-        ax.legend(loc="lower right", fontsize="x-small")
+        ax.legend(loc="lower right", fontsize="small")
     note(fig, "best", "chance", "profiles")
     return fig
 

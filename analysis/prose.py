@@ -9,9 +9,9 @@ runs table, its config (``results/<sweep>/config.yaml``) and its evaluated claim
 - ``limitations.tex`` (:func:`limitations_tex`): the limitations paragraph, from the budget, the model
   sizes, the precision, the number of distinct problems, the share of censored stable ranges, the
   evaluation resolution, the optimizers' weight decay and the seeds;
-- ``figures.tex`` (:func:`figures_tex`): where a paneled overview figure shows only the first panels of each
-  model family, the note saying so (``\\benchnum{panels-<kind>}``) and the appendix figures of one family
-  each (``\\benchappendixfigures``);
+- ``appendix.tex`` (:func:`appendix_tex`): where a paneled figure or per-panel table shows only the first
+  panels of each model family, the note saying so (``\\benchnum{panels-<kind>}``) and the appendix's
+  figures and tables of one family each (``\\benchappendix``);
 - ``headlines.tex`` (:func:`headlines_tex`): the headline claims (``headline: true`` in
   ``paper/claims.yaml``), as full sentences (``\\benchheadlines``) and in their short effect form
   (``\\benchheadlineeffects``), and the unit each question's intervals resample (``\\benchunits``).
@@ -28,7 +28,12 @@ from analysis.claims import Outcome, render
 from analysis.effects import Study
 from analysis.latex import name, number, percent, tex_escape
 from analysis.questions import QUESTIONS
+from analysis.tables import panel_splits, table_best, table_lr_range
 from analysis.vocabulary import dial_columns, problems, select
+from bench.sweep import stress_dials
+
+STRESS_DIALS_DEFAULTS = stress_dials()
+"""Each stress dial's registered default: the setup table lists a dial only where a problem sets another value."""
 
 MODEL_SIZE_KEYS = ("depth", "width", "channels", "kernel", "strided_layers", "hidden", "cell", "activation")
 """The keys of a model's config entry that say its size and kind, in the order the setup table lists them."""
@@ -48,17 +53,16 @@ def distinct_problems(runs: pd.DataFrame) -> list[tuple[str, str]]:
     return problems(runs)
 
 
-def _grid_text(values: Sequence[float]) -> str:
-    values = sorted(float(v) for v in values)
-    if len(values) == 1:
-        return number(values[0])
-    return f"{len(values)}: {number(values[0])}--{number(values[-1])}"
-
-
-def _model_size(model: Mapping[str, Any]) -> str:
-    parts = [str(model[key]) if key in UNNAMED_KEYS else f"{key.replace('_', ' ')} {model[key]}"
+def _model_size(model: Mapping[str, Any], per_line: int = 0) -> str:
+    """A model's size and kind (:data:`MODEL_SIZE_KEYS`); ``per_line`` > 0: a ``\\makecell`` of that many per line."""
+    parts = [tex_escape(str(model[key]) if key in UNNAMED_KEYS else f"{key.replace('_', ' ')} {model[key]}")
              for key in MODEL_SIZE_KEYS if key in model]
-    return ", ".join(tex_escape(part) for part in parts) or "n/a"
+    if not parts:
+        return "n/a"
+    if per_line <= 0:
+        return ", ".join(parts)
+    lines = [", ".join(parts[k:k + per_line]) for k in range(0, len(parts), per_line)]
+    return "\\makecell[l]{" + "\\\\ ".join(lines) + "}"
 
 
 def _entry(config: Mapping[str, Any] | None, task: str, model: str) -> dict[str, Any]:
@@ -70,10 +74,11 @@ def _entry(config: Mapping[str, Any] | None, task: str, model: str) -> dict[str,
 
 
 def _dials(rows: pd.DataFrame) -> str:
+    """The stress dials of a problem's runs that differ from their registered default, with their values."""
     texts = []
     for dial in dial_columns(rows):
         values = sorted({float(v) for v in rows[dial].dropna()})
-        if len(values) > 1 or (values and values[0] != 0):
+        if values and values != [float(STRESS_DIALS_DEFAULTS[dial])]:
             texts.append(f"{tex_escape(dial)} {', '.join(number(v) for v in values)}")
     return "; ".join(texts) or "--"
 
@@ -88,17 +93,17 @@ def table_setup(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> 
     """
     models = (config or {}).get("models", {})
     lines = [r"\begin{tabular}{lllllllll}", r"\toprule",
-             r"task & model & size & optimizers & steps (eval.\ every) & seeds & learning rates & strategies & "
-             r"dials, precision \\", r"\midrule"]
+             r"task & model & size & optimizers & steps (eval.) & seeds & LRs & strategies & "
+             r"stress dials; precision \\", r"\midrule"]
     for task, model in problems(runs):
         rows = select(runs, {"task": task, "model": model})
         settings = _entry(config, task, model)
         steps = sorted({int(s) for s in rows["steps"]})
         evaluation = settings.get("eval_every")
         optimizers = list(dict.fromkeys(rows["optimizer"].astype(str)))
-        lrs = "; ".join(_grid_text(rows[rows["optimizer"] == o]["lr"].unique()) for o in optimizers)
+        lrs = ", ".join(str(rows[rows["optimizer"] == o]["lr"].nunique()) for o in optimizers)
         dtypes = ", ".join(sorted(rows["dtype"].astype(str).unique())) if "dtype" in rows else "float32"
-        cells = [name(task), name(model), _model_size(models.get(model, {})) if models else "n/a",
+        cells = [name(task), name(model), _model_size(models.get(model, {}), 3) if models else "n/a",
                  ", ".join(name(o) for o in optimizers),
                  "--".join(str(s) for s in dict.fromkeys([steps[0], steps[-1]]))
                  + (f" ({evaluation})" if evaluation else ""),
@@ -221,29 +226,52 @@ def headlines_tex(outcomes: Sequence[Outcome]) -> str:
 FIGURE_LABELS = {"convergence": "convergence", "time-to-target": "time-to-target", "stability": "stability",
                  "sensitivity": "sensitivity", "time-to-divergence": "time-to-divergence"}
 """The paper's label (``fig:<label>``) of each paneled overview figure (``layout.PANELED``)."""
+TABLES = {"best": table_best, "lr-range": table_lr_range}
+"""The per-panel tables by the paper's label (``tab:<label>``), split like the figures (``tables.panel_splits``)."""
 
 
-def figures_tex(runs: pd.DataFrame) -> str:
-    """The paneled figures' notes and the appendix's figures, one model family each (``plots.paneled``)."""
+def _family(kind: str, suffix: str, runs: pd.DataFrame) -> str:
+    """The model family an appendix figure or table shows, from its suffix ``family-<family>[-<k>]``."""
+    family = suffix[len("family-"):]
+    head, _, part = family.rpartition("-")
+    if part.isdigit() and head in set(runs["family"].astype(str)):
+        return f"{tex_escape(head)} (part {part})"
+    return tex_escape(family)
+
+
+def _more(total: int, what: str) -> str:
+    return (f"This {what} shows the first panels of each model family; Appendix~\\ref{{sec:figures}} shows all "
+            f"{total}, one model family per {what}.")
+
+
+def appendix_tex(runs: pd.DataFrame) -> str:
+    """Where a paneled figure or table holds only the first panels of each model family: its note
+    (``\\benchnum{panels-<kind>}``, empty otherwise), and the appendix of a figure and table per family
+    (``\\benchappendix``, empty where every figure and table holds all panels)."""
     from analysis.plots import overview_panels, paneled
 
     lines = ["% Generated by `python -m analysis.numbers`; do not edit."]
-    figures = []
+    floats = []
     for kind, label in FIGURE_LABELS.items():
-        split = paneled(runs, kind, overview_panels(runs, kind))
-        note = ("" if len(split) == 1 else
-                f"This figure shows the first panels of each model family; Appendix~\\ref{{sec:figures}} shows "
-                f"all {len(overview_panels(runs, kind))}, one model family per figure.")
-        lines.append(f"\\benchdef{{panels-{kind}}}{{{note}}}")
+        panels = overview_panels(runs, kind)
+        split = paneled(runs, kind, panels)
+        lines.append(f"\\benchdef{{panels-{kind}}}{{{'' if len(split) == 1 else _more(len(panels), 'figure')}}}")
         for stem, _ in split[1:]:
-            family = stem[len(kind) + len("-family-"):]
-            head, _, part = family.rpartition("-")
-            if part.isdigit() and head in set(runs["family"].astype(str)):
-                family = f"{head} (part {part})"
-            figures.append(
+            floats.append(
                 "\\begin{figure}[p]\\centering"
                 f"\\includegraphics[width=\\textwidth,height=0.85\\textheight,keepaspectratio]{{\\benchfigures/{stem}}}"
-                f"\\caption{{As Figure~\\ref{{fig:{label}}}, for model family {tex_escape(family)}.}}\\end{{figure}}")
-    body = ("\\section{Figures per model family}\\label{sec:figures}" + "".join(figures)) if figures else ""
-    lines.append(f"\\long\\def\\benchappendixfigures{{{body}}}")
+                f"\\caption{{As Figure~\\ref{{fig:{label}}}, for model family "
+                f"{_family(kind, stem[len(kind) + 1:], runs)}.}}\\end{{figure}}")
+    splits = panel_splits(runs)
+    for label, table in TABLES.items():
+        total = sum(len(chosen) for suffix, chosen in splits if suffix)
+        lines.append(f"\\benchdef{{panels-table-{label}}}{{{'' if len(splits) == 1 else _more(total, 'table')}}}")
+        for suffix, chosen in splits[1:]:
+            floats.append(
+                "\\begin{table}[p]\\centering\\small"
+                f"\\caption{{As Table~\\ref{{tab:{label}}}, for model family {_family(label, suffix, runs)}.}}"
+                f"\\begin{{adjustbox}}{{max width=\\textwidth,max totalheight=0.85\\textheight}}"
+                f"{table(runs, chosen)}\\end{{adjustbox}}\\end{{table}}")
+    body = "\\clearpage\\section{Figures and tables per model family}\\label{sec:figures}" + "".join(floats)
+    lines.append(f"\\long\\def\\benchappendix{{{body if floats else ''}}}")
     return "\n".join(lines) + "\n"

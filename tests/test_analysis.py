@@ -34,7 +34,7 @@ from analysis import (
 )
 from analysis.curves import curve_band, smooth
 from analysis.effects import Study
-from analysis.tables import table_best
+from analysis.tables import panel_splits, table_best
 from bench import paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,3 +369,16 @@ def test_paneled_figures_are_legible_at_print_size(tables):
     assert split[0][0] == "sensitivity" and all(len(p) <= 8 for _, p in split)
     fig = plots.sensitivity_figure(many, split[0][1], styles)
     assert plots.smallest_print_size(fig, 6.5) >= 7.0  # included at the text width, 6.5 inches
+
+
+def test_per_panel_tables_hold_at_most_eight_panels_and_the_appendix_the_rest(tables):
+    runs, _ = tables
+    many = pd.concat([runs.assign(task=f"t{i}") for i in range(5)], ignore_index=True)  # 10 panels, 2 families
+    splits = dict(panel_splits(many))
+    assert list(splits) == ["", "family-mlp", "family-rnn"] and all(len(p) <= 8 for p in splits.values())
+    header = table_best(many).splitlines()[0]
+    assert header == "\\begin{tabular}{ll" + "c" * 8 + "}"
+    appendix = prose.appendix_tex(many)
+    assert "As Table~\\ref{tab:best}, for model family mlp." in appendix and "sensitivity-family-rnn" in appendix
+    assert "\\benchdef{panels-table-best}{This table shows" in appendix
+    assert "\\def\\benchappendix{}" in prose.appendix_tex(runs)  # 2 panels: nothing in the appendix
