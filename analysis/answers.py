@@ -106,7 +106,7 @@ def q1_figure(table: pd.DataFrame) -> Figure:
         pairs = [mine[mine["strategy"] == s].groupby(["task", "model"])["estimate"].mean().to_frame() for s in order]
         draw_forest(ax, rows, order, 0.0, pairs)
         ax.set_title("all families" if family == "all" else family)
-        ax.set_xlabel("decades over none")
+        ax.set_xlabel("gain (decades)")
     _legend(fig, True, True)
     return fig
 
@@ -166,8 +166,8 @@ def q5_figure(table: pd.DataFrame) -> Figure:
     """Q5: the seed recipe against norm clipping: steps to target and loss over the budget (ratios,
     1 = equal), test score (difference), per optimizer."""
     measures = [m for m in ("steps_to_target", "loss_auc", "test_difference") if (table["measure"] == m).any()]
-    titles = {"steps_to_target": "steps to target (ratio)", "loss_auc": "mean training loss (ratio)",
-              "test_difference": "normalised test score (difference)"}
+    titles = {"steps_to_target": "steps to target\n(ratio)", "loss_auc": "mean training loss\n(ratio)",
+              "test_difference": "normalised test score\n(difference)"}
     optimizers = list(dict.fromkeys(table["optimizer"]))
     fig, axes = _panels(len(measures), 0.4 * len(optimizers) + 1.0, width=1.9)
     for ax, measure in zip(axes, measures, strict=True):
@@ -175,7 +175,7 @@ def q5_figure(table: pd.DataFrame) -> Figure:
         ratio = measure != "test_difference"
         draw_forest(ax, rows, [OPTIMIZER_NAMES.get(o, o) for o in optimizers], 1.0 if ratio else 0.0)
         ax.set_title(titles[measure])
-        ax.set_xlabel("value_then_decay / clip_norm" if ratio else "value_then_decay - clip_norm")
+        ax.set_xlabel("value_then_decay\n/ clip_norm" if ratio else "value_then_decay\n- clip_norm")
     _legend(fig, False, False)
     return fig
 

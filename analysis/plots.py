@@ -428,14 +428,14 @@ def explosions_figure(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str
         for i, (run_id, trace) in enumerate(traces.groupby("run_id", sort=False)):
             row = runs[runs["run_id"] == run_id].iloc[0]
             norms = trace["grad_norm_pre"].where(np.isfinite(trace["grad_norm_pre"]))
-            label = f"{row['task']}/{row['model']} lr={row['lr']:g}" + (" (diverged)" if row["diverged"] else "")
+            label = f"{row['task']}/{row['model']} lr={row['lr']:.2g}" + (" (div.)" if row["diverged"] else "")
             ax.plot(trace["offset"], norms, color=style.colour, linestyle=DASHES[i % len(DASHES)], linewidth=1.2,
                     label=label)
             ax.plot(trace["offset"], trace["running_median"], color="0.5", linestyle="--", linewidth=0.8)
         ax.set_yscale("log")
         ax.axvline(0, color="0.7", linewidth=0.8)
         ax.set_xlabel("steps from largest spike")
-        ax.set_ylabel("gradient norm (pre-strategy)")
+        ax.set_ylabel("gradient norm")
         ax.set_title(strategy, fontsize="medium")
         ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.3))
     note(fig, "traces")

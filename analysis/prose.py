@@ -272,6 +272,9 @@ def appendix_tex(runs: pd.DataFrame) -> str:
                 f"\\caption{{As Table~\\ref{{tab:{label}}}, for model family {_family(label, suffix, runs)}.}}"
                 f"\\begin{{adjustbox}}{{max width=\\textwidth,max totalheight=0.85\\textheight}}"
                 f"{table(runs, chosen)}\\end{{adjustbox}}\\end{{table}}")
-    body = "\\clearpage\\section{Figures and tables per model family}\\label{sec:figures}" + "".join(floats)
+    body = ("\\clearpage\\section{Figures and tables per model family}\\label{sec:figures}"
+            "Each figure and table below repeats one of the text for every panel of one model family; the text "
+            "shows the first panels of each family, so that every figure stays legible at print size."
+            + "".join(floats))
     lines.append(f"\\long\\def\\benchappendix{{{body if floats else ''}}}")
     return "\n".join(lines) + "\n"
