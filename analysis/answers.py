@@ -106,7 +106,7 @@ def q1_figure(table: pd.DataFrame) -> Figure:
         pairs = [mine[mine["strategy"] == s].groupby(["task", "model"])["estimate"].mean().to_frame() for s in order]
         draw_forest(ax, rows, order, 0.0, pairs)
         ax.set_title("all families" if family == "all" else family)
-        ax.set_xlabel("gain (decades)")
+        ax.set_xlabel("decades")
     _legend(fig, True, True)
     return fig
 

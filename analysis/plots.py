@@ -468,7 +468,7 @@ def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.Da
     """Performance profiles of the best-tuned test error over problems (``ranking.performance_profile``, on costs)."""
     summary = ranking.ranking_summary(runs) if summary is None else summary
     profile = ranking.performance_profile(ranking.error_matrix(summary))
-    fig, ax = plt.subplots(figsize=(3.4 + (1.4 if len(styles) > 6 else 0), 2.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(4.8 if len(styles) > 6 else 3.4, 2.4), layout="constrained")
     top = float(profile["tau"].max()) if len(profile) else 1.0
     for strategy in styles:
         rows = profile[profile["strategy"] == strategy].sort_values("tau")
@@ -484,10 +484,10 @@ def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.Da
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("error within a factor tau of the best strategy's")
+    ax.set_xlabel("tau: error within a factor tau of the best")
     ax.set_ylabel("share of problems")
     if len(styles) > 6:
-        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
+        fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize="small")
     else:
         ax.legend(loc="lower right", fontsize="small")
     note(fig, "best", "chance", "profiles")
