@@ -151,7 +151,7 @@ def range_measures_figure(table: pd.DataFrame, measures: Sequence[tuple[str, str
     optimizers = list(dict.fromkeys(table["optimizer"]))
     if len(optimizers) == 2:  # one optimizer: its panel and the "all" panel would be the same
         optimizers = optimizers[1:]
-    fig, axes = _panels(len(optimizers), 0.35 * len(measures) + 1.0, width=2.3)
+    fig, axes = _panels(len(optimizers), 0.35 * len(measures) + 1.0, width=1.8)
     for ax, optimizer in zip(axes, optimizers, strict=True):
         draw_forest(ax, *_measure_rows(table[table["optimizer"] == optimizer], measures), 0.0)
         ax.set_title(OPTIMIZER_NAMES.get(optimizer, optimizer))
@@ -169,16 +169,16 @@ def q5_figure(table: pd.DataFrame) -> Figure:
     """Q5: the seed recipe against norm clipping: steps to target and loss over the budget (ratios,
     1 = equal), test score (difference), per optimizer."""
     measures = [m for m in ("steps_to_target", "loss_auc", "test_difference") if (table["measure"] == m).any()]
-    titles = {"steps_to_target": "steps to target (ratio)", "loss_auc": "mean training loss (ratio)",
-              "test_difference": "normalised test score (difference)"}
+    titles = {"steps_to_target": "steps to target\n(ratio)", "loss_auc": "mean training loss\n(ratio)",
+              "test_difference": "normalised test score\n(difference)"}
     optimizers = list(dict.fromkeys(table["optimizer"]))
-    fig, axes = _panels(len(measures), 0.4 * len(optimizers) + 1.0, width=2.4)
+    fig, axes = _panels(len(measures), 0.4 * len(optimizers) + 1.0, width=1.9)
     for ax, measure in zip(axes, measures, strict=True):
         rows = table[table["measure"] == measure].set_index("optimizer").reindex(optimizers).reset_index()
         ratio = measure != "test_difference"
         draw_forest(ax, rows, [OPTIMIZER_NAMES.get(o, o) for o in optimizers], 1.0 if ratio else 0.0)
         ax.set_title(titles[measure])
-        ax.set_xlabel("value_then_decay / clip_norm" if ratio else "value_then_decay - clip_norm")
+        ax.set_xlabel("value_then_decay\n/ clip_norm" if ratio else "value_then_decay\n- clip_norm")
     _legend(fig, False, False)
     return fig
 
@@ -189,7 +189,7 @@ def q6_figure(table: pd.DataFrame) -> Figure:
     rate = table["spike_rate"].max()
     rows = table[(table["level"] == "all") & (table["spike_rate"] == rate)].reset_index(drop=True)
     pairs = [_pair_rows(table, "problem", strategy=s, spike_rate=rate) for s in rows["strategy"]]
-    fig, axes = _panels(2, 0.35 * len(rows) + 1.0, width=3.3)
+    fig, axes = _panels(2, 0.35 * len(rows) + 1.0, width=2.6)
     never = rows["never_acted"].fillna(0).astype(bool) if "never_acted" in rows.columns else [False] * len(rows)
     labels = [f"{s} (never acted)" if n else s for s, n in zip(rows["strategy"], never, strict=True)]
     draw_forest(axes[0], rows, labels, 0.0, pairs)

@@ -43,12 +43,13 @@ def signed(value: float, digits: int = 2) -> str:
 
 
 def lr_range(row: pd.Series) -> str:
-    """A stable learning-rate range ``lo--hi`` (one value if a single lr, ``none`` if no lr is stable)."""
+    """A stable learning-rate range ``lo--hi``, two significant digits (one value if a single lr, ``none`` if no
+    lr is stable)."""
     if row["stable_lrs"] == 0:
         return "none"
     if row["lo"] == row["hi"]:
-        return f"{row['lo']:g}"
-    return f"{row['lo']:g}--{row['hi']:g}"
+        return f"{row['lo']:.2g}"
+    return f"{row['lo']:.2g}--{row['hi']:.2g}"
 
 
 def rate_text(row: pd.Series | None, digits: int = 1) -> str:

@@ -7,6 +7,9 @@ figure of each, come from the questions' declarations (``analysis.questions``).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+
 from analysis.questions import QUESTIONS, Question
 
 FIGURE_FORMATS = ("pdf", "png")
@@ -26,6 +29,12 @@ PAPER_FIGURES = ("convergence", "time-to-target", "stability", "sensitivity", "t
                  "profiles", "cost")
 """Overview figures the paper includes; ``cd`` too where it is defined (:func:`cd_defined`), and the
 figure of each question the sweep answers (:func:`config_answers`)."""
+PANELED = {"convergence": 8, "time-to-target": 8, "sensitivity": 8, "time-to-divergence": 8, "stability": 4}
+"""Overview figures drawn one axes per panel, and the most panels one figure holds (legible at print size: a
+stability heatmap lists every strategy, so it holds fewer). A sweep with more panels gets the figure with the
+first panels of each model family and, in the appendix, one figure per family (:func:`split_panels`)."""
+PER_OPTIMIZER = ("stability",)
+"""Paneled figures whose axes are per task x model x optimizer, pooled over the stress dials and precisions."""
 MIN_CD_STRATEGIES = 3
 MIN_CD_PROBLEMS = 2
 
@@ -41,21 +50,75 @@ def cd_defined(strategies: int, problems: int) -> bool:
     return strategies >= MIN_CD_STRATEGIES and problems >= MIN_CD_PROBLEMS
 
 
+def split_panels(families: Sequence[str], limit: int) -> dict[str, list[int]]:
+    """Which panels each figure of a paneled kind shows: figure suffix -> indexes into ``families``.
+
+    ``families``: the model family of each panel, in drawing order. Up to
+    ``limit`` panels: one figure, suffix ``""``, with all of them. More: the
+    main figure (``""``) shows the first panels of each family, as many per
+    family as ``limit`` allows for all (at least one; the first ``limit``
+    families), and each family gets appendix figures of at most ``limit``
+    panels, ``family-<family>`` (or ``family-<family>-<k>``, k from 1, where
+    it needs more than one).
+    """
+    indexes = list(range(len(families)))
+    if len(indexes) <= limit:
+        return {"": indexes}
+    order = list(dict.fromkeys(families))
+    own = {family: [i for i in indexes if families[i] == family] for family in order}
+    per = max(1, limit // len(order))
+    split = {"": sorted(i for family in order[:limit] for i in own[family][:per])}
+    for family, members in own.items():
+        chunks = [members[k:k + limit] for k in range(0, len(members), limit)]
+        for k, chunk in enumerate(chunks, start=1):
+            split[f"family-{family}" + (f"-{k}" if len(chunks) > 1 else "")] = chunk
+    return split
+
+
+def paneled_stems(kind: str, families: Sequence[str]) -> list[str]:
+    """The stems of a paneled kind's figures for panels of ``families`` (:func:`split_panels`)."""
+    return [f"{kind}-{suffix}" if suffix else kind for suffix in split_panels(families, PANELED[kind])]
+
+
+def config_panel_families(config: dict, kind: str) -> list[str]:
+    """The model family of each panel a sweep config trains, in config order: per task x model, optimizer,
+    value of its stress dials (a list in its task or model entry) and precision; per task x model x optimizer
+    for a kind of :data:`PER_OPTIMIZER`."""
+    seen: dict[tuple, str] = {}
+    for problem in config["problems"]:
+        task = config["tasks"][problem["task"]]
+        for model in problem["models"]:
+            entry = config["models"][model]
+            dials = math.prod(len(v) for v in (*task.values(), *entry.values()) if isinstance(v, list))
+            dtype = problem.get("dtype", config.get("dtype", "float32"))
+            for optimizer in problem.get("optimizers", config["optimizers"]):
+                for value in range(1 if kind in PER_OPTIMIZER else dials):
+                    key = (problem["task"], model, optimizer) + (() if kind in PER_OPTIMIZER else (value, dtype))
+                    seen.setdefault(key, str(entry["family"]))
+    return list(seen.values())
+
+
 def problem_stem(kind: str, task: str, model: str) -> str:
     """File stem of one task x model figure, e.g. ``convergence-mnist1d-mlp``."""
     return f"{kind}-{task}-{model}"
 
 
 def notebook_stems(notebook: str, problems: list[tuple[str, str]], cd: bool = False,
-                   regions: list[str] | tuple[str, ...] = (), answers: list[str] | tuple[str, ...] = ()) -> list[str]:
+                   regions: list[str] | tuple[str, ...] = (), answers: list[str] | tuple[str, ...] = (),
+                   families: Mapping[str, Sequence[str]] | None = None) -> list[str]:
     """Stems of every figure one notebook writes.
 
     ``cd``: whether the critical-difference diagram is defined (:func:`cd_defined`);
     ``regions``: strategies with more than one value of a hyperparameter, which
     get a stable-region map ``region-<strategy>`` (stability notebook);
-    ``answers``: the questions the sweep answers (:func:`config_answers`), one figure each.
+    ``answers``: the questions the sweep answers (:func:`config_answers`), one figure each;
+    ``families``: per kind of :data:`PANELED`, the model family of each of its panels
+    (:func:`config_panel_families`), which splits a figure of too many panels (:func:`paneled_stems`);
+    a kind without them gets one figure.
     """
-    stems = list(OVERVIEWS[notebook])
+    stems = []
+    for kind in OVERVIEWS[notebook]:
+        stems += paneled_stems(kind, (families or {}).get(kind, ())) if kind in PANELED else [kind]
     if notebook == "answers":
         stems += [QUESTIONS[name].figure.stem for name in answers]
     for task, model in problems:
@@ -79,9 +142,11 @@ def stem_kind(stem: str) -> str:
 
 
 def figure_stems(problems: list[tuple[str, str]], cd: bool = False,
-                 regions: list[str] | tuple[str, ...] = (), answers: list[str] | tuple[str, ...] = ()) -> list[str]:
+                 regions: list[str] | tuple[str, ...] = (), answers: list[str] | tuple[str, ...] = (),
+                 families: Mapping[str, Sequence[str]] | None = None) -> list[str]:
     """Stems of every figure of every notebook (see :func:`notebook_stems`)."""
-    return [stem for notebook in NOTEBOOKS for stem in notebook_stems(notebook, problems, cd, regions, answers)]
+    return [stem for notebook in NOTEBOOKS
+            for stem in notebook_stems(notebook, problems, cd, regions, answers, families)]
 
 
 def config_cd(config: dict) -> bool:
@@ -104,9 +169,10 @@ def config_stems(config: dict, notebook: str | None = None) -> list[str]:
     """Stems of the figures a sweep config yields: of one notebook, or of all."""
     problems, cd, regions = config_problems(config), config_cd(config), config_regions(config)
     answers = config_answers(config)
+    families = {kind: config_panel_families(config, kind) for kind in PANELED}
     if notebook is None:
-        return figure_stems(problems, cd, regions, answers)
-    return notebook_stems(notebook, problems, cd, regions, answers)
+        return figure_stems(problems, cd, regions, answers, families)
+    return notebook_stems(notebook, problems, cd, regions, answers, families)
 
 
 def config_answers(config: dict) -> list[str]:
@@ -137,8 +203,10 @@ def trains(question: Question, trained: set[str], task: dict) -> bool:
 
 
 def paper_stems(config: dict) -> list[str]:
-    """The figures the paper includes for a sweep config."""
-    return [*PAPER_FIGURES, *(["cd"] if config_cd(config) else []),
+    """The figures the paper includes for a sweep config: its appendix's figures of one model family each too."""
+    appendix = [stem for kind in PANELED for stem in paneled_stems(kind, config_panel_families(config, kind))
+                if stem != kind]
+    return [*PAPER_FIGURES, *appendix, *(["cd"] if config_cd(config) else []),
             *(QUESTIONS[name].figure.stem for name in config_answers(config))]
 
 

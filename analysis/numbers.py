@@ -13,6 +13,8 @@ Writes into ``paper/generated/<sweep>/``:
   (question Q1, ``analysis.questions``' ``q1_stable_range``), a lower bound marked where a range is censored;
 - ``table-leaderboard.tex``: every strategy's standing on each question and its performance-profile score
   (``analysis.leaderboard``), the strategies the config compares with the study (``compare``) marked;
+- ``table-setup.tex``, ``limitations.tex``, ``headlines.tex``: what the sweep trained, what it cannot say
+  and its headline answers, from the runs, the sweep's config and the claims (``analysis.prose``);
 - ``claims.tex``: the study's claims (``paper/claims.yaml``, evaluated by ``analysis.claims``): one
   ``\\benchclaim{<id>}`` sentence per claim and its numbers as ``\\benchdef`` keys; beside it
   ``claims.json``, the same machine-readable (not in ``bench.paths.GENERATED``, the list of these files
@@ -31,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
-from analysis import claims, data, leaderboard, questions
+from analysis import claims, data, leaderboard, prose, questions
 from analysis.curves import CurveSource
 from analysis.effects import Study
 from analysis.latex import numbers_tex
@@ -49,34 +53,50 @@ from bench import atomic, paths
 
 def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
           claims_file: Path | str = claims.CLAIMS_FILE, reference: Path | str | None = None,
-          marked: Sequence[str] = ()) -> list[Path]:
-    """Write numbers.tex, the tables and the claims (claims.tex, claims.json) into ``out``, each atomically;
-    return the paths (``bench.paths.GENERATED``, then claims.json).
+          config: Mapping[str, Any] | None = None, marked: Sequence[str] = ()) -> list[Path]:
+    """Write numbers.tex, the tables, the prose and the claims (claims.tex, claims.json) into ``out``, each
+    atomically; return the paths (``bench.paths.GENERATED``, then claims.json).
 
-    Prints one line per claim (holds, fails, not measured) and, on standard
-    error, a warning for every claim that flipped against ``reference`` or the
-    previous claims.json at ``out`` (``analysis.claims.write``). The leaderboard marks the strategies ``marked``.
+    ``config``: the sweep's config (``results/<sweep>/config.yaml``), which the
+    setup table and the limitations read for what the runs table lacks (model
+    sizes, evaluation interval, optimizer options); ``None``: those say ``n/a``
+    or are left out. The leaderboard marks the strategies ``marked``. Prints
+    one line per claim (holds, fails, not measured) and, on standard error, a
+    warning for every claim that flipped against ``reference`` or the previous
+    claims.json at ``out`` (``analysis.claims.write``).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     study = Study(runs, curves)  # every precision: Q3 reads its float64 replicas
     print(duplicates_line(study))
     answers = questions.answer_all(study)
-    runs = default_precision(runs)  # the tables: the study's runs, not the replicas
-    texts = (numbers_tex(compute(runs)), table_best(runs), table_stability(runs), table_problems(runs),
-             table_lr_range(runs), table_gains(answers["q1_stable_range"], runs),
-             leaderboard.table_leaderboard(leaderboard.leaderboard(runs, answers, marked), answers))
-    tables = [name for name in paths.GENERATED if name != paths.CLAIMS_TEX]  # claims.tex: claims.write
-    written_paths = []
-    for filename, text in zip(tables, texts, strict=True):
-        atomic.write_text(out / filename, text)
-        written_paths.append(out / filename)
     written = claims.write(answers, out, str(runs["sweep"].iloc[0]), claims_file, reference)
+    runs = default_precision(runs)  # the tables: the study's runs, not the replicas
+    texts = {"numbers.tex": numbers_tex(compute(runs)), "table-best.tex": table_best(runs),
+             "table-stability.tex": table_stability(runs), "table-problems.tex": table_problems(runs),
+             "table-lr-range.tex": table_lr_range(runs),
+             "table-gains.tex": table_gains(answers["q1_stable_range"], runs),
+             "table-leaderboard.tex": leaderboard.table_leaderboard(leaderboard.leaderboard(runs, answers, marked),
+                                                                    answers),
+             "table-setup.tex": prose.table_setup(runs, config), "limitations.tex": prose.limitations_tex(runs, config),
+             "appendix.tex": prose.appendix_tex(runs),
+             "headlines.tex": prose.headlines_tex(written.outcomes)}
+    written_paths = []
+    for filename in paths.GENERATED:
+        if filename != paths.CLAIMS_TEX:  # claims.write wrote it
+            atomic.write_text(out / filename, texts[filename])
+        written_paths.append(out / filename)
     for line in written.summary():
         print(line)
     for line in written.warnings:
         print(line, file=sys.stderr)
-    return [*written_paths, written.tex, written.json]
+    return [*written_paths, written.json]
+
+
+def read_config(sweep: str, root: Path | str = ".") -> dict | None:
+    """The config a sweep's jobs trained from (``results/<sweep>/config.yaml``), or None where there is none."""
+    path = paths.sweep_config(sweep, root)
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
 def duplicates_line(study: Study) -> str:
@@ -148,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or paths.generated_dir(args.sweep, args.root)
     for path in write(runs, out, data.curve_reader(args.sweep, args.root), claims_file, args.reference,
-                      leaderboard.compared(args.sweep, args.root)):
+                      read_config(args.sweep, args.root), leaderboard.compared(args.sweep, args.root)):
         print(path)
     return 0
 

@@ -18,6 +18,7 @@ averaged, tested or ranked. Each figure states this in a note above its panels (
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import pandas as pd
 import scikit_posthocs as sp
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
@@ -113,7 +115,7 @@ def draw_convergence(ax: plt.Axes, runs: pd.DataFrame, curves: pd.DataFrame, pan
     _plain_log_labels(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("train loss")
-    ax.set_title(vocabulary.panel_label(panel, runs), fontsize="medium")
+    panel_title(ax, vocabulary.panel_label(panel, runs))
 
 
 def _plain_log_labels(ax: plt.Axes) -> None:
@@ -141,7 +143,7 @@ def draw_stability(ax: plt.Axes, runs: pd.DataFrame, task: str, model: str, opti
     table = table.reindex(sorted(table.columns), axis=1)
     values = table.to_numpy(dtype=float)
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(values.shape[1]), [f"{lr:g}" for lr in table.columns])
+    ax.set_xticks(range(values.shape[1]), [f"{lr:.2g}" for lr in table.columns], rotation=90)
     ax.set_yticks(range(values.shape[0]), list(table.index))
     ax.set_xticks(np.arange(values.shape[1] + 1) - 0.5, minor=True)
     ax.set_yticks(np.arange(values.shape[0] + 1) - 0.5, minor=True)
@@ -153,14 +155,14 @@ def draw_stability(ax: plt.Axes, runs: pd.DataFrame, task: str, model: str, opti
         spine.set_visible(False)
     for (i, j), value in np.ndenumerate(values):
         if np.isfinite(value):
-            ax.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize="x-small",
+            ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize="small",
                     color="white" if value > 0.5 else "black")
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label="divergence rate", format=PercentFormatter(1.0), fraction=0.05)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("")
     title = f"{task} / {model}" + (f", {optimizer}" if runs["optimizer"].nunique() > 1 else "")
-    ax.set_title(title, fontsize="medium")
+    panel_title(ax, title)
 
 
 def legend_handles(styles: dict[str, Style], present: Sequence[str]) -> list[Line2D]:
@@ -193,11 +195,12 @@ def stability_figure(runs: pd.DataFrame, task: str, model: str, strategies: Sequ
 
 
 def convergence_overview(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str, Style],
-                         best: pd.DataFrame | None = None, columns: int = 3) -> Figure:
-    """Every panel of the sweep's convergence curves in one grid with one legend (the paper figure)."""
+                         best: pd.DataFrame | None = None, panels: list[dict] | None = None,
+                         columns: int = 3) -> Figure:
+    """The sweep's convergence curves, one axes per panel (default: every panel), with one legend."""
     best = tuning.best_tuned_runs(runs) if best is None else best
-    all_panels = [p for task, model in vocabulary.problems(runs) for p in vocabulary.panels(runs, task, model)]
-    fig, axes = _grid(len(all_panels), width=3.4, height=2.5, columns=columns)
+    all_panels = _problem_panels(runs) if panels is None else panels
+    fig, axes = _grid(len(all_panels), width=PANEL_WIDTH, height=PANEL_HEIGHT, columns=columns)
     for ax, panel in zip(axes, all_panels, strict=False):
         draw_convergence(ax, runs, curves, panel, styles, best)
     fig.legend(handles=legend_handles(styles, runs["strategy"].unique()), loc="upper center",
@@ -205,17 +208,37 @@ def convergence_overview(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[
     return fig
 
 
-def stability_overview(runs: pd.DataFrame, strategies: Sequence[str], columns: int = 3) -> Figure:
-    """Every problem's divergence heatmap in one grid (the paper figure)."""
-    keys = list(dict.fromkeys(
-        (t, m, o) for t, m, o in runs[["task", "model", "optimizer"]].itertuples(index=False)))
-    width = 1.2 + 0.45 * runs["lr"].nunique()
-    fig, axes = _grid(len(keys), width=width, height=0.9 + 0.25 * len(strategies), columns=columns)
+def stability_keys(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The (task, model, optimizer) triples of the stability heatmaps, in the order of the runs' problems."""
+    triples = dict.fromkeys((t, m, o) for t, m, o in runs[["task", "model", "optimizer"]].itertuples(index=False))
+    return [key for task, model in vocabulary.problems(runs) for key in triples if key[:2] == (task, model)]
+
+
+def stability_overview(runs: pd.DataFrame, strategies: Sequence[str], keys: list[tuple[str, str, str]] | None = None,
+                       columns: int = 2) -> Figure:
+    """Divergence heatmaps, one axes per (task, model, optimizer) of ``keys`` (default: all), in one grid."""
+    keys = stability_keys(runs) if keys is None else keys
+    fig, axes = _grid(len(keys), width=3.4, height=0.8 + 0.16 * len(strategies), columns=columns)
     for i, (ax, (task, model, optimizer)) in enumerate(zip(axes, keys, strict=False)):
         draw_stability(ax, runs, task, model, optimizer, strategies, colorbar=False)
         if i % columns:
             ax.set_yticklabels([])
     return fig
+
+
+PANEL_WIDTH, PANEL_HEIGHT = 2.3, 1.9
+"""Inches of one axes of a paneled overview: three to a row, at most 7 inches, so that included at the text width
+(6.5 inches) the axis labels keep at least 7 pt (:func:`smallest_print_size`)."""
+
+
+def smallest_print_size(fig: Figure, width: float) -> float:
+    """The smallest font size (pt) of ``fig``'s visible text once the figure is scaled to ``width`` inches."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.get_tightbbox(renderer)
+    sizes = [text.get_fontsize() for text in fig.findobj(match=lambda a: hasattr(a, "get_fontsize"))
+             if text.get_visible() and getattr(text, "get_text", lambda: "")()]
+    return min(sizes) * width / box.width
 
 
 def _grid(n: int, width: float, height: float, columns: int | None = None) -> tuple[Figure, list[plt.Axes]]:
@@ -232,7 +255,7 @@ def _grid(n: int, width: float, height: float, columns: int | None = None) -> tu
 NOTES = {
     "best": "Best-tuned setting per strategy, chosen on validation: a failed (diverged) seed counts as the worst.",
     "chance": "Failed (diverged) runs count at the task's chance level.",
-    "rate": "Divergence rate of each strategy's best setting at each learning rate (chosen on validation): "
+    "rate": "Divergence rate (%) of each strategy's best setting at each learning rate (chosen on validation): "
             "share of its seeds flagged diverged, averaged over stress dials; the same runs per cell for every "
             "strategy.",
     "region": "Divergence rate: share of runs flagged diverged, pooled over seeds and stress dials.",
@@ -251,8 +274,19 @@ NOTES = {
 
 
 def note(fig: Figure, *keys: str) -> None:
-    """Write the notes ``keys`` of :data:`NOTES` in small type above ``fig`` (legends may sit below it)."""
-    fig.text(0.0, 1.01, "\n".join(NOTES[k] for k in keys), ha="left", va="bottom", fontsize="x-small", color="0.3")
+    """Write the notes ``keys`` of :data:`NOTES` in small type above ``fig`` (legends may sit below it), wrapped
+    to the figure's width."""
+    size = FontProperties(size="small").get_size_in_points()
+    columns = max(40, int(fig.get_figwidth() * 72 / (0.5 * size)))
+    lines = [line for k in keys for line in textwrap.wrap(NOTES[k], columns)]
+    fig.text(0.0, 1.01, "\n".join(lines), ha="left", va="bottom", fontsize="small", color="0.3")
+
+
+def panel_title(ax: plt.Axes, label: str) -> None:
+    """A panel's title, wrapped to its axes' width."""
+    size = FontProperties(size="medium").get_size_in_points()
+    columns = max(16, int(ax.get_position().width * ax.figure.get_figwidth() * 72 / (0.5 * size)))
+    ax.set_title("\n".join(textwrap.wrap(label, columns)), fontsize="medium")
 
 
 def _problem_panels(runs: pd.DataFrame) -> list[dict]:
@@ -289,19 +323,20 @@ def draw_survival(ax: plt.Axes, events: pd.DataFrame, styles: dict[str, Style], 
 
 
 def survival_overview(runs: pd.DataFrame, curves: pd.DataFrame | None, styles: dict[str, Style], kind: str,
-                      columns: int = 3) -> Figure:
-    """Survival curves per panel over the whole grid: ``kind`` is ``divergence`` or ``target``."""
+                      panels: list[dict] | None = None, columns: int = 3) -> Figure:
+    """Survival curves per panel (default: every panel) over the whole grid: ``kind`` is ``divergence`` or
+    ``target``."""
     if kind == "target":
         events = steps_to_target(runs, curves, target_levels(runs))
         ylabel = "share not yet at target"
     else:
         events = time_to_divergence(runs)
         ylabel = "share not yet diverged"
-    all_panels = _problem_panels(runs)
-    fig, axes = _grid(len(all_panels), width=3.0, height=2.3, columns=columns)
+    all_panels = _problem_panels(runs) if panels is None else panels
+    fig, axes = _grid(len(all_panels), width=PANEL_WIDTH, height=PANEL_HEIGHT, columns=columns)
     for ax, panel in zip(axes, all_panels, strict=False):
         draw_survival(ax, vocabulary.select(events, panel), styles, ylabel)
-        ax.set_title(vocabulary.panel_label(panel, runs), fontsize="medium")
+        panel_title(ax, vocabulary.panel_label(panel, runs))
     _legend_below(fig, styles, runs["strategy"].unique())
     return fig
 
@@ -327,12 +362,12 @@ def draw_sensitivity(ax: plt.Axes, runs: pd.DataFrame, panel: dict, styles: dict
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel(f"test {scored['metric'].iloc[0]}")
-    ax.set_title(vocabulary.panel_label(panel, runs), fontsize="medium")
+    panel_title(ax, vocabulary.panel_label(panel, runs))
 
 
 def sensitivity_figure(runs: pd.DataFrame, panels: list[dict], styles: dict[str, Style], columns: int = 3) -> Figure:
     """Learning-rate sensitivity curves, one axes per panel."""
-    fig, axes = _grid(len(panels), width=3.0, height=2.3, columns=columns)
+    fig, axes = _grid(len(panels), width=PANEL_WIDTH, height=PANEL_HEIGHT, columns=columns)
     for ax, panel in zip(axes, panels, strict=False):
         draw_sensitivity(ax, runs, panel, styles)
     _legend_below(fig, styles, runs["strategy"].unique())
@@ -386,23 +421,23 @@ def explosions_figure(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str
     dashed grey line is the run's running median of the gradient norm.
     """
     shown = [s for s in vocabulary.strategy_order(runs)][:3]
-    fig, axes = _grid(len(shown), width=3.0, height=2.3)
+    fig, axes = _grid(len(shown), width=PANEL_WIDTH, height=PANEL_HEIGHT + 0.6)
     for ax, strategy in zip(axes, shown, strict=False):
         traces = explosion_traces(runs, curves, {"strategy": strategy}, n=n, before=before, after=after)
         style = styles[strategy]
         for i, (run_id, trace) in enumerate(traces.groupby("run_id", sort=False)):
             row = runs[runs["run_id"] == run_id].iloc[0]
             norms = trace["grad_norm_pre"].where(np.isfinite(trace["grad_norm_pre"]))
-            label = f"{row['task']}/{row['model']} lr={row['lr']:g}" + (" (diverged)" if row["diverged"] else "")
+            label = f"{row['task']}/{row['model']} lr={row['lr']:.2g}" + (" (div.)" if row["diverged"] else "")
             ax.plot(trace["offset"], norms, color=style.colour, linestyle=DASHES[i % len(DASHES)], linewidth=1.2,
                     label=label)
             ax.plot(trace["offset"], trace["running_median"], color="0.5", linestyle="--", linewidth=0.8)
         ax.set_yscale("log")
         ax.axvline(0, color="0.7", linewidth=0.8)
         ax.set_xlabel("steps from largest spike")
-        ax.set_ylabel("gradient norm (before the strategy)")
+        ax.set_ylabel("gradient norm")
         ax.set_title(strategy, fontsize="medium")
-        ax.legend(fontsize="xx-small", loc="upper left")
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.3))
     note(fig, "traces")
     return fig
 
@@ -433,7 +468,7 @@ def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.Da
     """Performance profiles of the best-tuned test error over problems (``ranking.performance_profile``, on costs)."""
     summary = ranking.ranking_summary(runs) if summary is None else summary
     profile = ranking.performance_profile(ranking.error_matrix(summary))
-    fig, ax = plt.subplots(figsize=(3.4 + (1.4 if len(styles) > 6 else 0), 2.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(4.8 if len(styles) > 6 else 3.4, 2.4), layout="constrained")
     top = float(profile["tau"].max()) if len(profile) else 1.0
     for strategy in styles:
         rows = profile[profile["strategy"] == strategy].sort_values("tau")
@@ -449,12 +484,12 @@ def profiles_figure(runs: pd.DataFrame, styles: dict[str, Style], summary: pd.Da
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("error within a factor tau of the best strategy's")
+    ax.set_xlabel("tau: error within a factor tau of the best")
     ax.set_ylabel("share of problems")
     if len(styles) > 6:
-        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="x-small")
+        fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize="small")
     else:
-        ax.legend(loc="lower right", fontsize="x-small")
+        ax.legend(loc="lower right", fontsize="small")
     note(fig, "best", "chance", "profiles")
     return fig
 
@@ -490,13 +525,33 @@ def convergence_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | st
         fig = convergence_figure(runs, curves, task, model, styles, best)
         note(fig, "best", "curves")
         paths += save(fig, out / problem_stem("convergence", task, model))
-    fig = convergence_overview(runs, curves, styles, best)
-    note(fig, "best", "curves")
-    paths += save(fig, out / "convergence")
-    fig = survival_overview(runs, curves, styles, "target")
-    note(fig, "target")
-    paths += save(fig, out / "time-to-target")
+    panels = _problem_panels(runs)
+    for stem, chosen in paneled(runs, "convergence", panels):
+        fig = convergence_overview(runs, curves, styles, best, chosen)
+        note(fig, "best", "curves")
+        paths += save(fig, out / stem)
+    for stem, chosen in paneled(runs, "time-to-target", panels):
+        fig = survival_overview(runs, curves, styles, "target", chosen)
+        note(fig, "target")
+        paths += save(fig, out / stem)
     return paths
+
+
+def overview_panels(runs: pd.DataFrame, kind: str) -> list:
+    """The panels of a paneled overview kind (``layout.PANELED``), in drawing order: panel dicts, or (task,
+    model, optimizer) triples for a kind of ``layout.PER_OPTIMIZER``."""
+    return stability_keys(runs) if kind in layout.PER_OPTIMIZER else _problem_panels(runs)
+
+
+def paneled(runs: pd.DataFrame, kind: str, panels: list) -> list[tuple[str, list]]:
+    """A paneled overview's figures (``layout.split_panels``): (stem, its panels), the main figure first.
+
+    ``panels``: dicts with task and model, or (task, model, optimizer) triples.
+    """
+    family = dict(zip(zip(runs["task"], runs["model"], strict=True), runs["family"].astype(str), strict=True))
+    families = [family[(p["task"], p["model"]) if isinstance(p, dict) else tuple(p[:2])] for p in panels]
+    split = layout.split_panels(families, layout.PANELED[kind])
+    return [(f"{kind}-{suffix}" if suffix else kind, [panels[i] for i in indexes]) for suffix, indexes in split.items()]
 
 
 def stability_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str) -> list[Path]:
@@ -512,13 +567,17 @@ def stability_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str)
         paths += save(fig, out / problem_stem("stability", task, model))
         paths += save(sensitivity_figure(runs, vocabulary.panels(runs, task, model), styles),
                       out / problem_stem("sensitivity", task, model))
-    fig = stability_overview(runs, strategies)
-    note(fig, "rate")
-    paths += save(fig, out / "stability")
-    paths += save(sensitivity_figure(runs, _problem_panels(runs), styles), out / "sensitivity")
-    fig = survival_overview(runs, None, styles, "divergence")
-    note(fig, "divergence")
-    paths += save(fig, out / "time-to-divergence")
+    for stem, keys in paneled(runs, "stability", stability_keys(runs)):
+        fig = stability_overview(runs, strategies, keys)
+        note(fig, "rate")
+        paths += save(fig, out / stem)
+    panels = _problem_panels(runs)
+    for stem, chosen in paneled(runs, "sensitivity", panels):
+        paths += save(sensitivity_figure(runs, chosen, styles), out / stem)
+    for stem, chosen in paneled(runs, "time-to-divergence", panels):
+        fig = survival_overview(runs, None, styles, "divergence", chosen)
+        note(fig, "divergence")
+        paths += save(fig, out / stem)
     paths += save(explosions_figure(runs, curves, styles), out / "explosions")
     for strategy, hyperparameter in region_strategies(runs).items():
         paths += save(region_figure(runs, strategy, hyperparameter), out / f"region-{strategy}")

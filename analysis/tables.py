@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.latex import lr_range, name, number, panel_key, percent, rate_text, signed, tex_escape
+from analysis.layout import split_panels
 from analysis.macros import budget_text, stability, stable_default_row
 from analysis.ranking import rank_matrix, ranking_errors
 from analysis.stability import stable_lr_range
@@ -13,10 +14,23 @@ from analysis.summaries import seed_summary
 from analysis.tuning import best_tuned_runs, default_runs, default_settings
 from analysis.vocabulary import panel_columns, problems, select, strategy_order
 
+TABLE_PANELS = 8
+"""The most panels (columns) a per-panel table holds; a sweep with more gets the first panels of each model family
+and, in the appendix, a table per family (:func:`panel_splits`)."""
+
 
 def _panels(runs: pd.DataFrame) -> list[dict]:
     keys = panel_columns(runs)
     return [dict(zip(keys, row, strict=True)) for row in runs[keys].drop_duplicates().itertuples(index=False)]
+
+
+def panel_splits(runs: pd.DataFrame) -> list[tuple[str, list[dict]]]:
+    """The per-panel tables' columns: (suffix, panels), the main table's (suffix ``""``) first, then each model
+    family's (``layout.split_panels`` at :data:`TABLE_PANELS`)."""
+    panels = _panels(runs)
+    family = dict(zip(zip(runs["task"], runs["model"], strict=True), runs["family"].astype(str), strict=True))
+    split = split_panels([family[(p["task"], p["model"])] for p in panels], TABLE_PANELS)
+    return [(suffix, [panels[i] for i in indexes]) for suffix, indexes in split.items()]
 
 
 def _panel_header(runs: pd.DataFrame, panels: list[dict]) -> str:
@@ -24,7 +38,7 @@ def _panel_header(runs: pd.DataFrame, panels: list[dict]) -> str:
                       + "}" for p in panels)
 
 
-def table_best(runs: pd.DataFrame) -> str:
+def table_best(runs: pd.DataFrame, panels: list[dict] | None = None) -> str:
     """LaTeX tabular: best-tuned mean test metric over its 95% bootstrap CI per strategy (rows) and panel (columns).
 
     ``seed_summary`` of ``best_tuned_runs``: failed seeds count at
@@ -32,11 +46,12 @@ def table_best(runs: pd.DataFrame) -> str:
     column is the tuning budget per panel (``macros.budget_text``); below each
     tuned value of a strategy with hyperparameters, ``def.`` is the same at its
     registered default hyperparameters, tuned over the learning rate only
-    (``default_runs``), or ``not in grid``. Needs makecell.
+    (``default_runs``), or ``not in grid``. ``panels``: the columns (default:
+    the main table's, :func:`panel_splits`). Needs makecell.
     """
     keys = panel_columns(runs)
     strategies = strategy_order(runs)
-    panels = _panels(runs)
+    panels = panel_splits(runs)[0][1] if panels is None else panels
     summary = seed_summary(best_tuned_runs(runs), by=[*keys, "strategy"])
     defaults = default_runs(runs)
     default_summary = (seed_summary(best_tuned_runs(defaults), by=[*keys, "strategy"])
@@ -103,14 +118,15 @@ def table_stability(runs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table_lr_range(runs: pd.DataFrame) -> str:
+def table_lr_range(runs: pd.DataFrame, panels: list[dict] | None = None) -> str:
     """LaTeX tabular: the widest contiguous stable learning-rate range per strategy and panel, with the budget.
 
     ``stable_lr_range``: a learning rate is stable when the strategy's
-    best setting at it has no diverged seed (``stability_points``).
+    best setting at it has no diverged seed (``stability_points``). ``panels``:
+    the columns (default: the main table's, :func:`panel_splits`).
     """
     keys = panel_columns(runs)
-    panels = _panels(runs)
+    panels = panel_splits(runs)[0][1] if panels is None else panels
     ranges = stable_lr_range(runs)
     budgets = budget_text(runs)
     header = f"strategy & settings & {_panel_header(runs, panels)} \\\\"

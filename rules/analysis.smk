@@ -40,6 +40,8 @@ rule numbers:
     output:
         generated_files(),
     params:
+        # the setup table and the limitations also read the sweep config, results/<sweep>/config.yaml (written as
+        # the run starts, see the Snakefile): not an input, as it changes whenever any cell does
         # from the output path rather than SWEEP: the lint takes a sweep named like a folder for a path prefix
         sweep=lambda wildcards, output: Path(output[0]).parent.name,
         out=lambda wildcards, output: Path(output[0]).parent,

@@ -16,6 +16,7 @@ import yaml
 from scipy import stats as sps
 
 from analysis import (
+    claims,
     data,
     inference,
     latex,
@@ -23,6 +24,7 @@ from analysis import (
     macros,
     numbers,
     plots,
+    prose,
     questions,
     ranking,
     stability,
@@ -31,7 +33,8 @@ from analysis import (
     vocabulary,
 )
 from analysis.curves import curve_band, smooth
-from analysis.tables import table_best
+from analysis.effects import Study
+from analysis.tables import panel_splits, table_best
 from bench import paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,3 +312,73 @@ def test_numbers_cli_reports_missing_results(tmp_path):
 
 def test_tex_escape():
     assert latex.tex_escape("clip_norm 5%") == "clip\\_norm 5\\%"
+
+
+def test_setup_table_and_limitations_come_from_the_runs_and_the_config(tables):
+    runs, _ = tables
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config["models"] = {"mlp": {"family": "mlp", "depth": 5, "width": 17, "activation": "tanh"}}
+    config["problems"] = [{"task": "mnist1d", "models": ["mlp"], "eval_every": 7}]
+    setup = prose.table_setup(runs, config)
+    assert "depth 5, width 17, tanh" in setup and f"{int(runs['steps'].max())} (7)" in setup
+    assert "momentum 0.9, no weight decay" in setup
+    assert prose.table_setup(runs).count("n/a") == len(prose.distinct_problems(runs))  # no config: no sizes
+    text = prose.limitations_tex(runs, config)
+    assert f"{len(prose.distinct_problems(runs))} task--model pairs" in text
+    assert f"{runs['seed'].nunique()} seeds" in text and "No optimizer uses weight decay" in text
+    assert "depth 5, width 17, tanh" in text and "Validation runs every 7 to 10 steps" in text  # adding: the top level
+    censored, ranges = prose.censored_share(runs)
+    assert 0 < censored <= ranges  # clip_norm never diverges: its range reaches the top of the grid
+    assert f"{censored} (" in text
+    decayed = {**config, "optimizers": {"sgd": {**config["optimizers"]["sgd"], "weight_decay": 0.1}}}
+    assert "weight decay" not in prose.limitations_tex(runs, decayed)
+
+
+def test_headlines_quote_only_headline_claims(tables):
+    runs, curves = tables
+    declared, entries = claims.load()
+    outcomes = claims.evaluate_claims(questions.answer_all(Study(runs, curves)), entries, declared)
+    text = prose.headlines_tex(outcomes)
+    headline = [o for o in outcomes if o.claim.headline]
+    assert headline and all(o.sentence["tex"] in text for o in headline)
+    assert not any(o.sentence["tex"] in text for o in outcomes if not o.claim.headline and o.sentence["tex"])
+    assert "task--model pairs (Q1" in prose.units_text()
+
+
+def test_paneled_figures_hold_at_most_their_limit_and_the_config_agrees_with_the_runs():
+    families = ["mlp"] * 9 + ["rnn"] * 3
+    split = layout.split_panels(families, 8)
+    assert list(split) == ["", "family-mlp-1", "family-mlp-2", "family-rnn"]
+    assert split[""] == [0, 1, 2, 3, 9, 10, 11] and all(len(v) <= 8 for v in split.values())
+    assert layout.split_panels(["mlp"] * 8, 8) == {"": list(range(8))}
+    paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    stems = layout.config_stems(paper)
+    assert "sensitivity-family-cnn2d" in stems and "sensitivity-family-cnn2d" in layout.paper_stems(paper)
+    for kind, limit in layout.PANELED.items():
+        assert all(len(v) <= limit for v in layout.split_panels(layout.config_panel_families(paper, kind),
+                                                                limit).values())
+
+
+def test_paneled_figures_are_legible_at_print_size(tables):
+    runs, _ = tables
+    plots.setup()
+    many = pd.concat([runs.assign(task=f"t{i}") for i in range(5)], ignore_index=True)
+    styles = plots.strategy_styles(vocabulary.strategy_order(many))
+    panels = plots.overview_panels(many, "sensitivity")
+    split = plots.paneled(many, "sensitivity", panels)
+    assert split[0][0] == "sensitivity" and all(len(p) <= 8 for _, p in split)
+    fig = plots.sensitivity_figure(many, split[0][1], styles)
+    assert plots.smallest_print_size(fig, 6.5) >= 7.0  # included at the text width, 6.5 inches
+
+
+def test_per_panel_tables_hold_at_most_eight_panels_and_the_appendix_the_rest(tables):
+    runs, _ = tables
+    many = pd.concat([runs.assign(task=f"t{i}") for i in range(5)], ignore_index=True)  # 10 panels, 2 families
+    splits = dict(panel_splits(many))
+    assert list(splits) == ["", "family-mlp", "family-rnn"] and all(len(p) <= 8 for p in splits.values())
+    header = table_best(many).splitlines()[0]
+    assert header == "\\begin{tabular}{ll" + "c" * 8 + "}"
+    appendix = prose.appendix_tex(many)
+    assert "As Table~\\ref{tab:best}, for model family mlp." in appendix and "sensitivity-family-rnn" in appendix
+    assert "\\benchdef{panels-table-best}{This table shows" in appendix
+    assert "\\def\\benchappendix{}" in prose.appendix_tex(runs)  # 2 panels: nothing in the appendix

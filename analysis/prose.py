@@ -1,0 +1,280 @@
+"""The paper's generated prose: what the sweep trained, what it cannot say, and its headline answers.
+
+Four files of ``paper/generated/<sweep>/`` (``bench.paths.GENERATED``), each computed from the sweep's
+runs table, its config (``results/<sweep>/config.yaml``) and its evaluated claims, never typed by hand:
+
+- ``table-setup.tex`` (:func:`table_setup`): per problem its task, model and size, optimizers, steps
+  and evaluation interval, seeds, learning rates, strategies, stress dials and precision; below it,
+  per optimizer its options and learning-rate grid;
+- ``limitations.tex`` (:func:`limitations_tex`): the limitations paragraph, from the budget, the model
+  sizes, the precision, the number of distinct problems, the share of censored stable ranges, the
+  evaluation resolution, the optimizers' weight decay and the seeds;
+- ``appendix.tex`` (:func:`appendix_tex`): where a paneled figure or per-panel table shows only the first
+  panels of each model family, the note saying so (``\\benchnum{panels-<kind>}``) and the appendix's
+  figures and tables of one family each (``\\benchappendix``);
+- ``headlines.tex`` (:func:`headlines_tex`): the headline claims (``headline: true`` in
+  ``paper/claims.yaml``), as full sentences (``\\benchheadlines``) and in their short effect form
+  (``\\benchheadlineeffects``), and the unit each question's intervals resample (``\\benchunits``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from analysis.claims import Outcome, render
+from analysis.effects import Study
+from analysis.latex import name, number, percent, tex_escape
+from analysis.questions import QUESTIONS
+from analysis.tables import panel_splits, table_best, table_lr_range
+from analysis.vocabulary import dial_columns, problems, select
+from bench.sweep import stress_dials
+
+STRESS_DIALS_DEFAULTS = stress_dials()
+"""Each stress dial's registered default: the setup table lists a dial only where a problem sets another value."""
+
+MODEL_SIZE_KEYS = ("depth", "width", "channels", "kernel", "strided_layers", "hidden", "cell", "activation")
+"""The keys of a model's config entry that say its size and kind, in the order the setup table lists them."""
+UNNAMED_KEYS = ("cell", "activation")
+"""Size keys whose value names itself (``tanh``, ``lstm``): listed without their key."""
+OPTIMIZER_KEYS = ("momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay")
+"""The keys of an optimizer's config entry the setup table lists (besides its kind and learning rates)."""
+
+
+def distinct_problems(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The sweep's distinct problems, the unit of every count across problems: its task x model pairs.
+
+    Two pairs that train identical runs (same data, model and seeds) are one
+    problem; this count takes every pair as distinct and is the one place the
+    paper's prose counts problems.
+    """
+    return problems(runs)
+
+
+def _model_size(model: Mapping[str, Any], per_line: int = 0) -> str:
+    """A model's size and kind (:data:`MODEL_SIZE_KEYS`); ``per_line`` > 0: a ``\\makecell`` of that many per line."""
+    parts = [tex_escape(str(model[key]) if key in UNNAMED_KEYS else f"{key.replace('_', ' ')} {model[key]}")
+             for key in MODEL_SIZE_KEYS if key in model]
+    if not parts:
+        return "n/a"
+    if per_line <= 0:
+        return ", ".join(parts)
+    lines = [", ".join(parts[k:k + per_line]) for k in range(0, len(parts), per_line)]
+    return "\\makecell[l]{" + "\\\\ ".join(lines) + "}"
+
+
+def _entry(config: Mapping[str, Any] | None, task: str, model: str) -> dict[str, Any]:
+    """The config's settings of one task x model pair: the top level overridden by its problems entry."""
+    if not config:
+        return {}
+    entry = next((p for p in config.get("problems", ()) if p["task"] == task and model in p["models"]), {})
+    return {**config, **entry}
+
+
+def _dials(rows: pd.DataFrame) -> str:
+    """The stress dials of a problem's runs that differ from their registered default, with their values."""
+    texts = []
+    for dial in dial_columns(rows):
+        values = sorted({float(v) for v in rows[dial].dropna()})
+        if values and values != [float(STRESS_DIALS_DEFAULTS[dial])]:
+            texts.append(f"{tex_escape(dial)} {', '.join(number(v) for v in values)}")
+    return "; ".join(texts) or "--"
+
+
+def table_setup(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> str:
+    """LaTeX: the problems the sweep trained (one row per task x model pair) and its optimizers.
+
+    From the runs: optimizers, steps, seeds, learning rates per optimizer,
+    strategies, stress dials and precision; from ``config`` (the sweep's config,
+    ``None``: ``n/a``): the model's size and the evaluation interval. Below, per
+    optimizer, its options and learning-rate grid. Needs booktabs.
+    """
+    models = (config or {}).get("models", {})
+    lines = [r"\begin{tabular}{lllllllll}", r"\toprule",
+             r"task & model & size & optimizers & steps (eval.) & seeds & LRs & strategies & "
+             r"stress dials; precision \\", r"\midrule"]
+    for task, model in problems(runs):
+        rows = select(runs, {"task": task, "model": model})
+        settings = _entry(config, task, model)
+        steps = sorted({int(s) for s in rows["steps"]})
+        evaluation = settings.get("eval_every")
+        optimizers = list(dict.fromkeys(rows["optimizer"].astype(str)))
+        lrs = ", ".join(str(rows[rows["optimizer"] == o]["lr"].nunique()) for o in optimizers)
+        dtypes = ", ".join(sorted(rows["dtype"].astype(str).unique())) if "dtype" in rows else "float32"
+        cells = [name(task), name(model), _model_size(models.get(model, {}), 3) if models else "n/a",
+                 ", ".join(name(o) for o in optimizers),
+                 "--".join(str(s) for s in dict.fromkeys([steps[0], steps[-1]]))
+                 + (f" ({evaluation})" if evaluation else ""),
+                 str(rows["seed"].nunique()), lrs, str(rows["strategy"].nunique()),
+                 f"{_dials(rows)}; {tex_escape(dtypes)}"]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\midrule", r"optimizer & \multicolumn{8}{l}{options; learning-rate grid} \\", r"\midrule"]
+    for optimizer in dict.fromkeys(runs["optimizer"].astype(str)):
+        entry = (config or {}).get("optimizers", {}).get(optimizer, {})
+        options = ", ".join([tex_escape(str(entry.get("kind", optimizer)))]
+                            + [f"{tex_escape(key)} {entry[key]}" for key in OPTIMIZER_KEYS if key in entry]
+                            + ([] if "weight_decay" in entry or not entry else ["no weight decay"]))
+        lrs = sorted(runs[runs["optimizer"] == optimizer]["lr"].unique())
+        lines.append(f"{name(optimizer)} & \\multicolumn{{8}}{{l}}{{{options}; "
+                     f"{', '.join(number(lr) for lr in lrs)}}} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def censored_share(runs: pd.DataFrame) -> tuple[int, int]:
+    """Of the (panel, strategy) stable ranges of the clean panels (``effects.Study.widths``), how many reach
+    the top of their panel's learning-rate grid (a width that is a lower bound), and how many there are."""
+    widths = Study(runs).widths
+    return sum(bool(width["reaches_top"]) for width in widths.values()), len(widths)
+
+
+def weight_decays(config: Mapping[str, Any] | None) -> dict[str, float]:
+    """Per optimizer of ``config``, its weight decay (0 where its entry sets none)."""
+    return {str(key): float(entry.get("weight_decay", 0.0) or 0.0)
+            for key, entry in (config or {}).get("optimizers", {}).items()}
+
+
+def _range(values: Sequence[float], unit: str = "") -> str:
+    values = sorted(set(values))
+    suffix = f" {unit}" if unit else ""
+    return (f"{number(values[0])}{suffix}" if len(values) == 1
+            else f"{number(values[0])} to {number(values[-1])}{suffix}")
+
+
+def limitations_tex(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> str:
+    """The limitations paragraph (LaTeX), every number computed from ``runs`` and ``config``."""
+    steps = sorted({int(s) for s in runs["steps"]})
+    pairs = distinct_problems(runs)
+    censored, ranges = censored_share(runs)
+    sentences = [f"Each run trains for {_range(steps, 'steps')}, a short budget: a strategy whose benefit shows "
+                 "only late in training, or only at scale, is not seen here."]
+    models = (config or {}).get("models", {})
+    used = list(dict.fromkeys(runs["model"].astype(str)))
+    sizes = [f"{name(m)} ({_model_size(models[m])})" for m in used if m in models]
+    if sizes:
+        sentences.append(f"The models are small: {'; '.join(sizes)}.")
+    dtypes = sorted(runs["dtype"].astype(str).unique()) if "dtype" in runs else ["float32"]
+    device = (config or {}).get("device")
+    sentences.append(f"Runs train in {' and '.join(tex_escape(d) for d in dtypes)}"
+                     + (f" on {tex_escape(str(device)).upper()}" if device else "")
+                     + "; lower precision, where explosions are most common in practice, is not measured.")
+    sentences.append(f"The study has {len(pairs)} task--model pairs, the independent unit of every interval "
+                     "across problems, so those intervals rest on few units and per-family ones on fewer still.")
+    evaluations = sorted({int(_entry(config, t, m)["eval_every"]) for t, m in pairs
+                          if "eval_every" in _entry(config, t, m)})
+    if evaluations:
+        shares = sorted({e / s for e in evaluations for s in steps})
+        sentences.append(f"Validation runs every {_range(evaluations, 'steps')} "
+                         f"({_range([100 * s for s in shares])}\\% of the budget), so times to a target are "
+                         "resolved no finer than that.")
+    if ranges:
+        sentences.append(f"Of the {ranges} (panel, strategy) stable learning-rate ranges without bad batches, "
+                         f"{censored} ({percent(censored / ranges, 0)}) reach the top of the grid: their widths are "
+                         "lower bounds, and gains measured on them are bounds too.")
+    decays = weight_decays(config)
+    if decays and not any(decays.values()):
+        sentences.append("No optimizer uses weight decay, under which gradient scaling and learning-rate scaling "
+                         "are no longer the same.")
+    sentences.append(f"Each setting has {runs['seed'].nunique()} seeds. Hyperparameter grids are finite and shared "
+                     "across problems; a strategy with a poorly placed grid is disadvantaged.")
+    return " ".join(sentences) + "\n"
+
+
+def headline_outcomes(outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """The headline claims' outcomes (``headline: true``), in question order."""
+    return [o for o in outcomes if o.claim.headline]
+
+
+def _strategy(outcome: Outcome) -> str:
+    strategy = outcome.claim.row.get("strategy")
+    return f", {name(str(strategy))}" if strategy else ""
+
+
+def units_text() -> str:
+    """The units the questions' intervals resample, from their declarations: ``task-model pairs (Q1--Q5, Q7);
+    seeds (Q6)``."""
+    by_unit: dict[str, list[str]] = {}
+    for question in QUESTIONS.values():
+        by_unit.setdefault(question.unit, []).append(question.id)
+    return "; ".join(f"{tex_escape(unit).replace('-', '--')} ({', '.join(ids)})" for unit, ids in by_unit.items())
+
+
+def headlines_tex(outcomes: Sequence[Outcome]) -> str:
+    """The headline macros: ``\\benchheadlines`` (their sentences), ``\\benchheadlineeffects`` (per question its
+    id, strategy, effect and interval, or ``not measured``) and ``\\benchunits`` (:func:`units_text`)."""
+    chosen = headline_outcomes(outcomes)
+    sentences = " ".join(o.sentence["tex"] for o in chosen)
+    effects = []
+    for outcome in chosen:
+        label = f"{outcome.claim.question}{_strategy(outcome)}"
+        if outcome.holds is None:
+            effects.append(f"{label}: not measured")
+            continue
+        effect = render(outcome.claim.effect, outcome.values, "tex")
+        interval = render(outcome.claim.interval, outcome.values, "tex")
+        effects.append(f"{label}: {effect} ({interval})")
+    lines = ["% Generated by `python -m analysis.numbers` from paper/claims.yaml's headline claims; do not edit.",
+             f"\\def\\benchheadlines{{{sentences}}}",
+             f"\\def\\benchheadlineeffects{{{'; '.join(effects)}}}",
+             f"\\def\\benchunits{{{units_text()}}}"]
+    return "\n".join(lines) + "\n"
+
+
+
+FIGURE_LABELS = {"convergence": "convergence", "time-to-target": "time-to-target", "stability": "stability",
+                 "sensitivity": "sensitivity", "time-to-divergence": "time-to-divergence"}
+"""The paper's label (``fig:<label>``) of each paneled overview figure (``layout.PANELED``)."""
+TABLES = {"best": table_best, "lr-range": table_lr_range}
+"""The per-panel tables by the paper's label (``tab:<label>``), split like the figures (``tables.panel_splits``)."""
+
+
+def _family(kind: str, suffix: str, runs: pd.DataFrame) -> str:
+    """The model family an appendix figure or table shows, from its suffix ``family-<family>[-<k>]``."""
+    family = suffix[len("family-"):]
+    head, _, part = family.rpartition("-")
+    if part.isdigit() and head in set(runs["family"].astype(str)):
+        return f"{tex_escape(head)} (part {part})"
+    return tex_escape(family)
+
+
+def _more(total: int, what: str) -> str:
+    return (f"This {what} shows the first panels of each model family; Appendix~\\ref{{sec:figures}} shows all "
+            f"{total}, one model family per {what}.")
+
+
+def appendix_tex(runs: pd.DataFrame) -> str:
+    """Where a paneled figure or table holds only the first panels of each model family: its note
+    (``\\benchnum{panels-<kind>}``, empty otherwise), and the appendix of a figure and table per family
+    (``\\benchappendix``, empty where every figure and table holds all panels)."""
+    from analysis.plots import overview_panels, paneled
+
+    lines = ["% Generated by `python -m analysis.numbers`; do not edit."]
+    floats = []
+    for kind, label in FIGURE_LABELS.items():
+        panels = overview_panels(runs, kind)
+        split = paneled(runs, kind, panels)
+        lines.append(f"\\benchdef{{panels-{kind}}}{{{'' if len(split) == 1 else _more(len(panels), 'figure')}}}")
+        for stem, _ in split[1:]:
+            floats.append(
+                "\\begin{figure}[p]\\centering"
+                f"\\includegraphics[width=\\textwidth,height=0.85\\textheight,keepaspectratio]{{\\benchfigures/{stem}}}"
+                f"\\caption{{As Figure~\\ref{{fig:{label}}}, for model family "
+                f"{_family(kind, stem[len(kind) + 1:], runs)}.}}\\end{{figure}}")
+    splits = panel_splits(runs)
+    for label, table in TABLES.items():
+        total = sum(len(chosen) for suffix, chosen in splits if suffix)
+        lines.append(f"\\benchdef{{panels-table-{label}}}{{{'' if len(splits) == 1 else _more(total, 'table')}}}")
+        for suffix, chosen in splits[1:]:
+            floats.append(
+                "\\begin{table}[p]\\centering\\small"
+                f"\\caption{{As Table~\\ref{{tab:{label}}}, for model family {_family(label, suffix, runs)}.}}"
+                f"\\begin{{adjustbox}}{{max width=\\textwidth,max totalheight=0.85\\textheight}}"
+                f"{table(runs, chosen)}\\end{{adjustbox}}\\end{{table}}")
+    body = ("\\clearpage\\section{Figures and tables per model family}\\label{sec:figures}"
+            "Each figure and table below repeats one of the text for every panel of one model family; the text "
+            "shows the first panels of each family, so that every figure stays legible at print size."
+            + "".join(floats))
+    lines.append(f"\\long\\def\\benchappendix{{{body if floats else ''}}}")
+    return "\n".join(lines) + "\n"
