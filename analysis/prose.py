@@ -27,6 +27,7 @@ import pandas as pd
 from analysis.claims import Outcome, render
 from analysis.effects import Study
 from analysis.latex import name, number, percent, tex_escape
+from analysis.problems import distinct_problems as problems_merged
 from analysis.questions import QUESTIONS
 from analysis.tables import panel_splits, table_best, table_lr_range
 from analysis.vocabulary import dial_columns, problems, select
@@ -44,13 +45,10 @@ OPTIMIZER_KEYS = ("momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay
 
 
 def distinct_problems(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """The sweep's distinct problems, the unit of every count across problems: its task x model pairs.
-
-    Two pairs that train identical runs (same data, model and seeds) are one
-    problem; this count takes every pair as distinct and is the one place the
-    paper's prose counts problems.
-    """
-    return problems(runs)
+    """The sweep's distinct problems, the unit of every count across problems: its task x model pairs, two
+    pairs that train identical runs (same data, model and seeds) counted once (``problems.distinct_problems``)."""
+    merged, _ = problems_merged(runs)
+    return problems(merged)
 
 
 def _model_size(model: Mapping[str, Any], per_line: int = 0) -> str:
@@ -160,7 +158,7 @@ def limitations_tex(runs: pd.DataFrame, config: Mapping[str, Any] | None = None)
     sentences.append(f"Runs train in {' and '.join(tex_escape(d) for d in dtypes)}"
                      + (f" on {tex_escape(str(device)).upper()}" if device else "")
                      + "; lower precision, where explosions are most common in practice, is not measured.")
-    sentences.append(f"The study has {len(pairs)} task--model pairs, the independent unit of every interval "
+    sentences.append(f"The study has {len(pairs)} distinct task--model pairs, the independent unit of every interval "
                      "across problems, so those intervals rest on few units and per-family ones on fewer still.")
     evaluations = sorted({int(_entry(config, t, m)["eval_every"]) for t, m in pairs
                           if "eval_every" in _entry(config, t, m)})
