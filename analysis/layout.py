@@ -81,19 +81,21 @@ def paneled_stems(kind: str, families: Sequence[str]) -> list[str]:
 
 
 def config_panel_families(config: dict, kind: str) -> list[str]:
-    """The model family of each panel a sweep config trains, in config order: per task x model, optimizer,
-    value of its stress dials (a list in its task or model entry) and precision; per task x model x optimizer
-    for a kind of :data:`PER_OPTIMIZER`."""
+    """The model family of each panel a sweep config trains, in config order: per task x model, optimizer and
+    value of its stress dials (a list in its task or model entry); per task x model x optimizer for a kind of
+    :data:`PER_OPTIMIZER`. Problems trained again in another precision than the sweep's (Q3's float64
+    replicas) draw no panel: figures read the sweep's precision only (``analysis.data.load``)."""
     seen: dict[tuple, str] = {}
     for problem in config["problems"]:
+        if problem.get("dtype", config.get("dtype", "float32")) != config.get("dtype", "float32"):
+            continue
         task = config["tasks"][problem["task"]]
         for model in problem["models"]:
             entry = config["models"][model]
             dials = math.prod(len(v) for v in (*task.values(), *entry.values()) if isinstance(v, list))
-            dtype = problem.get("dtype", config.get("dtype", "float32"))
             for optimizer in problem.get("optimizers", config["optimizers"]):
                 for value in range(1 if kind in PER_OPTIMIZER else dials):
-                    key = (problem["task"], model, optimizer) + (() if kind in PER_OPTIMIZER else (value, dtype))
+                    key = (problem["task"], model, optimizer) + (() if kind in PER_OPTIMIZER else (value,))
                     seen.setdefault(key, str(entry["family"]))
     return list(seen.values())
 

@@ -324,7 +324,7 @@ def test_setup_table_and_limitations_come_from_the_runs_and_the_config(tables):
     assert "momentum 0.9, no weight decay" in setup
     assert prose.table_setup(runs).count("n/a") == len(prose.distinct_problems(runs))  # no config: no sizes
     text = prose.limitations_tex(runs, config)
-    assert f"{len(prose.distinct_problems(runs))} task--model pairs" in text
+    assert f"{len(prose.distinct_problems(runs))} distinct task--model pairs" in text
     assert f"{runs['seed'].nunique()} seeds" in text and "No optimizer uses weight decay" in text
     assert "depth 5, width 17, tanh" in text and "Validation runs every 7 to 10 steps" in text  # adding: the top level
     censored, ranges = prose.censored_share(runs)
