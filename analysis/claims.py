@@ -737,6 +737,21 @@ def write(tables: Mapping[str, pd.DataFrame], out: Path | str, sweep: str, claim
     return Written(tex, document, outcomes, flips(previous, outcomes))
 
 
+def effect_and_interval(outcome: Outcome, target: str = "md") -> tuple[str, str]:
+    """A claim's short effect and its interval for ``target`` (``md``, ``tex`` or ``text``), as the findings
+    table and the abstract quote them: ``--`` where not measured; per optimizer where the claim is stated
+    per optimizer; the units' values where they are too few for an interval."""
+    if outcome.status == NOT_MEASURED:
+        return "--", "--"
+    if outcome.status == PER_OPTIMIZER:
+        return f"per optimizer: {outcome.values.get('signs', '')}", "--"
+    effect = render(outcome.claim.effect, outcome.values, target)
+    if _defined(outcome.values.get("low")):
+        return effect, render(outcome.claim.interval, outcome.values, target)
+    values = outcome.values.get("values")
+    return effect, f"values: {render(str(values), {}, target)}" if values else "--"
+
+
 def findings_markdown(outcomes: Sequence[Outcome], declared: Mapping[str, Question] | None = None,
                       headline_only: bool = True) -> str:
     """The answers as a Markdown table: question (id and title, of ``declared``), answer sentence, effect,
@@ -755,13 +770,7 @@ def findings_markdown(outcomes: Sequence[Outcome], declared: Mapping[str, Questi
     lines = ["| question | answer | effect | 95% CI | figure |", "|---|---|---|---|---|"]
     for outcome in chosen:
         title = declared[outcome.claim.question].title if outcome.claim.question in declared else ""
-        measured = outcome.status != NOT_MEASURED
-        effect = ("--" if not measured else f"per optimizer: {outcome.values.get('signs', '')}"
-                  if outcome.status == PER_OPTIMIZER else render(outcome.claim.effect, outcome.values, "md"))
-        interval = ("--" if not measured or outcome.status == PER_OPTIMIZER else
-                    render(outcome.claim.interval, outcome.values, "md")
-                    if _defined(outcome.values.get("low")) else f"values: {outcome.values['values']}"
-                    if outcome.values.get("values") else "--")
+        effect, interval = effect_and_interval(outcome, "md")
         figure = f"`{outcome.claim.figure}`" if outcome.claim.figure else ""
         cells = [f"{outcome.claim.question}: {title}".strip(": "), outcome.sentence["md"], effect, interval, figure]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
