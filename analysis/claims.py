@@ -388,6 +388,11 @@ def interval_text(values: Mapping[str, Any], target: str = "md") -> str:
     return render("no interval", values, target)
 
 
+def _count(value: Any) -> str:
+    """A count as a whole number (a table's float column holds counts as floats)."""
+    return str(int(value)) if _is_number(value) and math.isfinite(float(value)) else str(value)
+
+
 def derived(values: Mapping[str, Any]) -> dict[str, Any]:
     """The row's values plus the helpers sentences may use: ``at_least``, ``bound_note``, ``abs_*``,
     ``percent_*``, ``power_note``, ``margin`` (where set) and ``ci`` (:func:`interval_text`, filled per target
@@ -404,7 +409,7 @@ def derived(values: Mapping[str, Any]) -> dict[str, Any]:
     out["censor_note"] = (
         "every panel is censored, a compared stable range reaching the top of the learning-rate grid, so each "
         "value is a bound" if values.get("all_censored") else
-        f"the {values.get('point_panels')} uncensored panels alone give "
+        f"the {_count(values.get('point_panels'))} uncensored panels alone give "
         f"{number(float(values['point_estimate']), 2)}"
         if _is_number(values.get("point_estimate")) and math.isfinite(float(values["point_estimate"]))
         else "no panel is uncensored")
