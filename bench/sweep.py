@@ -285,13 +285,7 @@ def load_merged(config_paths: Sequence[str | Path]) -> dict[str, Any]:
     """
     merged: dict[str, Any] = {}
     for path in config_paths:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' does not exist")
-        try:
-            part = read_yaml(path.read_text())
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file '{path}': not valid YAML ({getattr(error, 'problem', error)})") from None
+        part = read_config_file(path)
         if not isinstance(part, dict):
             raise ConfigError(f"config file '{path}': the file must hold a mapping of keys (see config/schema.yaml)")
         merged = merge(merged, part)
@@ -305,17 +299,23 @@ def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **config}
 
 
-def load(path: str | Path) -> dict[str, Any]:
-    """Read and validate a config file; raise ConfigError naming the file on any problem."""
+def read_config_file(path: str | Path) -> Any:
+    """The YAML document of a config file, unchecked; ConfigError naming the file (and the line of a YAML
+    error) where it is missing or not YAML."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
-        config = read_yaml(path.read_text())
+        return read_yaml(path.read_text())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file '{path}'{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read and validate a config file; raise ConfigError naming the file on any problem."""
+    config = read_config_file(path)
     validate(config)
     return with_defaults(config)
 
