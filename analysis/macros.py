@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis.latex import lr_range, name, number, panel_key, percent, tex_escape
 from analysis.layout import cd_defined
+from analysis.problems import distinct_problems
 from analysis.ranking import critical_difference_width, friedman_test, rank_matrix, ranking_errors, strategy_cost
 from analysis.stability import lr_sensitivity, stability_points, stable_lr_range
 from analysis.summaries import cluster_rate, paired_tests, seed_summary
@@ -95,6 +96,7 @@ def compute(runs: pd.DataFrame) -> dict[str, str]:
     values["runs"] = number(len(runs))
     values["cells"] = number(runs["cell"].nunique())
     values["problems"] = number(len(problems(runs)))
+    values["distinct-problems"] = number(len(problems(distinct_problems(runs)[0])))  # duplicates merged
     values["panels"] = number(len(runs[keys].drop_duplicates()))
     values["tasks"] = number(runs["task"].nunique())
     values["models"] = number(runs["model"].nunique())
