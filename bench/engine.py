@@ -111,8 +111,8 @@ def load_task(cell: Cell, data_cache: str | Path | None = None) -> tasks.Task:
 def build_model(cell: Cell, task: tasks.Task) -> models.Model:
     """The cell's model, shaped for the cell's task."""
     family = cell.model["family"]
-    in_shape = tuple(task.inputs("train", models.input_form(family)).shape[1:])
-    return models.build(family, in_shape, task.n_outputs, per_step=task.objective == "sequence",
+    in_shape = task.input_shape(models.input_form(family))
+    return models.build(family, in_shape, task.n_outputs, per_step=task.objective in ("sequence", "language"),
                         **sweep.factory_options("models", cell.model))
 
 

@@ -210,6 +210,9 @@ def check(config: dict[str, Any]) -> None:
                     factory.meta["check"](**factory_options(section, entry))
                 except ValueError as error:
                     raise ConfigError(f"config key '{section}.{name}': {error}") from None
+            if section == "tasks" and factory.meta["layout"] == "tokens" and any(entry.get("spike_rate", [0])):
+                raise ConfigError(f"config key 'tasks.{name}.spike_rate': a bad batch multiplies one example's "
+                                  f"inputs, and those of task kind {entry['kind']} are token ids; allowed: 0")
     for i, problem in enumerate(config["problems"]):
         if problem["task"] not in config["tasks"]:
             raise ConfigError(f"config key 'problems.{i}.task': unknown task {problem['task']!r}; "

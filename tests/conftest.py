@@ -33,6 +33,8 @@ BASE: dict[str, Any] = {
         "copy": {"kind": "copy", "length": 4, "n_train": 200, "n_eval": 64},
         "mnist": {"kind": "mnist"},
         "smnist": {"kind": "smnist", "permuted": True, "n_val": 16, "n_test": 16},
+        "chars": {"kind": "chars", "context": 16},
+        "modular": {"kind": "modular", "p": 11},
     },
     "models": {
         "mlp": {"family": "mlp", "depth": 3, "width": 16, "activation": "tanh"},
@@ -41,6 +43,7 @@ BASE: dict[str, Any] = {
         "rnn": {"family": "rnn", "cell": "tanh", "hidden": 8},
         "lstm": {"family": "rnn", "cell": "lstm", "hidden": 8},
         "gru": {"family": "rnn", "cell": "gru", "hidden": 8},
+        "transformer": {"family": "transformer", "d_model": 16, "layers": 2, "heads": 2},
     },
     "problems": [{"task": "mnist1d", "models": ["mlp"]}],
     "optimizers": {"sgd": {"kind": "sgd", "momentum": 0.9, "learning_rates": [0.01, 0.05]}},

@@ -105,7 +105,7 @@ def test_train_keeps_its_data_sets_in_the_data_cache_folder(tmp_path: Path) -> N
 
 BAD_CONFIGS = {
     "unknown task kind": ({"tasks.mnist1d.kind": "mnist2d"}, "tasks.mnist1d.kind"),
-    "unknown model family": ({"models.mlp.family": "transformer"}, "models.mlp.family"),
+    "unknown model family": ({"models.mlp.family": "mamba"}, "models.mlp.family"),
     "unknown strategy": ({"strategies": {"clip_everything": {}}}, "strategies"),
     "unknown optimizer kind": ({"optimizers.sgd.kind": "lion"}, "optimizers.sgd.kind"),
     "misspelled top-level key": ({"stepz": 10}, "stepz"),

@@ -12,6 +12,7 @@ PROBLEMS = [
     ("mnist1d", "mlp"), ("mnist1d", "cnn1d"), ("digits", "cnn2d"), ("digits8", "mlp"),
     ("mnist1d", "rnn"), ("adding", "lstm"), ("copy", "gru"), ("adding", "rnn"),
     ("mnist", "mlp"), ("mnist", "cnn2d"), ("mnist", "rnn"), ("mnist", "cnn1d"),
+    ("chars", "transformer"), ("modular", "transformer"),
 ]
 OPTIMIZERS = {
     "sgd": {"kind": "sgd", "learning_rates": [0.01, 0.03]},
@@ -208,8 +209,9 @@ def test_warm_up_as_a_strategy_entry_sets_the_warm_up_of_its_own_cell_only() -> 
     assert_matches_oracle(cells["clip_norm_warmup"])
 
 
-FLOAT64_PROBLEMS = [("mnist1d", "mlp"), ("adding", "rnn"), ("copy", "gru"), ("adding", "lstm"), ("digits", "cnn2d")]
-"""Every family, the regression and the sequence objectives, in float64."""
+FLOAT64_PROBLEMS = [("mnist1d", "mlp"), ("adding", "rnn"), ("copy", "gru"), ("adding", "lstm"), ("digits", "cnn2d"),
+                    ("chars", "transformer")]
+"""Every family, the regression, sequence and language objectives, in float64."""
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])

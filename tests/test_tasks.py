@@ -156,3 +156,79 @@ def test_sequential_mnist_reads_the_same_digits_pixel_by_pixel_in_one_fixed_orde
     assert torch.equal(order, torch.sort(plain[0, :, 0]).values)
     again = make("smnist", permuted=True, data_seed=3).splits["train"][0]
     assert torch.equal(again, permuted)
+
+
+def test_chars_is_the_pinned_text_in_windows_with_targets_shifted_by_one() -> None:
+    from collections import Counter
+
+    from bench.tasks import chars
+
+    text = chars.text()
+    assert chars.text_hash(text) == chars.PYTHON_311_TEXT_SHA256  # this machine's Python 3.11 text
+    task = make("chars", context=16)
+    vocabulary = sorted(set(text))
+    assert task.vocab == task.n_outputs == len(vocabulary) and task.layout == "tokens" and task.objective == "language"
+    (x, y), (xv, _), (xt, _) = (task.splits[s] for s in ("train", "val", "test"))
+    assert x.dtype == y.dtype == torch.long and x.shape[1:] == y.shape[1:] == (16,)
+    assert "".join(vocabulary[i] for i in x[0]) + vocabulary[y[0, -1]] == text[:17]
+    assert "".join(vocabulary[i] for i in x[1]) == text[17:33]  # non-overlapping windows of context + 1
+    assert torch.equal(y[:, :-1], x[:, 1:])
+    train_end, val_end = int(len(text) * 0.9), int(len(text) * 0.9) + int(len(text) * 0.05)
+    assert (len(x), len(xv), len(xt)) == (train_end // 17, (val_end - train_end) // 17, (len(text) - val_end) // 17)
+    assert "".join(vocabulary[i] for i in xv[0]) == text[train_end : train_end + 16]
+    counts = Counter(text[:train_end])
+    entropy = -sum(n / train_end * math.log(n / train_end) for n in counts.values())
+    assert math.isclose(task.chance_loss, entropy, rel_tol=1e-12)
+    assert math.isclose(task.chance_metric, entropy / math.log(2), rel_tol=1e-12)
+
+
+def test_chars_feeds_ids_their_one_hot_sequence_and_their_flat_one_hot() -> None:
+    task = make("chars", context=8)
+    ids = task.inputs("val", "tokens")
+    one_hot = task.inputs("val", "sequence")
+    assert one_hot.shape == (len(ids), 8, task.vocab) and torch.equal(one_hot.argmax(-1), ids)
+    assert torch.equal(task.inputs("val", "vector"), one_hot.flatten(1))
+    assert task.input_shape("tokens") == task.input_shape("sequence") == (8, task.vocab)
+    assert task.input_shape("vector") == (8 * task.vocab,)
+    with pytest.raises(ValueError, match="cannot feed inputs of form 'image'"):
+        task.input_shape("image")
+
+
+def test_language_scores_bits_per_character_over_every_position() -> None:
+    task = make("chars", context=4)
+    _, y = task.splits["val"]
+    uniform = torch.zeros(2, len(y), 4, task.vocab)
+    loss, metric = task.loss_and_metric(uniform, y.expand(2, *y.shape))
+    assert torch.allclose(loss, torch.full((2,), math.log(task.vocab)))
+    assert torch.allclose(metric, torch.full((2,), math.log2(task.vocab)))
+    assert task.metric == "bits_per_char" and not task.higher_is_better
+
+
+def test_a_text_that_is_not_the_pinned_one_is_refused_naming_both_hashes() -> None:
+    from bench.tasks import chars
+
+    pinned = "0" * 64
+    with pytest.raises(ValueError) as refused:
+        make("chars", text_sha256=pinned)
+    message = str(refused.value)
+    assert "\n" not in message and pinned in message and chars.PYTHON_311_TEXT_SHA256 in message
+    assert f"text_sha256: {chars.PYTHON_311_TEXT_SHA256}" in message and "another data set" in message
+    assert tasks.cache_key("chars", {"text_sha256": pinned}) != tasks.cache_key("chars", {})
+
+
+def test_modular_holds_every_pair_once_split_train_then_half_validation_half_test() -> None:
+    task = make("modular", p=11, train_fraction=0.5, data_seed=3)
+    sizes = [len(task.targets(s)) for s in ("train", "val", "test")]
+    assert sizes == [60, 30, 31]
+    x = torch.cat([task.splits[s][0] for s in ("train", "val", "test")])
+    y = torch.cat([task.targets(s) for s in ("train", "val", "test")])
+    assert x.dtype == torch.long and x.shape == (121, 3) and (x[:, 2] == 11).all()
+    assert sorted(map(tuple, x[:, :2].tolist())) == [(a, b) for a in range(11) for b in range(11)]
+    assert torch.equal(y, (x[:, 0] + x[:, 1]) % 11)
+    assert task.vocab == 12 and task.n_outputs == 11 and task.objective == "classification"
+    assert math.isclose(task.chance_loss, math.log(11)) and math.isclose(task.chance_metric, 1 / 11)
+    assert task.inputs("train", "vector").shape == (60, 36) and task.input_shape("tokens") == (3, 12)
+    assert not torch.equal(make("modular", p=11, data_seed=4).splits["train"][0], task.splits["train"][0])
+    assert [len(make("modular", p=97).targets(s)) for s in ("train", "val", "test")] == [4704, 2352, 2353]
+    with pytest.raises(ValueError, match="leaves a split without a pair"):
+        make("modular", p=2, train_fraction=0.9)

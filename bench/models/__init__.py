@@ -3,8 +3,12 @@
 Every parameter carries a leading run dimension K and every input a leading
 (K, B) pair, so K runs of a cell cost a few large kernels instead of K small
 ones: ``baddbmm`` for dense layers, grouped convolution (``groups=K``) for
-convolutions, and per-time-step batched cells for recurrences. None of them
-uses normalisation: these are the networks in which gradients explode.
+convolutions, per-time-step batched cells for recurrences, and batched
+products over (K x B x heads) for attention. The MLP, CNN and RNN use no
+normalisation: these are the networks in which gradients explode. The
+transformer is pre-LayerNorm, as trained at scale, where instabilities show
+elsewhere (attention and output logits, Wortsman et al. 2023): its
+``probe_names`` name what :meth:`Model.forward_probed` measures of them.
 
 Parameter layout (what strategies rely on): a weight is (K, out, in, *kernel),
 a bias (K, out); the last two tensors are always the output layer's weight and
@@ -89,6 +93,15 @@ class Model:
     def forward(self, params: list[Tensor], x: Tensor) -> Tensor:
         """Outputs (K, B, n_outputs), or (K, B, T, n_outputs) for per-step heads."""
         raise NotImplementedError
+
+    def probe_names(self) -> tuple[str, ...]:
+        """The names of the per-run quantities :meth:`forward_probed` measures (none by default)."""
+        return ()
+
+    def forward_probed(self, params: list[Tensor], x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The outputs of :meth:`forward` and each probe of :meth:`probe_names` as a detached (K,) tensor in
+        the outputs' dtype (by default no probe)."""
+        return self.forward(params, x), {}
 
 
 def input_form(family: str) -> str:

@@ -12,8 +12,8 @@ a config entry of that kind may set, and it returns a :class:`Task` named
 that cannot work together, so that a config is refused before any training;
 ``packages`` names the installed packages its data come from (their versions
 are part of the data cache's key, :func:`cache_key`). The
-``layout`` of its inputs (``signal`` (N, C, L), ``image`` (N, C, H, W) or
-``sequence`` (N, T, F)) says which model input forms it can feed
+``layout`` of its inputs (``signal`` (N, C, L), ``image`` (N, C, H, W),
+``sequence`` (N, T, F) or ``tokens`` (N, T) token ids) says which model input forms it can feed
 (:data:`FORMS`): a model family declares the form it reads, so a new task or a
 new model needs no edit of the other. Modules are found and imported when this
 package is (see bench.registry).
@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import os
 import pkgutil
 import random
@@ -51,10 +52,13 @@ FORMS = {
     "signal": ("vector", "signal", "sequence"),
     "image": ("vector", "image", "sequence", "signal"),
     "sequence": ("sequence",),
+    "tokens": ("tokens", "sequence", "vector"),
 }
 """Input forms each task layout can feed: ``vector`` (N, F), ``signal`` (N, C, L; an image as a
 signal along its rows, its C x W pixels per row the channels, as a 1-D CNN reads a sequence),
-``image`` (N, C, H, W), ``sequence`` (N, T, F; a signal read sample by sample, an image row by row)."""
+``image`` (N, C, H, W), ``sequence`` (N, T, F; a signal read sample by sample, an image row by row,
+token ids one-hot over the vocabulary), ``tokens`` (N, T) long token ids (a token layout's
+``vector`` is its flattened one-hot, (N, T x vocab))."""
 SEQUENCE_SCORED_STEPS = 10
 """Steps a ``sequence`` objective scores its accuracy on: the last ones (the copy task's recall)."""
 
@@ -64,7 +68,9 @@ class Task:
     """A task's splits (canonical layout) and how its outputs are scored.
 
     ``objective`` is ``classification`` (one label per example), ``regression``
-    (one value per example) or ``sequence`` (one label per time step).
+    (one value per example), ``sequence`` (one label per time step) or ``language`` (next-token
+    prediction: one label per position, scored on all of them). ``vocab`` is the input vocabulary
+    of a ``tokens`` layout (0 for the others).
     """
 
     name: str
@@ -76,6 +82,7 @@ class Task:
     chance_loss: float
     chance_metric: float
     splits: dict[str, tuple[Tensor, Tensor]]
+    vocab: int = 0
 
     def inputs(self, split: str, form: str) -> Tensor:
         """The inputs of ``split`` in the input ``form`` a model reads (see :data:`FORMS`)."""
@@ -83,6 +90,9 @@ class Task:
             allowed = ", ".join(FORMS[self.layout])
             raise ValueError(f"task {self.name!r} cannot feed inputs of form {form!r}; allowed: {allowed}")
         x = self.splits[split][0]
+        if self.layout == "tokens" and form != "tokens":
+            one_hot = F.one_hot(x, self.vocab).float()
+            return one_hot if form == "sequence" else one_hot.flatten(1)
         if form == "vector":
             return x.flatten(1)
         if form == "sequence" and self.layout != "sequence":
@@ -91,13 +101,23 @@ class Task:
             return x.transpose(2, 3).flatten(1, 2)  # (N, C x W, H): row h is step h, as for ``sequence``
         return x
 
+    def input_shape(self, form: str) -> tuple[int, ...]:
+        """The shape of one example in the input ``form``, without N; for form ``tokens`` it is
+        (T, vocab), so that a model sees the vocabulary it embeds."""
+        if self.layout == "tokens":
+            steps = self.splits["train"][0].shape[1]
+            shapes = {"tokens": (steps, self.vocab), "sequence": (steps, self.vocab), "vector": (steps * self.vocab,)}
+            if form in shapes:
+                return shapes[form]
+        return tuple(self.inputs("train", form).shape[1:])
+
     def targets(self, split: str) -> Tensor:
         """The targets of ``split``: labels (long) or values (float)."""
         return self.splits[split][1]
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Per-run mean loss, (K,), for outputs of shape (K, B, ...): cross-entropy for
-        classification and ``sequence`` (over all steps), squared error for regression."""
+        classification, ``sequence`` and ``language`` (over all steps), squared error for regression."""
         runs = outputs.shape[0]
         if self.objective == "regression":
             return (outputs.squeeze(-1) - targets).square().flatten(1).mean(1)
@@ -108,11 +128,14 @@ class Task:
         """Per-run mean loss and metric, each (K,), for outputs of shape (K, B, ...).
 
         The metric is the accuracy for classification, over the last
-        :data:`SEQUENCE_SCORED_STEPS` steps for ``sequence``, and the MSE itself for regression.
+        :data:`SEQUENCE_SCORED_STEPS` steps for ``sequence``, the MSE itself for regression, and
+        bits per character (the cross-entropy in bits: loss / ln 2) for ``language``.
         """
         loss = self.loss(outputs, targets)
         if self.objective == "regression":
             return loss, loss.detach()
+        if self.objective == "language":
+            return loss, loss.detach() / math.log(2)
         hits = outputs.argmax(-1) == targets
         if self.objective == "sequence":
             hits = hits[:, :, -SEQUENCE_SCORED_STEPS:]
