@@ -367,7 +367,8 @@ def cells(config: dict[str, Any]) -> list[Cell]:
                         strategy_name=strategy_name, members=entry.get("chain", [strategy_name]),
                         runs=runs, steps=problem.get("steps", config["steps"]),
                         eval_every=problem.get("eval_every", config["eval_every"]),
-                        batch_size=config["batch_size"], divergence_factor=config["divergence_factor"],
+                        batch_size=problem.get("batch_size", config["batch_size"]),
+                        divergence_factor=config["divergence_factor"],
                         device=config["device"], threads=config["threads"],
                         checkpoint_every=config["checkpoint_every"], cuda_graph=config["cuda_graph"], dtype=dtype,
                     ))

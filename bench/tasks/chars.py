@@ -51,7 +51,7 @@ def split_bounds(length: int) -> tuple[int, int]:
     return train_end, train_end + int(length * SPLIT_FRACTIONS[1])
 
 
-def check(*, context: int = 64, text_sha256: str = PYTHON_311_TEXT_SHA256) -> None:
+def check(*, context: int = 64, n_eval: int = 0, text_sha256: str = PYTHON_311_TEXT_SHA256) -> None:
     """Raise ValueError when the installed text is not the pinned one, or a split holds no window."""
     content = text()
     installed = text_hash(content)
@@ -73,9 +73,11 @@ def windows(ids: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 @register("chars", layout="tokens", check=check)
-def chars(kind: str, *, context: int = 64, text_sha256: str = PYTHON_311_TEXT_SHA256) -> Task:
-    """The pinned text as windows of ``context`` characters; chance: the training text's unigram entropy."""
-    check(context=context, text_sha256=text_sha256)
+def chars(kind: str, *, context: int = 64, n_eval: int = 0, text_sha256: str = PYTHON_311_TEXT_SHA256) -> Task:
+    """The pinned text as windows of ``context`` characters; chance: the training text's unigram entropy.
+    ``n_eval`` > 0 keeps the first ``n_eval`` windows of the validation and of the test text (an evaluation
+    costs K x that many forward passes; 0: every window)."""
+    check(context=context, n_eval=n_eval, text_sha256=text_sha256)
     content = text()
     codes = np.frombuffer(content.encode("utf-32-le"), dtype=np.uint32)
     vocabulary, inverse = np.unique(codes, return_inverse=True)  # sorted code points: sorted characters
@@ -86,4 +88,16 @@ def chars(kind: str, *, context: int = 64, text_sha256: str = PYTHON_311_TEXT_SH
     frequencies = counts[counts > 0] / counts.sum()
     entropy = float(-(frequencies * frequencies.log()).sum())
     return Task(kind, "tokens", "language", len(vocabulary), "bits_per_char", False, entropy, entropy / math.log(2),
-                {split: windows(part, context) for split, part in parts.items()}, vocab=len(vocabulary))
+                {split: evaluated(split, windows(part, context), n_eval) for split, part in parts.items()},
+                vocab=len(vocabulary))
+
+
+Examples = tuple[torch.Tensor, torch.Tensor]
+
+
+def evaluated(split: str, examples: Examples, n_eval: int) -> Examples:
+    """The windows of ``split`` kept: all of the training text; the first ``n_eval`` of an evaluation split
+    (all where ``n_eval`` is 0)."""
+    if split == "train" or not n_eval:
+        return examples
+    return examples[0][:n_eval], examples[1][:n_eval]
