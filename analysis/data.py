@@ -42,7 +42,7 @@ def curve_reader(sweep: str, root: Path | str = ".") -> Callable[[Sequence[str]]
     path = paths.table(paths.results_dir(sweep, root), "curves")
     if not path.is_file():
         return None
-    columns = ["run_id", "step", "train_loss", "val_metric"]
+    columns = ["run_id", "step", "train_loss", "val_loss", "val_metric"]
 
     def read(run_ids: Sequence[str]) -> pd.DataFrame:
         return pd.read_parquet(path, columns=columns, filters=[("run_id", "in", list(run_ids))])

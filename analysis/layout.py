@@ -37,6 +37,11 @@ PER_OPTIMIZER = ("stability",)
 """Paneled figures whose axes are per task x model x optimizer, pooled over the stress dials and precisions."""
 MIN_CD_STRATEGIES = 3
 MIN_CD_PROBLEMS = 2
+ATTENTION = "attention-logits"
+"""The kind of the attention-logit figure (``analysis.mechanisms``): one per task x model pair of
+:func:`config_attention`, ``attention-logits-<task>-<model>``, drawn by the stability notebook."""
+ATTENTION_STRATEGIES = ("none", "qk_norm")
+"""The strategies the attention-logit figure compares: without mitigation and with qk-layernorm."""
 
 
 def cd_defined(strategies: int, problems: int) -> bool:
@@ -107,7 +112,8 @@ def problem_stem(kind: str, task: str, model: str) -> str:
 
 def notebook_stems(notebook: str, problems: list[tuple[str, str]], cd: bool = False,
                    regions: list[str] | tuple[str, ...] = (), answers: list[str] | tuple[str, ...] = (),
-                   families: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+                   families: Mapping[str, Sequence[str]] | None = None,
+                   attention: Sequence[tuple[str, str]] = ()) -> list[str]:
     """Stems of every figure one notebook writes.
 
     ``cd``: whether the critical-difference diagram is defined (:func:`cd_defined`);
@@ -116,7 +122,8 @@ def notebook_stems(notebook: str, problems: list[tuple[str, str]], cd: bool = Fa
     ``answers``: the questions the sweep answers (:func:`config_answers`), one figure each;
     ``families``: per kind of :data:`PANELED`, the model family of each of its panels
     (:func:`config_panel_families`), which splits a figure of too many panels (:func:`paneled_stems`);
-    a kind without them gets one figure.
+    a kind without them gets one figure; ``attention``: the task x model pairs with an attention-logit
+    figure (:func:`config_attention`, stability notebook).
     """
     stems = []
     for kind in OVERVIEWS[notebook]:
@@ -127,6 +134,7 @@ def notebook_stems(notebook: str, problems: list[tuple[str, str]], cd: bool = Fa
         stems += [problem_stem(kind, task, model) for kind in PER_PROBLEM[notebook]]
     if notebook == "stability":
         stems += [f"region-{strategy}" for strategy in regions]
+        stems += [problem_stem(ATTENTION, task, model) for task, model in attention]
     if notebook == "ranking" and cd:
         stems.append("cd")
     return stems
@@ -139,16 +147,18 @@ def stem_kind(stem: str) -> str:
         return "region"
     if stem in {question.figure.stem for question in QUESTIONS.values()}:
         return stem
-    kinds = {kind for notebook in NOTEBOOKS for kind in (*OVERVIEWS[notebook], *PER_PROBLEM[notebook])} | {"cd"}
+    kinds = {kind for notebook in NOTEBOOKS for kind in (*OVERVIEWS[notebook], *PER_PROBLEM[notebook])}
+    kinds |= {"cd", ATTENTION}
     return max((k for k in kinds if stem == k or stem.startswith(f"{k}-")), key=len)
 
 
 def figure_stems(problems: list[tuple[str, str]], cd: bool = False,
                  regions: list[str] | tuple[str, ...] = (), answers: list[str] | tuple[str, ...] = (),
-                 families: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+                 families: Mapping[str, Sequence[str]] | None = None,
+                 attention: Sequence[tuple[str, str]] = ()) -> list[str]:
     """Stems of every figure of every notebook (see :func:`notebook_stems`)."""
     return [stem for notebook in NOTEBOOKS
-            for stem in notebook_stems(notebook, problems, cd, regions, answers, families)]
+            for stem in notebook_stems(notebook, problems, cd, regions, answers, families, attention)]
 
 
 def config_cd(config: dict) -> bool:
@@ -170,11 +180,31 @@ def config_regions(config: dict) -> list[str]:
 def config_stems(config: dict, notebook: str | None = None) -> list[str]:
     """Stems of the figures a sweep config yields: of one notebook, or of all."""
     problems, cd, regions = config_problems(config), config_cd(config), config_regions(config)
-    answers = config_answers(config)
+    answers, attention = config_answers(config), config_attention(config)
     families = {kind: config_panel_families(config, kind) for kind in PANELED}
     if notebook is None:
-        return figure_stems(problems, cd, regions, answers, families)
-    return notebook_stems(notebook, problems, cd, regions, answers, families)
+        return figure_stems(problems, cd, regions, answers, families, attention)
+    return notebook_stems(notebook, problems, cd, regions, answers, families, attention)
+
+
+def config_attention(config: dict) -> list[tuple[str, str]]:
+    """The (task, model) pairs of a sweep config with an attention-logit figure, in config order: those a
+    problem trains with every strategy of :data:`ATTENTION_STRATEGIES` at the sweep's precision.
+
+    The config check admits ``qk_norm`` only on a model family with a ``qk_norm`` option, the transformer,
+    whose curves log the largest attention logit of each layer (``attn_logit_max_<l>``), so such a pair
+    has the curves the figure draws; the notebook finds the same pairs in the data
+    (``analysis.mechanisms.attention_pairs``). A problem trained again in another precision draws no
+    figure of its own, as for :func:`config_panel_families`.
+    """
+    pairs: list[tuple[str, str]] = []
+    for problem in config["problems"]:
+        if problem.get("dtype", config.get("dtype", "float32")) != config.get("dtype", "float32"):
+            continue
+        if not set(ATTENTION_STRATEGIES) <= set(problem.get("strategies", config["strategies"])):
+            continue
+        pairs += [(problem["task"], model) for model in problem["models"] if (problem["task"], model) not in pairs]
+    return pairs
 
 
 def config_answers(config: dict) -> list[str]:

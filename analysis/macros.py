@@ -217,7 +217,12 @@ TABLE_NOTE = {
               "95\\% interval by bootstrap over task--model pairs.",
     "lr-range": "Stable: the strategy's best setting at that learning rate (chosen on validation) has no "
                 "diverged seed, the same number of runs per point for every strategy; "
-                "the widest contiguous stable span of the grid.",
+                "the widest contiguous stable span of the grid. Below it, in small type, the learning-rate "
+                "sensitivity of Wortsman et al.\\ (2023) at those same settings, in the task's validation loss "
+                "(nats, or MSE for regression; the row under the header): per seed, the mean over the grid of "
+                "the lesser of the final and the initial loss (a diverged run counts at its initial loss) minus "
+                "the best final loss; the mean over seeds and its 95\\% bootstrap interval over seeds "
+                "(none with fewer than 5).",
     "rank": "Ranks over task--model pairs: per pair, the mean over its panels (optimizers, stress dials) of the "
             "best-tuned test error (1 $-$ accuracy, or MSE), one observation per pair.",
 }

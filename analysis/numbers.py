@@ -7,7 +7,8 @@ Writes into ``paper/generated/<sweep>/``:
   an unknown key prints a bold ``??`` and a LaTeX warning);
 - ``table-best.tex``: best-tuned test metric per strategy and panel (the tables: ``analysis.tables``);
 - ``table-stability.tex``: divergence rate, stable learning rates and rank per strategy;
-- ``table-lr-range.tex``: the stable learning-rate range per strategy and panel;
+- ``table-lr-range.tex``: the stable learning-rate range per strategy and panel, with its learning-rate sensitivity
+  (``analysis.sensitivity``, in the task's loss);
 - ``table-problems.tex``: the task x model pairs with metric, chance level and divergence of ``none``;
 - ``table-gains.tex``: decades of stable learning rate each strategy adds over ``none``, per model family
   (question Q1, ``analysis.questions``' ``q1_stable_range``), a lower bound marked where a range is censored;
@@ -74,12 +75,12 @@ def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
     runs = default_precision(runs)  # the tables: the study's runs, not the replicas
     texts = {"numbers.tex": numbers_tex(compute(runs)), "table-best.tex": table_best(runs),
              "table-stability.tex": table_stability(runs), "table-problems.tex": table_problems(runs),
-             "table-lr-range.tex": table_lr_range(runs),
+             "table-lr-range.tex": table_lr_range(runs, curves=curves),
              "table-gains.tex": table_gains(answers["q1_stable_range"], runs),
              "table-leaderboard.tex": leaderboard.table_leaderboard(leaderboard.leaderboard(runs, answers, marked),
                                                                     answers),
              "table-setup.tex": prose.table_setup(runs, config), "limitations.tex": prose.limitations_tex(runs, config),
-             "appendix.tex": prose.appendix_tex(runs),
+             "appendix.tex": prose.appendix_tex(runs, curves),
              "headlines.tex": prose.headlines_tex(written.outcomes)}
     written_paths = []
     for filename in paths.GENERATED:

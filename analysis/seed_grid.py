@@ -81,11 +81,15 @@ class SeedGrid:
         failed, val, _ = self._summaries(weights)
         return self._choose(failed, val, np.arange(self.failed.shape[0]))
 
+    def lr_choices(self, weights: np.ndarray) -> np.ndarray:
+        """Resamples x learning rates (sorted, :attr:`lrs`): the best setting (index) at each lr of each resample."""
+        failed, val, _ = self._summaries(weights)
+        return np.stack([self._choose(failed, val, group) for group in self.by_lr], axis=1)
+
     def stable(self, weights: np.ndarray) -> np.ndarray:
         """Resamples x learning rates (sorted): whether the best setting at that lr has no diverged seed."""
-        failed, val, diverged = self._summaries(weights)
-        chosen = np.stack([self._choose(failed, val, group) for group in self.by_lr], axis=1)
-        return np.take_along_axis(diverged, chosen, axis=1) == 0
+        diverged = weights @ self.diverged.T
+        return np.take_along_axis(diverged, self.lr_choices(weights), axis=1) == 0
 
     def width(self, weights: np.ndarray) -> np.ndarray:
         """Width in decades of the stable range of each resample (``stability.widest_span``)."""

@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.curves import CurveSource
 from analysis.latex import lr_range, name, number, panel_key, percent, rate_text, signed, tex_escape
 from analysis.layout import split_panels
 from analysis.macros import budget_text, stability, stable_default_row
 from analysis.ranking import rank_matrix, ranking_errors
+from analysis.sensitivity import stable_range_and_sensitivity
 from analysis.stability import stable_lr_range
 from analysis.summaries import seed_summary
 from analysis.tuning import best_tuned_runs, default_runs, default_settings
-from analysis.vocabulary import panel_columns, problems, select, strategy_order
+from analysis.vocabulary import loss_unit, panel_columns, problems, select, strategy_order
 
 TABLE_PANELS = 8
 """The most panels (columns) a per-panel table holds; a sweep with more gets the first panels of each model family
@@ -118,28 +120,53 @@ def table_stability(runs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table_lr_range(runs: pd.DataFrame, panels: list[dict] | None = None) -> str:
-    """LaTeX tabular: the widest contiguous stable learning-rate range per strategy and panel, with the budget.
+def table_lr_range(runs: pd.DataFrame, panels: list[dict] | None = None, curves: CurveSource = None) -> str:
+    """LaTeX tabular: the widest contiguous stable learning-rate range per strategy and panel, with the budget,
+    and below each range the strategy's learning-rate sensitivity there.
 
     ``stable_lr_range``: a learning rate is stable when the strategy's
-    best setting at it has no diverged seed (``stability_points``). ``panels``:
-    the columns (default: the main table's, :func:`panel_splits`).
+    best setting at it has no diverged seed (``stability_points``). Below it,
+    in small type, ``sensitivity.loss_sensitivity`` (Wortsman et al.'s, in the
+    task's loss: the row under the header gives each column's unit, nats or
+    MSE): the mean over seeds with its 95% interval over seeds (none with
+    fewer than 5). Without ``curves`` the ranges stand alone. ``panels``: the
+    columns (default: the main table's, :func:`panel_splits`). Needs makecell.
     """
     keys = panel_columns(runs)
     panels = panel_splits(runs)[0][1] if panels is None else panels
-    ranges = stable_lr_range(runs)
+    if curves is None:
+        ranges = stable_lr_range(runs)
+    else:  # the panels shown only: the sensitivity reads their curves and resamples their seeds
+        ranges = stable_range_and_sensitivity(pd.concat([select(runs, {k: p[k] for k in keys}) for p in panels]),
+                                              curves)
     budgets = budget_text(runs)
     header = f"strategy & settings & {_panel_header(runs, panels)} \\\\"
-    lines = [f"\\begin{{tabular}}{{ll{'c' * len(panels)}}}", r"\toprule", header, r"\midrule"]
+    lines = [f"\\begin{{tabular}}{{ll{'c' * len(panels)}}}", r"\toprule", header]
+    if curves is not None:
+        units = [loss_unit(select(runs, {"task": p["task"], "model": p["model"]})["metric"].iloc[0]) for p in panels]
+        lines.append(r"\scriptsize LR sensitivity in & & " + " & ".join(rf"\scriptsize {u}" for u in units)
+                     + r" \\")
+    lines.append(r"\midrule")
     for strategy in strategy_order(runs):
         own = ranges[ranges["strategy"] == strategy]
         entries = []
         for panel in panels:
             row = select(own, {k: panel[k] for k in keys})
-            entries.append(lr_range(row.iloc[0]) if len(row) else "--")
+            if row.empty:
+                entries.append("--")
+            else:
+                entries.append(lr_range(row.iloc[0]) if curves is None else _range_and_sensitivity(row.iloc[0]))
         lines.append(f"{name(strategy)} & {budgets[strategy]} & {' & '.join(entries)} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+def _range_and_sensitivity(row: pd.Series) -> str:
+    """A stable range above its learning-rate sensitivity ``mean [low, high]`` in small type (``\\makecell``)."""
+    text = number(row["sensitivity"], 2)
+    if np.isfinite(row["sensitivity_low"]):
+        text += f" [{number(row['sensitivity_low'], 2)}, {number(row['sensitivity_high'], 2)}]"
+    return f"\\makecell{{{lr_range(row)}\\\\ \\scriptsize {text}}}"
 
 
 def table_problems(runs: pd.DataFrame) -> str:

@@ -135,6 +135,18 @@ METRIC_ERRORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 """How a metric becomes an error, a cost (lower is better, 0 is perfect): 1 - accuracy; MSE is one already."""
 
 
+LOSS_UNITS = {"mse": "MSE"}
+"""The unit of a task's loss by its metric where it is not the cross-entropy in nats: a regression task's loss
+(metric ``mse``) is the mean squared error; every other task's (accuracy, bits per character) is the
+cross-entropy, in nats (``bench.tasks.Task.loss``)."""
+
+
+def loss_unit(metric: str) -> str:
+    """The unit of the loss (``val_loss``, ``train_loss``, ``chance_loss``) of a task with this metric:
+    ``MSE`` for regression, else ``nats`` (:data:`LOSS_UNITS`)."""
+    return LOSS_UNITS.get(str(metric), "nats")
+
+
 def metric_error(values: Sequence[float] | np.ndarray, metrics: Sequence[str] | np.ndarray) -> np.ndarray:
     """The error (:data:`METRIC_ERRORS`) of each value given its metric's name; an unknown metric is a ValueError."""
     values, metrics = np.asarray(values, dtype=float), np.asarray(metrics, dtype=object)

@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import ROOT
 
 HEAVY = ("numpy", "pandas", "scipy", "matplotlib", "torch")
-DRAWING = {"analysis.plots", "analysis.answers", "analysis.execute"}
+DRAWING = {"analysis.plots", "analysis.answers", "analysis.mechanisms", "analysis.execute"}
 """The modules that draw (matplotlib) or run notebooks (a Jupyter kernel)."""
 
 

@@ -1,0 +1,140 @@
+"""The mechanism behind a transformer's divergence: attention-logit growth, without and with qk-layernorm.
+
+Wortsman et al. ("Small-scale proxies for large-scale Transformer training instabilities", 2023,
+arXiv 2309.14322, section 3.1.1) show that at high learning rates the attention logits of a small
+transformer grow until the attention saturates and the loss diverges, and that a LayerNorm on the
+queries and keys (qk-layernorm, strategy ``qk_norm``) removes the growth. The transformer logs, every
+step, the largest attention logit ``q.k / sqrt(d_head)`` of each run and layer ``l`` over heads, batch
+and causal pairs, before any cap, as the curves column ``attn_logit_max_<l>`` (docs/results.md);
+:func:`attention_logit_figure` draws the largest over the layers against the step, per learning rate,
+one line per run, so that the growth and where it ends in divergence can be read run by run.
+
+A sweep has the figure for each task x model pair that trains every strategy of
+``layout.ATTENTION_STRATEGIES`` (``layout.config_attention``): :func:`attention_pairs` finds the same
+pairs in the data, and :func:`attention_figures` draws them for the stability notebook.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from analysis import vocabulary
+from analysis.layout import ATTENTION, ATTENTION_STRATEGIES, problem_stem
+from analysis.plots import legend_handles, note, save, setup, strategy_styles
+
+ATTENTION_COLUMN = re.compile(r"attn_logit_max_(\d+)")
+"""A curves column holding the largest attention logit of one layer (the transformer's probe of that name)."""
+
+
+def attention_columns(curves: pd.DataFrame) -> list[str]:
+    """The ``attn_logit_max_<l>`` columns of a curves table, in layer order."""
+    found = [(int(match.group(1)), column) for column in curves.columns
+             if (match := ATTENTION_COLUMN.fullmatch(str(column)))]
+    return [column for _, column in sorted(found)]
+
+
+def largest_attention_logit(curves: pd.DataFrame) -> pd.Series:
+    """Per curve row: the largest attention logit over the layers (the maximum of the :func:`attention_columns`
+    with a value; infinite where a layer's is), NaN where no layer has one (after a divergence, or in a cell
+    without the probes)."""
+    columns = attention_columns(curves)
+    if not columns:
+        return pd.Series(np.nan, index=curves.index, dtype=float)
+    values = curves[columns].to_numpy(dtype=float)
+    logged = ~np.isnan(values)
+    largest = np.where(logged, values, -np.inf).max(axis=1)
+    return pd.Series(np.where(logged.any(axis=1), largest, np.nan), index=curves.index)
+
+
+def attention_pairs(runs: pd.DataFrame, curves: pd.DataFrame,
+                    strategies: Sequence[str] = ATTENTION_STRATEGIES) -> list[tuple[str, str]]:
+    """The (task, model) pairs, in the runs' order, that ran every strategy of ``strategies`` and whose curves
+    hold an attention logit (:func:`largest_attention_logit`) for some of those runs: the pairs with an
+    attention-logit figure (``layout.config_attention`` lists them from the config)."""
+    if not attention_columns(curves):
+        return []
+    logged = curves.loc[largest_attention_logit(curves).notna().to_numpy(), "run_id"].unique()
+    pairs = []
+    for task, model in vocabulary.problems(runs):
+        own = vocabulary.select(runs, {"task": task, "model": model})
+        shown = own[own["strategy"].isin(list(strategies))]
+        if set(strategies) <= set(own["strategy"]) and shown["run_id"].isin(logged).any():
+            pairs.append((task, model))
+    return pairs
+
+
+def attention_logit_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, model: str,
+                           strategies: Sequence[str] = ATTENTION_STRATEGIES) -> Figure:
+    """The largest attention logit over layers against the step for one task x model pair, per learning rate.
+
+    Columns: the pair's learning rates; rows: its panels (optimizer, stress dials; one for most pairs); the
+    axes share a logarithmic y axis. One line per run of ``strategies`` (every seed and setting), coloured
+    as the strategy is in every figure of the sweep (``plots.strategy_styles``); a diverged run's line ends
+    at its divergence step (its curves end there) with an x, at the logit of that step or, where it is not
+    finite, at the last finite one. ``curves`` holds the ``attn_logit_max_<l>`` columns; logits at or below
+    0 are left out of the log axis.
+    """
+    setup()
+    pair = vocabulary.select(runs, {"task": task, "model": model})
+    shown = pair[pair["strategy"].isin(list(strategies))]
+    styles = strategy_styles(vocabulary.strategy_order(runs))
+    panels = vocabulary.panels(shown, task, model)
+    lrs = sorted(shown["lr"].unique())
+    fig, axes = plt.subplots(len(panels), len(lrs), figsize=(0.6 + 1.7 * len(lrs), 0.9 + 1.7 * len(panels)),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    rows = curves[curves["run_id"].isin(shown["run_id"])]
+    rows = rows.assign(_logit=largest_attention_logit(rows).to_numpy()).sort_values(["run_id", "step"])
+    traces = {run_id: trace for run_id, trace in rows.groupby("run_id", sort=False)}
+    for i, panel in enumerate(panels):
+        mine = vocabulary.select(shown, panel)
+        for j, lr in enumerate(lrs):
+            ax = axes[i, j]
+            for run in mine[np.isclose(mine["lr"], lr)].itertuples(index=False):
+                trace = traces.get(run.run_id)
+                if trace is None:
+                    continue
+                if run.diverged:
+                    trace = trace[trace["step"] <= run.diverged_step]
+                drawn = trace[np.isfinite(trace["_logit"]) & (trace["_logit"] > 0)]
+                if drawn.empty:
+                    continue
+                steps, logits = drawn["step"].tolist(), drawn["_logit"].tolist()
+                if run.diverged and steps[-1] != run.diverged_step:  # blew up there: the line reaches that step
+                    steps, logits = [*steps, run.diverged_step], [*logits, logits[-1]]
+                style = styles[run.strategy]
+                ax.plot(steps, logits, color=style.colour, linestyle=style.linestyle, linewidth=0.9, alpha=0.8)
+                if run.diverged:
+                    ax.plot(steps[-1], logits[-1], marker="x", color=style.colour, markersize=6, linestyle="none")
+            ax.set_yscale("log")
+            if i == 0:
+                ax.set_title(f"lr = {lr:g}", fontsize="medium")
+            if i == len(panels) - 1:
+                ax.set_xlabel("step")
+            if j == 0:
+                label = vocabulary.panel_label(panel, runs).partition(", ")[2]
+                ax.set_ylabel("largest attention logit" + (f"\n{label}" if label else ""))
+    fig.suptitle(f"{task} / {model}", fontsize="medium")
+    handles = [*legend_handles(styles, list(strategies)),
+               Line2D([], [], color="0.3", marker="x", linestyle="none", label="diverged")]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles))
+    note(fig, "attention")
+    return fig
+
+
+def attention_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str,
+                      strategies: Sequence[str] = ATTENTION_STRATEGIES) -> list[Path]:
+    """The stability notebook's attention-logit figures into ``out``, ``attention-logits-<task>-<model>`` for
+    each pair of :func:`attention_pairs` (none without such a pair); return the paths written."""
+    paths: list[Path] = []
+    for task, model in attention_pairs(runs, curves, strategies):
+        paths += save(attention_logit_figure(runs, curves, task, model, strategies),
+                      Path(out) / problem_stem(ATTENTION, task, model))
+    return paths
