@@ -10,6 +10,9 @@ from analysis.latex import number
 from analysis.tuning import best_tuned_runs
 from analysis.vocabulary import problems
 
+METRIC_LABELS = {"accuracy": "accuracy", "mse": "MSE", "bits_per_char": "bits/char"}
+"""How the tier table names a task's metric."""
+
 
 def tier_markdown(runs: pd.DataFrame, curves: CurveSource = None) -> str:
     """What a sweep shows per task x model, as the Markdown table of docs/tiers.md for the default tier,
@@ -29,7 +32,7 @@ def tier_markdown(runs: pd.DataFrame, curves: CurveSource = None) -> str:
         here = runs[(runs["task"] == task) & (runs["model"] == model)]
         first = here.iloc[0]
         higher = bool(first["higher_is_better"])
-        metric = "accuracy" if first["metric"] == "accuracy" else "MSE"
+        metric = METRIC_LABELS.get(first["metric"], first["metric"])
         chance = f"{metric} ({number(float(first['chance_metric']))}{'' if higher else ', lower is better'})"
         none = here[here["strategy"] == "none"]
         diverged = none[none["diverged"].astype(bool)]
