@@ -90,6 +90,14 @@ class Model:
         """Outputs (K, B, n_outputs), or (K, B, T, n_outputs) for per-step heads."""
         raise NotImplementedError
 
+    def probe_names(self) -> tuple[str, ...]:
+        """Names of the per-run diagnostics :meth:`forward_probed` returns (none by default)."""
+        return ()
+
+    def forward_probed(self, params: list[Tensor], x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The outputs of :meth:`forward` and the per-run diagnostics named by :meth:`probe_names`, each (K,)."""
+        return self.forward(params, x), {}
+
 
 def input_form(family: str) -> str:
     """The input form family ``family`` reads (bench.tasks.FORMS)."""
