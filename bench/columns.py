@@ -1,8 +1,9 @@
 """The results vocabulary: every column of the runs and curves tables, defined once.
 
 The engine logs :data:`STEP_METRICS` every step and :data:`EVAL_METRICS` at
-evaluation steps; bench.store writes and checks the tables with these columns
-and types; the analysis reads them by these names. Besides the required run
+evaluation steps, and the probes of a model that has some (``Model.probe_names``,
+names matching :data:`PROBE_PATTERN`) every step; bench.store writes and checks
+the tables with these columns and types; the analysis reads them by these names. Besides the required run
 columns, every strategy hyperparameter and stress dial of a sweep adds a
 float64 column to the runs table (named as in the config). A run column added
 after tables were committed has its value for those tables in
@@ -11,6 +12,8 @@ after tables were committed has its value for those tables in
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -54,6 +57,25 @@ CURVES_COLUMNS: dict[str, pa.DataType] = {
     **{name: pa.float64() for name in EVAL_METRICS},
 }
 """Columns of curves.parquet: one row per run and step; eval columns are NaN off eval steps."""
+
+PROBE_PATTERN = r"attn_logit_max_\d+|output_log_z"
+"""Names of the curve columns of a model's probes (``Model.probe_names``), one float64 column each, logged
+every step (NaN after a run diverged, as a step metric): ``attn_logit_max_<l>``, the largest attention logit
+of layer l (before any cap), and ``output_log_z``, the mean logsumexp of the output logits. A cell's curves
+have them where its model has them; a sweep's aggregated curves have every probe column of its cells, NaN in
+the rows of the cells without it."""
+
+
+def is_probe(name: str) -> bool:
+    """Whether ``name`` is the name of a probe's curve column (:data:`PROBE_PATTERN`)."""
+    return re.fullmatch(PROBE_PATTERN, name) is not None
+
+
+def curves_columns(names: Iterable[str] = ()) -> dict[str, pa.DataType]:
+    """The columns of a curves table that holds the probe columns among ``names`` (in their order):
+    :data:`CURVES_COLUMNS`, then each of those as float64."""
+    return {**CURVES_COLUMNS, **{name: pa.float64() for name in names if is_probe(name)}}
+
 
 TIMING_COLUMNS = ("wall_time_s",)
 """Run columns that measure the machine, not the training: they differ between identical runs."""

@@ -6,6 +6,15 @@ run's gradient is its own), the gradient-stage strategies, the optimizer, the
 update-stage strategies and the weight constraints; then each run's new state
 is kept only where the run is alive and not skipping this step.
 
+Strategies that act elsewhere than on the update (bench.transform) act in the
+same step: a ``model``-stage member's model options are the model's own
+(:func:`build_model`), a ``loss``-stage member's term is added to each run's
+loss before the backward pass (the logged ``train_loss`` and the divergence
+test stay the task's loss). A model with probes (``Model.probe_names``, e.g.
+the largest attention logit) has them logged every step beside the step
+metrics, from the training step's own forward pass; a cell without such
+members or probes takes exactly the steps it took before they existed.
+
 A cell trains in one floating-point precision, its config's ``dtype``
 (:data:`DTYPES`): the data's float tensors, the parameters, the learning
 rates, the strategies' hyperparameters, every optimizer and strategy state and
@@ -22,6 +31,7 @@ read back once at the end, so a CUDA step never waits on the host.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable
@@ -35,7 +45,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from bench import allocator, checkpoint, graph, models, optim, schedules, strategies, sweep, tasks
-from bench.columns import EVAL_METRICS, STEP_METRICS
+from bench.columns import EVAL_METRICS, PROBE_PATTERN, STEP_METRICS, is_probe
 from bench.flat import Layout, Packed, run_norm
 from bench.sweep import Cell, ConfigError
 from bench.transform import Report, State, Transform, known_empty, select
@@ -96,6 +106,16 @@ class BuiltCell:
         return self.lr * schedules.factors(self.schedule, step, self.warmup_steps, self.cell.steps)
 
     @property
+    def probes(self) -> tuple[str, ...]:
+        """The names of the model's probes, logged every step beside the step metrics."""
+        return self.model.probe_names()
+
+    @property
+    def loss_terms(self) -> list[Callable[[Tensor, Tensor], Tensor]]:
+        """The loss terms of the chain's ``loss``-stage members, in chain order (bench.transform)."""
+        return [t.loss_term for t in self.chain if t.loss_term is not None]
+
+    @property
     def skips_nonfinite(self) -> bool:
         """Whether a member of the chain skips non-finite steps: then a non-finite loss skips the
         step (its gradient made non-finite for the member to see) instead of ending the run."""
@@ -108,8 +128,39 @@ def load_task(cell: Cell, data_cache: str | Path | None = None) -> tasks.Task:
     return tasks.load(cell.task["kind"], sweep.factory_options("tasks", cell.task), data_cache)
 
 
+def run_hyperparameters(cell: Cell, device: torch.device, dtype: torch.dtype) -> dict[str, float | Tensor]:
+    """The strategy hyperparameters the cell's runs set, each for all K runs (:func:`per_run_values`)."""
+    return {key: per_run_values([run.hyperparameters[key] for run in cell.runs], device, dtype)
+            for key in cell.runs[0].hyperparameters}
+
+
+def strategy_model_options(cell: Cell) -> dict[str, Any]:
+    """The model options the cell's ``model``-stage strategies set (bench.transform), each shared by its runs or a
+    (K,) tensor on the cell's device and in its precision, from the runs' hyperparameters; empty where no member
+    sets any. A ConfigError where they cannot be set (:func:`bench.sweep.model_options_conflict`)."""
+    setting = [m for m in cell.members if strategies.lookup(m).meta["sets_model_options"]]
+    if not setting:
+        return {}
+    conflict = sweep.model_options_conflict(cell.model_name, cell.model, cell.strategy_name, cell.members)
+    if conflict:
+        raise ConfigError(conflict)
+    hyperparameters = run_hyperparameters(cell, resolve_device(cell.device), DTYPES[cell.dtype])
+    owned = {key: value for key, value in hyperparameters.items()
+             if strategies.REGISTRY.owner(key, setting) is not None}
+    options: dict[str, Any] = {}
+    for member in strategies.build(setting, owned):
+        declared = strategies.lookup(member.name).meta["sets_model_options"]
+        if set(member.model_options) != set(declared):
+            raise ValueError(f"strategy {member.name!r} sets the model options {sorted(member.model_options)}, "
+                             f"its registration says {sorted(declared)}")
+        options.update(member.model_options)
+    return options
+
+
 def build_model(cell: Cell, task: tasks.Task) -> models.Model:
-    """The cell's model, shaped for the cell's task."""
+    """The cell's model, shaped for the cell's task, with the model options its strategies set
+    (:func:`strategy_model_options`)."""
+    cell = dataclasses.replace(cell, model={**cell.model, **strategy_model_options(cell)})  # as its entry's options
     family = cell.model["family"]
     in_shape = task.input_shape(models.input_form(family))
     return models.build(family, in_shape, task.n_outputs, per_step=task.objective in ("sequence", "language"),
@@ -133,13 +184,14 @@ def build(cell: Cell, data_cache: str | Path | None = None) -> BuiltCell:
     device, dtype = resolve_device(cell.device), DTYPES[cell.dtype]
     task = load_task(cell, data_cache)
     model = build_model(cell, task)
+    unnamed = [name for name in model.probe_names() if not is_probe(name)]
+    if unnamed:
+        raise ValueError(f"model family {cell.model['family']!r} names a probe {unnamed[0]!r} that is no probe "
+                         f"column of bench.columns; allowed: names matching {PROBE_PATTERN}")
     form = models.input_form(cell.model["family"])
     inputs = {split: in_precision(task.inputs(split, form), device, dtype) for split in SPLITS}
     targets = {split: in_precision(task.targets(split), device, dtype) for split in SPLITS}
-    hyperparameters = {
-        key: per_run_values([run.hyperparameters[key] for run in cell.runs], device, dtype)
-        for key in cell.runs[0].hyperparameters
-    }
+    hyperparameters = run_hyperparameters(cell, device, dtype)
     initial = [p.to(device) for p in initial_parameters(model, cell)]
     return BuiltCell(
         cell=cell, task=task, model=model, device=device, dtype=dtype, inputs=inputs, targets=targets,
@@ -159,7 +211,8 @@ def build(cell: Cell, data_cache: str | Path | None = None) -> BuiltCell:
 class History:
     """What a cell's training produced, as NumPy arrays on the host.
 
-    ``steps`` arrays are (steps, K); ``evals`` arrays are (len(eval_steps), K).
+    ``step_metrics`` (the step metrics, then the model's probes) are (steps, K); ``eval_metrics`` are
+    (len(eval_steps), K).
     ``diverged_step`` is -1 for runs that never diverged.
     """
 
@@ -177,7 +230,8 @@ class LoopState:
     """Everything that changes during training: what a checkpoint holds.
 
     ``step`` is the next step to train; ``params`` is the (K, P) flat buffer
-    of all runs' parameters (see bench.flat); ``logs`` are (steps, K) and ``evals``
+    of all runs' parameters (see bench.flat); ``logs`` (the step metrics, then the
+    model's probes) are (steps, K) and ``evals``
     (len(eval_steps), K) device tensors, NaN where not yet written;
     ``initial_loss`` is NaN until step 0 has run.
     """
@@ -204,7 +258,8 @@ def fresh_state(built: BuiltCell) -> LoopState:
         alive=torch.ones(runs, dtype=torch.bool, device=device),
         diverged_step=torch.full((runs,), -1, dtype=torch.long, device=device),
         initial_loss=torch.full((runs,), float("nan"), dtype=dtype, device=device),
-        logs={name: torch.full((cell.steps, runs), float("nan"), dtype=dtype, device=device) for name in STEP_METRICS},
+        logs={name: torch.full((cell.steps, runs), float("nan"), dtype=dtype, device=device)
+              for name in (*STEP_METRICS, *built.probes)},
         evals={name: torch.full((len(eval_steps(cell)), runs), float("nan"), dtype=dtype, device=device)
                for name in EVAL_METRICS},
         elapsed_s=0.0,
@@ -240,14 +295,24 @@ def record_evaluation(built: BuiltCell, state: LoopState, row: int) -> None:
         state.evals[f"{split}_metric"][row] = torch.where(recorded, metric, float("nan"))
 
 
-def forward_backward(built: BuiltCell, params: Tensor, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
-    """Each run's loss on its batch (inputs ``xb`` (K, B, ...), targets ``yb``), (K,), and its gradient
-    as a (K, P) buffer: one backward pass of the summed losses (runs share no parameter, so each run's
-    gradient is its own)."""
+def forward_backward(built: BuiltCell, params: Tensor, xb: Tensor,
+                     yb: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Each run's loss on its batch (inputs ``xb`` (K, B, ...), targets ``yb``), (K,), its gradient as a
+    (K, P) buffer, and the model's probes on the batch by name, each (K,) (none for a model without
+    probes): one backward pass of the summed objectives, each run's loss plus the chain's loss terms
+    (runs share no parameter, so each run's gradient is its own)."""
     leaf = params.detach().requires_grad_(True)
-    loss = built.task.loss(built.model.forward(built.layout.split(leaf), xb), yb)
-    (flat_grads,) = torch.autograd.grad(loss.sum(), leaf)
-    return loss.detach(), flat_grads
+    weights = built.layout.split(leaf)
+    if built.probes:
+        outputs, probes = built.model.forward_probed(weights, xb)
+    else:
+        outputs, probes = built.model.forward(weights, xb), {}
+    loss = built.task.loss(outputs, yb)
+    objective = loss
+    for term in built.loss_terms:
+        objective = objective + term(outputs, yb)
+    (flat_grads,) = torch.autograd.grad(objective.sum(), leaf)
+    return loss.detach(), flat_grads, {name: value.detach() for name, value in probes.items()}
 
 
 def run_transform(transform: Transform, inputs: Packed, state: State, params: Packed,
@@ -331,8 +396,8 @@ def step(built: BuiltCell, state: LoopState, xb: Tensor, yb: Tensor, clock: Tens
     lr = built.lr_at(t)
     context = {"optimizer_state": state.opt_state, "lr": lr, "step": t}  # what a strategy may read
 
-    # forward/backward: each run's loss on its own batch and its own gradient
-    loss, flat_grads = forward_backward(built, state.params, xb, yb)
+    # forward/backward: each run's loss on its own batch, its own gradient, and the model's probes
+    loss, flat_grads, probes = forward_backward(built, state.params, xb, yb)
 
     # divergence: a non-finite loss, or one above divergence_factor x the initial (first finite) loss,
     # freezes the run; with a skip strategy a non-finite loss skips the step instead
@@ -370,13 +435,16 @@ def step(built: BuiltCell, state: LoopState, xb: Tensor, yb: Tensor, clock: Tens
     # weight constraints: project the new parameters
     new_params, weight_reports = apply_stage(built, "weights", updated, params, chain_states, keep, context)
 
-    # logs; update_ratio = ||new - old|| / ||old||
+    # logs (the loss and the probes NaN after a run diverged); update_ratio = ||new - old|| / ||old||
     reports = gradient_reports + update_reports + weight_reports
     # without weight constraints the change is lr d, whose norm is lr ||d|| (lr >= 0)
     change_norm = (lr.view(-1) * run_norm(directions.flat) if new_params.flat is updated
                    else run_norm(new_params.flat - params.flat))
     norm_pre = run_norm(flat_grads)
-    write_row(logs["train_loss"], t, torch.where(alive | newly, loss, float("nan")))
+    recorded = alive | newly
+    write_row(logs["train_loss"], t, torch.where(recorded, loss, float("nan")))
+    for name in built.probes:
+        write_row(logs[name], t, torch.where(recorded, probes[name], float("nan")))
     write_row(logs["grad_norm_pre"], t, norm_pre)
     write_row(logs["grad_norm_post"], t, norm_pre if grads.flat is flat_grads else run_norm(grads.flat))
     write_row(logs["update_ratio"], t, torch.where(keep, change_norm / run_norm(params.flat), 0.0))

@@ -5,8 +5,8 @@ without training it:
 
 - ``runs.parquet``: the cell's runs table in full, exactly as trained;
 - ``curves.parquet``: its curves table thinned by a rule that reads this cell alone
-  (``bench.thinning``). Metrics are stored as float32 where that is exact (the engine logs them in
-  float32), steps as int32; zstd, float columns byte-stream split;
+  (``bench.thinning``). Metrics (a model's probe columns too) are stored as float32 where that is
+  exact (the engine logs them in float32), steps as int32; zstd, float columns byte-stream split;
 - ``cell.json``: its record (``bench.record``): the cell's fingerprint
   (``bench.fingerprint.cell_fingerprint``, the one notion of what decides its results), the date and
   torch version it was trained with, its thinning, the date it was published.
@@ -66,14 +66,16 @@ def _check_runs(cell: sweep.Cell, runs: pd.DataFrame, path: Path) -> None:
 
 
 def _compact(curves: pd.DataFrame) -> pa.Table:
-    """The curves as a pyarrow table in compact types: float32 where exact (else float64), int32 steps."""
+    """The curves (with their probe columns, if any) as a pyarrow table in compact types: float32 where exact
+    (else float64), int32 steps."""
     import numpy as np
     import pyarrow as pa
 
-    from bench.columns import CURVES_COLUMNS
+    from bench.columns import curves_columns
 
+    columns = curves_columns(map(str, curves.columns))
     fields = []
-    for name, dtype in CURVES_COLUMNS.items():
+    for name, dtype in columns.items():
         if pa.types.is_floating(dtype):
             values = curves[name].to_numpy(dtype=np.float64)
             exact = np.array_equal(values.astype(np.float32).astype(np.float64), values, equal_nan=True)
@@ -81,7 +83,7 @@ def _compact(curves: pd.DataFrame) -> pa.Table:
         elif name == "step":
             dtype = pa.int32()
         fields.append((name, dtype))
-    return pa.Table.from_pandas(curves[list(CURVES_COLUMNS)], schema=pa.schema(fields), preserve_index=False)
+    return pa.Table.from_pandas(curves[list(columns)], schema=pa.schema(fields), preserve_index=False)
 
 
 def _write_parquet(table: pa.Table, path: Path, floats_split: bool = False) -> None:
@@ -126,7 +128,7 @@ def read_cell(folder: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A committed cell's runs and curves tables in the results schema (float64 metrics, int64 steps)."""
     import pyarrow.parquet as pq
 
-    from bench.columns import CURVES_COLUMNS, with_run_defaults
+    from bench.columns import curves_columns, with_run_defaults
 
     frames = {}
     for kind, path in paths.tables(folder).items():
@@ -136,7 +138,7 @@ def read_cell(folder: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise StoreError(f"{path}: not a readable {kind} table ({error})") from None
     curves = frames["curves"]
     frames["runs"] = with_run_defaults(frames["runs"])  # a cell committed before a run column existed
-    for name in CURVES_COLUMNS:
+    for name in curves_columns(map(str, curves.columns)):
         if name in curves and name not in ("run_id", "clipped"):
             curves[name] = curves[name].astype("int64" if name == "step" else "float64")
     return frames["runs"], curves

@@ -5,9 +5,12 @@
 one run at a time, as a peer's per-run training loop would (DeepOBS and
 AlgoPerf runners train this way). It starts from the same initial weights and
 sees the same batches as the engine's run of the same seed, in the cell's
-precision (``dtype``: the network, its data and torch.optim's state). Tests hold the
-lockstep engine to it step by step; ``python -m bench perf`` measures speed
-against it.
+precision (``dtype``: the network, its data and torch.optim's state). A strategy
+that sets model options (qk-layernorm, soft-capping) reaches it through
+``engine.build_model``, which builds the run's network with them; a loss term
+(z-loss) is added to the loss before ``backward``, written here as a peer would.
+Tests hold the lockstep engine to it step by step; ``python -m bench perf``
+measures speed against it.
 """
 
 from __future__ import annotations
@@ -135,7 +138,16 @@ step is taken."""
 WEIGHT_STEPS: dict[str, Callable[[list[nn.Parameter], dict[str, float]], None]] = {"max_norm": _max_norm}
 """Weight constraints applied after the optimizer step (max-norm: torch.renorm over output units)."""
 
-SUPPORTED = (*GRADIENT_STEPS, *WEIGHT_STEPS)
+LOSS_TERMS: dict[str, Callable[[Tensor, dict[str, float]], Tensor]] = {
+    "z_loss": lambda out, hp: hp["z_loss"] * torch.logsumexp(out, -1).square().mean(),
+}
+"""Loss terms added to one run's loss before ``backward``, from its outputs (z-loss, PaLM's
+``1e-4 * log(Z)^2``: the mean over the batch and the positions)."""
+
+MODEL_OPTIONS = ("qk_norm", "softcap")
+"""Strategies that set model options: ``engine.build_model`` builds the run's network with them."""
+
+SUPPORTED = (*GRADIENT_STEPS, *WEIGHT_STEPS, *LOSS_TERMS, *MODEL_OPTIONS)
 
 @dataclass
 class ReferenceHistory:
@@ -181,7 +193,11 @@ def train_reference(cell: Cell, index: int, keep_params: bool = True) -> Referen
         opt.zero_grad()
         outputs = net(xb)
         loss = task.loss(outputs.unsqueeze(0), yb.unsqueeze(0))[0]
-        loss.backward()
+        objective = loss
+        for member in cell.members:
+            if member in LOSS_TERMS:
+                objective = objective + LOSS_TERMS[member](outputs, hp)
+        objective.backward()
         value = float(loss.detach())
         initial = value if initial is None and math.isfinite(value) else initial
         losses.append(value)

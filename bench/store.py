@@ -1,8 +1,9 @@
 """Results as long-format Parquet: a runs table and a curves table per cell.
 
 Both schemas are written down here (and in docs/results.md) and checked on every
-write and read; a file that is truncated, foreign or misses a column fails
-with its name. Writes are atomic: a temporary file in the same folder, then a
+write and read (a curves table may hold a model's probe columns besides, named as
+bench.columns.PROBE_PATTERN says); a file that is truncated, foreign or misses a
+column fails with its name. Writes are atomic: a temporary file in the same folder, then a
 rename, so a killed job never leaves a half-written table behind.
 """
 
@@ -24,6 +25,8 @@ from bench.columns import (  # noqa: F401 - TIMING_COLUMNS re-exported
     RUNS_DEFAULTS,
     STEP_METRICS,
     TIMING_COLUMNS,
+    curves_columns,
+    is_probe,
     with_run_defaults,
 )
 from bench.engine import History
@@ -72,20 +75,21 @@ def _run_rows(cell: Cell, task: Task, history: History) -> list[dict[str, object
 
 
 def _curve_columns(cell: Cell, history: History) -> dict[str, np.ndarray]:
-    """The curves table's columns: per run (ordered by run id), every step up to its last (its
-    divergence step, else the last step) and every evaluation step up to it, in step order; step
-    metrics are NaN (``clipped`` false) at the final evaluation step, evaluation metrics off
-    evaluation steps."""
+    """The curves table's columns (:func:`bench.columns.curves_columns` of the probes the history holds):
+    per run (ordered by run id), every step up to its last (its divergence step, else the last step) and
+    every evaluation step up to it, in step order; step metrics and probes are NaN (``clipped`` false) at
+    the final evaluation step, evaluation metrics off evaluation steps."""
     run_ids = cell.run_ids()
     eval_steps = np.asarray(history.eval_steps, dtype=np.int64)  # sorted
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in CURVES_COLUMNS}
+    logged_names = [*STEP_METRICS, *logged_probes(history)]
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in curves_columns(logged_names)}
     for k in sorted(range(len(run_ids)), key=run_ids.__getitem__):
         last = int(history.diverged_step[k]) if history.diverged_step[k] >= 0 else cell.steps
         steps = np.union1d(np.arange(min(last + 1, cell.steps)), eval_steps[eval_steps <= last])
         logged = steps[steps < cell.steps]  # the first len(logged) rows have step metrics
         parts["run_id"].append(np.full(len(steps), run_ids[k], dtype=object))
         parts["step"].append(steps)
-        for name in STEP_METRICS:
+        for name in logged_names:
             values = np.full(len(steps), False if name == "clipped" else np.nan)
             logs = history.step_metrics[name][logged, k]
             values[: len(logged)] = logs > 0.5 if name == "clipped" else logs
@@ -97,6 +101,11 @@ def _curve_columns(cell: Cell, history: History) -> dict[str, np.ndarray]:
             values[evaluated] = history.eval_metrics[name][rows, k]
             parts[name].append(values)
     return {name: np.concatenate(columns) for name, columns in parts.items()}
+
+
+def logged_probes(history: History) -> list[str]:
+    """The probes a history logged besides the step metrics, in their order (bench.columns.PROBE_PATTERN)."""
+    return [name for name in history.step_metrics if is_probe(name)]
 
 
 NUMPY_TYPES = {pa.float64(): np.float64, pa.int64(): np.int64}
@@ -139,7 +148,8 @@ def arrow_tables(cell: Cell, task: Task, history: History) -> tuple[pa.Table, pa
     extra = [key for key in rows[0] if key not in RUNS_COLUMNS]
     runs_schema = pa.schema([(c, RUNS_COLUMNS.get(c, pa.float64())) for c in [*RUNS_COLUMNS, *extra]])
     runs = _arrow_table({name: [row[name] for row in rows] for name in runs_schema.names}, runs_schema)
-    return runs, _arrow_table(_curve_columns(cell, history), pa.schema(list(CURVES_COLUMNS.items())))
+    curves_schema = pa.schema(list(curves_columns(logged_probes(history)).items()))
+    return runs, _arrow_table(_curve_columns(cell, history), curves_schema)
 
 
 def tables(cell: Cell, task: Task, history: History) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -150,7 +160,7 @@ def tables(cell: Cell, task: Task, history: History) -> tuple[pd.DataFrame, pd.D
 
 def _check(frame: pd.DataFrame | pa.Table, columns: dict[str, pa.DataType], name: str,
            extra_float: bool) -> pa.Table:
-    present = frame.column_names if isinstance(frame, pa.Table) else list(frame.columns)
+    present = _present(frame)
     missing = [c for c in columns if c not in present]
     if missing:
         raise StoreError(f"{name}: missing columns {missing}")
@@ -167,26 +177,32 @@ def _check(frame: pd.DataFrame | pa.Table, columns: dict[str, pa.DataType], name
         raise StoreError(f"{name}: {error}") from None
 
 
+def _present(frame: pd.DataFrame | pa.Table) -> list[str]:
+    """The column names of ``frame``."""
+    return frame.column_names if isinstance(frame, pa.Table) else [str(name) for name in frame.columns]
+
+
 def write(frame: pd.DataFrame | pa.Table, path: str | Path, kind: str) -> None:
     """Check ``frame`` (a DataFrame or an Arrow table) against the ``kind`` ('runs' or 'curves')
-    schema and write it atomically."""
+    schema and write it atomically; a curves table's probe columns are float64 columns of it."""
     path = Path(path)
-    columns = RUNS_COLUMNS if kind == "runs" else CURVES_COLUMNS
+    columns = RUNS_COLUMNS if kind == "runs" else curves_columns(_present(frame))
     table = _check(frame, columns, str(path), extra_float=kind == "runs")
     with atomic.writing(path) as partial:
         pq.write_table(table, partial)
 
 
 def read(path: str | Path, kind: str) -> pd.DataFrame:
-    """Read a ``kind`` table, checking its schema; any problem names the file. A runs table written before a
-    column of ``bench.columns.RUNS_DEFAULTS`` existed reads with that column holding its default."""
+    """Read a ``kind`` table, checking its schema (a curves table's probe columns as float64); any problem names
+    the file. A runs table written before a column of ``bench.columns.RUNS_DEFAULTS`` existed reads with that
+    column holding its default."""
     path = Path(path)
-    columns = RUNS_COLUMNS if kind == "runs" else CURVES_COLUMNS
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as error:
         raise StoreError(f"{path}: not a readable {kind} table ({error})") from None
     fields = {f.name: f.type for f in table.schema}
+    columns = RUNS_COLUMNS if kind == "runs" else curves_columns(fields)
     for column, dtype in columns.items():
         if kind == "runs" and column in RUNS_DEFAULTS and column not in fields:
             continue

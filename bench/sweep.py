@@ -3,7 +3,8 @@
 A sweep config (see config/schema.yaml) is checked against the JSON schema and
 then for what a schema cannot say (names that refer to other entries, a model
 family a task cannot feed, a hyperparameter given to a strategy that has no
-such hyperparameter). Any problem is a :class:`ConfigError` whose message is
+such hyperparameter, a strategy that sets a model option the model lacks or
+sets itself). Any problem is a :class:`ConfigError` whose message is
 one line naming the key and what is allowed.
 
 A cell fixes everything that changes shapes or code paths: task, model,
@@ -253,7 +254,41 @@ def check(config: dict[str, Any]) -> None:
                 allowed = ", ".join(k for m in members for k in strategies.lookup(m).options) or "none"
                 raise ConfigError(f"config key 'strategies.{name}.{key}' is not a hyperparameter of "
                                   f"{'+'.join(members)}; allowed: {allowed}")
+    for i, problem in enumerate(config["problems"]):
+        for model in problem["models"]:
+            for name in problem.get("strategies", config["strategies"]):
+                members = config["strategies"][name].get("chain", [name])
+                conflict = model_options_conflict(model, config["models"][model], name, members, f"problems.{i}")
+                if conflict:
+                    raise ConfigError(conflict)
     check_compare(config)
+
+
+def model_options_conflict(model_name: str, model: dict[str, Any], strategy_name: str, members: Sequence[str],
+                           where: str = "") -> str | None:
+    """Why strategy ``strategy_name`` (its chain ``members``) cannot train model ``model_name`` (its config entry
+    ``model``), in one line naming the key, or None where it can: a member sets a model option
+    (``sets_model_options``) that the model's family lacks, or that the model entry sets itself, or two members
+    set one option. ``where`` names the problems entry that pairs them."""
+    family = model["family"]
+    options = models.REGISTRY.lookup(family).options
+    setters: dict[str, str] = {}
+    for member in members:
+        for key in strategies.lookup(member).meta["sets_model_options"]:
+            if key not in options:
+                having = [f for f in models.REGISTRY.known() if key in models.REGISTRY.lookup(f).options]
+                return (f"config key 'strategies.{strategy_name}': {member} sets the model option {key!r}, which "
+                        f"model {model_name!r} ({family}{', ' + where if where else ''}) does not have; allowed: "
+                        f"models of a family with {key!r} ({', '.join(having) or 'none'})")
+            if key in model:
+                return (f"config key 'models.{model_name}.{key}': set by the model entry and by strategy "
+                        f"{strategy_name!r} ({member}){' in ' + where if where else ''}; allowed: the option in the "
+                        "model entry or a strategy that sets it, not both")
+            if key in setters:
+                return (f"config key 'strategies.{strategy_name}.chain': {setters[key]} and {member} both set the "
+                        f"model option {key!r}; allowed: one member per model option")
+            setters[key] = member
+    return None
 
 
 def check_compare(config: dict[str, Any]) -> None:

@@ -13,6 +13,8 @@ cell is the same whatever order its cells were trained and published in. Of a ce
 - every evaluation row of every run (time to target);
 - every ``every``-th step and the last step (the one a diverged run ended at) of the other runs.
 
+It keeps rows, never columns: a cell's probe columns (``bench.columns.PROBE_PATTERN``) stay in every row kept.
+
 A run kept at a stride has another running median of its gradient norm, so on the thinned table it
 could outrank the runs kept whole: such runs are kept whole too, until the most spiking runs of the
 thinned cell are those of the full cell. A run kept at a stride then ranks below the :data:`SPIKING`

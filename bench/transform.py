@@ -13,6 +13,11 @@ first), so a NaN in one run never reaches another.
 
 A transform declares its `stage`:
 
+- ``"model"``: sets options of the cell's model (``model_options``, e.g.
+  qk-layernorm or soft-capping); the engine builds the model with them and never
+  calls its ``update``;
+- ``"loss"``: adds a term to each run's loss before the backward pass
+  (``loss_term``, e.g. z-loss); the engine never calls its ``update``;
 - ``"gradient"``: acts on the raw gradients, before the optimizer;
 - ``"optimizer"``: turns gradients into additive parameter updates;
 - ``"update"``: acts on the optimizer's updates;
@@ -41,6 +46,13 @@ as optax's ``GradientTransformationExtraArgs`` does: it lists the names in
 tensors on the flat (K, P) buffer), ``lr`` (each run's learning rate this
 step, (K, 1)) and ``step`` (the step index).
 
+Members of the first two stages are made with :func:`model_stage` and
+:func:`loss_stage`: ``model_options`` maps model options (of the family's
+factory, bench.models) to a value shared by the runs or a (K,) tensor giving
+each run its own; ``loss_term(outputs, targets)`` is a (K,) tensor added to
+each run's task loss (the logged ``train_loss`` and the divergence test stay
+the task's loss; the gradient is that of the loss plus the terms).
+
 A transform that ``skips_nonfinite`` promises to skip every step whose gradient
 holds a NaN or an infinity: then the engine lets a run with a non-finite loss
 go on (its gradient made non-finite, so that the transform sees it) instead of
@@ -51,8 +63,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -64,7 +76,9 @@ Params = list[Tensor]
 State = dict[str, Any]
 Hyperparameter = float | Tensor
 
-STAGES = ("gradient", "optimizer", "update", "weights")
+STAGES = ("model", "loss", "gradient", "optimizer", "update", "weights")
+NO_UPDATE = ("model", "loss")
+"""Stages that act through the model or the loss: the engine never calls their members' ``update``."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,8 @@ class Report:
 
 @dataclass(frozen=True)
 class Transform:
-    """A named pair of pure functions ``init`` and ``update`` with a stage."""
+    """A named pair of pure functions ``init`` and ``update`` with a stage; a ``model``-stage member
+    sets ``model_options``, a ``loss``-stage member adds ``loss_term`` (see the module's docstring)."""
 
     name: str
     stage: str
@@ -93,16 +108,47 @@ class Transform:
     layout_free: bool = False
     skips_nonfinite: bool = False
     extra_args: tuple[str, ...] = ()
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    loss_term: Callable[[Tensor, Tensor], Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage {self.stage!r} is not one of {STAGES}")
+        if bool(self.model_options) != (self.stage == "model"):
+            raise ValueError(f"transform {self.name!r}: model options are set by a member of stage 'model' "
+                             f"(and it sets some), not {self.stage!r}")
+        if (self.loss_term is not None) != (self.stage == "loss"):
+            raise ValueError(f"transform {self.name!r}: a loss term is added by a member of stage 'loss' "
+                             f"(and it adds one), not {self.stage!r}")
 
 
 def stateless(name: str, stage: str, fn: Callable[[Params, State, Params], tuple[Params, State, Report]],
               layout_free: bool = False) -> Transform:
     """A transform without state (an empty dict): ``fn`` is its ``update``."""
     return Transform(name=name, stage=stage, init=lambda params: {}, update=fn, layout_free=layout_free)
+
+
+def _never_updated(name: str, stage: str) -> Callable[..., tuple[Params, State, Report]]:
+    """The ``update`` of a member of a stage in :data:`NO_UPDATE`: calling it is an error."""
+
+    def update(*args: Any, **kwargs: Any) -> tuple[Params, State, Report]:
+        raise RuntimeError(f"transform {name!r} acts on the {stage} (stage {stage!r}): it has no update")
+
+    return update
+
+
+def model_stage(name: str, options: Mapping[str, Any]) -> Transform:
+    """A member of stage ``model`` that sets the model ``options`` (each a value shared by the runs or a
+    (K,) tensor); without state, never updated."""
+    return Transform(name=name, stage="model", init=lambda params: {}, update=_never_updated(name, "model"),
+                     model_options=dict(options))
+
+
+def loss_stage(name: str, term: Callable[[Tensor, Tensor], Tensor]) -> Transform:
+    """A member of stage ``loss`` whose ``term(outputs, targets)``, (K,), is added to each run's loss;
+    without state, never updated."""
+    return Transform(name=name, stage="loss", init=lambda params: {}, update=_never_updated(name, "loss"),
+                     loss_term=term)
 
 
 def per_run(value: Hyperparameter, like: Tensor) -> Hyperparameter:

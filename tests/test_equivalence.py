@@ -37,6 +37,7 @@ MORE_STRATEGIES = {
     "trust_ratio": {"trust_coefficient": [0.001, 0.01]},
     "max_norm": {"max_norm": [0.5, 3.0]},
     "skip_nonfinite": {},
+    "z_loss": {"z_loss": [0.01, 0.3]},
     "value_then_decay": {"chain": ["clip_value", "grad_scale"], "clip_value": [0.01], "gamma": [0.99]},
 }
 """Every other strategy with a plain-PyTorch counterpart in bench/reference.py."""

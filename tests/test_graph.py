@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 
 import numpy as np
+import probed
 import pytest
 import torch
 from conftest import make_config, only_cell
@@ -122,6 +123,18 @@ def test_a_nonfinite_step_is_skipped_in_the_graph_as_eagerly(captured) -> None:
     eager, graphed = both_ways(config)
     assert (eager.diverged_step >= 0).any()
     assert_same(eager, graphed)
+
+
+def test_a_models_probes_and_a_loss_term_are_graphed_exactly(captured, monkeypatch) -> None:
+    """The probes' logs are written in place like the step metrics', from the graphed forward pass."""
+    probed.register(monkeypatch)
+    config = make_config(models={"probed": probed.MODEL}, problems=[{"task": "mnist1d", "models": ["probed"]}],
+                         optimizers=SGD_SCHEDULED, strategies={"z_loss": {"z_loss": [0.01, 0.3]}}, steps=12)
+    eager, graphed = both_ways(config)
+    assert set(probed.PROBES) <= set(eager.step_metrics)
+    assert (eager.diverged_step >= 0).any() and (eager.diverged_step == -1).any()
+    assert_same(eager, graphed)
+    assert captured == {"captures": 1, "replays": 12 - graph.WARMUP}
 
 
 def test_a_state_that_grows_is_stepped_eagerly(captured) -> None:

@@ -69,6 +69,10 @@ HOSTILE = {
     "empty strategies": ({"strategies": {}}, "strategies"),
     "empty threshold grid": ({"strategies": {"clip_norm": {"clip_norm": []}}}, "strategies.clip_norm.clip_norm"),
     "empty chain": ({"strategies": {"mix": {"chain": []}}}, "strategies.mix.chain"),
+    "a strategy setting a model option the model lacks": ({"strategies": {"none": {}, "qk_norm": {}}},
+                                                          "strategies.qk_norm"),
+    "a negative soft cap": ({"strategies": {"softcap": {"softcap_output": [-30.0]}}},
+                            "strategies.softcap.softcap_output.0"),
     # out-of-range values
     "negative learning rate": ({"optimizers.sgd.learning_rates": [0.1, -0.1]}, "optimizers.sgd.learning_rates.1"),
     "zero learning rate": ({"optimizers.sgd.learning_rates": [0.0]}, "optimizers.sgd.learning_rates.0"),

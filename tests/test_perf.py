@@ -39,6 +39,7 @@ def test_perf_quick_writes_the_documented_record(tmp_path) -> None:
     assert record["limit"]["gradients_s"] > 0 and record["limit"]["step_s"] > 0
     ratios = {row["strategy"]: row["ratio_to_none"] for row in record["strategy_overhead"]}
     assert "none" in ratios and "clip_norm" in ratios and all(r > 0 for r in ratios.values())
+    assert set(ratios) == set(perf.overhead_strategies()) and "z_loss" in ratios and "qk_norm" not in ratios
     assert record["memory"]["host_rss_mib"] > 0
 
 

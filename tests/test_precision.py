@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import probed
 import pytest
 import torch
 from conftest import make_config, only_cell
@@ -93,11 +94,20 @@ def float_tensors(tree: object) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_every_strategy_trains_a_float64_cell_in_float64(optimizer: str) -> None:
-    """Data, parameters, learning rates, every optimizer and strategy state and every log are float64."""
+def test_every_strategy_trains_a_float64_cell_in_float64(optimizer: str, monkeypatch) -> None:
+    """Data, parameters, learning rates, every optimizer and strategy state and every log (a model's probes
+    too) are float64. The strategies that set model options train the tests' MLP with those options and
+    probes (tests/probed.py), the others the plain MLP."""
+    probed.register(monkeypatch)
     entry = {"kind": optimizer, "learning_rates": [0.01, 0.02], **({"momentum": 0.9} if optimizer == "sgd" else {})}
+    options = [name for name in strategies.known() if strategies.lookup(name).meta["sets_model_options"]]
     config = make_config(dtype="float64", steps=6, eval_every=3, seeds=[0], optimizers={optimizer: entry},
-                         strategies={name: {} for name in strategies.known()})
+                         strategies={name: {} for name in strategies.known()},
+                         models={"mlp": {**probed.MODEL, "family": "mlp"}, "probed": probed.MODEL},
+                         problems=[{"task": "mnist1d", "models": ["mlp"],
+                                    "strategies": [name for name in strategies.known() if name not in options]},
+                                   {"task": "mnist1d", "models": ["probed"], "strategies": options}])
+    assert len(sweep.cells(config)) == len(strategies.known())
     for cell in sweep.cells(config):
         built = engine.build(cell)
         assert built.inputs["train"].dtype == built.lr.dtype == built.warmup_steps.dtype == torch.float64

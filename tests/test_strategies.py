@@ -17,7 +17,7 @@ import yaml
 from torch import Tensor
 
 from bench import optim, strategies
-from bench.transform import Report, Transform, select
+from bench.transform import NO_UPDATE, Report, Transform, select
 
 ROOT = Path(__file__).resolve().parent.parent
 # A model's parameters: linear, conv1d, recurrent-like (gates*H, in), conv2d, then the output layer.
@@ -683,8 +683,14 @@ def as_run_values(value):
 
 
 # Hyperparameters that make each strategy act within a few steps, from the registry (``acting``).
-ACTIVE = {name: {key: as_run_values(value) for key, value in strategies.lookup(name).meta["acting"].items()}
+ACTING = {name: {key: as_run_values(value) for key, value in strategies.lookup(name).meta["acting"].items()}
           for name in strategies.known()}
+STAGE = {name: strategies.make(name).stage for name in strategies.known()}
+ACTIVE = {name: values for name, values in ACTING.items() if STAGE[name] not in NO_UPDATE}
+"""The strategies whose ``update`` the engine calls, run through the update edge cases below; the members of
+the ``model`` and ``loss`` stages (never updated) have edge cases of their own (MODEL_STAGE, LOSS_STAGE)."""
+MODEL_STAGE = sorted(name for name, stage in STAGE.items() if stage == "model")
+LOSS_STAGE = sorted(name for name, stage in STAGE.items() if stage == "loss")
 STEPS = 5
 
 
@@ -704,7 +710,9 @@ def per_run_slice(hyperparameters: dict, k: int) -> dict:
 
 def test_every_strategy_is_registered_with_valid_acting_values():
     assert {"none", "clip_value", "clip_norm", "agc", "update_clip", "max_norm", "spike_skip"} <= set(ACTIVE)
-    for name, values in ACTIVE.items():
+    assert set(ACTIVE) | set(MODEL_STAGE) | set(LOSS_STAGE) == set(strategies.known())
+    assert {"qk_norm", "softcap"} <= set(MODEL_STAGE) and "z_loss" in LOSS_STAGE
+    for name, values in ACTING.items():
         assert set(values) <= set(strategies.lookup(name).options)
         for value in values.values():
             assert not isinstance(value, Tensor) or value.shape == (RUNS,), name
@@ -838,10 +846,9 @@ def test_chain_builds_and_applies_in_order():
 
 
 def test_stages():
-    stages = {name: strategies.make(name).stage for name in strategies.known()}
-    assert set(stages.values()) <= {"gradient", "update", "weights"}
+    assert set(STAGE.values()) <= {"model", "loss", "gradient", "update", "weights"}
     text = (ROOT / "docs" / "strategies.md").read_text()
-    for name, stage in stages.items():  # the strategy table states each strategy's stage
+    for name, stage in STAGE.items():  # the strategy table states each strategy's stage
         assert f"| `{name}` | {stage} |" in text, name
 
 
@@ -859,3 +866,97 @@ def test_strategy_table_lists_every_strategy_and_hyperparameter():
         assert f"| `{name}` |" in text
         for key, default in strategies.lookup(name).options.items():
             assert f"`{key}`" in text and str(default) in text
+
+
+# ---------------------------------------------------------------- members of the model and loss stages
+
+
+@pytest.mark.parametrize("name", MODEL_STAGE + LOSS_STAGE)
+def test_model_and_loss_stage_members_are_stateless_and_never_updated(name):
+    transform = strategies.make(name, **ACTING[name])
+    params = tensors(RUNS, 40)
+    assert transform.init(params) == {}
+    with pytest.raises(RuntimeError, match="it has no update"):
+        transform.update(params, {}, params)
+
+
+def test_only_model_stage_members_register_the_model_options_they_set():
+    for name, stage in STAGE.items():
+        declared = strategies.lookup(name).meta["sets_model_options"]
+        assert set(strategies.make(name).model_options) == set(declared), name
+        assert bool(declared) == (stage == "model"), name
+    assert strategies.make("qk_norm").model_options == {"qk_norm": True}
+    assert strategies.make("softcap").model_options == {"softcap": 50.0, "output_softcap": 30.0}
+
+
+def test_a_transform_of_another_stage_sets_no_model_option_and_adds_no_loss_term():
+    with pytest.raises(ValueError, match="stage 'model'"):
+        Transform("x", "gradient", lambda params: {}, lambda g, s, p: (g, s, Report()), model_options={"qk_norm": True})
+    with pytest.raises(ValueError, match="stage 'loss'"):
+        Transform("x", "update", lambda params: {}, lambda g, s, p: (g, s, Report()), loss_term=lambda o, t: o)
+    with pytest.raises(ValueError, match="stage 'model'"):
+        strategies.model_stage("x", {})
+
+
+@pytest.mark.parametrize("name", MODEL_STAGE)
+def test_model_options_are_per_run_and_take_engine_style_values(name):
+    """A (K,) hyperparameter gives a (K,) option whose slice is the option of that run alone; a shared value
+    comes as a float (the engine's) and gives the option the default would."""
+    batched = strategies.make(name, **ACTING[name]).model_options
+    for k in range(RUNS):
+        alone = strategies.make(name, **per_run_slice(ACTING[name], k)).model_options
+        for key, value in batched.items():
+            if isinstance(value, Tensor):
+                assert value.shape == (RUNS,) and torch.equal(value[k : k + 1], alone[key])
+            else:
+                assert alone[key] == value
+    defaults = strategies.make(name).model_options
+    engine_style = strategies.make(name, **{k: float(v) for k, v in strategies.lookup(name).options.items()})
+    assert engine_style.model_options == defaults
+
+
+def outputs_and_targets(runs: int, seed: int, positions: int | None = None) -> tuple[Tensor, Tensor]:
+    """Logits (runs, 8, [positions,] 5) of order 3 and class targets."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (runs, 8, 5) if positions is None else (runs, 8, positions, 5)
+    return 3.0 * torch.randn(*shape, generator=generator), torch.randint(0, 5, shape[1:-1], generator=generator)
+
+
+@pytest.mark.parametrize("positions", [None, 4])
+@pytest.mark.parametrize("name", LOSS_STAGE)
+def test_loss_terms_are_per_run(name, positions):
+    """Each run's term is its own: a (K,) tensor whose slice is the term of that run alone, finite on finite
+    logits (zero ones included), unchanged in the other runs by a non-finite logit of one run."""
+    outputs, targets = outputs_and_targets(RUNS, 60, positions)
+    term = strategies.make(name, **ACTING[name]).loss_term
+    values = term(outputs, targets)
+    assert values.shape == (RUNS,) and torch.isfinite(values).all()
+    assert torch.isfinite(term(torch.zeros_like(outputs), targets)).all()
+    for k in range(RUNS):
+        alone = strategies.make(name, **per_run_slice(ACTING[name], k)).loss_term(outputs[k : k + 1], targets)
+        torch.testing.assert_close(values[k : k + 1], alone, rtol=1e-6, atol=0)
+    for poison in (float("nan"), float("inf")):
+        dirty = outputs.clone()
+        dirty[1, 0, 0] = poison
+        assert torch.equal(term(dirty, targets)[[0, 2]], values[[0, 2]])
+
+
+@pytest.mark.parametrize("name", LOSS_STAGE)
+def test_loss_terms_take_engine_style_values(name):
+    outputs, targets = outputs_and_targets(RUNS, 61)
+    expected = strategies.make(name).loss_term(outputs, targets)
+    for values in ({k: float(v) for k, v in strategies.lookup(name).options.items()},
+                   {k: torch.full((RUNS,), float(v)) for k, v in strategies.lookup(name).options.items()}):
+        torch.testing.assert_close(strategies.make(name, **values).loss_term(outputs, targets), expected, rtol=0,
+                                   atol=0)
+
+
+def test_z_loss_hand_checked():
+    # run 0: logits (0, 0) -> log Z = ln 2; run 1: logits (ln 3, 0) and (0, ln 3) -> log Z = ln 4
+    outputs = torch.tensor([[[0.0, 0.0], [0.0, 0.0]], [[math.log(3.0), 0.0], [0.0, math.log(3.0)]]])
+    term = strategies.make("z_loss", z_loss=torch.tensor([1e-4, 0.5])).loss_term(outputs, torch.zeros(2, 2))
+    torch.testing.assert_close(term, torch.tensor([1e-4 * math.log(2.0) ** 2, 0.5 * math.log(4.0) ** 2]))
+    # a head on every position: the mean over the batch and the positions
+    per_position = torch.stack([torch.zeros(3, 2), torch.tensor([[math.log(3.0), 0.0]] * 3)]).unsqueeze(0)
+    term = strategies.make("z_loss", z_loss=2.0).loss_term(per_position, torch.zeros(2, 3))
+    torch.testing.assert_close(term, torch.tensor([2.0 * (math.log(2.0) ** 2 + math.log(4.0) ** 2) / 2]))
