@@ -194,7 +194,8 @@ def test_qk_norm_keeps_the_attention_logits_bounded_where_the_plain_model_collap
     for name, cell in cells.items():
         built = engine.build(cell)
         history = engine.train(built, progress=False)
-        logits = torch.from_numpy(np.stack([history.step_metrics[f"attn_logit_max_{layer}"] for layer in (0, 1)])).amax(0)
+        layers = [history.step_metrics[f"attn_logit_max_{layer}"] for layer in (0, 1)]
+        logits = torch.from_numpy(np.stack(layers)).amax(0)
         outcome[name] = (logits, torch.tensor(history.eval_metrics["val_loss"][-1]), history.diverged_step,
                          built.task.chance_loss)
     logits, final, diverged, chance = outcome["none"]
