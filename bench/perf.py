@@ -3,19 +3,21 @@
 Everything is measured in one process, in one run, on the same device:
 
 - run-steps per second of the engine (K runs per step) and of the sequential
-  plain-PyTorch oracle (one run at a time, the peers' way) for the MLP, CNN
-  and RNN cells of a config, at several K;
+  plain-PyTorch oracle (one run at a time, the peers' way) on the first cell of
+  each model group (:data:`FAMILY_GROUPS`: MLP, CNN, RNN, transformer) that
+  the config has, at several K;
 - run-steps per second of the engine and of the real peer for many small
   trainings at once, PyTorch's own model-ensembling recipe (``torch.func``:
   ``stack_module_state``, ``functional_call``, ``vmap`` of ``grad``; see
-  :mod:`bench.peer`), on the same cells, K and strategy;
-- the floating-point rate of the engine's training step on the MLP cell,
+  :mod:`bench.peer`), on the same cells, K and strategy, where the peer trains
+  the cell (its optimizer SGD, Adam or AdamW, see :func:`bench.peer.refused`);
+- on the MLP cell (where the config has one): the floating-point rate of the engine's training step,
   counted by ``torch.utils.flop_counter.FlopCounterMode``, against the rate of
   a large matrix product (the machine's practical limit) and of one batched
-  product of the cell's own layer shape (the limit for matrices that small);
-- each strategy's step time relative to ``none`` in the MLP cell, as the
-  median over rounds of back-to-back pairs (see :func:`paired_ratios`), but
-  for those that set model options (:func:`overhead_strategies`);
+  product of the cell's own layer shape (the limit for matrices that small),
+  and each strategy's step time relative to ``none``, as the median over rounds
+  of back-to-back pairs (see :func:`paired_ratios`), but for those that set
+  model options (:func:`overhead_strategies`);
 - peak memory: host RSS, and GPU memory on CUDA.
 """
 
@@ -39,11 +41,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench import allocator, engine, peer, reference, strategies, sweep
 from bench.sweep import Cell, Run
 
-FAMILY_GROUPS = {"mlp": ("mlp",), "cnn": ("cnn1d", "cnn2d"), "rnn": ("rnn",)}
+FAMILY_GROUPS = {"mlp": ("mlp",), "cnn": ("cnn1d", "cnn2d"), "rnn": ("rnn",), "transformer": ("transformer",)}
+"""The model groups measured, each with the model families whose first cell stands for it."""
+
+GROUP_WIDTH = max(map(len, FAMILY_GROUPS))
+"""The width of a group's name in the printed lines, so that their columns align."""
 
 
 def representative_cells(config: dict[str, Any]) -> dict[str, Cell]:
-    """The first cell of each model group (MLP, CNN, RNN) in ``config``."""
+    """The first cell of each model group (:data:`FAMILY_GROUPS`) in ``config``; a group none of whose
+    families the config has is left out."""
     chosen: dict[str, Cell] = {}
     for cell in sweep.cells(config):
         for group, families in FAMILY_GROUPS.items():
@@ -235,6 +242,13 @@ PEER_STRATEGIES = ("clip_norm", "none")
 """The strategies timed on both sides against the vmap peer."""
 
 
+def peer_refusals(cell: Cell, members: tuple[str, ...]) -> list[str]:
+    """What the vmap peer does not train (:func:`bench.peer.refused`) of the runs that :func:`with_runs`
+    makes of ``cell`` with each strategy of ``members``; empty: :func:`against_peer` can time them."""
+    asked = (peer.refused(with_runs(cell, 1, cell.device, cell.steps, cell.threads, [member])) for member in members)
+    return list(dict.fromkeys(what for refusals in asked for what in refusals))
+
+
 def against_peer(group: str, cell: Cell, sizes: tuple[int, ...], members: tuple[str, ...], device: str,
                  threads: int, budget: Budget) -> list[dict[str, Any]]:
     """Run-steps per second of the engine and of the vmap ensemble (bench.peer) on the same runs of
@@ -294,24 +308,39 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
                           budget)
         record["throughput"] += rows
         for row in rows:
-            report(f"{group:4s} K={row['K']:4d}  engine {row['engine_run_steps_per_s']:10.1f}  "
+            report(f"{group:{GROUP_WIDTH}s} K={row['K']:4d}  engine {row['engine_run_steps_per_s']:10.1f}  "
                    f"reference {row['reference_run_steps_per_s']:8.1f} run-steps/s  speedup {row['speedup']:6.2f}x")
+        if refusals := peer_refusals(cell, PEER_STRATEGIES):
+            report(f"{group:{GROUP_WIDTH}s} not timed against the vmap peer: it does not train {', '.join(refusals)}")
+            continue
         rows = against_peer(group, cell, (8,) if quick else (8, 32, 128), PEER_STRATEGIES, device, threads, budget)
         record["peer"] += rows
         for row in rows:
-            report(f"{group:4s} K={row['K']:4d}  {row['strategy']:9s}  engine {row['engine_run_steps_per_s']:10.1f}  "
-                   f"vmap {row['vmap_run_steps_per_s']:10.1f} run-steps/s  engine/vmap {row['ratio']:6.2f}x")
+            report(f"{group:{GROUP_WIDTH}s} K={row['K']:4d}  {row['strategy']:9s}  "
+                   f"engine {row['engine_run_steps_per_s']:10.1f}  vmap {row['vmap_run_steps_per_s']:10.1f} "
+                   f"run-steps/s  engine/vmap {row['ratio']:6.2f}x")
 
-    timers = {name: EngineTimer(with_runs(cells["mlp"], 8 if quick else 32, device, budget.steps, threads, [name]))
+    if "mlp" in cells:
+        record.update(mlp_costs(cells["mlp"], device, quick, threads, budget, report))
+    else:
+        report("no MLP cell: the FLOP rate and the strategies' step times are not measured")
+    record["memory"] = peak_memory(resolved)
+    return record
+
+
+def mlp_costs(cell: Cell, device: str, quick: bool, threads: int, budget: Budget,
+              report: Callable[[str], None]) -> dict[str, Any]:
+    """The record's ``limit`` (the engine's FLOP rate on the MLP ``cell``, see :func:`limit`) and
+    ``strategy_overhead`` (each strategy's step time relative to ``none`` on it)."""
+    timers = {name: EngineTimer(with_runs(cell, 8 if quick else 32, device, budget.steps, threads, [name]))
               for name in overhead_strategies()}
-    record["limit"] = found = limit(timers["none"], resolved, 1024 if quick else 2048, budget)
+    found = limit(timers["none"], engine.resolve_device(device), 1024 if quick else 2048, budget)
     report(f"MLP K={found['K']}: {found['engine_flops_per_s'] / 1e9:.2f} GFLOP/s, large matmul "
            f"{found['matmul_flops_per_s'] / 1e9:.2f} GFLOP/s ({100 * found['fraction']:.0f}%), its layers' bmm alone "
            f"{found['layer_matmul_flops_per_s'] / 1e9:.2f} GFLOP/s")
     ratios = paired_ratios(timers, "none", budget.pair_steps, budget.pair_rounds)
-    record["strategy_overhead"] = [{"strategy": name, "ratio_to_none": ratios[name]} for name in timers]
-    record["memory"] = peak_memory(resolved)
-    return record
+    return {"limit": found,
+            "strategy_overhead": [{"strategy": name, "ratio_to_none": ratios[name]} for name in timers]}
 
 
 PRODUCTS = frozenset({"mm", "bmm", "addmm", "baddbmm", "addbmm", "convolution", "_convolution",
@@ -325,7 +354,8 @@ def profile(config: dict[str, Any], device: str, runs: int, threads: int, steps:
     family's cell at K = ``runs`` with ``clip_norm``: milliseconds per step (the fastest of ``rounds``
     interleaved blocks of ``steps`` steps, unprofiled), then one profiled block of each
     (``torch.profiler``): aten operator calls per step, the share of operator self time in matrix
-    products and convolutions (:data:`PRODUCTS`), and the ``top`` operators by self time."""
+    products and convolutions (:data:`PRODUCTS`), and the ``top`` operators by self time. A cell the
+    peer does not train (:func:`bench.peer.refused`) has the engine's rows alone."""
     torch.set_num_threads(threads)
     allocator.keep_freed_memory()
     activities = [torch.profiler.ProfilerActivity.CPU]
@@ -334,7 +364,9 @@ def profile(config: dict[str, Any], device: str, runs: int, threads: int, steps:
     rows = []
     for group, cell in representative_cells(config).items():
         same = with_runs(cell, runs, device, steps, threads, ["clip_norm"])
-        timers: dict[str, EngineTimer | PeerTimer] = {"engine": EngineTimer(same), "vmap": PeerTimer(same)}
+        timers: dict[str, EngineTimer | PeerTimer] = {"engine": EngineTimer(same)}
+        if not peer.refused(same):
+            timers["vmap"] = PeerTimer(same)
         fast = fastest({side: functools.partial(timer.seconds, steps) for side, timer in timers.items()}, rounds)
         for side, timer in timers.items():
             seconds = fast[side]
@@ -386,9 +418,14 @@ def markdown(record: dict[str, Any]) -> str:
                   "|---|---:|---|---:|---:|---:|"]
         lines += [f"| {row['model']} | {row['K']} | `{row['strategy']}` | {row['engine_run_steps_per_s']:.0f} | "
                   f"{row['vmap_run_steps_per_s']:.0f} | {row['ratio']:.2f}x |" for row in record["peer"]]
-    limit, memory = record["limit"], record["memory"]
-    runs, rows, inner, columns = limit["layer_shape"]
+    memory = record["memory"]
     gpu = f", peak GPU memory: {memory['gpu_mib']:.0f} MiB" if "gpu_mib" in memory else ""
+    if "limit" not in record:
+        lines += ["", "No MLP cell: the FLOP rate and the strategies' step times not measured. "
+                  f"Peak host memory: {memory['host_rss_mib']:.0f} MiB{gpu}."]
+        return "\n".join(lines)
+    limit = record["limit"]
+    runs, rows, inner, columns = limit["layer_shape"]
     lines += ["", f"Engine on the MLP cell at K = {limit['K']}: {limit['engine_flops_per_s'] / 1e9:.1f} GFLOP/s, "
               f"{100 * limit['fraction']:.0f}% of a large matrix product's {limit['matmul_flops_per_s'] / 1e9:.1f} "
               f"GFLOP/s. A batched product of the cell's layer shape alone ({runs} x {rows}x{inner} @ "

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -43,6 +44,50 @@ def test_perf_quick_writes_the_documented_record(tmp_path) -> None:
     assert record["memory"]["host_rss_mib"] > 0
 
 
+NO_MLP = """
+sweep: no_mlp
+device: cpu
+steps: 10
+eval_every: 10
+batch_size: 16
+seeds: [0]
+tasks:
+  digits: {kind: digits, size: 28}
+  adding: {kind: adding, length: 10, n_train: 200, n_eval: 100, spike_rate: [0.1]}
+models:
+  cnn2d: {family: cnn2d, depth: 2, channels: 4, kernel: 3, strided_layers: 1, activation: relu}
+  lstm: {family: rnn, cell: lstm, hidden: 8}
+problems:
+  - {task: digits, models: [cnn2d]}
+  - {task: adding, models: [lstm]}
+optimizers:
+  adamw: {kind: adamw, learning_rates: [0.001]}
+strategies:
+  none: {}
+"""
+
+
+def test_perf_measures_the_groups_the_config_has_and_times_adamw_against_the_peer(tmp_path) -> None:
+    """No MLP cell: no FLOP rate nor strategy overhead, and no error. The CNN cell under AdamW is timed
+    against the vmap peer; the RNN cell with bad batches is not (the peer refuses it), in one line."""
+    (config := tmp_path / "no-mlp.yaml").write_text(NO_MLP)
+    lines: list[str] = []
+    record = perf.measure(sweep.load(config), "cpu", quick=True, threads=1, report=lines.append)
+    assert {row["model"] for row in record["throughput"]} == {"cnn", "rnn"}
+    assert {(row["model"], row["strategy"]) for row in record["peer"]} == {("cnn", "clip_norm"), ("cnn", "none")}
+    assert "rnn         not timed against the vmap peer: it does not train warm-up or bad batches" in lines
+    assert "limit" not in record and record["strategy_overhead"] == [] and record["memory"]["host_rss_mib"] > 0
+    assert "No MLP cell" in perf.markdown(record)
+    assert len({line.index(" K=") for line in lines if " K=" in line}) == 1  # the columns align
+
+
+def test_a_transformer_cell_stands_for_a_group_of_its_own(monkeypatch) -> None:
+    cells = [SimpleNamespace(model={"family": family}) for family in ("rnn", "transformer", "cnn2d", "transformer")]
+    monkeypatch.setattr(sweep, "cells", lambda config: iter(cells))
+    assert perf.representative_cells({}) == {"rnn": cells[0], "transformer": cells[1], "cnn": cells[2]}
+    assert perf.GROUP_WIDTH == len("transformer")
+
+
 def smoke_cell(group: str, rnn_cell: str = "lstm", **optimizer) -> sweep.Cell:
     """The smoke tier's ``group`` cell (MLP, CNN 2-D or RNN of ``rnn_cell``) with clip_norm and four runs of
     different learning rates and thresholds: the first clips every step, the third never, the others where
@@ -70,6 +115,25 @@ def test_the_vmap_peer_trains_a_float64_cell_in_float64(group, rnn_cell) -> None
     assert_peer_matches(cell, rtol=1e-12)
 
 
+ADAM = {"kind": "adam", "learning_rates": [0.01], "weight_decay": 1e-2}
+ADAMW = {"kind": "adamw", "learning_rates": [0.01], "weight_decay": 0.1}
+ADAMW_DEFAULTS = {"kind": "adamw", "learning_rates": [0.01]}  # torch.optim.AdamW's weight decay 0.01
+
+
+@pytest.mark.parametrize("optimizer", [ADAM, ADAMW], ids=["adam", "adamw"])
+@pytest.mark.parametrize(("group", "rnn_cell"), [("mlp", ""), ("cnn", ""), ("rnn", "lstm")])
+def test_the_vmap_peer_trains_the_engines_runs_with_adam(group, rnn_cell, optimizer) -> None:
+    """Adam with coupled and AdamW with decoupled weight decay, each run at its own learning rate."""
+    assert_peer_matches(dataclasses.replace(smoke_cell(group, rnn_cell), optimizer=optimizer), rtol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", [ADAM, ADAMW_DEFAULTS], ids=["adam", "adamw"])
+@pytest.mark.parametrize(("group", "rnn_cell"), [("mlp", ""), ("rnn", "gru")])
+def test_the_vmap_peer_trains_a_float64_cell_with_adam_in_float64(group, rnn_cell, optimizer) -> None:
+    cell = dataclasses.replace(smoke_cell(group, rnn_cell), dtype="float64", optimizer=optimizer)
+    assert_peer_matches(cell, rtol=1e-12)
+
+
 def assert_peer_matches(cell: sweep.Cell, rtol: float) -> None:
     """The peer's logs of the cell's steps are the engine's, to ``rtol``."""
     built = engine.build(cell)
@@ -82,7 +146,7 @@ def assert_peer_matches(cell: sweep.Cell, rtol: float) -> None:
     for t in range(cell.steps):
         ensemble.step(t)
     for name, logged in ensemble.logs.items():
-        torch.testing.assert_close(logged, state.logs[name], rtol=1e-4, atol=0, msg=name)
+        torch.testing.assert_close(logged, state.logs[name], rtol=rtol, atol=0, msg=name)
     pre, post = ensemble.logs["grad_norm_pre"], ensemble.logs["grad_norm_post"]
     assert (post[:, 0] < pre[:, 0]).all() and (post[:, 2] == pre[:, 2]).all()  # the threshold acts, or not
 
@@ -90,6 +154,13 @@ def assert_peer_matches(cell: sweep.Cell, rtol: float) -> None:
 def test_the_vmap_peer_refuses_what_it_does_not_train() -> None:
     cell = dataclasses.replace(smoke_cell("mlp"), members=["agc"], strategy_name="agc")
     with pytest.raises(ValueError, match="a member other than none, clip_value, clip_norm"):
+        peer.VmapEnsemble(cell)
+
+
+def test_the_vmap_peer_refuses_an_optimizer_it_lacks(monkeypatch) -> None:
+    monkeypatch.delitem(peer.OPTIMIZERS, "adamw")
+    cell = dataclasses.replace(smoke_cell("mlp"), optimizer=ADAMW)
+    with pytest.raises(ValueError, match=r"an optimizer other than sgd, adam$"):
         peer.VmapEnsemble(cell)
 
 
