@@ -2,12 +2,16 @@
 
 Wortsman et al. ("Small-scale proxies for large-scale Transformer training instabilities", 2023,
 arXiv 2309.14322, section 3.1.1) show that at high learning rates the attention logits of a small
-transformer grow until the attention saturates and the loss diverges, and that a LayerNorm on the
+transformer grow until the attention saturates and training fails, and that a LayerNorm on the
 queries and keys (qk-layernorm, strategy ``qk_norm``) removes the growth. The transformer logs, every
 step, the largest attention logit ``q.k / sqrt(d_head)`` of each run and layer ``l`` over heads, batch
 and causal pairs, before any cap, as the curves column ``attn_logit_max_<l>`` (docs/results.md);
 :func:`attention_logit_figure` draws the largest over the layers against the step, per learning rate,
-one line per run, so that the growth and where it ends in divergence can be read run by run.
+one line per run, and under it the run's training loss against the task's chance loss, so that the
+growth and what it costs can be read run by run. At the default tier's scale the failure is a collapse
+to the chance loss (the unigram model of ``chars``) rather than a loss above ``divergence_factor`` x its
+initial value: the engine's divergence rule does not fire on it, the scores and the learning-rate
+sensitivity count it (analysis.sensitivity).
 
 A sweep has the figure for each task x model pair that trains every strategy of
 ``layout.ATTENTION_STRATEGIES`` (``layout.config_attention``): :func:`attention_pairs` finds the same
@@ -73,10 +77,11 @@ def attention_pairs(runs: pd.DataFrame, curves: pd.DataFrame,
 
 def attention_logit_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, model: str,
                            strategies: Sequence[str] = ATTENTION_STRATEGIES) -> Figure:
-    """The largest attention logit over layers against the step for one task x model pair, per learning rate.
+    """The largest attention logit over layers, and the training loss, against the step for one task x model
+    pair, per learning rate.
 
-    Columns: the pair's learning rates; rows: its panels (optimizer, stress dials; one for most pairs); the
-    axes share a logarithmic y axis. One line per run of ``strategies`` (every seed and setting), coloured
+    Columns: the pair's learning rates; two rows per panel (optimizer, stress dials; one for most pairs):
+    the logits on a shared logarithmic y axis, then the training loss with the task's chance loss dashed. One line per run of ``strategies`` (every seed and setting), coloured
     as the strategy is in every figure of the sweep (``plots.strategy_styles``); a diverged run's line ends
     at its divergence step (its curves end there) with an x, at the logit of that step or, where it is not
     finite, at the last finite one. ``curves`` holds the ``attn_logit_max_<l>`` columns; logits at or below
@@ -88,15 +93,16 @@ def attention_logit_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, 
     styles = strategy_styles(vocabulary.strategy_order(runs))
     panels = vocabulary.panels(shown, task, model)
     lrs = sorted(shown["lr"].unique())
-    fig, axes = plt.subplots(len(panels), len(lrs), figsize=(0.6 + 1.7 * len(lrs), 0.9 + 1.7 * len(panels)),
-                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(2 * len(panels), len(lrs), figsize=(0.6 + 1.7 * len(lrs), 0.9 + 3.2 * len(panels)),
+                             sharex=True, sharey="row", squeeze=False, layout="constrained")
+    chance = float(pair["chance_loss"].iloc[0])
     rows = curves[curves["run_id"].isin(shown["run_id"])]
     rows = rows.assign(_logit=largest_attention_logit(rows).to_numpy()).sort_values(["run_id", "step"])
     traces = {run_id: trace for run_id, trace in rows.groupby("run_id", sort=False)}
     for i, panel in enumerate(panels):
         mine = vocabulary.select(shown, panel)
         for j, lr in enumerate(lrs):
-            ax = axes[i, j]
+            ax, loss_ax = axes[2 * i, j], axes[2 * i + 1, j]
             for run in mine[np.isclose(mine["lr"], lr)].itertuples(index=False):
                 trace = traces.get(run.run_id)
                 if trace is None:
@@ -106,24 +112,31 @@ def attention_logit_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, 
                 drawn = trace[np.isfinite(trace["_logit"]) & (trace["_logit"] > 0)]
                 if drawn.empty:
                     continue
+                style = styles[run.strategy]
+                losses = trace[np.isfinite(trace["train_loss"])]
+                loss_ax.plot(losses["step"], losses["train_loss"], color=style.colour, linestyle=style.linestyle,
+                             linewidth=0.7, alpha=0.7)
                 steps, logits = drawn["step"].tolist(), drawn["_logit"].tolist()
                 if run.diverged and steps[-1] != run.diverged_step:  # blew up there: the line reaches that step
                     steps, logits = [*steps, run.diverged_step], [*logits, logits[-1]]
-                style = styles[run.strategy]
                 ax.plot(steps, logits, color=style.colour, linestyle=style.linestyle, linewidth=0.9, alpha=0.8)
                 if run.diverged:
                     ax.plot(steps[-1], logits[-1], marker="x", color=style.colour, markersize=6, linestyle="none")
             ax.set_yscale("log")
+            loss_ax.axhline(chance, color="0.4", linestyle="--", linewidth=0.8)
+            loss_ax.set_ylim(0.6 * chance, 1.5 * chance)  # the first steps' losses, far above, would flatten the rest
             if i == 0:
                 ax.set_title(f"lr = {lr:g}", fontsize="medium")
             if i == len(panels) - 1:
-                ax.set_xlabel("step")
+                loss_ax.set_xlabel("step")
             if j == 0:
                 label = vocabulary.panel_label(panel, runs).partition(", ")[2]
                 ax.set_ylabel("largest attention logit" + (f"\n{label}" if label else ""))
+                loss_ax.set_ylabel("training loss (nats)")
     fig.suptitle(f"{task} / {model}", fontsize="medium")
     handles = [*legend_handles(styles, list(strategies)),
-               Line2D([], [], color="0.3", marker="x", linestyle="none", label="diverged")]
+               Line2D([], [], color="0.3", marker="x", linestyle="none", label="diverged"),
+               Line2D([], [], color="0.4", linestyle="--", label="chance loss")]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles))
     note(fig, "attention")
     return fig

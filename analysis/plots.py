@@ -270,7 +270,7 @@ NOTES = {
     "traces": "Diverged runs take part like the others; their curves end at divergence.",
     "cost": "Diverged runs count: they stay in their cell's lockstep batch.",
     "attention": "Largest attention logit q.k/sqrt(d) over layers, heads, batch and causal pairs, before any cap; "
-                 "one line per run (seed and setting); a diverged run's line ends at its divergence step (x).",
+                 "below, the training loss (dashed: chance); one line per run; a diverged run ends at an x.",
 }
 """How each figure counts failed runs, written above the figure (one line per note)."""
 

@@ -116,10 +116,11 @@ def test_layout_lists_the_figure_only_for_a_pair_with_none_and_qk_norm(problems,
     assert not [s for s in layout.config_stems(config, "convergence") if s.startswith(layout.ATTENTION)]
 
 
-def test_the_figure_list_of_sweeps_without_it_is_unchanged():
-    for name in ("smoke", "default", "paper"):
+def test_the_default_tier_draws_it_for_its_transformer_and_the_sweeps_without_one_do_not():
+    for name, expected in (("smoke", []), ("default", [("chars", "transformer")]), ("paper", [])):
         config = yaml.safe_load((ROOT / f"config/{name}.yaml").read_text())
-        assert layout.config_attention(config) == []
-        assert not [s for s in layout.config_stems(config) if s.startswith(layout.ATTENTION)]
+        assert layout.config_attention(config) == expected
+        assert [s for s in layout.config_stems(config) if s.startswith(layout.ATTENTION)] == [
+            f"{layout.ATTENTION}-{task}-{model}" for task, model in expected]
     assert layout.stem_kind("attention-logits-chars-transformer") == layout.ATTENTION
     assert (ROOT / "report" / f"{layout.ATTENTION}.rst").is_file()
