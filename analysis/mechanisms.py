@@ -81,8 +81,9 @@ def attention_logit_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, 
     pair, per learning rate.
 
     Columns: the pair's learning rates; two rows per panel (optimizer, stress dials; one for most pairs):
-    the logits on a shared logarithmic y axis, then the training loss with the task's chance loss dashed. One line per run of ``strategies`` (every seed and setting), coloured
-    as the strategy is in every figure of the sweep (``plots.strategy_styles``); a diverged run's line ends
+    the logits on a shared logarithmic y axis, then the training loss with the task's chance loss dashed.
+    One line per run of ``strategies`` (every seed and setting), coloured as the strategy is in every
+    figure of the sweep (``plots.strategy_styles``); a diverged run's line ends
     at its divergence step (its curves end there) with an x, at the logit of that step or, where it is not
     finite, at the last finite one. ``curves`` holds the ``attn_logit_max_<l>`` columns; logits at or below
     0 are left out of the log axis.

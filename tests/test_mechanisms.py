@@ -29,7 +29,7 @@ def probed_sweep() -> tuple[pd.DataFrame, pd.DataFrame]:
         diverged = task == "chars" and strategy == "none" and lr == 0.1
         runs.append({"run_id": run_id, "task": task, "model": model, "optimizer": "adamw", "strategy": strategy,
                      "lr": lr, "seed": seed, "diverged": diverged, "diverged_step": DIVERGED_AT if diverged else -1,
-                     "steps": STEPS})
+                     "steps": STEPS, "chance_loss": 3.0})
         for step in range(DIVERGED_AT + 1 if diverged else STEPS):
             growth = 1.0 if strategy == "qk_norm" else 1.0 + 1000 * lr * step / STEPS
             logits = {f"attn_logit_max_{layer}": (2.0 + layer + seed) * growth if task == "chars" else np.nan
