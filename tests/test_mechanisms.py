@@ -59,9 +59,11 @@ def test_pairs_need_both_strategies_and_logged_logits():
 def test_figure_draws_a_line_per_run_ending_at_divergence(tmp_path):
     runs, curves = probed_sweep()
     fig = mechanisms.attention_logit_figure(runs, curves, "chars", "transformer")
-    axes = fig.axes
-    assert len(axes) == len(LRS) and all(ax.get_yscale() == "log" for ax in axes)
+    axes, losses = fig.axes[: len(LRS)], fig.axes[len(LRS):]  # logits above, training losses below
+    assert len(losses) == len(LRS) and all(ax.get_yscale() == "log" for ax in axes)
     assert axes[0].get_shared_y_axes().joined(axes[0], axes[-1])
+    assert all(ax.get_ylabel() == "training loss (nats)" for ax in losses[:1])
+    assert all(any(list(line.get_ydata()) == [3.0, 3.0] for line in ax.get_lines()) for ax in losses)  # chance
     last = axes[-1]  # lr 0.1: none diverged at DIVERGED_AT
     lines = [line for line in last.get_lines() if line.get_linestyle() != "None"]
     markers = [line for line in last.get_lines() if line.get_marker() == "x"]
@@ -73,7 +75,8 @@ def test_figure_draws_a_line_per_run_ending_at_divergence(tmp_path):
                                          for seed in (0, 1)}
     ends = {line.get_xdata()[-1] for line in lines}
     assert ends == {DIVERGED_AT, STEPS - 1}
-    assert [t.get_text() for t in axes[0].get_figure().legends[0].get_texts()] == ["none", "qk_norm", "diverged"]
+    assert [t.get_text() for t in axes[0].get_figure().legends[0].get_texts()] == ["none", "qk_norm", "diverged",
+                                                                                      "chance loss"]
     plt.close(fig)
     written = mechanisms.attention_figures(runs, curves, tmp_path)
     assert written == [tmp_path / f"attention-logits-chars-transformer.{fmt}" for fmt in layout.FIGURE_FORMATS]
@@ -87,9 +90,11 @@ def test_figure_has_a_row_per_panel():
     both = pd.concat([runs, sgd], ignore_index=True)
     curves = pd.concat([curves, curves.assign(run_id=curves["run_id"] + "-sgd")], ignore_index=True)
     fig = mechanisms.attention_logit_figure(both, curves, "chars", "transformer")
-    assert len(fig.axes) == 2 * len(LRS)
+    assert len(fig.axes) == 4 * len(LRS)  # per panel: logits, then training losses
     assert [ax.get_ylabel() for ax in fig.axes[::len(LRS)]] == ["largest attention logit\nadamw",
-                                                                "largest attention logit\nsgd"]
+                                                                "training loss (nats)",
+                                                                "largest attention logit\nsgd",
+                                                                "training loss (nats)"]
     assert all(len(ax.get_lines()) >= 4 for ax in fig.axes)
     plt.close(fig)
 
