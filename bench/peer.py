@@ -24,7 +24,10 @@ Recurrent cells: ``functional_call`` runs ``torch.nn.RNN``/``GRU``/``LSTM`` unde
 ``vmap`` (torch decomposes their kernels into batched per-step ops). On a CPU
 the LSTM's oneDNN kernel has no batching rule, and vmap would fall back to a
 loop over the runs with a warning; the step turns oneDNN off around the LSTM's
-gradient, so it too takes the batched decomposition.
+gradient, so it too takes the batched decomposition. Transformers: the network's
+``F.scaled_dot_product_attention`` (bench.models.transformer.GPT) has, on a CPU,
+no batching rule for its flash kernel either; the step selects SDPA's math
+backend (``torch.nn.attention.sdpa_kernel``), whose matrix products vmap batches.
 
 Not done, as a plain ensemble would not: divergence freezing, learning-rate
 schedules and the bad-batch dial (a cell that sets them is refused), so the
@@ -43,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench import engine, models, reference, strategies, sweep, tasks
 from bench.sweep import Cell
@@ -158,6 +162,19 @@ def refused(cell: Cell) -> list[str]:
     return [what for what, asked in asks.items() if asked]
 
 
+def batched_kernels(spec: models.Model, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """The context the vmapped step runs in: on a CPU, the kernels vmap has no batching rule for (the LSTM's
+    oneDNN kernel, SDPA's flash kernel) swapped for the decompositions it batches; else nothing."""
+    if device.type != "cpu":
+        return contextlib.nullcontext
+    if getattr(spec, "cell", None) == "lstm":
+        return functools.partial(torch.backends.mkldnn.flags, enabled=False, deterministic=None, allow_tf32=None,
+                                 fp32_precision=None)
+    if spec.family == "transformer":
+        return functools.partial(sdpa_kernel, SDPBackend.MATH)
+    return contextlib.nullcontext
+
+
 class VmapEnsemble:
     """The K runs of ``cell`` trained as one torch.func ensemble; ``step(t)`` trains step ``t``."""
 
@@ -195,9 +212,7 @@ class VmapEnsemble:
         self.regression = task.objective == "regression"
         self.strategy = STRATEGIES[member]
         self.gradient_stage = vmap(self.run_gradients)
-        lstm = device.type == "cpu" and getattr(spec, "cell", None) == "lstm"
-        self.context = contextlib.nullcontext if not lstm else functools.partial(
-            torch.backends.mkldnn.flags, enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None)
+        self.context = batched_kernels(spec, device)
         self.logs = {name: torch.full((cell.steps, len(cell.runs)), float("nan"), dtype=dtype, device=device)
                      for name in ("train_loss", "grad_norm_pre", "grad_norm_post", "update_ratio")}
 

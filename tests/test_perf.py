@@ -237,3 +237,19 @@ def test_the_committed_records_print_as_tables_and_the_docs_show_the_cpu_one(cap
 def test_perf_on_a_missing_gpu_stops_in_one_line(capsys) -> None:
     assert main(["perf", "--config", "config/smoke.yaml", "--device", "cuda", "--quick"]) == 2
     assert capsys.readouterr().err.startswith("error: config key 'device': cuda is not available")
+
+
+@pytest.mark.parametrize("optimizer", [{"kind": "adam"}, {"kind": "adamw", "weight_decay": 0.1}])
+def test_the_vmap_peer_trains_a_transformer_batched_without_a_fallback(optimizer, recwarn) -> None:
+    """The transformer under Adam/AdamW: the peer's logs are the engine's, and vmap batches its attention (SDPA's
+    math backend on a CPU) rather than looping over the runs with a performance warning."""
+    from conftest import make_config, only_cell
+
+    config = make_config(problems=[{"task": "chars", "models": ["transformer"]}], steps=5,
+                         optimizers={"opt": {**optimizer, "learning_rates": [0.001]}},
+                         strategies={"clip_norm": {"clip_norm": [1.0]}})
+    cell = only_cell(config)
+    runs = [dataclasses.replace(cell.runs[0], seed=seed, lr=lr, hyperparameters={"clip_norm": threshold})
+            for seed, lr, threshold in ((0, 0.001, 0.05), (1, 0.003, 0.5), (2, 0.002, 1e3))]
+    assert_peer_matches(dataclasses.replace(cell, runs=runs), rtol=1e-4)
+    assert not [w for w in recwarn if "performance drop" in str(w.message)]
