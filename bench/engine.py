@@ -25,8 +25,12 @@ arithmetic differs.
 
 Divergence is data: a run whose loss is non-finite or exceeds
 ``divergence_factor`` x its initial loss is marked diverged at that step and
-frozen; the others go on. Metrics stay on the device during training and are
-read back once at the end, so a CUDA step never waits on the host.
+frozen; the others go on. On a CPU the batch then narrows to the runs still
+alive (bench.shrink): a frozen run costs no more forward and backward passes,
+and the history holds all K runs as before (a diverged run's step metrics end
+at its divergence step, NaN after, whether it was stepped on or not). Metrics
+stay on the device during training and are read back once at the end, so a
+CUDA step never waits on the host.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from bench import allocator, checkpoint, graph, models, optim, schedules, strategies, sweep, tasks
+from bench import allocator, checkpoint, graph, models, optim, schedules, shrink, strategies, sweep, tasks
 from bench.columns import EVAL_METRICS, PROBE_PATTERN, STEP_METRICS, is_probe
 from bench.flat import Layout, Packed, run_norm
 from bench.sweep import Cell, ConfigError
@@ -98,6 +102,8 @@ class BuiltCell:
     spike_scale: float
     optimizer: Transform
     chain: list[Transform]
+    hyperparameters: dict[str, float | Tensor]
+    """The runs' strategy hyperparameters the chain is built with (:func:`run_hyperparameters`)."""
 
     def lr_at(self, step: int) -> Tensor:
         """Each run's learning rate at ``step``, (K, 1): its base rate times its schedule's factor."""
@@ -204,6 +210,7 @@ def build(cell: Cell, data_cache: str | Path | None = None) -> BuiltCell:
         spike_scale=float(sweep.setting("tasks", cell.task, "spike_scale")),
         optimizer=optim.make(cell.optimizer["kind"], **sweep.factory_options("optimizers", cell.optimizer)),
         chain=strategies.build(cell.members, hyperparameters),
+        hyperparameters=hyperparameters,
     )
 
 
@@ -211,8 +218,8 @@ def build(cell: Cell, data_cache: str | Path | None = None) -> BuiltCell:
 class History:
     """What a cell's training produced, as NumPy arrays on the host.
 
-    ``step_metrics`` (the step metrics, then the model's probes) are (steps, K); ``eval_metrics`` are
-    (len(eval_steps), K).
+    ``step_metrics`` (the step metrics, then the model's probes) are (steps, K), NaN after a run's
+    divergence step; ``eval_metrics`` are (len(eval_steps), K).
     ``diverged_step`` is -1 for runs that never diverged.
     """
 
@@ -499,46 +506,56 @@ def spike_plan(built: BuiltCell, steps: range) -> Tensor | None:
 
 
 def train(built: BuiltCell, progress: bool = True, checkpoint_path: Path | None = None,
-          checkpoint_every: int = 0) -> History:
+          checkpoint_every: int = 0, narrows: bool = True) -> History:
     """Train all runs of a built cell in lockstep and return their history.
 
     With ``checkpoint_path`` and ``checkpoint_every`` > 0, the full state is saved
     every ``checkpoint_every`` steps, and a matching checkpoint found at the
     start is resumed: a killed job loses at most that many steps, and the
-    resumed run computes exactly what an uninterrupted one would.
+    resumed run computes exactly what an uninterrupted one would. With
+    ``narrows`` (the default), the batch narrows to the runs still alive on a
+    CPU (bench.shrink); the results are the same either way.
     """
     cell, device = built.cell, built.device
     saved = checkpoint.load(checkpoint_path, cell, device) if checkpoint_path else None
-    state = LoopState(**saved) if saved else fresh_state(built)
-    resumed_from = state.step
+    batch = shrink.Batch(built, LoopState(**saved) if saved else fresh_state(built), narrows)
+    resumed_from = batch.state.step
     plan, spikes, plan_start = batch_plan(built, range(0)), None, 0
     eval_rows = {t: row for row, t in enumerate(eval_steps(cell))}
     has_spikes = any(run.dials["spike_rate"] > 0 for run in cell.runs)
-    stepper = (graph.GraphedStep(train_step, built, state.step, has_spikes) if graph.wanted(built)
-               else functools.partial(train_step, built))
+    stepper = (graph.GraphedStep(train_step, built, batch.state.step, has_spikes) if graph.wanted(built)
+               else functools.partial(train_step, batch.built))
 
-    started = time.perf_counter() - state.elapsed_s
-    bar = tqdm(total=cell.steps, initial=state.step, desc=cell.id, disable=not progress, mininterval=2.0,
+    started = time.perf_counter() - batch.state.elapsed_s
+    bar = tqdm(total=cell.steps, initial=batch.state.step, desc=cell.id, disable=not progress, mininterval=2.0,
                leave=False)
-    while True:
+    while not batch.done:
+        state = batch.state
         if state.step in eval_rows:
-            record_evaluation(built, state, eval_rows[state.step])
+            record_evaluation(batch.built, state, eval_rows[state.step])
         if state.step == cell.steps:
             break
         if not plan_start <= state.step < plan_start + len(plan):  # the plan comes in blocks: bounded memory
             plan_start = state.step
             block = range(plan_start, min(plan_start + PLAN_BLOCK, cell.steps))
             plan, spikes = batch_plan(built, block), spike_plan(built, block)
-        stepper(state, plan[state.step - plan_start], None if spikes is None else spikes[state.step - plan_start])
+            rows, spike_rows = batch.rows(plan), batch.rows(spikes)
+        row = state.step - plan_start
+        stepper(state, rows[row], None if spike_rows is None else spike_rows[row])
         bar.update(1)
-        if checkpoint_path and checkpoint_every and state.step % checkpoint_every == 0 and state.step < cell.steps:
-            state.elapsed_s = time.perf_counter() - started
-            checkpoint.save(dict(state.__dict__), cell, checkpoint_path)
+        if batch.update():  # runs ended: the batch narrowed to those still alive
+            stepper = functools.partial(train_step, batch.built)
+            rows, spike_rows = batch.rows(plan), batch.rows(spikes)
+        step = batch.state.step
+        if checkpoint_path and checkpoint_every and step % checkpoint_every == 0 and step < cell.steps:
+            saving = dataclasses.replace(batch.whole(), elapsed_s=time.perf_counter() - started)
+            checkpoint.save(dict(saving.__dict__), cell, checkpoint_path)
     bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    state = batch.whole()
     return History(
-        step_metrics={name: values.cpu().numpy() for name, values in state.logs.items()},
+        step_metrics={name: ended(values, state.diverged_step).cpu().numpy() for name, values in state.logs.items()},
         eval_steps=eval_steps(cell),
         eval_metrics={name: values.cpu().numpy() for name, values in state.evals.items()},
         diverged_step=state.diverged_step.cpu().numpy(),
@@ -546,3 +563,11 @@ def train(built: BuiltCell, progress: bool = True, checkpoint_path: Path | None 
         wall_time_s=time.perf_counter() - started,
         resumed_from=resumed_from,
     )
+
+
+def ended(log: Tensor, diverged_step: Tensor) -> Tensor:
+    """A (steps, K) log with NaN after each run's divergence step (``diverged_step``, -1: none): a diverged
+    run's metrics end there, whether its frozen state was still stepped in the batch or not (bench.shrink)."""
+    steps = torch.arange(log.shape[0], device=log.device)[:, None]
+    after = (diverged_step >= 0) & (steps > diverged_step)
+    return torch.where(after, torch.nan, log)

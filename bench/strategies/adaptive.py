@@ -146,7 +146,9 @@ def zclip(
         warmup = run_values(zclip_warmup, norm, torch.long)
         z_thres, alpha = per_run(zclip_z, norm), per_run(zclip_alpha, norm)
         step, mean, var = state["step"], state["mean"], state["var"]
-        slots = torch.arange(longest, device=norm.device)
+        # the state's width, not this chain's longest warm-up: a chain of some of the runs (bench.shrink) steps
+        # the state its cell's chain made
+        slots = torch.arange(state["warmup_norms"].shape[1], device=norm.device)
         warming = step < warmup
         record = warming[:, None] & (slots == step[:, None])
         collected = torch.where(record, norm[:, None], state["warmup_norms"])

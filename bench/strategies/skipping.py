@@ -83,6 +83,7 @@ def spike_skip(
         history, count = state["history"], state["count"]
         window, warmup = run_values(spike_window, count), run_values(spike_warmup, count)
         filled = torch.minimum(count, window)
+        longest = history.shape[1]  # the state's, not this chain's: a chain of some of the runs (bench.shrink)
         slots = torch.arange(longest, device=norm.device)
         ordered = torch.where(slots >= longest - filled[:, None], history, torch.inf).sort(dim=1).values
         low = ordered.gather(1, ((filled - 1).clamp(min=0) // 2)[:, None]).squeeze(1)
