@@ -227,6 +227,6 @@ TABLE_NOTE = {
                 "the best final loss; the mean over seeds and its 95\\% bootstrap interval over seeds "
                 "(none with fewer than 5).",
     "rank": "Ranks over task--model pairs: per pair, the mean over its panels (optimizers, stress dials) of the "
-            "best-tuned test error (1 $-$ accuracy, or MSE), one observation per pair.",
+            "best-tuned test error (1 $-$ accuracy, MSE, or bits per character), one observation per pair.",
 }
 """How each table counts diverged runs; numbers.tex defines them as ``note-<key>`` for the captions."""

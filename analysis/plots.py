@@ -266,7 +266,7 @@ NOTES = {
     "curves": "Diverged seeds stay in the mean: at the chance loss from their divergence step on.",
     "sensitivity": "Each point: the strategy's best setting at that learning rate (chosen on validation), its seeds; "
                    "failed (diverged) runs count at the task's chance level.",
-    "profiles": "Error = 1 - accuracy, or MSE; one problem (task x model) = the mean error over its panels.",
+    "profiles": "Error = 1 - accuracy, MSE or bits/char; one problem (task x model) = the mean error over its panels.",
     "traces": "Diverged runs take part like the others; their curves end at divergence.",
     "cost": "Diverged runs count: they stay in their cell's lockstep batch.",
     "attention": "Largest attention logit q.k/sqrt(d) over layers, heads, batch and causal pairs, before any cap; "
