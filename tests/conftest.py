@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from workflow import TEX, TEX_TOOLS
 
-from bench import sweep
+from bench import engine, sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("BENCH_DATA_CACHE", str(ROOT / ".pytest_cache" / "data"))
@@ -95,3 +96,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture
 def config_factory():
     return make_config
+
+
+def assert_same_history(history: engine.History, expected: engine.History) -> None:
+    """Every step metric and probe, evaluation, divergence step and final parameter of ``history`` equals
+    ``expected``'s, bit for bit (NaN equal to NaN)."""
+    assert history.step_metrics.keys() == expected.step_metrics.keys()
+    for name, values in expected.step_metrics.items():
+        np.testing.assert_array_equal(history.step_metrics[name], values, err_msg=name)
+    for name, values in expected.eval_metrics.items():
+        np.testing.assert_array_equal(history.eval_metrics[name], values, err_msg=name)
+    np.testing.assert_array_equal(history.diverged_step, expected.diverged_step)
+    for mine, theirs in zip(history.final_params, expected.final_params, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from conftest import make_config, only_cell
+from conftest import assert_same_history, make_config, only_cell
 
 from bench import checkpoint, columns, engine, store, sweep, tasks
 
@@ -37,14 +37,6 @@ def test_a_run_driven_to_nan_leaves_the_others_bit_identical() -> None:
 
 
 
-def assert_same_history(history: engine.History, expected: engine.History) -> None:
-    """Every logged metric, evaluation and final parameter of ``history`` equals ``expected``'s, bit for bit."""
-    for name in engine.STEP_METRICS:
-        np.testing.assert_array_equal(history.step_metrics[name], expected.step_metrics[name])
-    for name in engine.EVAL_METRICS:
-        np.testing.assert_array_equal(history.eval_metrics[name], expected.eval_metrics[name])
-    for mine, theirs in zip(history.final_params, expected.final_params, strict=True):
-        assert torch.equal(mine, theirs)
 
 def test_diverging_runs_are_recorded_not_raised() -> None:
     config = make_config(optimizers={"sgd": {"kind": "sgd", "momentum": 0.9, "learning_rates": [0.01, 50.0]}},

@@ -7,11 +7,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_config, only_cell
+from conftest import assert_same_history, make_config, only_cell
 from test_equivalence import TOLERANCES
 
 from bench import checkpoint, columns, engine, shrink, store
@@ -86,16 +85,6 @@ def tables(cell, history: engine.History) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs, curves = store.tables(cell, engine.load_task(cell), history)
     return runs.drop(columns=list(columns.TIMING_COLUMNS)), curves
 
-
-def assert_same_history(history: engine.History, expected: engine.History) -> None:
-    """Every log, evaluation, divergence step and final parameter equal, bit for bit (NaN equal to NaN)."""
-    for name, values in expected.step_metrics.items():
-        np.testing.assert_array_equal(history.step_metrics[name], values, err_msg=name)
-    for name, values in expected.eval_metrics.items():
-        np.testing.assert_array_equal(history.eval_metrics[name], values, err_msg=name)
-    np.testing.assert_array_equal(history.diverged_step, expected.diverged_step)
-    for mine, theirs in zip(history.final_params, expected.final_params, strict=True):
-        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 
 @pytest.mark.parametrize("overrides", CASES.values(), ids=CASES.keys())
