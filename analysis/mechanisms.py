@@ -33,8 +33,9 @@ from matplotlib.lines import Line2D
 from analysis import vocabulary
 from analysis.layout import ATTENTION, ATTENTION_STRATEGIES, problem_stem
 from analysis.plots import legend_handles, note, save, setup, strategy_styles
+from bench.columns import ATTENTION_PROBE_PATTERN
 
-ATTENTION_COLUMN = re.compile(r"attn_logit_max_(\d+)")
+ATTENTION_COLUMN = re.compile(ATTENTION_PROBE_PATTERN)
 """A curves column holding the largest attention logit of one layer (the transformer's probe of that name)."""
 
 

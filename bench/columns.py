@@ -58,7 +58,13 @@ CURVES_COLUMNS: dict[str, pa.DataType] = {
 }
 """Columns of curves.parquet: one row per run and step; eval columns are NaN off eval steps."""
 
-PROBE_PATTERN = r"attn_logit_max_\d+|output_log_z"
+ATTENTION_PROBE = "attn_logit_max_{layer}"
+"""The probe of one layer's largest attention logit (before any cap), by its layer number."""
+ATTENTION_PROBE_PATTERN = r"attn_logit_max_(\d+)"
+"""The names of :data:`ATTENTION_PROBE`, the layer number as the group."""
+OUTPUT_LOG_Z = "output_log_z"
+"""The probe of the mean logsumexp of the output logits."""
+PROBE_PATTERN = f"{ATTENTION_PROBE_PATTERN}|{OUTPUT_LOG_Z}"
 """Names of the curve columns of a model's probes (``Model.probe_names``), one float64 column each, logged
 every step (NaN after a run diverged, as a step metric): ``attn_logit_max_<l>``, the largest attention logit
 of layer l (before any cap), and ``output_log_z``, the mean logsumexp of the output logits. A cell's curves

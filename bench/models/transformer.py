@@ -64,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.columns import ATTENTION_PROBE, OUTPUT_LOG_Z
 from bench.models import Model, dense, register
 
 Cap = float | Tensor
@@ -142,7 +143,7 @@ class Transformer(Model):
         return super().init_one(name, shape, fan_in, dials, generator)
 
     def probe_names(self) -> tuple[str, ...]:
-        return (*(f"attn_logit_max_{i}" for i in range(self.layers)), "output_log_z")
+        return (*(ATTENTION_PROBE.format(layer=i) for i in range(self.layers)), OUTPUT_LOG_Z)
 
     def forward(self, params: list[Tensor], x: Tensor) -> Tensor:
         return self.run(params, x, None)
@@ -165,7 +166,7 @@ class Transformer(Model):
             x = x.view(runs, batch, steps, -1)[:, :, -1]  # the head reads the last position
         logits = soft_cap(dense(layer_norm(x, p["ln_f"]), p["w_out"], p["b_out"]), self.output_cap)
         if probes is not None:
-            probes["output_log_z"] = logits.detach().logsumexp(-1).mean(1)
+            probes[OUTPUT_LOG_Z] = logits.detach().logsumexp(-1).mean(1)
         return logits.view(runs, batch, steps, -1) if self.per_step else logits
 
     def attention(self, p: dict[str, Tensor], i: int, x: Tensor, batch: int, mask: Tensor,
@@ -180,7 +181,7 @@ class Transformer(Model):
         q, k, v = (t.reshape(-1, steps, size) for t in (q, k, v))  # (K x B x heads, T, size)
         logits = torch.baddbmm(mask, q, k.transpose(1, 2), alpha=size**-0.5)  # -inf where a query sees the future
         if probes is not None:
-            probes[f"attn_logit_max_{i}"] = logits.detach().view(runs, -1).amax(1)
+            probes[ATTENTION_PROBE.format(layer=i)] = logits.detach().view(runs, -1).amax(1)
         if is_capped(self.softcap):  # the cap maps -inf to -cap: mask again
             logits = soft_cap(logits.view(runs, -1, steps), self.softcap).view_as(logits) + mask
         heads_out = torch.bmm(logits.softmax(-1), v).view(runs, batch, heads, steps, size)
