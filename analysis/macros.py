@@ -146,6 +146,8 @@ def compute(runs: pd.DataFrame) -> dict[str, str]:
     most_stable = everywhere["rate"].idxmin()
     values["most-stable-strategy"] = name(most_stable)
     values["most-stable-rate"] = percent(result.divergence.loc[most_stable, "rate"])
+    for bound in ("low", "high"):
+        values[f"most-stable-{bound}"] = percent(result.divergence.loc[most_stable, bound])
     values["rate-clusters"] = number(result.divergence["clusters"].max())
 
     best = best_tuned(runs)
