@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {cells,train,aggregate,publish,restore,perf,estimate,compare} ...``.
+"""Command line: ``python -m bench {cells,train,aggregate,publish,restore,perf,estimate,budget,compare} ...``.
 
 Every problem with the input (config, cell id, results files) ends the command
 with exit status 2 and one line ``error: ...`` naming the key or file and what
@@ -168,6 +168,42 @@ def _estimate(args: argparse.Namespace) -> None:
         _write_json(record, Path(args.json))
 
 
+def _budget(args: argparse.Namespace) -> None:
+    import fnmatch
+
+    import pandas as pd
+
+    from bench import budget, sweep
+
+    _imported()
+    cells = budget.baseline_cells(sweep.cells(sweep.load(args.config)), args.baseline)
+    cells = [cell for cell in cells if any(fnmatch.fnmatch(cell.id, pattern) for pattern in args.cells)]
+    if not cells:
+        raise ConfigError(f"--cells {' '.join(args.cells)}: no {args.baseline} cell of {args.config} matches; "
+                          "allowed: glob patterns of its cell ids (`python -m bench cells`)")
+    out = Path(args.out) if args.out else None
+    kept = pd.read_csv(out) if out and out.is_file() else pd.DataFrame(columns=list(budget.COLUMNS))
+    for cell in cells:
+        try:
+            budget.check_cell(cell, args.factor)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+    def report(check: budget.Check) -> None:
+        nonlocal kept
+        print(budget.line(check), flush=True)
+        if out:
+            keys = ["task", "model", "optimizer", "steps"]
+            new = pd.DataFrame([budget.row(check)])
+            same = (kept[keys].astype(str) == new[keys].astype(str).iloc[0]).all(axis=1)
+            kept = pd.concat([kept[~same], new], ignore_index=True).sort_values(keys, kind="stable")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            kept.to_csv(out.with_suffix(".tmp"), index=False)
+            out.with_suffix(".tmp").replace(out)
+
+    budget.run(cells, args.factor, args.data_cache, report, args.shorter)
+
+
 def _compare(args: argparse.Namespace) -> None:
     from bench import compare
 
@@ -278,6 +314,24 @@ def parser() -> argparse.ArgumentParser:
     estimate.add_argument("--json", help="also write the record to this JSON file")
     estimate.add_argument("--data-cache", metavar="DIR", help=DATA_CACHE_HELP)
     estimate.set_defaults(handler=_estimate)
+
+    budget = commands.add_parser(
+        "budget", help="check that each problem's budget reaches convergence",
+        description="For each task x model x optimizer of a config, train its baseline's learning-rate grid on one "
+                    "seed for FACTOR x its steps and say whether the baseline tuned at its steps reaches 90%% of "
+                    "the improvement it reaches at FACTOR x, evaluated at most every 5%% of the budget (see "
+                    "bench/budget.py). Each check is printed, and written to --out, as it finishes.")
+    budget.add_argument("--config", required=True, help="sweep config (YAML)")
+    budget.add_argument("--cells", nargs="+", default=["*"], metavar="GLOB",
+                        help="check only the baseline cells whose ids match (default: all)")
+    budget.add_argument("--factor", type=int, default=4, help="the longer budget, in multiples (default 4)")
+    budget.add_argument("--shorter", type=int, nargs="*", default=[], metavar="STEPS",
+                        help="also check these shorter budgets (evaluation steps), from the same training")
+    budget.add_argument("--baseline", default="none", help="the strategy whose budget is checked (default none)")
+    budget.add_argument("--out", help="CSV of the checks, one row per task x model x optimizer x budget (rows of other "
+                                      "problems already there are kept; a problem checked again is replaced)")
+    budget.add_argument("--data-cache", metavar="DIR", help=DATA_CACHE_HELP)
+    budget.set_defaults(handler=_budget)
 
     compare = commands.add_parser(
         "compare", help="compare a strategy with a committed study: train its cells only",
