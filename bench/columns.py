@@ -32,13 +32,14 @@ RUNS_COLUMNS: dict[str, pa.DataType] = {
     "dtype": pa.string(), "lr": pa.float64(), "seed": pa.int64(), "metric": pa.string(), "higher_is_better": pa.bool_(),
     "chance_metric": pa.float64(), "chance_loss": pa.float64(), "diverged": pa.bool_(),
     "diverged_step": pa.int64(), "final_train_loss": pa.float64(), "best_val_metric": pa.float64(),
-    "test_metric_at_best_val": pa.float64(), "steps": pa.int64(), "wall_time_s": pa.float64(),
+    "final_val_metric": pa.float64(), "test_metric_at_best_val": pa.float64(), "steps": pa.int64(), "wall_time_s": pa.float64(),
 }
 """Required columns of runs.parquet; every strategy hyperparameter and stress dial adds a float64 column."""
 
-RUNS_DEFAULTS: dict[str, object] = {"dtype": "float32"}
+RUNS_DEFAULTS: dict[str, object] = {"dtype": "float32", "final_val_metric": float("nan")}
 """Run columns that tables written before them lack, with the value they have there: every run of a table
-without ``dtype`` trained in float32 (the only precision there was)."""
+without ``dtype`` trained in float32 (the only precision there was); ``final_val_metric`` (the validation
+metric at the last step, NaN for a diverged run) is unknown (NaN) in tables written before it."""
 
 
 def with_run_defaults(runs: pd.DataFrame) -> pd.DataFrame:

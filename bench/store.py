@@ -66,6 +66,8 @@ def _run_rows(cell: Cell, task: Task, history: History) -> list[dict[str, object
             "diverged_step": int(history.diverged_step[k]),
             "final_train_loss": float(train[-1]) if len(train) else float("nan"),
             "best_val_metric": best_val,
+            "final_val_metric": float("nan") if history.diverged_step[k] >= 0
+            else float(history.eval_metrics["val_metric"][-1, k]),
             "test_metric_at_best_val": float(history.eval_metrics["test_metric"][evals, k][best])
             if best >= 0 else float("nan"),
             "steps": cell.steps, "wall_time_s": history.wall_time_s,

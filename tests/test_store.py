@@ -49,6 +49,7 @@ def frames_with_pandas(cell, task, history) -> tuple[pd.DataFrame, pd.DataFrame]
             "diverged": bool(history.diverged_step[k] >= 0), "diverged_step": int(history.diverged_step[k]),
             "final_train_loss": float(train[-1]) if len(train) else float("nan"),
             "best_val_metric": best_val,
+            "final_val_metric": history.eval_metrics["val_metric"][-1, k] if last == cell.steps else np.nan,
             "test_metric_at_best_val": float(history.eval_metrics["test_metric"][evals, k][best])
             if best >= 0 else float("nan"),
             "steps": cell.steps, "wall_time_s": history.wall_time_s, **run.hyperparameters, **run.dials,
