@@ -2,8 +2,10 @@
 
 The stability rule: a learning rate is *stable* for a strategy when its best
 setting at that lr (chosen on validation by the best-tuned rule,
-``tuning.best_tuned`` with ``within=["lr"]``) has no diverged seed
-(:func:`stability_points`). Every strategy is so judged on one setting's seeds
+``tuning.best_tuned`` with ``within=["lr"]``) has no failed seed: none
+diverged, and none ended no better than chance (``vocabulary.failed``: a run
+whose loss never blows up but that ends at chance trains no more stably than
+one that diverges) (:func:`stability_points`). Every strategy is so judged on one setting's seeds
 per point, the same number of runs whatever the size of its threshold grid.
 A stable range is the widest contiguous span of stable grid learning rates
 (:func:`stable_lr_range`); its width in decades is ``log10(hi / lo)``, and a
@@ -28,17 +30,18 @@ def stability_points(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataF
 
     The stability rule: a learning rate is *stable* for a strategy when its
     best setting at that lr (chosen on validation by the best-tuned rule of
-    ``tuning.best_tuned``, fewest failed seeds first) has no diverged seed. Every
+    ``tuning.best_tuned``, fewest failed seeds first) has no failed seed (``vocabulary.failed``: diverged, or
+    ended no better than chance). Every
     strategy is so judged on one setting's seeds per point, the same number of
     runs whatever the size of its threshold grid; pooling every run at an lr
     would judge ``none`` on its seeds and a strategy with three thresholds on
     three times as many. ``within``: hyperparameter columns held fixed (a point
     per value) instead of chosen. Columns: those of ``tuning.best_tuned``, ``rate``
-    (diverged seeds / seeds of the chosen setting) and ``stable``.
+    (failed seeds / seeds of the chosen setting) and ``stable``.
     """
     points = best_tuned(runs, within=["lr", *within])
-    points["rate"] = points["diverged"] / points["seeds"]
-    points["stable"] = points["diverged"] == 0
+    points["rate"] = points["failed"] / points["seeds"]
+    points["stable"] = points["failed"] == 0
     return points
 
 

@@ -10,7 +10,14 @@
   in the seed.
 
 How failures count (one rule, used everywhere): a run *fails* when it
-diverged or its best validation metric is not finite (:func:`score_runs`).
+diverged, or its best validation metric is not finite, or it ended no better
+than chance: its validation metric at the last step scores below
+:data:`FAILED_SCORE` on the normalised scale (0 at chance, 1 perfect), so a run
+that never learns, or learns and then collapses to chance without its loss
+blowing up (a saturated network; a transformer whose attention logits grew
+until it predicts the unigram distribution), fails as a diverged one does
+(:func:`failed`, :func:`score_runs`). Tables written before the runs table had
+``final_val_metric`` lack the last rule.
 
 - To choose a setting, a failed seed is the worst possible value (-inf for a
   higher-is-better metric, +inf for MSE): a setting with fewer failed seeds
@@ -99,9 +106,28 @@ def sign(higher_is_better: pd.Series | np.ndarray) -> np.ndarray:
     return np.where(np.asarray(higher_is_better, dtype=bool), 1.0, -1.0)
 
 
+FAILED_SCORE = 0.1
+"""A run whose validation metric at the last step is less than this share of the way from chance to perfect
+(:func:`normalised_score` below it) ended at chance: it failed. Stated before the study's results."""
+
+
+def ended_at_chance(runs: pd.DataFrame) -> np.ndarray:
+    """Whether each run ended no better than chance: its ``final_val_metric`` (NaN for a diverged run, absent
+    from tables written before it) scores below :data:`FAILED_SCORE`."""
+    if "final_val_metric" not in runs.columns:
+        return np.zeros(len(runs), dtype=bool)
+    final = runs["final_val_metric"].to_numpy(dtype=float)
+    known = np.isfinite(final)
+    scores = normalised_score(np.where(known, final, runs["chance_metric"].to_numpy(dtype=float)),
+                              runs["metric"].to_numpy(dtype=object), runs["chance_metric"].to_numpy(dtype=float))
+    return known & (scores < FAILED_SCORE)
+
+
 def failed(runs: pd.DataFrame) -> np.ndarray:
-    """Whether each run failed: diverged, or its best validation metric is not finite."""
-    return runs["diverged"].to_numpy(dtype=bool) | ~np.isfinite(runs["best_val_metric"].to_numpy(dtype=float))
+    """Whether each run failed: diverged, or its best validation metric is not finite, or it ended no better
+    than chance (:func:`ended_at_chance`)."""
+    return (runs["diverged"].to_numpy(dtype=bool) | ~np.isfinite(runs["best_val_metric"].to_numpy(dtype=float))
+            | ended_at_chance(runs))
 
 
 def at_chance(runs: pd.DataFrame, column: str) -> np.ndarray:
@@ -114,7 +140,7 @@ def at_chance(runs: pd.DataFrame, column: str) -> np.ndarray:
 def score_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``runs`` with ``failed``, ``val_score`` and ``test_score`` added.
 
-    ``failed``: diverged, or best validation metric not finite. ``val_score``:
+    ``failed``: :func:`failed`. ``val_score``:
     best validation metric oriented so that higher is better (negated for MSE),
     -inf where failed. ``test_score``: ``test_metric_at_best_val`` in the
     metric's own units, the chance level where failed.
