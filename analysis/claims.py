@@ -52,6 +52,9 @@ estimate, low, high, n, unit, sentence), and compares the outcomes with the
 previous ``claims.json`` at the output path, or with a reference file:
 a claim that held and fails now (or the reverse), or that is no longer
 measured, gives a ``warning: claim <id> flipped: ...`` line.
+
+The same claims evaluated on the two seed sets of a sweep with ``replication_seeds``
+(``analysis.numbers.claim_outcomes``) are compared by :func:`seed_set_flips`.
 """
 
 from __future__ import annotations
@@ -695,6 +698,19 @@ def flips(previous: Mapping[str, Any] | None, outcomes: Sequence[Outcome]) -> li
         now = now_words[outcome.holds] if outcome.holds is not None else f"{outcome.status} now"
         lines.append(f"warning: claim {key} flipped: {words[before[key]]} before, {now}")
     return lines
+
+
+def seed_set_flips(discovery: Sequence[Outcome], replication: Sequence[Outcome]) -> list[tuple[Outcome, Outcome]]:
+    """The claims whose outcome the replication changes: for every claim of ``discovery`` (its outcomes on the
+    runs of the config's ``seeds``) whose status on ``replication`` (the same claims on its ``replication_seeds``)
+    differs, the two outcomes, in the order of ``discovery``. A claim that held and fails, or that held and
+    is inconclusive, underpowered or not measured on the replication seeds, is such a flip."""
+    again = {outcome.claim.id: outcome for outcome in replication}
+    missing = [outcome.claim.id for outcome in discovery if outcome.claim.id not in again]
+    if missing:
+        raise ValueError(f"claim {missing[0]}: not evaluated on the replication seeds; pass the same claims for both")
+    return [(outcome, again[outcome.claim.id]) for outcome in discovery
+            if outcome.status != again[outcome.claim.id].status]
 
 
 def read_previous(path: Path | str | None) -> dict | None:

@@ -7,34 +7,39 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.vocabulary import CURVE_COLUMNS, RUN_COLUMNS, default_precision
+from analysis.vocabulary import BOTH_SEED_SETS, CURVE_COLUMNS, RUN_COLUMNS, default_precision, of_seed_set
 from bench import paths
-from bench.columns import with_run_defaults
+from bench.columns import DISCOVERY, with_run_defaults
 
 __all__ = ["check_tables", "curve_reader", "load", "load_runs"]
 
 
-def load(sweep: str, root: Path | str = ".", every_precision: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load(sweep: str, root: Path | str = ".", every_precision: bool = False,
+         seed_set: str = DISCOVERY) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read ``results/<sweep>/runs.parquet`` and ``curves.parquet``, checking their columns (a runs table written
-    before a column of ``bench.columns.RUNS_DEFAULTS`` existed gets its default): the runs at the default
-    precision and their curves (``vocabulary.default_precision``), or with ``every_precision`` all of them."""
+    before a column of ``bench.columns.RUNS_DEFAULTS`` existed gets its default): the runs of :func:`load_runs`
+    and their curves."""
     tables = paths.tables(paths.results_dir(sweep, root))
-    runs = load_runs(sweep, root, every_precision)
+    runs = load_runs(sweep, root, every_precision, seed_set)
     curves = pd.read_parquet(tables["curves"])
     check_tables(runs, curves)
-    if not every_precision:
+    if not every_precision or seed_set != BOTH_SEED_SETS:
         curves = curves[curves["run_id"].isin(runs["run_id"]).to_numpy()]
     return runs, curves
 
 
-def load_runs(sweep: str, root: Path | str = ".", every_precision: bool = False) -> pd.DataFrame:
+def load_runs(sweep: str, root: Path | str = ".", every_precision: bool = False,
+              seed_set: str = DISCOVERY) -> pd.DataFrame:
     """Read only ``results/<sweep>/runs.parquet``, checking its columns (defaults filled in as by :func:`load`):
-    the runs at the default precision, or with ``every_precision`` all of them."""
+    the runs of the seed set ``seed_set`` (``discovery``, the config's ``seeds``, by default; ``replication``,
+    its ``replication_seeds``; ``both``: ``vocabulary.of_seed_set``) at the default precision, or with
+    ``every_precision`` at every precision."""
     runs = with_run_defaults(pd.read_parquet(paths.table(paths.results_dir(sweep, root), "runs")))
     missing = [c for c in RUN_COLUMNS if c not in runs.columns]
     if missing:
         raise ValueError(f"runs table lacks column(s) {', '.join(missing)}")
-    return runs if every_precision else default_precision(runs).reset_index(drop=True)
+    runs = of_seed_set(runs, seed_set)
+    return (runs if every_precision else default_precision(runs)).reset_index(drop=True)
 
 
 def curve_reader(sweep: str, root: Path | str = ".") -> Callable[[Sequence[str]], pd.DataFrame] | None:

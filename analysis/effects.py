@@ -43,7 +43,11 @@ independently (stratified); shares over pairs use :meth:`Study.share`.
 
 :class:`Study` holds what the questions share on one sweep: its runs (the clean
 panels, without bad-batch spikes, and all of them), the optional curves, the
-bootstrap settings and the caches (stable widths, best-tuned scores, seed grids).
+bootstrap settings and the caches (stable widths, best-tuned scores, seed
+grids). Its runs are those it is given (``analysis.data.load_runs`` reads the
+config's ``seeds``, the discovery set, unless asked for another), or those of
+the seed set ``seed_set`` among them: every claim can be evaluated on the
+discovery seeds or on the replication seeds (``analysis.numbers.claim_outcomes``).
 """
 
 from __future__ import annotations
@@ -74,7 +78,14 @@ from analysis.seed_grid import SeedGrid
 from analysis.stability import grid_step, stable_lr_range
 from analysis.summaries import cluster_rate
 from analysis.tuning import best_tuned_runs
-from analysis.vocabulary import clean_panels, default_precision, normalised_runs, panel_columns, row_key
+from analysis.vocabulary import (
+    clean_panels,
+    default_precision,
+    normalised_runs,
+    of_seed_set,
+    panel_columns,
+    row_key,
+)
 
 N_RESAMPLES = 1999
 """Bootstrap resamples of the seed-level intervals (the pair-level ones use ``inference.bootstrap_ci``'s default)."""
@@ -209,7 +220,9 @@ class Study:
     """The questions' shared state on one sweep, and the engine that turns per-panel values into effects."""
 
     def __init__(self, runs: pd.DataFrame, curves: CurveSource = None, n_resamples: int = N_RESAMPLES,
-                 seed: int = 0) -> None:
+                 seed: int = 0, seed_set: str | None = None) -> None:
+        if seed_set is not None:  # else the runs as given: ``analysis.data.load_runs`` chose their seed set
+            runs = of_seed_set(runs, seed_set)
         every_precision, self.duplicates = distinct_problems(runs)
         self.duplicates: list[Duplicate]
         """The problems merged into another before anything was counted (``problems.distinct_problems``)."""

@@ -25,7 +25,8 @@ Writes into ``paper/generated/<sweep>/``:
 Run it as ``python -m analysis.numbers --sweep default`` from the repository root. It prints which
 claims hold and a ``warning: claim <id> flipped: ...`` line for every claim whose outcome changed against
 the previous ``claims.json`` at the output path (or ``--reference FILE``). ``--findings`` prints the
-answers to the study's questions as a Markdown table instead (``--all-claims``: every claim);
+answers to the study's questions as a Markdown table instead (``--all-claims``: every claim; ``--seed-set
+replication``: on the runs of the config's ``replication_seeds``, :func:`claim_outcomes`);
 ``--tier-table`` what the sweep shows per task x model (``analysis.overview``); ``--leaderboard`` the
 leaderboard (``analysis.leaderboard``).
 """
@@ -48,8 +49,9 @@ from analysis.latex import numbers_tex
 from analysis.macros import compute
 from analysis.overview import tier_markdown
 from analysis.tables import table_best, table_gains, table_lr_range, table_problems, table_stability
-from analysis.vocabulary import default_precision
+from analysis.vocabulary import BOTH_SEED_SETS, default_precision
 from bench import atomic, paths
+from bench.columns import DISCOVERY, SEED_SETS
 
 
 def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
@@ -106,20 +108,34 @@ def duplicates_line(study: Study) -> str:
     return f"duplicate problems merged: {merged}"
 
 
+def claim_outcomes(sweep: str, root: Path | str = ".", seed_set: str = DISCOVERY,
+                   claims_file: Path | str = claims.CLAIMS_FILE) -> tuple[list[claims.Outcome], Study]:
+    """Every claim of ``claims_file`` evaluated on the runs of ``results/<sweep>/`` of the seed set ``seed_set``
+    (``discovery``, the config's ``seeds``; ``replication``, its ``replication_seeds``; ``both``), every
+    precision read as the paper's numbers read it; and the study it was evaluated on.
+
+    The same claims on the two seed sets: ``claims.seed_set_flips`` of the two outcome lists names the
+    claims whose outcome the replication changes.
+    """
+    runs = data.load_runs(sweep, root, every_precision=True, seed_set=seed_set)
+    declared, entries = claims.load(claims_file)
+    needed = list(dict.fromkeys(entry.function for entry in entries))
+    study = Study(runs, data.curve_reader(sweep, root), seed_set=seed_set)
+    tables = questions.answer_all(study, needed)
+    return claims.evaluate_claims(tables, entries, declared), study
+
+
 def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = True,
-                      claims_file: Path | str = claims.CLAIMS_FILE) -> str:
-    """The answers to the study's questions as a Markdown table, computed from ``results/<sweep>/``.
+                      claims_file: Path | str = claims.CLAIMS_FILE, seed_set: str = DISCOVERY) -> str:
+    """The answers to the study's questions as a Markdown table, computed from ``results/<sweep>/`` on the seed
+    set ``seed_set`` (:func:`claim_outcomes`).
 
     Columns: question, answer sentence, effect, 95% interval, figure stem; one
     row per question (its headline claim), or per claim with ``headline_only=False``.
     """
-    runs = data.load_runs(sweep, root, every_precision=True)
-    declared, entries = claims.load(claims_file)
-    needed = list(dict.fromkeys(entry.function for entry in entries))
-    study = Study(runs, data.curve_reader(sweep, root))
-    tables = questions.answer_all(study, needed)
-    return (claims.findings_markdown(claims.evaluate_claims(tables, entries, declared), declared, headline_only)
-            + f"\n{duplicates_line(study)}\n")
+    outcomes, study = claim_outcomes(sweep, root, seed_set, claims_file)
+    declared, _ = claims.load(claims_file)
+    return claims.findings_markdown(outcomes, declared, headline_only) + f"\n{duplicates_line(study)}\n"
 
 
 def leaderboard_markdown(sweep: str, root: Path | str = ".") -> str:
@@ -143,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--findings", action="store_true",
                         help="print the answers to the study's questions as a Markdown table; write nothing")
     parser.add_argument("--all-claims", action="store_true", help="with --findings: one row per claim")
+    parser.add_argument("--seed-set", default=DISCOVERY, choices=[*SEED_SETS, BOTH_SEED_SETS],
+                        help="with --findings: the runs of this seed set (default: discovery, the config's seeds; "
+                             "replication: its replication_seeds)")
     parser.add_argument("--tier-table", action="store_true",
                         help="print what the sweep shows per task x model (the default-tier table of docs/tiers.md); "
                              "write nothing")
@@ -155,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         claims_file = claims.CLAIMS_FILE
     try:
         if args.findings:
-            print(findings_markdown(args.sweep, args.root, not args.all_claims, claims_file), end="")
+            print(findings_markdown(args.sweep, args.root, not args.all_claims, claims_file, args.seed_set), end="")
             return 0
         if args.leaderboard:
             print(leaderboard_markdown(args.sweep, args.root), end="")

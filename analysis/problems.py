@@ -9,6 +9,9 @@ runs alone and merges each duplicate into the problem it repeats: its runs
 take that problem's task and model, and the runs both have are kept once, so
 that no statistic counts one problem as two independent units. The effects
 engine (``analysis.effects.Study``) applies it to every question's runs.
+The cells of a sweep's ``replication_seeds`` are their problems trained on
+other seeds: their runs carry the same task and model, so they are never
+another problem.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.columns import CURVES_COLUMNS, RUNS_COLUMNS
+from bench.columns import CURVES_COLUMNS, DISCOVERY, RUNS_COLUMNS, SEED_SETS
 from bench.sweep import DEFAULT_DTYPE, stress_dials
 
 RUN_COLUMNS = tuple(RUNS_COLUMNS)
@@ -216,6 +216,26 @@ def default_precision(runs: pd.DataFrame) -> pd.DataFrame:
     if "dtype" not in runs.columns:
         return runs
     return runs[(runs["dtype"] == DEFAULT_DTYPE).to_numpy()]
+
+
+BOTH_SEED_SETS = "both"
+"""What :func:`of_seed_set` is given for the runs of every seed set."""
+
+
+def of_seed_set(runs: pd.DataFrame, seed_set: str = DISCOVERY) -> pd.DataFrame:
+    """The runs of one seed set (``bench.columns.SEED_SETS``: ``discovery``, the config's ``seeds``, or
+    ``replication``, its ``replication_seeds``), or of both with :data:`BOTH_SEED_SETS`; a table without a
+    ``seed_set`` column holds the discovery set only. Raises ValueError for another name.
+
+    A replication cell is its cell trained on other seeds: its runs have the same task, model, optimizer,
+    strategy and settings, so that every statistic reads either set as it reads the other.
+    """
+    if seed_set not in (*SEED_SETS, BOTH_SEED_SETS):
+        raise ValueError(f"seed set {seed_set!r} is not allowed; allowed: {', '.join((*SEED_SETS, BOTH_SEED_SETS))}")
+    if seed_set == BOTH_SEED_SETS:
+        return runs
+    sets = runs["seed_set"] if "seed_set" in runs.columns else pd.Series(DISCOVERY, index=runs.index)
+    return runs[(sets == seed_set).to_numpy()]
 
 
 def clean_panels(runs: pd.DataFrame) -> pd.DataFrame:

@@ -29,17 +29,28 @@ EVAL_METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
 RUNS_COLUMNS: dict[str, pa.DataType] = {
     "run_id": pa.string(), "sweep": pa.string(), "cell": pa.string(), "task": pa.string(),
     "model": pa.string(), "family": pa.string(), "optimizer": pa.string(), "strategy": pa.string(),
-    "dtype": pa.string(), "lr": pa.float64(), "seed": pa.int64(), "metric": pa.string(), "higher_is_better": pa.bool_(),
+    "dtype": pa.string(), "lr": pa.float64(), "seed": pa.int64(), "seed_set": pa.string(), "metric": pa.string(),
+    "higher_is_better": pa.bool_(),
     "chance_metric": pa.float64(), "chance_loss": pa.float64(), "diverged": pa.bool_(),
     "diverged_step": pa.int64(), "final_train_loss": pa.float64(), "best_val_metric": pa.float64(),
-    "final_val_metric": pa.float64(), "test_metric_at_best_val": pa.float64(), "steps": pa.int64(), "wall_time_s": pa.float64(),
+    "final_val_metric": pa.float64(), "test_metric_at_best_val": pa.float64(), "steps": pa.int64(),
+    "wall_time_s": pa.float64(),
 }
 """Required columns of runs.parquet; every strategy hyperparameter and stress dial adds a float64 column."""
 
-RUNS_DEFAULTS: dict[str, object] = {"dtype": "float32", "final_val_metric": float("nan")}
+DISCOVERY = "discovery"
+"""The seed set of the config's ``seeds``: the runs every figure, table and claim reads by default."""
+REPLICATION = "replication"
+"""The seed set of the config's ``replication_seeds``: the same cells trained again on seeds the claims were
+frozen without (the cell's id ends in ``-replication``)."""
+SEED_SETS = (DISCOVERY, REPLICATION)
+"""The values of the runs table's ``seed_set`` column."""
+
+RUNS_DEFAULTS: dict[str, object] = {"dtype": "float32", "seed_set": DISCOVERY, "final_val_metric": float("nan")}
 """Run columns that tables written before them lack, with the value they have there: every run of a table
-without ``dtype`` trained in float32 (the only precision there was); ``final_val_metric`` (the validation
-metric at the last step, NaN for a diverged run) is unknown (NaN) in tables written before it."""
+without ``dtype`` trained in float32 (the only precision there was), every run of a table without
+``seed_set`` on the config's ``seeds`` (there were no others); ``final_val_metric`` (the validation metric
+at the last step, NaN for a diverged run) is unknown (NaN) in tables written before it."""
 
 
 def with_run_defaults(runs: pd.DataFrame) -> pd.DataFrame:

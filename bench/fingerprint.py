@@ -16,8 +16,12 @@ The fingerprint covers every field of :class:`bench.sweep.Cell` but those in
 optimizer entries resolved with their defaults (spelling out a default changes
 nothing), its strategy's members with their default hyperparameters, its runs
 (learning rate, seed, hyperparameters, dials), its budget (steps, eval_every,
-batch_size) and divergence rule, its precision (``dtype``), its id and names
-(the results tables carry them). A field added to Cell must be listed in
+batch_size) and divergence rule, its precision (``dtype``), its seed set
+(``seed_set``), its id and names (the results tables carry them). A cell's
+optimizer entry holds the learning-rate grid it trains: the problems entry's
+``learning_rates`` for that optimizer where it gives one (``bench.sweep.cells``),
+so such a cell is fingerprinted by its own grid, and a cell without one by
+its optimizer entry as before. A field added to Cell must be listed in
 :data:`DECIDING` or :data:`NOT_DECIDING`; until it is, every fingerprint
 raises. A deciding field added after results were committed may be listed in
 :data:`LEFT_OUT_AT` with the value every earlier cell had: the spec leaves the
@@ -33,6 +37,7 @@ import json
 from typing import Any
 
 from bench import strategies
+from bench.columns import DISCOVERY
 from bench.sweep import DEFAULT_DTYPE, Cell, Run, resolved
 
 FORMAT = 1
@@ -41,12 +46,13 @@ ENTRIES = {"task": "tasks", "model": "models", "optimizer": "optimizers"}
 """Cell fields that hold a config entry, by the config section the entry belongs to."""
 DECIDING = frozenset({
     "id", "task_name", "task", "model_name", "model", "optimizer_name", "optimizer", "strategy_name", "members",
-    "runs", "steps", "eval_every", "batch_size", "divergence_factor", "dtype",
+    "runs", "steps", "eval_every", "batch_size", "divergence_factor", "dtype", "seed_set",
 })
 """Cell fields that decide its results."""
-LEFT_OUT_AT = {"dtype": DEFAULT_DTYPE}
+LEFT_OUT_AT = {"dtype": DEFAULT_DTYPE, "seed_set": DISCOVERY}
 """Deciding fields left out of the spec at the value every cell had before the field existed (a float32 cell's
-fingerprint is the one it had before precision was a config key)."""
+fingerprint is the one it had before precision was a config key, a cell of ``seeds`` the one it had before
+``replication_seeds`` was)."""
 NOT_DECIDING = {
     "sweep": "the sweep's name: where the results go, not what they are (a cell is committed in its sweep's folder)",
     "device": "where the cell trains",

@@ -61,6 +61,7 @@ def _run_rows(cell: Cell, task: Task, history: History) -> list[dict[str, object
             "run_id": run_id, "sweep": cell.sweep, "cell": cell.id, "task": cell.task_name,
             "model": cell.model_name, "family": cell.model["family"], "optimizer": cell.optimizer_name,
             "strategy": cell.strategy_name, "dtype": cell.dtype, "lr": run.lr, "seed": run.seed,
+            "seed_set": cell.seed_set,
             "metric": task.metric, "higher_is_better": task.higher_is_better, "chance_metric": task.chance_metric,
             "chance_loss": task.chance_loss, "diverged": bool(history.diverged_step[k] >= 0),
             "diverged_step": int(history.diverged_step[k]),

@@ -13,9 +13,18 @@ its id reads ``<task>-<model>-<optimizer>-<strategy>``, with ``-<dtype>``
 appended for a precision other than :data:`DEFAULT_DTYPE` (so a float64 cell
 never shares an id with its float32 twin, and float32 ids are those of sweeps
 written before precision was a key).
-Its runs are the product of learning rates, strategy hyperparameter grids,
+Its runs are the product of learning rates (the optimizer entry's
+``learning_rates``, or the problems entry's ``learning_rates`` for that
+optimizer, see :func:`learning_rates`), strategy hyperparameter grids,
 run-level dials (lists in task, model and optimizer entries, see
 :func:`stress_dials`) and seeds.
+
+A config with ``replication_seeds`` gives every cell a twin that trains the
+same grid on those seeds instead (its ``seed_set`` is
+``bench.columns.REPLICATION``, its id the cell's with ``-replication``
+appended, after any dtype suffix): the same problem trained on other seeds,
+listed after every cell of ``seeds``. Without the key the cells are those of
+``seeds`` alone, each with the id and fingerprint it always had.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import Any
 import yaml
 
 from bench import models, optim, strategies, tasks
+from bench.columns import DISCOVERY, REPLICATION
 from bench.errors import ConfigError
 from bench.registry import Entry
 
@@ -137,6 +147,9 @@ class Cell:
     checkpoint_every: int
     cuda_graph: bool = False
     dtype: str = DEFAULT_DTYPE
+    seed_set: str = DISCOVERY
+    """Which seeds its runs train on: ``discovery`` (the config's ``seeds``) or ``replication``
+    (``replication_seeds``), see ``bench.columns.SEED_SETS``."""
 
     def run_ids(self) -> list[str]:
         """Globally unique run ids: ``<cell>|<run label>``."""
@@ -233,6 +246,18 @@ def check(config: dict[str, Any]) -> None:
                 if name not in config[section]:
                     raise ConfigError(f"config key 'problems.{i}.{section}': unknown entry {name!r}; "
                                       f"allowed: {', '.join(config[section])}")
+        trained = problem.get("optimizers", list(config["optimizers"]))
+        for name in problem.get("learning_rates", {}):
+            if name not in config["optimizers"]:
+                raise ConfigError(f"config key 'problems.{i}.learning_rates.{name}': unknown optimizer {name!r}; "
+                                  f"allowed: {', '.join(config['optimizers'])}")
+            if name not in trained:
+                raise ConfigError(f"config key 'problems.{i}.learning_rates.{name}': problems entry {i} does not "
+                                  f"train optimizer {name!r}; allowed: {', '.join(trained)}")
+    shared = sorted(set(config["seeds"]) & set(config.get("replication_seeds", [])))
+    if shared:
+        raise ConfigError(f"config key 'replication_seeds': seed {shared[0]} is also in seeds; allowed: seeds other "
+                          f"than those of seeds ({', '.join(map(str, config['seeds']))})")
     seen: dict[tuple[str, str, str], int] = {}
     for i, problem in enumerate(config["problems"]):
         dtype = problem.get("dtype", config.get("dtype", DEFAULT_DTYPE))
@@ -358,10 +383,28 @@ def load(path: str | Path) -> dict[str, Any]:
     return with_defaults(config)
 
 
-def cell_id(task: str, model: str, optimizer: str, strategy: str, dtype: str = DEFAULT_DTYPE) -> str:
-    """A cell's id: ``<task>-<model>-<optimizer>-<strategy>``, then ``-<dtype>`` unless it is the default."""
+def cell_id(task: str, model: str, optimizer: str, strategy: str, dtype: str = DEFAULT_DTYPE,
+            seed_set: str = DISCOVERY) -> str:
+    """A cell's id: ``<task>-<model>-<optimizer>-<strategy>``, then ``-<dtype>`` unless it is the default, then
+    ``-replication`` for a cell of the replication seeds."""
     suffix = "" if dtype == DEFAULT_DTYPE else f"-{dtype}"
-    return f"{task}-{model}-{optimizer}-{strategy}{suffix}"
+    twin = "" if seed_set == DISCOVERY else f"-{seed_set}"
+    return f"{task}-{model}-{optimizer}-{strategy}{suffix}{twin}"
+
+
+def learning_rates(config: dict[str, Any], problem: dict[str, Any], optimizer_name: str) -> list[float]:
+    """The learning-rate grid the cells of the problems entry ``problem`` train with optimizer ``optimizer_name``:
+    the problem's ``learning_rates`` for it where it gives one, else the optimizer entry's."""
+    return problem.get("learning_rates", {}).get(optimizer_name, config["optimizers"][optimizer_name]["learning_rates"])
+
+
+def seed_sets(config: dict[str, Any]) -> dict[str, list[int]]:
+    """The config's seed sets, by ``seed_set``: ``discovery`` (``seeds``), and ``replication``
+    (``replication_seeds``) where the config has them."""
+    sets = {DISCOVERY: list(config["seeds"])}
+    if config.get("replication_seeds"):
+        sets[REPLICATION] = list(config["replication_seeds"])
+    return sets
 
 
 def _grid(values: dict[str, list[float]]) -> list[dict[str, float]]:
@@ -370,15 +413,26 @@ def _grid(values: dict[str, list[float]]) -> list[dict[str, float]]:
 
 
 def cells(config: dict[str, Any]) -> list[Cell]:
-    """Expand a validated config into its cells, in a stable order."""
+    """Expand a validated config into its cells, in a stable order: the cells of ``seeds``, then (with
+    ``replication_seeds``) their twins on those seeds, in the same order."""
     config = with_defaults(config)
+    result = []
+    for seed_set, seeds in seed_sets(config).items():
+        result.extend(_seed_set_cells(config, seed_set, seeds))
+    return result
+
+
+def _seed_set_cells(config: dict[str, Any], seed_set: str, seeds: list[int]) -> list[Cell]:
+    """The cells of a config (defaults filled in) whose runs train on ``seeds``, the seed set ``seed_set``."""
     result = []
     for problem in config["problems"]:
         task_name = problem["task"]
         for model_name in problem["models"]:
             model = config["models"][model_name]
             for optimizer_name in problem.get("optimizers", config["optimizers"]):
-                optimizer = config["optimizers"][optimizer_name]
+                # the entry with the grid these cells train, which their fingerprint reads
+                optimizer = {**config["optimizers"][optimizer_name],
+                             "learning_rates": learning_rates(config, problem, optimizer_name)}
                 dials = {**entry_dials("tasks", config["tasks"][task_name]), **entry_dials("models", model),
                          **entry_dials("optimizers", optimizer)}
                 for strategy_name in problem.get("strategies", config["strategies"]):
@@ -390,11 +444,11 @@ def cells(config: dict[str, Any]) -> list[Cell]:
                         for lr in optimizer["learning_rates"]
                         for hp in _grid(grid)
                         for dial in _grid(cell_dials)
-                        for seed in config["seeds"]
+                        for seed in seeds
                     ]
                     dtype = problem.get("dtype", config["dtype"])
                     result.append(Cell(
-                        id=cell_id(task_name, model_name, optimizer_name, strategy_name, dtype),
+                        id=cell_id(task_name, model_name, optimizer_name, strategy_name, dtype, seed_set),
                         sweep=config["sweep"],
                         task_name=task_name, task=config["tasks"][task_name],
                         model_name=model_name, model=model,
@@ -406,6 +460,7 @@ def cells(config: dict[str, Any]) -> list[Cell]:
                         divergence_factor=config["divergence_factor"],
                         device=config["device"], threads=config["threads"],
                         checkpoint_every=config["checkpoint_every"], cuda_graph=config["cuda_graph"], dtype=dtype,
+                        seed_set=seed_set,
                     ))
     return result
 

@@ -48,6 +48,20 @@ HOSTILE = {
     "unknown dtype": ({"dtype": "float16"}, "dtype"),
     "dtype spelled as a torch name": ({"dtype": "torch.float64"}, "dtype"),
     "unknown problem dtype": ({"problems.0.dtype": "double"}, "problems.0.dtype"),
+    # per-problem learning rates and the replication seeds
+    "problem learning rates of an unknown optimizer": ({"problems.0.learning_rates": {"lion": [0.1]}},
+                                                       "problems.0.learning_rates.lion"),
+    "problem learning rates of an optimizer it does not train": (
+        {"optimizers.adam": {"kind": "adam", "learning_rates": [0.001]}, "problems.0.optimizers": ["sgd"],
+         "problems.0.learning_rates": {"adam": [0.01]}}, "problems.0.learning_rates.adam"),
+    "problem learning rates not a mapping": ({"problems.0.learning_rates": [0.1]}, "problems.0.learning_rates"),
+    "problem learning rates empty": ({"problems.0.learning_rates": {"sgd": []}}, "problems.0.learning_rates.sgd"),
+    "problem learning rate negative": ({"problems.0.learning_rates": {"sgd": [0.1, -1.0]}},
+                                       "problems.0.learning_rates.sgd.1"),
+    "replication seeds shared with seeds": ({"replication_seeds": [1, 2]}, "replication_seeds"),
+    "replication seeds repeated": ({"replication_seeds": [2, 2]}, "replication_seeds"),
+    "replication seed negative": ({"replication_seeds": [-2]}, "replication_seeds.0"),
+    "replication seeds empty": ({"replication_seeds": []}, "replication_seeds"),
     # hyperparameters given to the wrong strategy
     "hyperparameter of another strategy": ({"strategies": {"clip_value": {"clip_norm": [1.0]}}},
                                            "strategies.clip_value.clip_norm"),
