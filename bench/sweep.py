@@ -254,6 +254,12 @@ def check(config: dict[str, Any]) -> None:
             if name not in trained:
                 raise ConfigError(f"config key 'problems.{i}.learning_rates.{name}': problems entry {i} does not "
                                   f"train optimizer {name!r}; allowed: {', '.join(trained)}")
+        listed = {key for name in problem.get("strategies", config["strategies"])
+                  for key in config["strategies"][name] if key != "chain"}
+        for key in problem.get("hyperparameters", {}):
+            if key not in listed:
+                raise ConfigError(f"config key 'problems.{i}.hyperparameters.{key}': no strategy of problems entry {i} "
+                                  f"lists {key!r}; allowed: {', '.join(sorted(listed)) or 'none'}")
     shared = sorted(set(config["seeds"]) & set(config.get("replication_seeds", [])))
     if shared:
         raise ConfigError(f"config key 'replication_seeds': seed {shared[0]} is also in seeds; allowed: seeds other "
@@ -398,6 +404,15 @@ def learning_rates(config: dict[str, Any], problem: dict[str, Any], optimizer_na
     return problem.get("learning_rates", {}).get(optimizer_name, config["optimizers"][optimizer_name]["learning_rates"])
 
 
+def strategy_entry(config: dict[str, Any], problem: dict[str, Any], strategy_name: str) -> dict[str, Any]:
+    """The strategy entry ``strategy_name`` as the cells of the problems entry ``problem`` train it: each
+    hyperparameter (or recipe key) the entry lists with the grid the problem's ``hyperparameters`` gives it,
+    where it gives one."""
+    entry = config["strategies"][strategy_name]
+    overrides = problem.get("hyperparameters", {})
+    return {key: overrides.get(key, value) if key != "chain" else value for key, value in entry.items()}
+
+
 def seed_sets(config: dict[str, Any]) -> dict[str, list[int]]:
     """The config's seed sets, by ``seed_set``: ``discovery`` (``seeds``), and ``replication``
     (``replication_seeds``) where the config has them."""
@@ -436,7 +451,7 @@ def _seed_set_cells(config: dict[str, Any], seed_set: str, seeds: list[int]) -> 
                 dials = {**entry_dials("tasks", config["tasks"][task_name]), **entry_dials("models", model),
                          **entry_dials("optimizers", optimizer)}
                 for strategy_name in problem.get("strategies", config["strategies"]):
-                    entry = config["strategies"][strategy_name]
+                    entry = strategy_entry(config, problem, strategy_name)
                     grid = {k: v for k, v in entry.items() if k not in ("chain", *RECIPE_KEYS)}
                     cell_dials = {**dials, **{k: v for k, v in entry.items() if k in RECIPE_KEYS}}
                     runs = [

@@ -44,6 +44,25 @@ def test_a_problem_grid_replaces_its_optimizers_grid_for_its_cells_only() -> Non
     assert cells["mnist1d-mlp-sgd-none"].optimizer["learning_rates"] == [0.1, 1.0, 10.0]
 
 
+def test_a_problem_narrows_a_strategy_grid_for_its_cells_only() -> None:
+    strategies = {"none": {}, "clip_norm": {"clip_norm": [0.25, 1.0, 4.0]},
+                  "clip_norm_warmup": {"chain": ["clip_norm"], "clip_norm": [0.25, 1.0], "warmup_steps": [5, 10]}}
+    own = [{**TWO_PROBLEMS[0], "hyperparameters": {"clip_norm": [1.0], "warmup_steps": [10]}}, TWO_PROBLEMS[1]]
+    cells = by_id(make_config(optimizers=TWO_OPTIMIZERS, problems=own, strategies=strategies))
+    narrowed = cells["mnist1d-mlp-sgd-clip_norm_warmup"]
+    assert {(run.hyperparameters["clip_norm"], run.dials["warmup_steps"]) for run in narrowed.runs} == {(1.0, 10)}
+    assert {run.hyperparameters["clip_norm"] for run in cells["mnist1d-mlp-sgd-clip_norm"].runs} == {1.0}
+    assert {run.hyperparameters["clip_norm"] for run in cells["digits8-mlp-sgd-clip_norm"].runs} == {0.25, 1.0, 4.0}
+    plain = by_id(make_config(optimizers=TWO_OPTIMIZERS, problems=TWO_PROBLEMS, strategies=strategies))
+    changed = [name for name, cell in cells.items()
+               if fingerprint.cell_fingerprint(cell) != fingerprint.cell_fingerprint(plain[name])]
+    assert sorted(changed) == ["mnist1d-mlp-adam-clip_norm", "mnist1d-mlp-adam-clip_norm_warmup",
+                               "mnist1d-mlp-sgd-clip_norm", "mnist1d-mlp-sgd-clip_norm_warmup"]
+    with pytest.raises(sweep.ConfigError, match=r"problems\.0\.hyperparameters\.gamma': no strategy"):
+        make_config(optimizers=TWO_OPTIMIZERS, strategies=strategies,
+                    problems=[{**TWO_PROBLEMS[0], "hyperparameters": {"gamma": [0.5]}}])
+
+
 def test_the_fingerprint_changes_exactly_when_the_learning_rates_a_cell_trains_change() -> None:
     plain = by_id(make_config(optimizers=TWO_OPTIMIZERS, problems=TWO_PROBLEMS))
     prints = {name: fingerprint.cell_fingerprint(cell) for name, cell in plain.items()}
