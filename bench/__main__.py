@@ -283,14 +283,17 @@ def parser() -> argparse.ArgumentParser:
 
     perf = commands.add_parser("perf", help="measure engine throughput against the per-run oracle",
                                description="Measure, side by side in one run: run-steps/s of the lockstep engine "
-                                           "and of the sequential plain-PyTorch oracle for the MLP, CNN and RNN "
-                                           "cells of a config at several K; the engine against the torch.func vmap "
-                                           "ensemble (bench/peer.py) on the same runs; the engine's FLOP rate "
-                                           "against a large matmul; each strategy's step time relative to none; "
-                                           "peak memory. --profile K shows where the step time goes instead.")
+                                           "and of the sequential plain-PyTorch oracle for the MLP, CNN, RNN and "
+                                           "transformer cells of a config at several K; the engine against the "
+                                           "torch.func vmap ensemble (bench/peer.py) on the same runs; the "
+                                           "engine's FLOP rate against a large matmul; each strategy's step time "
+                                           "relative to none; each of those cells, its whole run grid, trained "
+                                           "to its steps with the batch narrowed to the runs still alive and "
+                                           "with the full batch (bench/shrink.py; on a CPU only); peak memory. "
+                                           "--profile K shows where the step time goes instead.")
     perf.add_argument("--config", default="config/default.yaml", help="config whose cells are measured")
     perf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device to measure on")
-    perf.add_argument("--quick", action="store_true", help="fewer sizes and steps (under a minute)")
+    perf.add_argument("--quick", action="store_true", help="fewer sizes, steps and rounds (under a minute)")
     perf.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     perf.add_argument("--json", help="also write the measurements to this JSON file")
     perf.add_argument("--table", metavar="JSON", help="only print the Markdown tables of a stored JSON record")

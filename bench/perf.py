@@ -18,6 +18,10 @@ Everything is measured in one process, in one run, on the same device:
   and each strategy's step time relative to ``none``, as the median over rounds
   of back-to-back pairs (see :func:`paired_ratios`), but for those that set
   model options (:func:`overhead_strategies`);
+- narrowing (:mod:`bench.shrink`): each group's cell, its whole run grid as the config defines it,
+  trained to its steps with the batch narrowed to the runs still alive and with the full batch, in
+  alternating rounds (see :func:`narrowed_against_full`); on a GPU, where the batch does not narrow, the
+  record says so instead;
 - peak memory: host RSS, and GPU memory on CUDA.
 """
 
@@ -31,14 +35,14 @@ import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import allocator, engine, peer, reference, strategies, sweep
+from bench import allocator, columns, engine, peer, reference, shrink, store, strategies, sweep
 from bench.sweep import Cell, Run
 
 FAMILY_GROUPS = {"mlp": ("mlp",), "cnn": ("cnn1d", "cnn2d"), "rnn": ("rnn",), "transformer": ("transformer",)}
@@ -210,7 +214,8 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 @dataclasses.dataclass(frozen=True)
 class Budget:
     """How long to time: engine steps per timed block and interleaved rounds; the same for the
-    back-to-back strategy pairs; products per block for the large and the layer-shaped matmul."""
+    back-to-back strategy pairs; products per block for the large and the layer-shaped matmul; the
+    steps a cell trains to with and without narrowing (None: the cell's own) and the rounds of each."""
 
     steps: int
     rounds: int
@@ -218,10 +223,14 @@ class Budget:
     pair_rounds: int
     matmul_repeats: int
     layer_repeats: int
+    narrow_steps: int | None
+    narrow_rounds: int
 
 
-QUICK = Budget(steps=5, rounds=1, pair_steps=3, pair_rounds=1, matmul_repeats=2, layer_repeats=200)
-FULL = Budget(steps=20, rounds=5, pair_steps=10, pair_rounds=15, matmul_repeats=4, layer_repeats=2000)
+QUICK = Budget(steps=5, rounds=1, pair_steps=3, pair_rounds=1, matmul_repeats=2, layer_repeats=200,
+               narrow_steps=20, narrow_rounds=1)
+FULL = Budget(steps=20, rounds=5, pair_steps=10, pair_rounds=15, matmul_repeats=4, layer_repeats=2000,
+              narrow_steps=None, narrow_rounds=3)
 
 
 def throughput(group: str, cell: Cell, sizes: tuple[int, ...], device: str, threads: int, oracle_runs: int,
@@ -320,6 +329,7 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
                    f"engine {row['engine_run_steps_per_s']:10.1f}  vmap {row['vmap_run_steps_per_s']:10.1f} "
                    f"run-steps/s  engine/vmap {row['ratio']:6.2f}x")
 
+    record["narrowing"] = narrowing(cells, device, threads, budget, report)
     if "mlp" in cells:
         record.update(mlp_costs(cells["mlp"], device, quick, threads, budget, report))
     else:
@@ -341,6 +351,70 @@ def mlp_costs(cell: Cell, device: str, quick: bool, threads: int, budget: Budget
     ratios = paired_ratios(timers, "none", budget.pair_steps, budget.pair_rounds)
     return {"limit": found,
             "strategy_overhead": [{"strategy": name, "ratio_to_none": ratios[name]} for name in timers]}
+
+
+def ended_share(diverged_step: Collection[int], steps: int) -> float:
+    """The share of a full batch's run-steps, over ``steps`` steps of every run, spent on runs already ended:
+    a run that diverged at step d (``diverged_step``, -1: never) is frozen from then on, and its steps
+    d + 1 .. steps - 1 are those a narrowed batch need not train."""
+    ended = sum(steps - 1 - int(step) for step in diverged_step if step >= 0)
+    return ended / (len(diverged_step) * steps)
+
+
+WARMUP_STEPS = 3
+"""Full-batch steps taken, untimed, before a cell is trained with and without narrowing."""
+
+
+def narrowed_against_full(group: str, built: engine.BuiltCell, rounds: int) -> dict[str, Any]:
+    """The cell of ``built`` trained to its steps by :func:`bench.engine.train` with the batch narrowed to the
+    runs still alive (bench.shrink) and with the full batch, in ``rounds`` alternating rounds (the narrowed
+    batch first in even rounds, last in odd ones; :data:`WARMUP_STEPS` before them): the seconds of each
+    training (its evaluations included; the median over rounds), their ratio, the runs that diverged, the
+    share of the full batch's run-steps spent on runs already ended (:func:`ended_share`), and whether every
+    training wrote the runs and curves tables (but their timing columns) of the first one with the full batch."""
+    cell, state = built.cell, engine.fresh_state(built)
+    for batch in engine.batch_plan(built, range(WARMUP_STEPS)):  # untimed: the first steps' one-off costs
+        engine.train_step(built, state, batch)
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    written: dict[bool, list[tuple[Any, Any]]] = {True: [], False: []}
+    for round_ in range(rounds):
+        for narrows in (True, False) if round_ % 2 == 0 else (False, True):
+            started = time.perf_counter()
+            history = engine.train(built, progress=False, narrows=narrows)
+            seconds[narrows].append(time.perf_counter() - started)
+            runs, curves = store.arrow_tables(cell, built.task, history)
+            written[narrows].append((runs.drop_columns(list(columns.TIMING_COLUMNS)).to_pandas(), curves.to_pandas()))
+    expected = written[False][0]
+    identical = all(mine.equals(theirs) for tables in (*written[True], *written[False])
+                    for mine, theirs in zip(tables, expected, strict=True))
+    diverged_step = expected[0]["diverged_step"].to_numpy()
+    full_s, narrowed_s = statistics.median(seconds[False]), statistics.median(seconds[True])
+    return {"model": group, "cell": cell.id, "K": len(cell.runs), "steps": cell.steps, "rounds": rounds,
+            "diverged": int((diverged_step >= 0).sum()), "ended_share": ended_share(diverged_step, cell.steps),
+            "full_s": full_s, "narrowed_s": narrowed_s, "ratio": narrowed_s / full_s, "identical": identical}
+
+
+def narrowing(cells: dict[str, Cell], device: str, threads: int, budget: Budget,
+              report: Callable[[str], None]) -> dict[str, Any]:
+    """The record's ``narrowing``: ``rows``, :func:`narrowed_against_full` of each group's cell with its whole
+    run grid on ``threads`` threads, to its steps or ``budget.narrow_steps`` if fewer; or, where the batch does
+    not narrow (:func:`bench.shrink.wanted`: on a GPU), ``off``, the sentence that says so."""
+    rows = []
+    for group, cell in cells.items():
+        steps = min(cell.steps, budget.narrow_steps or cell.steps)
+        cell = dataclasses.replace(cell, steps=steps, device=device, threads=threads, checkpoint_every=0)
+        built = engine.build(cell)
+        if not shrink.wanted(built):
+            off = f"not measured on {device_name(built.device)}: the batch narrows on a CPU only"
+            report(f"narrowing {off} (bench/shrink.py says why)")
+            return {"off": off}
+        row = narrowed_against_full(group, built, budget.narrow_rounds)
+        rows.append(row)
+        report(f"{group:{GROUP_WIDTH}s} K={row['K']:4d}  narrowed {row['narrowed_s']:8.2f} s  full batch "
+               f"{row['full_s']:8.2f} s  narrowed/full {row['ratio']:5.2f}  {row['diverged']} runs ended, "
+               f"{100 * row['ended_share']:.0f}% of run-steps on ended runs, tables "
+               f"{'identical' if row['identical'] else 'DIFFERENT'}")
+    return {"rows": rows}
 
 
 PRODUCTS = frozenset({"mm", "bmm", "addmm", "baddbmm", "addbmm", "convolution", "_convolution",
@@ -418,6 +492,7 @@ def markdown(record: dict[str, Any]) -> str:
                   "|---|---:|---|---:|---:|---:|"]
         lines += [f"| {row['model']} | {row['K']} | `{row['strategy']}` | {row['engine_run_steps_per_s']:.0f} | "
                   f"{row['vmap_run_steps_per_s']:.0f} | {row['ratio']:.2f}x |" for row in record["peer"]]
+    lines += ["", *narrowing_markdown(record.get("narrowing"))]
     memory = record["memory"]
     gpu = f", peak GPU memory: {memory['gpu_mib']:.0f} MiB" if "gpu_mib" in memory else ""
     if "limit" not in record:
@@ -437,3 +512,22 @@ def markdown(record: dict[str, Any]) -> str:
               "| strategy | step time / none |", "|---|---:|"]
     lines += [f"| `{row['strategy']}` | {row['ratio_to_none']:.2f} |" for row in record["strategy_overhead"]]
     return "\n".join(lines)
+
+
+def narrowing_markdown(narrowing: dict[str, Any] | None) -> list[str]:
+    """The lines of a record's ``narrowing`` (:func:`narrowing`) in docs/performance.md: a sentence, and the
+    table where it was measured."""
+    title = "Narrowing the batch to the runs still alive (`bench/shrink.py`)"
+    if narrowing is None:
+        return [f"{title}: not measured yet."]
+    if "off" in narrowing:
+        return [f"{title}: {narrowing['off']}."]
+    rounds = narrowing["rows"][0]["rounds"] if narrowing["rows"] else 0
+    lines = [f"{title}: each group's cell, its whole run grid, trained with and without it in {rounds} alternating "
+             "round(s) (seconds: the median over them):", "",
+             "| model | cell | K | steps | runs ended | run-steps on ended runs | full batch | narrowed | "
+             "narrowed / full | tables identical |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines += [f"| {row['model']} | `{row['cell']}` | {row['K']} | {row['steps']} | {row['diverged']} | "
+              f"{100 * row['ended_share']:.0f}% | {row['full_s']:.2f} s | {row['narrowed_s']:.2f} s | "
+              f"{row['ratio']:.2f} | {'yes' if row['identical'] else 'no'} |" for row in narrowing["rows"]]
+    return lines

@@ -21,14 +21,15 @@ a matrix kernel may take another path for data aligned otherwise. Narrowing
 moves runs within the batch. With sizes like the tests' and the study's
 (widths, channels, batches multiples of 8) a narrowed cell writes bit for bit
 the tables of a full one, for every model family, optimizer and kind of
-strategy state (tests/test_shrink.py; docs/performance.md for the study's
-cells); with other sizes (a width of 5, a batch of 7) the runs end at the same
-steps and the stable ones agree to rounding, as the engine agrees with its
-oracle. A batch of one run takes other kernels still (a convolution of one
-group, a product of one pair of matrices), so a narrowed batch keeps at least
-:data:`FEWEST` runs. Which runs the batch holds at a step depends only on which
-are alive then, so a resumed job computes exactly what an uninterrupted one
-does, and a config trains the same numbers run after run.
+strategy state (tests/test_shrink.py; ``python -m bench perf`` compares the
+tables of a config's cells, docs/performance.md); with other sizes (a width of
+5, a batch of 7) the runs end at the same steps and the stable ones agree to
+rounding, as the engine agrees with its oracle. A batch of one run takes other
+kernels still (a convolution of one group, a product of one pair of matrices),
+so a narrowed batch keeps at least :data:`FEWEST` runs. Which runs the batch
+holds at a step depends only on which are alive then, so a resumed job computes
+exactly what an uninterrupted one does, and a config trains the same numbers
+run after run.
 
 The batch narrows on a CPU only, right after a step that ended runs, where
 reading the alive mask costs no device synchronisation. On a GPU the batch

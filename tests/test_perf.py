@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
-from bench import engine, peer, perf, sweep
+from bench import engine, peer, perf, shrink, sweep
 from bench.__main__ import main
 
 
@@ -42,6 +43,43 @@ def test_perf_quick_writes_the_documented_record(tmp_path) -> None:
     assert "none" in ratios and "clip_norm" in ratios and all(r > 0 for r in ratios.values())
     assert set(ratios) == set(perf.overhead_strategies()) and "z_loss" in ratios and "qk_norm" not in ratios
     assert record["memory"]["host_rss_mib"] > 0
+    rows = {row["model"]: row for row in record["narrowing"]["rows"]}
+    assert set(rows) == {"mlp", "cnn", "rnn"}
+    for row in rows.values():  # each smoke cell whole: 3 learning rates x 2 seeds, cut to the quick 20 steps
+        assert (row["K"], row["steps"], row["rounds"], row["identical"]) == (6, 20, 1, True)
+        assert row["full_s"] > 0 and row["ratio"] == pytest.approx(row["narrowed_s"] / row["full_s"])
+    assert rows["mlp"]["diverged"] > 0 and rows["mlp"]["ended_share"] > 0  # learning rate 10 diverges: it narrows
+    assert "| mlp | `mnist1d-mlp-sgd-none` | 6 | 20 |" in perf.markdown(record)
+
+
+def test_the_narrowing_measurement_tells_tables_that_differ() -> None:
+    """A width of 5 and a batch of 7: the narrowed batch rounds its runs differently (tests/test_shrink.py)."""
+    from conftest import make_config, only_cell
+
+    config = make_config(steps=16, eval_every=5, batch_size=7, seeds=[0, 1, 2],
+                         models={"mlp": {"family": "mlp", "depth": 3, "width": 5, "activation": "tanh"}},
+                         optimizers={"adam": {"kind": "adam", "learning_rates": [3.0, 0.003, 0.3]}},
+                         strategies={"clip_norm": {"clip_norm": [0.5, 50.0]}})
+    row = perf.narrowed_against_full("mlp", engine.build(only_cell(config)), rounds=2)
+    assert (row["K"], row["steps"], row["rounds"]) == (18, 16, 2)
+    assert 0 < row["diverged"] < 18 and row["identical"] is False
+
+
+def test_the_share_of_run_steps_on_ended_runs() -> None:
+    """Ten steps of four runs: one never ends, the others end at steps 0, 9 and 4 and then idle 9, 0, 5 steps."""
+    assert perf.ended_share(np.array([-1, 0, 9, 4]), steps=10) == 14 / 40
+
+
+def test_where_the_batch_does_not_narrow_the_record_says_so(monkeypatch) -> None:
+    monkeypatch.setattr(shrink, "wanted", lambda built: False)
+    lines: list[str] = []
+    cells = perf.representative_cells(sweep.load("config/smoke.yaml"))
+    narrowing = perf.narrowing(cells, "cpu", 1, perf.QUICK, lines.append)
+    assert narrowing == {"off": f"not measured on {perf.device_name(torch.device('cpu'))}: the batch narrows on a "
+                                "CPU only"}
+    assert lines == [f"narrowing {narrowing['off']} (bench/shrink.py says why)"]
+    assert perf.narrowing_markdown(narrowing) == [
+        f"Narrowing the batch to the runs still alive (`bench/shrink.py`): {narrowing['off']}."]
 
 
 NO_MLP = """
@@ -228,6 +266,9 @@ def test_the_committed_records_print_as_tables_and_the_docs_show_the_cpu_one(cap
     assert "peak GPU memory: 1234 MiB" in perf.markdown(gpu)
     if "peer" not in record:  # recorded before the vmap peer was timed
         assert "Not measured yet." in perf.markdown(record)
+    if "narrowing" not in record:  # recorded before narrowing was timed
+        assert "Narrowing the batch to the runs still alive (`bench/shrink.py`): not measured yet." in perf.markdown(
+            record)
     row = {"model": "mlp", "cell": "c", "K": 8, "strategy": "clip_norm", "engine_run_steps_per_s": 100.0,
            "vmap_run_steps_per_s": 50.0, "ratio": 2.0}
     assert "| mlp | 8 | `clip_norm` | 100 | 50 | 2.00x |" in perf.markdown({**record, "peer": [row]})
