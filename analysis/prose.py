@@ -37,7 +37,8 @@ from bench.sweep import stress_dials
 STRESS_DIALS_DEFAULTS = stress_dials()
 """Each stress dial's registered default: the setup table lists a dial only where a problem sets another value."""
 
-MODEL_SIZE_KEYS = ("depth", "width", "channels", "kernel", "strided_layers", "hidden", "cell", "activation")
+MODEL_SIZE_KEYS = ("depth", "width", "channels", "kernel", "strided_layers", "hidden", "d_model", "layers", "heads",
+                   "cell", "activation")
 """The keys of a model's config entry that say its size and kind, in the order the setup table lists them."""
 UNNAMED_KEYS = ("cell", "activation")
 """Size keys whose value names itself (``tanh``, ``lstm``): listed without their key."""
