@@ -18,6 +18,7 @@ from scipy import stats as sps
 from analysis import (
     claims,
     data,
+    design,
     inference,
     latex,
     layout,
@@ -324,14 +325,15 @@ def test_setup_table_and_limitations_come_from_the_runs_and_the_config(tables):
     setup = prose.table_setup(runs, config)
     assert "depth 5, width 17, tanh" in setup and f"{int(runs['steps'].max())} (7)" in setup
     assert "momentum 0.9, no weight decay" in setup
-    assert prose.table_setup(runs).count("n/a") == len(prose.distinct_problems(runs))  # no config: no sizes
+    assert prose.table_setup(runs).count("n/a") == len(design.distinct_pairs(runs))  # no config: no sizes
     text = prose.limitations_tex(runs, config)
-    assert f"{len(prose.distinct_problems(runs))} distinct task--model pairs" in text
+    assert f"{len(design.distinct_pairs(runs))} distinct task--model pairs" in text
     assert f"{runs['seed'].nunique()} seeds" in text and "No optimizer uses weight decay" in text
     assert "depth 5, width 17, tanh" in text and "Validation runs every 7 to 10 steps" in text  # adding: the top level
-    censored, ranges = prose.censored_share(runs)
-    assert 0 < censored <= ranges  # clip_norm never diverges: its range reaches the top of the grid
-    assert f"{censored} (" in text
+    ranges = design.compared_ranges(runs)
+    censored = int(ranges["reaches_top"].sum())
+    assert 0 < censored <= len(ranges)  # clip_norm never diverges: its range reaches the top of the grid
+    assert f"the questions compare, without bad batches, {censored} (" in text
     decayed = {**config, "optimizers": {"sgd": {**config["optimizers"]["sgd"], "weight_decay": 0.1}}}
     assert "weight decay" not in prose.limitations_tex(runs, decayed)
 
