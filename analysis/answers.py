@@ -30,7 +30,7 @@ PAIR_COLOUR = "#9a9a9a"
 MARKERS = {"": ("o", True), "lower": (">", True), "upper": ("<", True), "both": ("D", False)}
 """The summary dot per ``bound``: marker and whether it is filled."""
 MARKERS_DRAWN = frozenset(marker for marker, _ in MARKERS.values())
-OPTIMIZER_NAMES = {"all": "both optimizers", "sgd": "SGD", "adam": "Adam"}
+OPTIMIZER_NAMES = {"all": "both optimizers", "sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
 def _bound(row: pd.Series) -> str:
@@ -40,26 +40,28 @@ def _bound(row: pd.Series) -> str:
 
 def draw_forest(ax: plt.Axes, rows: pd.DataFrame, labels: Sequence[str], zero: float,
                 pairs: Sequence[pd.DataFrame] | None = None, value: str = "estimate", low: str = "low",
-                high: str = "high") -> None:
+                high: str = "high", colour: str = SUMMARY_COLOUR, offset: float = 0.0) -> None:
     """Rows from top to bottom, labelled ``labels``: the estimate (column ``value``) and its interval
-    (``low`` to ``high``), over the grey per-pair estimates ``pairs[i]`` of row i, and a line at ``zero``."""
+    (``low`` to ``high``), over the grey per-pair estimates ``pairs[i]`` of row i, and a line at ``zero``;
+    in ``colour``, ``offset`` below the row's centre (several series on the same rows)."""
     ax.axvline(zero, color=plots.BASELINE_COLOUR, linewidth=0.9, zorder=1)
     for y, (_, row) in enumerate(rows.iterrows()):
         if pairs is not None and len(pairs[y]):
             ax.scatter(pairs[y][value], np.full(len(pairs[y]), y) + np.linspace(-0.18, 0.18, len(pairs[y])),
                        s=9, color=PAIR_COLOUR, zorder=2, linewidths=0)
         if np.isfinite(row[low]) and np.isfinite(row[high]):
-            ax.hlines(y, row[low], row[high], color=SUMMARY_COLOUR, linewidth=1.6, zorder=3)
+            ax.hlines(y + offset, row[low], row[high], color=colour, linewidth=1.6, zorder=3)
         marker, filled = MARKERS[_bound(row)]
-        ax.plot(row[value], y, marker=marker, markersize=5.5, color=SUMMARY_COLOUR, zorder=4,
-                markerfacecolor=SUMMARY_COLOUR if filled else "white")
+        ax.plot(row[value], y + offset, marker=marker, markersize=5.5, color=colour, zorder=4,
+                markerfacecolor=colour if filled else "white")
     ax.set_yticks(range(len(rows)), labels)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.grid(axis="x", linewidth=0.4, alpha=0.5)
 
 
-def _legend(fig: Figure, pairs: bool, censored: bool) -> None:
-    handles = [Line2D([], [], color=SUMMARY_COLOUR, marker="o", linewidth=1.6, label="estimate, 95% interval")]
+def _legend(fig: Figure, pairs: bool, censored: bool, summary: Sequence[Line2D] = ()) -> None:
+    handles = list(summary) or [Line2D([], [], color=SUMMARY_COLOUR, marker="o", linewidth=1.6,
+                                       label="estimate, 95% interval")]
     if pairs:
         handles.append(Line2D([], [], color=PAIR_COLOUR, marker="o", linestyle="", markersize=3.5,
                               label="each task x model pair"))
@@ -211,6 +213,63 @@ Q7_MEASURES = (("gain", "warmup", "warmup - none"), ("gain", "clip_norm", "clip_
 def q7_figure(table: pd.DataFrame) -> Figure:
     """Q7: stable-range gains of warm-up, norm clipping and both, and whether they add up, per optimizer."""
     return range_measures_figure(table, Q7_MEASURES)
+
+
+OPTIMIZER_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
+"""One colour per optimizer where a figure shows several on the same rows (colour-blind safe, Okabe-Ito)."""
+Q8_PANELS = (("gain", "chain_minus_best_gain", "gain_interaction", "stable-range gain", "decades over none", 0.5),
+             ("sensitivity_change", "chain_minus_best_sensitivity", "sensitivity_interaction",
+              "learning-rate sensitivity", "{unit} over none (lower is better)", 0.05))
+"""Q8's panels: per mitigation measure, the chain against its best member, the interaction; title, axis label, and
+the least half-width of the x axis (effects all near 0, e.g. every range censored, are shown on a readable scale)."""
+
+
+def q8_figure(table: pd.DataFrame) -> Figure:
+    """Q8: on the transformer problems, each mitigation's stable-range gain over ``none`` (left) and its change in
+    learning-rate sensitivity (right; below 0: less sensitive), then the chain against its best member and
+    against the sum of its members (the interaction, 0 where they add up); one colour per optimizer."""
+    optimizers = [o for o in dict.fromkeys(table["optimizer"].astype(str)) if o != "all"] or ["all"]
+    panels = [spec for spec in Q8_PANELS if (table["measure"] == spec[0]).any()]
+    strategies = list(dict.fromkeys(table.loc[table["measure"] == "gain", "strategy"]))
+    chains = list(dict.fromkeys(table.loc[table["measure"] == "gain_interaction", "strategy"]))
+    labels = [*strategies, *(f"{c} - best member" for c in chains), *(f"{c} - sum of members" for c in chains)]
+    fig, axes = _panels(len(panels), 0.32 * len(labels) * max(1, len(optimizers) / 2) + 1.2, width=3.4)
+    spread = 0.18 if len(optimizers) > 1 else 0.0
+    offsets = np.linspace(-spread, spread, len(optimizers))
+    censored = False
+    for ax, (single, against, interaction, title, axis, half_width) in zip(axes, panels, strict=True):
+        measures = [(single, s) for s in strategies] + [(against, c) for c in chains] + [(interaction, c)
+                                                                                       for c in chains]
+        for colour, offset, optimizer in zip(OPTIMIZER_COLOURS, offsets, optimizers, strict=False):
+            mine = table[table["optimizer"].astype(str) == optimizer]
+            rows = pd.DataFrame([_one_row(mine, m, s) for m, s in measures]).reset_index(drop=True)
+            draw_forest(ax, rows, labels, 0.0, colour=colour, offset=offset)
+            censored |= rows["bound"].fillna("").astype(str).ne("").any() if "bound" in rows else False
+        best = table.loc[table["measure"] == against, "versus"]
+        units = table.loc[table["measure"] == single, "loss_unit"] if "loss_unit" in table else pd.Series([])
+        ax.set_title(title + (f"\nbest member: {', '.join(dict.fromkeys(best.astype(str)))}" if len(best) else ""),
+                     fontsize="medium")
+        ax.set_xlabel(axis.format(unit=next(iter(units.dropna().astype(str)), "loss")))
+        if chains:
+            ax.axhline(len(strategies) - 0.5, color=PAIR_COLOUR, linewidth=0.6)
+        low, high = ax.get_xlim()
+        if high - low < 2 * half_width:
+            centre = (low + high) / 2
+            ax.set_xlim(centre - half_width, centre + half_width)
+        ax.ticklabel_format(axis="x", useOffset=False, style="plain")
+    summary = [Line2D([], [], color=colour, marker="o", linewidth=1.6,
+                      label=f"{OPTIMIZER_NAMES.get(o, o)}: estimate, 95% interval")
+               for colour, o in zip(OPTIMIZER_COLOURS, optimizers, strict=False)]
+    _legend(fig, False, censored, summary)
+    return fig
+
+
+def _one_row(table: pd.DataFrame, measure: str, strategy: str) -> pd.Series:
+    """The row of ``table`` for ``measure`` and ``strategy``, or a row of NaN (nothing drawn) where it has none."""
+    found = table[(table["measure"] == measure) & (table["strategy"] == strategy)]
+    if len(found):
+        return found.iloc[0]
+    return pd.Series({"estimate": np.nan, "low": np.nan, "high": np.nan, "bound": ""})
 
 
 def answers_figures(tables: dict[str, pd.DataFrame], out: Path | str) -> list[Path]:

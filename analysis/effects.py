@@ -44,10 +44,12 @@ independently (stratified); shares over pairs use :meth:`Study.share`.
 :class:`Study` holds what the questions share on one sweep: its runs (the clean
 panels, without bad-batch spikes, and all of them), the optional curves, the
 bootstrap settings and the caches (stable widths, best-tuned scores, seed
-grids). Its runs are those it is given (``analysis.data.load_runs`` reads the
-config's ``seeds``, the discovery set, unless asked for another), or those of
-the seed set ``seed_set`` among them: every claim can be evaluated on the
-discovery seeds or on the replication seeds (``analysis.numbers.claim_outcomes``).
+grids, the endpoint losses that learning-rate sensitivities read:
+:meth:`Study.sensitivity_contrast`). Its runs are those it is given
+(``analysis.data.load_runs`` reads the config's ``seeds``, the discovery set,
+unless asked for another), or those of the seed set ``seed_set`` among them:
+every claim can be evaluated on the discovery seeds or on the replication
+seeds (``analysis.numbers.claim_outcomes``).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ from analysis.tuning import best_tuned_runs
 from analysis.vocabulary import (
     clean_panels,
     default_precision,
+    loss_unit,
     normalised_runs,
     of_seed_set,
     panel_columns,
@@ -245,6 +248,8 @@ class Study:
         self._widths: dict[tuple[PanelKey, str], dict] | None = None
         self._tests: dict[tuple[PanelKey, str], float] | None = None
         self._grids: dict[tuple[PanelKey, str], SeedGrid] = {}
+        self._sensitivity_grids: dict[tuple[PanelKey, str, tuple[int, ...]], SeedGrid] = {}
+        self._losses = pd.DataFrame()
 
     def curves_of(self, run_ids: Sequence[str]) -> pd.DataFrame | None:
         """The curve rows of ``run_ids`` (``curves.curves_of``); None where the study has no curves."""
@@ -460,6 +465,63 @@ class Study:
                 "upper_pairs": counts["upper"], "both_pairs": counts["both"],
                 "censored_pairs": sum(bool(v) for v in per_pair.values()),
                 "all_censored": bool(kinds) and all(kinds.values())}
+
+    def sensitivity_grid(self, panel: PanelKey, strategy: str, seeds: Sequence[int]) -> SeedGrid:
+        """``strategy``'s runs on ``panel`` over ``seeds`` with their endpoint validation losses
+        (``sensitivity.sensitivity_grid``; cached): what its learning-rate sensitivity is computed from."""
+        from analysis.sensitivity import sensitivity_grid  # it reads this module's constants
+
+        key = (panel, strategy, tuple(seeds))
+        if key not in self._sensitivity_grids:
+            runs = self.panels[panel]
+            runs = runs[runs["strategy"] == strategy]
+            self._sensitivity_grids[key] = sensitivity_grid(runs, self._losses.loc[runs.index], seeds,
+                                                            self.step[panel])
+        return self._sensitivity_grids[key]
+
+    def _load_losses(self, strategies: Sequence[str], panels: Sequence[PanelKey]) -> None:
+        """Read the endpoint validation losses (``sensitivity.endpoint_losses``) of the runs of ``strategies`` on
+        ``panels`` not read yet, in one pass over the curves."""
+        from analysis.sensitivity import endpoint_losses
+
+        runs = pd.concat([self.panels[p] for p in panels]) if panels else self.runs.iloc[:0]
+        runs = runs[runs["strategy"].isin(list(strategies)).to_numpy() & ~runs.index.isin(self._losses.index)]
+        if len(runs):
+            self._losses = pd.concat([self._losses, endpoint_losses(runs, self.curves)])
+
+    def sensitivity_contrast(self, weights: Mapping[str, float], panels: Sequence[PanelKey]) -> dict:
+        """Sum of ``weight x learning-rate sensitivity`` over strategies, per panel, as an effect over pairs.
+
+        The sensitivity is that of Wortsman et al. (``analysis.sensitivity``):
+        per seed, the mean over the grid's learning rates of the lesser of the
+        final and the initial validation loss minus the best final loss, each
+        learning rate at the strategy's best setting there; a panel's value is
+        the mean over its seeds (those where it is defined). With one pair the
+        interval resamples its seeds and redoes every choice of setting. Lower
+        is better: below 0 for ``{strategy: 1, baseline: -1}`` the strategy
+        depends less on its learning rate. Needs the curves (a ValueError
+        without them). ``loss_unit``: the losses' unit (``vocabulary.loss_unit``),
+        the units joined where the panels' differ; ``undefined_panels``: panels
+        where some strategy's every learning rate diverged (no value).
+        """
+        from analysis.sensitivity import grid_sensitivity
+
+        self._load_losses(list(weights), panels)
+        values = {}
+        for panel, seeds in ((p, self.seeds([p])) for p in panels):
+            ones = np.ones((1, len(seeds)))
+            values[panel] = float(sum(w * grid_sensitivity(self.sensitivity_grid(panel, s, seeds), ones)[0]
+                                      for s, w in weights.items()))
+
+        def per_seed(panel: PanelKey, seeds: list[int], w: np.ndarray) -> np.ndarray:
+            return sum(weight * grid_sensitivity(self.sensitivity_grid(panel, s, seeds), w)
+                       for s, weight in weights.items())
+
+        effect = self.over_pairs(values, lambda ps: self._resampling(ps, per_seed))
+        units = dict.fromkeys(loss_unit(str(self.panels[p]["metric"].iloc[0])) for p in panels)
+        undefined = sum(not math.isfinite(v) for v in values.values())
+        return {**effect.columns(), **self.censoring({p: "" for p in panels}), "panels": len(panels),
+                "loss_unit": " and ".join(units), "undefined_panels": undefined}
 
     def test_contrast(self, weights: Mapping[str, float], panels: Sequence[PanelKey]) -> dict:
         """Sum of ``weight x best-tuned normalised test score`` per panel, as an effect over pairs."""

@@ -8,7 +8,7 @@ figure of each, come from the questions' declarations (``analysis.questions``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from analysis.questions import QUESTIONS, Question
 
@@ -212,16 +212,20 @@ def config_answers(config: dict) -> list[str]:
     trains enough of (:func:`trains`)."""
     return [name for name, question in QUESTIONS.items()
             if any(trains(question, set(problem.get("strategies", config["strategies"])),
-                          config["tasks"][problem["task"]]) for problem in config["problems"])]
+                          config["tasks"][problem["task"]],
+                          {str(config["models"][model]["family"]) for model in problem["models"]})
+                   for problem in config["problems"])]
 
 
-def trains(question: Question, trained: set[str], task: dict) -> bool:
-    """Whether a problem training the strategies ``trained`` on the task config ``task`` answers ``question``.
+def trains(question: Question, trained: set[str], task: dict, families: Collection[str] = ()) -> bool:
+    """Whether a problem training the strategies ``trained`` on the task config ``task``, with models of the
+    families ``families``, answers ``question``.
 
     It trains the question's baseline and reference, and every compared
     strategy (``answered_by`` ``all``) or at least one (``any``; a question
     comparing every strategy: one besides the baseline); where the question
-    has a ``condition`` dial, the task lists it at 0 and at a value above 0.
+    has a ``condition`` dial, the task lists it at 0 and at a value above 0;
+    where it reads some model families only (``families``), a model of one.
     """
     fixed = {question.baseline, *([question.reference] if question.reference else [])}
     if question.answered_by == "all":
@@ -231,7 +235,8 @@ def trains(question: Question, trained: set[str], task: dict) -> bool:
         compared = bool(candidates & trained)
     values = task.get(question.condition) if question.condition else None
     condition = not question.condition or (isinstance(values, list) and 0 in values and any(v > 0 for v in values))
-    return fixed <= trained and compared and condition
+    family = not question.families or bool(set(question.families) & set(families))
+    return fixed <= trained and compared and condition and family
 
 
 def paper_stems(config: dict) -> list[str]:

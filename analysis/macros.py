@@ -9,14 +9,18 @@ table says so in its note (:data:`TABLE_NOTE`, ``note-<key>`` macros).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from analysis import design
+from analysis.design import distinct_pairs
 from analysis.latex import lr_range, name, number, panel_key, percent, tex_escape
 from analysis.layout import cd_defined
 from analysis.problems import distinct_problems
+from analysis.questions import QUESTIONS
 from analysis.ranking import critical_difference_width, friedman_test, rank_matrix, ranking_errors, strategy_cost
 from analysis.stability import lr_sensitivity, stability_points, stable_lr_range
 from analysis.summaries import cluster_rate, paired_tests, seed_summary
@@ -62,7 +66,10 @@ class Stability(NamedTuple):
 
 
 def stability(runs: pd.DataFrame) -> Stability:
-    """The grid-wide rates per strategy (:class:`Stability`), intervals resampling task x model pairs."""
+    """The grid-wide rates per strategy (:class:`Stability`), intervals resampling the distinct task x model pairs
+    (duplicate problems merged first, ``problems.distinct_problems``: a pair counted twice would be resampled as
+    two independent units, and its shared runs counted twice in the rates)."""
+    runs = distinct_problems(runs)[0]
     defaults = default_runs(runs)
     return Stability(
         divergence=cluster_rate(runs, "diverged").set_index("strategy"),
@@ -87,8 +94,9 @@ def problem_mean(frame: pd.DataFrame, value: str) -> pd.Series:
     return per_problem.groupby(level="strategy", sort=False).mean()
 
 
-def compute(runs: pd.DataFrame) -> dict[str, str]:
-    """Every macro of numbers.tex: key -> LaTeX text."""
+def compute(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Every macro of numbers.tex: key -> LaTeX text; ``config``, the sweep's, names the task kinds of the
+    design's numbers (``design.macros``: distinct tasks, tasks per family, censored compared ranges, seed sets)."""
     values: dict[str, str] = {}
     strategies = strategy_order(runs)
     keys = panel_columns(runs)
@@ -96,7 +104,9 @@ def compute(runs: pd.DataFrame) -> dict[str, str]:
     values["runs"] = number(len(runs))
     values["cells"] = number(runs["cell"].nunique())
     values["problems"] = number(len(problems(runs)))
-    values["distinct-problems"] = number(len(problems(distinct_problems(runs)[0])))  # duplicates merged
+    values["distinct-problems"] = number(len(distinct_pairs(runs)))  # duplicates merged
+    values["questions"] = number(len(QUESTIONS))
+    values.update(design.macros(design.summarise(runs, config)))
     values["panels"] = number(len(runs[keys].drop_duplicates()))
     values["tasks"] = number(runs["task"].nunique())
     values["models"] = number(runs["model"].nunique())

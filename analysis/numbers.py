@@ -75,7 +75,7 @@ def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
     answers = questions.answer_all(study)
     written = claims.write(answers, out, str(runs["sweep"].iloc[0]), claims_file, reference)
     runs = default_precision(runs)  # the tables: the study's runs, not the replicas
-    texts = {"numbers.tex": numbers_tex(compute(runs)), "table-best.tex": table_best(runs),
+    texts = {"numbers.tex": numbers_tex(compute(runs, config)), "table-best.tex": table_best(runs),
              "table-stability.tex": table_stability(runs), "table-problems.tex": table_problems(runs),
              "table-lr-range.tex": table_lr_range(runs, curves=curves),
              "table-gains.tex": table_gains(answers["q1_stable_range"], runs),

@@ -7,7 +7,7 @@ runs table, its config (``results/<sweep>/config.yaml``) and its evaluated claim
   and evaluation interval, seeds, learning rates, strategies, stress dials and precision; below it,
   per optimizer its options and learning-rate grid;
 - ``limitations.tex`` (:func:`limitations_tex`): the limitations paragraph, from the budget, the model
-  sizes, the precision, the number of distinct problems, the share of censored stable ranges, the
+  sizes, the precision, the number of distinct problems, the share of censored compared stable ranges, the
   evaluation resolution, the optimizers' weight decay and the seeds;
 - ``appendix.tex`` (:func:`appendix_tex`): where a paneled figure or per-panel table shows only the first
   panels of each model family, the note saying so (``\\benchnum{panels-<kind>}``) and the appendix's
@@ -26,9 +26,8 @@ import pandas as pd
 
 from analysis.claims import NOT_MEASURED, PER_OPTIMIZER, Outcome, effect_and_interval
 from analysis.curves import CurveSource
-from analysis.effects import Study
+from analysis.design import compared_ranges, distinct_pairs
 from analysis.latex import name, number, percent, tex_escape
-from analysis.problems import distinct_problems as problems_merged
 from analysis.questions import QUESTIONS
 from analysis.tables import panel_splits, table_best, table_lr_range
 from analysis.vocabulary import dial_columns, problems, select
@@ -37,19 +36,13 @@ from bench.sweep import stress_dials
 STRESS_DIALS_DEFAULTS = stress_dials()
 """Each stress dial's registered default: the setup table lists a dial only where a problem sets another value."""
 
-MODEL_SIZE_KEYS = ("depth", "width", "channels", "kernel", "strided_layers", "hidden", "cell", "activation")
+MODEL_SIZE_KEYS = ("depth", "width", "channels", "kernel", "strided_layers", "hidden", "d_model", "layers", "heads",
+                   "cell", "activation")
 """The keys of a model's config entry that say its size and kind, in the order the setup table lists them."""
 UNNAMED_KEYS = ("cell", "activation")
 """Size keys whose value names itself (``tanh``, ``lstm``): listed without their key."""
 OPTIMIZER_KEYS = ("momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay")
 """The keys of an optimizer's config entry the setup table lists (besides its kind and learning rates)."""
-
-
-def distinct_problems(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """The sweep's distinct problems, the unit of every count across problems: its task x model pairs, two
-    pairs that train identical runs (same data, model and seeds) counted once (``problems.distinct_problems``)."""
-    merged, _ = problems_merged(runs)
-    return problems(merged)
 
 
 def _model_size(model: Mapping[str, Any], per_line: int = 0) -> str:
@@ -122,13 +115,6 @@ def table_setup(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> 
     return "\n".join(lines) + "\n"
 
 
-def censored_share(runs: pd.DataFrame) -> tuple[int, int]:
-    """Of the (panel, strategy) stable ranges of the clean panels (``effects.Study.widths``), how many reach
-    the top of their panel's learning-rate grid (a width that is a lower bound), and how many there are."""
-    widths = Study(runs).widths
-    return sum(bool(width["reaches_top"]) for width in widths.values()), len(widths)
-
-
 def weight_decays(config: Mapping[str, Any] | None) -> dict[str, float]:
     """Per optimizer of ``config``, its weight decay (0 where its entry sets none)."""
     return {str(key): float(entry.get("weight_decay", 0.0) or 0.0)
@@ -145,8 +131,9 @@ def _range(values: Sequence[float], unit: str = "") -> str:
 def limitations_tex(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> str:
     """The limitations paragraph (LaTeX), every number computed from ``runs`` and ``config``."""
     steps = sorted({int(s) for s in runs["steps"]})
-    pairs = distinct_problems(runs)
-    censored, ranges = censored_share(runs)
+    pairs = distinct_pairs(runs)
+    ranges = compared_ranges(runs)
+    censored = int(ranges["reaches_top"].sum())
     sentences = [f"Each run trains for {_range(steps, 'steps')}, a short budget: a strategy whose benefit shows "
                  "only late in training, or only at scale, is not seen here."]
     models = (config or {}).get("models", {})
@@ -168,10 +155,10 @@ def limitations_tex(runs: pd.DataFrame, config: Mapping[str, Any] | None = None)
         sentences.append(f"Validation runs every {_range(evaluations, 'steps')} "
                          f"({_range([100 * s for s in shares])}\\% of the budget), so times to a target are "
                          "resolved no finer than that.")
-    if ranges:
-        sentences.append(f"Of the {ranges} (panel, strategy) stable learning-rate ranges without bad batches, "
-                         f"{censored} ({percent(censored / ranges, 0)}) reach the top of the grid: their widths are "
-                         "lower bounds, and gains measured on them are bounds too.")
+    if len(ranges):
+        sentences.append(f"Of the {len(ranges)} (panel, strategy) stable learning-rate ranges the questions compare, "
+                         f"without bad batches, {censored} ({percent(censored / len(ranges), 0)}) reach the top of "
+                         "the grid: their widths are lower bounds, and gains measured on them are bounds too.")
     decays = weight_decays(config)
     if decays and not any(decays.values()):
         sentences.append("No optimizer uses weight decay, under which gradient scaling and learning-rate scaling "

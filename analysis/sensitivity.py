@@ -79,11 +79,20 @@ def endpoint_losses(runs: pd.DataFrame, curves: CurveSource) -> pd.DataFrame:
     return frame
 
 
-def _grid(runs: pd.DataFrame, losses: pd.DataFrame) -> tuple[SeedGrid, list[int]]:
-    """One group's runs as a :class:`SeedGrid` with the ``capped`` and ``final`` losses of each (setting, seed)."""
-    seeds = sorted(int(s) for s in runs["seed"].unique())
+def sensitivity_grid(runs: pd.DataFrame, losses: pd.DataFrame, seeds: Sequence[int] | None = None,
+                     step: float | None = None) -> SeedGrid:
+    """One panel's runs of one strategy as a :class:`SeedGrid` over ``seeds`` (default: the runs' own) with the
+    ``capped`` and ``final`` losses of each (setting, seed) (``losses``: :func:`endpoint_losses` of at least
+    these runs, indexed like them); ``step``: the panel's grid step in decades (default: from the runs' lrs)."""
+    seeds = sorted(int(s) for s in runs["seed"].unique()) if seeds is None else list(seeds)
     values = {"capped": losses.loc[runs.index, "capped_loss"], "final": losses.loc[runs.index, "final_loss"]}
-    return SeedGrid(runs, seeds, grid_step(runs["lr"].to_numpy()), values), seeds
+    return SeedGrid(runs, seeds, grid_step(runs["lr"].to_numpy()) if step is None else step, values)
+
+
+def _grid(runs: pd.DataFrame, losses: pd.DataFrame) -> tuple[SeedGrid, list[int]]:
+    """One group's runs as a :func:`sensitivity_grid` over their own seeds, and those seeds."""
+    seeds = sorted(int(s) for s in runs["seed"].unique())
+    return sensitivity_grid(runs, losses, seeds), seeds
 
 
 def _per_seed(grid: SeedGrid, weights: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -101,8 +110,10 @@ def _per_seed(grid: SeedGrid, weights: np.ndarray) -> tuple[np.ndarray, ...]:
     return sensitivity, mean_capped, best_final, count
 
 
-def _mean_over_seeds(grid: SeedGrid, weights: np.ndarray) -> np.ndarray:
-    """Per resample: the weighted mean over seeds of the seeds' sensitivities (those defined)."""
+def grid_sensitivity(grid: SeedGrid, weights: np.ndarray) -> np.ndarray:
+    """Per resample (a row of ``weights``, resamples x the grid's seeds: how often each seed is drawn): the
+    weighted mean over seeds of the seeds' sensitivities (those defined), the best setting at each learning
+    rate chosen on that resample; NaN where no drawn seed has one. ``grid``: a :func:`sensitivity_grid`."""
     sensitivity = _per_seed(grid, weights)[0]
     defined = np.isfinite(sensitivity)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -154,7 +165,7 @@ def loss_sensitivity(runs: pd.DataFrame, curves: CurveSource, within: Sequence[s
         defined = np.isfinite(values)
         low = high = float("nan")
         if len(seeds) >= MIN_UNITS:
-            low, high = weighted_bootstrap([len(seeds)], lambda weights, grid=grid: _mean_over_seeds(grid, weights[0]),
+            low, high = weighted_bootstrap([len(seeds)], lambda weights, grid=grid: grid_sensitivity(grid, weights[0]),
                                            confidence, n_resamples, seed)
         rows.append({**dict(zip(keys, key, strict=True)),
                      "sensitivity": float(values[defined].mean()) if defined.any() else float("nan"),

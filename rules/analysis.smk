@@ -4,6 +4,7 @@
 # critical-difference diagram only where it is defined (>= 3 strategies on >= 2 problems), a
 # stable-region map only for strategies with a threshold grid. The notebook runs for the sweep with
 # python -m analysis.execute (analysis/execute.py says why not with Snakemake's notebook directive).
+# Both kinds of rule list the analysis code (analysis/**/*.py) among their inputs: an edited module reruns them.
 
 
 for analysis_notebook in layout.NOTEBOOKS:
@@ -14,6 +15,7 @@ for analysis_notebook in layout.NOTEBOOKS:
         input:
             **TABLES,
             notebook=f"analysis/{analysis_notebook}.ipynb",
+            code=analysis_code(),
         output:
             figure_files("pdf", analysis_notebook),
             figure_report_items(analysis_notebook),
@@ -37,6 +39,7 @@ rule numbers:
     input:
         **TABLES,
         claims=str(bench_paths.claims_file()),
+        code=analysis_code(),
     output:
         generated_files(),
     params:

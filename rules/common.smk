@@ -182,3 +182,9 @@ def tex_missing_line(paper):
 def generated_files():
     """The paper's generated numbers and tables, paper/generated/<sweep>/*.tex (numbers.tex first)."""
     return [str(path) for path in bench_paths.generated_files(SWEEP)]
+
+
+def analysis_code():
+    """The analysis package's modules, analysis/**/*.py: an input of every rule that runs them (the notebooks,
+    numbers), so that an edit of the analysis reruns them; a shell command is no rerun trigger of its own."""
+    return sorted(str(path) for path in Path("analysis").rglob("*.py"))

@@ -9,6 +9,7 @@ with one line, and that ``snakemake --lint`` is clean.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -177,6 +178,27 @@ def test_notebook_and_numbers_rules_rerun_by_name(workdir: Path) -> None:
     """The README's way to redraw figures and numbers from stored results, without training."""
     result = snakemake(workdir, *(["paper"] if TEX else []), "--dry-run", "--cores", "2", "--configfile", SMOKE,
                        "--forcerun", *layout.NOTEBOOKS, "numbers")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert {rule: counts.get(rule) for rule in (*layout.NOTEBOOKS, "numbers")} == dict.fromkeys(
+        (*layout.NOTEBOOKS, "numbers"), 1), counts
+    assert "train" not in counts and "aggregate" not in counts, counts
+
+
+def test_an_edited_analysis_module_reruns_the_rules_that_run_it(workdir: Path) -> None:
+    """The notebook and numbers rules list analysis/**/*.py among their inputs (their shell commands are no rerun
+    trigger): an edited module reruns them, and nothing upstream. The module is put back as it was.
+
+    An edit, not a touch: Snakemake reruns a job for an input newer than its outputs only where the input's
+    checksum differs from the one it recorded."""
+    module = workdir / "analysis" / "claims.py"
+    text, before = module.read_bytes(), module.stat()
+    module.write_bytes(text + b"\n# edited\n")
+    try:
+        result = snakemake(workdir, "--dry-run", "--cores", "2", "--configfile", SMOKE)
+    finally:
+        module.write_bytes(text)
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout + result.stderr)
     assert {rule: counts.get(rule) for rule in (*layout.NOTEBOOKS, "numbers")} == dict.fromkeys(

@@ -29,11 +29,16 @@ PROBLEMS = {  # (task, model): family, metric, higher_is_better, chance
     ("adding", "rnn"): ("rnn", "mse", False, 1 / 6),
     ("digits8", "cnn2d"): ("cnn2d", "accuracy", True, 0.1),
     ("mnist1d", "cnn1d"): ("cnn1d", "accuracy", True, 0.1),
+    ("chars", "transformer"): ("transformer", "bits_per_char", False, 4.0),
+    ("modular", "transformer"): ("transformer", "accuracy", True, 1 / 97),
+    ("copy", "transformer"): ("transformer", "accuracy", True, 0.1),
 }
 THREE = list(PROBLEMS)[:3]
 """The problems of a sweep by default: too few for an interval over pairs (``effects.MIN_UNITS``)."""
-FIVE = list(PROBLEMS)
+FIVE = list(PROBLEMS)[:5]
 """Enough problems for an interval over pairs."""
+TRANSFORMERS = list(PROBLEMS)[5:]
+"""The transformer problems (Q8's)."""
 GRIDS = {
     "none": [{}],
     "clip_norm": [{"clip_norm": c} for c in (0.25, 1.0, 4.0)],
@@ -49,6 +54,13 @@ GRIDS = {
     "skip_nonfinite": [{}],
 }
 HYPER = sorted({key for grid in GRIDS.values() for setting in grid for key in setting})
+TRANSFORMER_GRIDS = {
+    "qk_norm": [{}],
+    "z_loss": [{"z_loss": 1e-4}],
+    "softcap": [{"softcap_attention": 50.0, "softcap_output": 30.0}],
+    "qk_norm_z_loss_clip": [{"z_loss": 1e-4, "clip_norm": 1.0}],
+}
+"""The transformer's own mitigations (Q8), their hyperparameter columns only in the sweeps that train them."""
 
 Outcome = Callable[[dict], tuple[bool, float]]
 """A run (dict: task, model, optimizer, strategy, lr, seed, hyperparameters, spike_rate) -> (diverged, quality)."""
@@ -71,11 +83,13 @@ def make_sweep(outcome: Outcome, strategies=("none", "clip_norm", "clip_value"),
                optimizers=("sgd",), seeds=SEEDS, spike_rates=None) -> pd.DataFrame:
     """A runs table following the results contract, every strategy of ``strategies`` on every problem."""
     rows = []
+    grids = {**GRIDS, **TRANSFORMER_GRIDS}
+    hyper = sorted({*HYPER, *(key for s in strategies if s in TRANSFORMER_GRIDS for g in grids[s] for key in g)})
     for (task, model), optimizer, strategy in itertools.product(problems or THREE, optimizers, strategies):
         family, metric, higher, chance = PROBLEMS[(task, model)]
         own = 1e-9 * list(PROBLEMS).index((task, model))  # distinct problems never give bit-identical results
         lrs = SGD_LRS if optimizer == "sgd" else ADAM_LRS
-        for setting, lr, seed, rate in itertools.product(GRIDS[strategy], lrs, seeds, spike_rates or [np.nan]):
+        for setting, lr, seed, rate in itertools.product(grids[strategy], lrs, seeds, spike_rates or [np.nan]):
             run = {"task": task, "model": model, "optimizer": optimizer, "strategy": strategy, "lr": lr,
                    "seed": seed, "spike_rate": rate, **setting}
             diverged, quality = outcome(run)
@@ -89,7 +103,7 @@ def make_sweep(outcome: Outcome, strategies=("none", "clip_norm", "clip_value"),
                 "diverged_step": 20 if diverged else -1, "final_train_loss": np.inf if diverged else 1 - quality + own,
                 "best_val_metric": np.nan if diverged else value,
                 "test_metric_at_best_val": np.nan if diverged else value, "steps": 100, "wall_time_s": 1.0,
-                "init_gain": 1.0, **{h: setting.get(h, np.nan) for h in HYPER},
+                "init_gain": 1.0, **{h: setting.get(h, np.nan) for h in hyper},
                 **({"spike_rate": rate} if spike_rates else {}),
             })
     return pd.DataFrame(rows)
@@ -288,6 +302,109 @@ def test_q7_gains_and_interaction():
         "warmup 3, clip_norm 3, clip_norm_warmup 3")
 
 
+# -- Q8 ---------------------------------------------------------------------------------------------------------
+Q8_LIMITS = {"none": 1.0, "qk_norm": 2.5, "z_loss": 1.5, "softcap": 1.5, "warmup": 1.0, "clip_norm": 1.5,
+             "update_clip": 2.0, "qk_norm_z_loss_clip": 3.0}
+"""Decades above the bottom of the Adam grid (8 lrs, 3.5 decades) up to which each strategy does not diverge."""
+INITIAL_LOSS, TRAINED_LOSS, CHANCE_LOSS = 4.0, 2.0, 3.0
+
+
+def transformer_sweep(problems=TRANSFORMERS, seed_slope: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The transformer's mitigations under Adam and AdamW, and their validation losses at steps 0 and 100.
+
+    A run that does not diverge ends at ``TRAINED_LOSS`` (plus ``seed_slope`` x seed), except ``none`` at the
+    highest lr it survives, which collapses to ``CHANCE_LOSS`` without diverging: the failure only the
+    learning-rate sensitivity sees.
+    """
+    runs = make_sweep(limit_outcome(Q8_LIMITS), strategies=tuple(Q8_LIMITS), optimizers=("adam", "adamw"),
+                      problems=problems)
+    collapsed = (runs["strategy"] == "none") & np.isclose(runs["lr"], ADAM_LRS[0] * 10 ** Q8_LIMITS["none"])
+    final = np.where(collapsed, CHANCE_LOSS, TRAINED_LOSS + seed_slope * runs["seed"])
+    curves = pd.DataFrame({"run_id": np.repeat(runs["run_id"].to_numpy(), 2), "step": np.tile([0, 100], len(runs)),
+                           "val_loss": np.column_stack([np.full(len(runs), INITIAL_LOSS), final]).ravel()})
+    return runs, curves
+
+
+def sensitivity_of(limit: float, collapsed: int = 0) -> float:
+    """Wortsman's sensitivity on the Adam grid of :func:`transformer_sweep` for a strategy stable up to ``limit``
+    decades, ``collapsed`` of its stable lrs ending at the chance loss: mean of min(final, initial) - best final."""
+    stable = int(limit / 0.5) + 1
+    finals = [TRAINED_LOSS] * (stable - collapsed) + [CHANCE_LOSS] * collapsed + [INITIAL_LOSS] * (8 - stable)
+    return float(np.mean(finals)) - TRAINED_LOSS
+
+
+def test_q8_gains_sensitivities_and_the_chain_against_its_members():
+    runs, curves = transformer_sweep()
+    q8 = answer("q8_transformer", runs, curves, n_resamples=199)
+    assert set(q8["optimizer"]) == {"all", "adam", "adamw"}
+    for strategy, limit in Q8_LIMITS.items():
+        if strategy == "none":
+            continue
+        gain = row(q8, optimizer="all", measure="gain", strategy=strategy)
+        assert gain["estimate"] == pytest.approx(limit - Q8_LIMITS["none"]) and not gain["censored"]
+        change = row(q8, optimizer="adamw", measure="sensitivity_change", strategy=strategy)
+        expected = sensitivity_of(limit) - sensitivity_of(Q8_LIMITS["none"], collapsed=1)
+        assert change["estimate"] == pytest.approx(expected) and change["loss_unit"] == "nats"
+        assert change["n"] == 3 and math.isnan(change["low"]) and change["values"]  # 3 pairs: values listed
+    # warm-up leaves the range as it is, yet the collapse none suffers at its top lr shows in the sensitivity
+    assert row(q8, optimizer="all", measure="gain", strategy="warmup")["estimate"] == pytest.approx(0.0)
+    assert row(q8, optimizer="all", measure="sensitivity_change", strategy="warmup")["estimate"] == (
+        pytest.approx(-(CHANCE_LOSS - TRAINED_LOSS) / 8))
+    best = row(q8, optimizer="all", measure="chain_minus_best_gain")
+    assert best["versus"] == "qk_norm" and best["estimate"] == pytest.approx(0.5)  # 2 decades against 1.5
+    interaction = row(q8, optimizer="adam", measure="gain_interaction")
+    assert interaction["estimate"] == pytest.approx(2.0 - (1.5 + 0.5 + 0.5))
+    assert interaction["versus"] == "qk_norm+z_loss+clip_norm"
+    sensitivity = {s: sensitivity_of(Q8_LIMITS[s]) for s in ("qk_norm", "z_loss", "clip_norm", "qk_norm_z_loss_clip")}
+    base = sensitivity_of(Q8_LIMITS["none"], collapsed=1)
+    best = row(q8, optimizer="all", measure="chain_minus_best_sensitivity")
+    assert best["versus"] == "qk_norm"
+    assert best["estimate"] == pytest.approx(sensitivity["qk_norm_z_loss_clip"] - sensitivity["qk_norm"])
+    assert row(q8, optimizer="all", measure="sensitivity_interaction")["estimate"] == pytest.approx(
+        sensitivity["qk_norm_z_loss_clip"] - base - sum(sensitivity[m] - base for m in ("qk_norm", "z_loss",
+                                                                                         "clip_norm")))
+    assert row(q8, optimizer="all", measure="gain", strategy="qk_norm")["budget"] == "qk_norm 1"
+    assert interaction["budget"] == "qk_norm_z_loss_clip 1, qk_norm 1, z_loss 1, clip_norm 3"  # settings per lr
+
+
+def test_q8_on_one_pair_resamples_seeds_and_without_curves_gives_ranges_only():
+    runs, curves = transformer_sweep(problems=TRANSFORMERS[:1], seed_slope=0.1)
+    q8 = answer("q8_transformer", runs, curves, n_resamples=199)
+    change = row(q8, optimizer="adam", measure="sensitivity_change", strategy="qk_norm")
+    assert change["unit"] == UNIT_SEEDS and change["n"] == len(SEEDS)
+    assert change["low"] < change["estimate"] < change["high"]  # the seeds' sensitivities differ
+    ranges = answer("q8_transformer", runs, None, n_resamples=99)
+    assert set(ranges["measure"]) == {"gain", "chain_minus_best_gain", "gain_interaction"}
+
+
+def test_q8_answers_nothing_without_a_transformer_problem():
+    runs = make_sweep(limit_outcome({"none": 1.0}), strategies=("none", "clip_norm", "warmup", "update_clip"),
+                      optimizers=("sgd", "adam"))
+    assert answer("q8_transformer", runs, curves_for(runs, lambda run, s: 1.0, lambda run, s: 0.5)).empty
+    smoke = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    plain = {**smoke, "strategies": {s: {} for s in ("none", "clip_norm", "warmup")}}
+    assert "q8_transformer" not in layout.config_answers(plain)  # clip_norm and warmup, but on no transformer
+    transformer = {**plain, "problems": [{"task": "chars", "models": ["transformer"]}],
+                   "tasks": {"chars": {"kind": "chars"}},
+                   "models": {"transformer": {"family": "transformer", "d_model": 16, "layers": 1, "heads": 1}}}
+    assert "q8_transformer" in layout.config_answers(transformer)
+
+
+def test_q8_figure_shows_both_measures_per_optimizer():
+    runs, curves = transformer_sweep()
+    table = answer("q8_transformer", runs, curves, n_resamples=99)
+    figure = answers.q8_figure(table)
+    gain, sensitivity = figure.axes
+    labels = [tick.get_text() for tick in gain.get_yticklabels()]
+    assert labels[:7] == list(Q8_LIMITS)[1:] and labels[7:] == ["qk_norm_z_loss_clip - best member",
+                                                               "qk_norm_z_loss_clip - sum of members"]
+    adam = table[(table["optimizer"] == "adam") & (table["measure"] == "gain")]["estimate"].tolist()
+    dots = [line.get_xdata()[0] for line in gain.lines if line.get_marker() in answers.MARKERS_DRAWN
+            and line.get_color() == answers.OPTIMIZER_COLOURS[0]]
+    np.testing.assert_allclose(dots[:7], adam)
+    assert "nats" in sensitivity.get_xlabel() and "best member: qk_norm" in gain.get_title()
+
+
 # -- Q5, Q6 (curves) ----------------------------------------------------------------------------------------------
 def curves_for(runs: pd.DataFrame, loss: Callable[[pd.Series, int], float],
                val: Callable[[pd.Series, int], float], steps: int = 100, eval_every: int = 10) -> pd.DataFrame:
@@ -390,7 +507,7 @@ def full_sweep() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_claims_file_reads_every_row_it_names(tmp_path):
     titles, entries = claims.load()
-    assert set(titles) == {f"Q{k}" for k in range(1, 8)}
+    assert set(titles) == {f"Q{k}" for k in range(1, 9)}
     assert {e.question for e in entries if e.headline} == set(titles)  # one answer per question
     runs, curves = full_sweep()
     outcomes = claims.evaluate_claims(questions.answer_all(Study(runs, curves, n_resamples=199)), entries, titles)
@@ -407,7 +524,7 @@ def test_claims_file_reads_every_row_it_names(tmp_path):
                                         "one setting per learning rate like no mitigation) widens the stable "
                                         "learning-rate range by")
     table = claims.findings_markdown(outcomes, titles)
-    assert table.count("\n") == 2 + 7 and "| Q1: How many decades" in table
+    assert table.count("\n") == 2 + 8 and "| Q1: How many decades" in table
 
 
 def test_default_like_sweep_without_adam_or_spikes_builds(tmp_path):
@@ -455,7 +572,7 @@ def test_findings_cli_prints_the_answers(tmp_path, capsys):
     assert numbers.main(["--sweep", "synthetic", "--root", str(tmp_path), "--findings"]) == 0
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
-    assert lines[0] == "| question | answer | effect | 95% CI | figure |" and len(lines) == 2 + 7 + 2
+    assert lines[0] == "| question | answer | effect | 95% CI | figure |" and len(lines) == 2 + 8 + 2
     assert lines[-1] == "duplicate problems merged: none"
     assert "no direction is claimed" in out and "not measured in this sweep" in out
     assert numbers.main(["--sweep", "synthetic", "--root", str(tmp_path), "--findings", "--all-claims"]) == 0
@@ -485,6 +602,7 @@ def test_every_answer_figure_is_drawn_from_its_question_table(tmp_path):
     runs, curves = full_sweep()
     tables = questions.answer_all(Study(runs, curves))
     tables["q6_spikes"] = answer("q6_spikes", *spike_sweep())
+    tables["q8_transformer"] = answer("q8_transformer", *transformer_sweep(), n_resamples=99)
     paths = answers.answers_figures(tables, tmp_path)
     assert sorted(p.name for p in paths) == sorted(f"{q.figure.stem}.{fmt}" for q in questions.QUESTIONS.values()
                                                    for fmt in layout.FIGURE_FORMATS)
@@ -542,17 +660,17 @@ def no_cost_figure(table: pd.DataFrame):
 
 
 EXTRA = questions.Question(
-    id="Q8", name="q8_no_cost", title="Does clipping by value cost test score against no mitigation?",
+    id="Q9", name="q9_no_cost", title="Does clipping by value cost test score against no mitigation?",
     compares=("clip_value",), baseline="none", contrast="best-tuned normalised test score, strategy minus baseline",
-    unit=UNIT_PAIRS, measure=no_cost, figure=questions.FigureSpec("q8-no-cost", no_cost_figure))
+    unit=UNIT_PAIRS, measure=no_cost, figure=questions.FigureSpec("q9-no-cost", no_cost_figure))
 
 EXTRA_CLAIMS = """
 questions:
-  Q8: {margins: {test: 0.05}}
+  Q9: {margins: {test: 0.05}}
 claims:
-  - id: Q8-clip-value
-    question: Q8
-    function: q8_no_cost
+  - id: Q9-clip-value
+    question: Q9
+    function: q9_no_cost
     headline: true
     row: {optimizer: all, strategy: clip_value}
     claim: -margin_test < low and high < margin_test
@@ -571,34 +689,34 @@ def extra_question():
 
 
 def test_a_declared_question_flows_into_claims_layout_and_figures(extra_question, tmp_path):
-    assert questions.QUESTIONS["q8_no_cost"] is extra_question and questions.by_id()["Q8"] is extra_question
+    assert questions.QUESTIONS["q9_no_cost"] is extra_question and questions.by_id()["Q9"] is extra_question
     assert {question.unit for question in questions.QUESTIONS.values()} <= {UNIT_PAIRS, UNIT_SEEDS}
     with pytest.raises(ValueError, match="taken"):
         questions.register(extra_question)
     runs = make_sweep(limit_outcome({"none": 1.0, "clip_value": 1.0}), strategies=("none", "clip_value"),
                       problems=FIVE)
     tables = questions.answer_all(Study(runs))
-    assert set(tables) == set(questions.QUESTIONS) and len(tables["q8_no_cost"]) == 2  # all, sgd
+    assert set(tables) == set(questions.QUESTIONS) and len(tables["q9_no_cost"]) == 2  # all, sgd
     path = tmp_path / "claims.yaml"
     path.write_text(EXTRA_CLAIMS)
     declared, entries = claims.load(path)
-    assert declared["Q8"].margins == {"test": 0.05} and entries[0].figure == "q8-no-cost"
+    assert declared["Q9"].margins == {"test": 0.05} and entries[0].figure == "q9-no-cost"
     (outcome,) = claims.evaluate_claims(tables, entries, declared)
     assert outcome.status == "holds" and outcome.values["estimate"] == pytest.approx(0.0)
     assert outcome.sentence["md"].startswith("Clipping by value costs no test score (within 0.05; 95% CI 0 to 0")
-    assert "| Q8: Does clipping by value cost" in claims.findings_markdown([outcome], declared)
+    assert "| Q9: Does clipping by value cost" in claims.findings_markdown([outcome], declared)
     smoke = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
     config = {**smoke, "strategies": {"none": {}, "clip_value": {}}}
-    assert "q8_no_cost" in layout.config_answers(config) and "q8_no_cost" not in layout.config_answers(smoke)
-    assert "q8-no-cost" in layout.config_stems(config, "answers") and "q8-no-cost" in layout.paper_stems(config)
-    assert layout.stem_kind("q8-no-cost") == "q8-no-cost"
-    drawn = answers.answers_figures({"q8_no_cost": tables["q8_no_cost"]}, tmp_path)
-    assert drawn == [tmp_path / f"q8-no-cost.{fmt}" for fmt in layout.FIGURE_FORMATS]
+    assert "q9_no_cost" in layout.config_answers(config) and "q9_no_cost" not in layout.config_answers(smoke)
+    assert "q9-no-cost" in layout.config_stems(config, "answers") and "q9-no-cost" in layout.paper_stems(config)
+    assert layout.stem_kind("q9-no-cost") == "q9-no-cost"
+    drawn = answers.answers_figures({"q9_no_cost": tables["q9_no_cost"]}, tmp_path)
+    assert drawn == [tmp_path / f"q9-no-cost.{fmt}" for fmt in layout.FIGURE_FORMATS]
 
 
 def test_margins_are_stated_per_question_in_the_claims_file(tmp_path):
     path = tmp_path / "claims.yaml"
-    for section, error in (("{Q9: {margins: {test: 0.1}}}", "unknown question Q9"),
+    for section, error in (("{Q10: {margins: {test: 0.1}}}", "unknown question Q10"),
                            ("{Q1: {margin: {test: 0.1}}}", "expected a mapping with keys margins"),
                            ("{Q1: {margins: {test: -1}}}", "numbers above 0")):
         path.write_text(f"questions: {section}\nclaims: []\n")

@@ -21,7 +21,7 @@ gets).
 Conventions shared by the questions:
 
 - *Clean panels.* Only panels without bad-batch spikes (``spike_rate`` absent
-  or 0) enter Q1-Q5 and Q7; the spiking panels are Q6's.
+  or 0) enter Q1-Q5, Q7 and Q8; the spiking panels are Q6's.
 - *Stable range.* ``stability.stable_lr_range`` (the best setting at each
   learning rate, chosen on validation, without a diverged seed; the widest
   contiguous span), its width in decades; a gain is the width of a strategy
@@ -30,6 +30,9 @@ Conventions shared by the questions:
 - *Normalised score.* Test results across problems are compared as
   ``vocabulary.normalised_score``: 0 at chance, 1 perfect. Per-problem rows
   also give the difference in the metric's own units.
+- *Learning-rate sensitivity.* Wortsman et al.'s, in the task's validation
+  loss (``analysis.sensitivity``, ``effects.Study.sensitivity_contrast``):
+  lower is better, a change below 0 means less dependence on the learning rate.
 - *Intervals over problems.* ``effects.Study.over_pairs``: over task x model
   pairs, or over seeds with the best-tuned choices redone where there is one pair.
 """
@@ -96,6 +99,12 @@ class Question:
     """A stress dial whose value 0 is compared with values above 0 (a sweep needs both on one task)."""
     needs_curves: bool = False
     """Whether the measure reads training curves (``effects.Study.curves``)."""
+    families: tuple[str, ...] = ()
+    """The model families whose problems the question reads; empty: every family. A sweep without a problem of
+    one of them answers nothing (no row)."""
+    combines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Chains among the compared strategies, each with the strategies it combines (as its config entry's
+    ``chain``), where the question asks whether they add up."""
     thresholds: Mapping[str, float] = field(default_factory=dict)
     """The measure's pre-stated thresholds (tolerances, target levels)."""
     margins: Mapping[str, float] = field(default_factory=dict)
@@ -220,3 +229,21 @@ declare(
              "the interaction gain(both) - gain(clipping) - gain(warm-up), per optimizer",
     unit="task-model pairs",
     figure=("q7-warm-up", "q7_figure"))
+
+declare(
+    id="Q8", name="q8_transformer",
+    title="Which mitigation widens the transformer's stable learning-rate range and lowers its learning-rate "
+          "sensitivity, and do qk-layernorm, z-loss and clipping add up?",
+    compares=("qk_norm", "z_loss", "softcap", "warmup", "clip_norm", "update_clip", "qk_norm_z_loss_clip"),
+    baseline="none", answered_by="any", families=("transformer",), needs_curves=True,
+    combines={"qk_norm_z_loss_clip": ("qk_norm", "z_loss", "clip_norm")},
+    contrast="on the transformer problems, per optimizer: each mitigation's stable-range gain over the baseline "
+             "(decades, a bound where censored) and its change in learning-rate sensitivity (Wortsman et al.'s, "
+             "in nats of validation loss; lower is better); the chain (qk-layernorm + z-loss + norm clipping) "
+             "against its best member and against the sum of its members' effects (the interaction). The "
+             "sensitivity is what sees the plain transformer's failure at high learning rates: on the default tier, "
+             "from lr 0.1 its attention logits reach 10^3-10^5 and its validation loss ends at the chance (unigram) "
+             "loss without crossing the divergence rule (divergence proper needs lr >= 0.5), so the stable range "
+             "counts those runs as stable",
+    unit="task-model pairs",
+    figure=("q8-transformer", "q8_figure"))
