@@ -169,7 +169,7 @@ def build_model(cell: Cell, task: tasks.Task) -> models.Model:
     cell = dataclasses.replace(cell, model={**cell.model, **strategy_model_options(cell)})  # as its entry's options
     family = cell.model["family"]
     in_shape = task.input_shape(models.input_form(family))
-    return models.build(family, in_shape, task.n_outputs, per_step=task.objective in ("sequence", "language"),
+    return models.build(family, in_shape, task.n_outputs, per_step=task.per_step,
                         **sweep.factory_options("models", cell.model))
 
 

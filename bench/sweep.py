@@ -231,16 +231,21 @@ def check(config: dict[str, Any]) -> None:
         if problem["task"] not in config["tasks"]:
             raise ConfigError(f"config key 'problems.{i}.task': unknown task {problem['task']!r}; "
                               f"allowed: {', '.join(config['tasks'])}")
-        forms = tasks.FORMS[tasks.layout(config["tasks"][problem["task"]]["kind"])]
-        families = [family for family in models.REGISTRY.known() if models.input_form(family) in forms]
+        kind = config["tasks"][problem["task"]]["kind"]
+        forms, per_step = tasks.FORMS[tasks.layout(kind)], tasks.objective(kind) in tasks.PER_STEP_OBJECTIVES
+        families = [family for family in models.REGISTRY.known() if models.input_form(family) in forms
+                    and (models.has_per_step_head(family) or not per_step)]
         for model in problem["models"]:
             if model not in config["models"]:
                 raise ConfigError(f"config key 'problems.{i}.models': unknown model {model!r}; "
                                   f"allowed: {', '.join(config['models'])}")
             family = config["models"][model]["family"]
-            if family not in families:
-                raise ConfigError(f"config key 'problems.{i}.models': {model!r} ({family}) cannot run on task "
-                                  f"{problem['task']!r}; allowed families: {', '.join(families)}")
+            if family in families:
+                continue
+            why = (f"has no head on every time step, and task {problem['task']!r} ({kind}) has a label at every "
+                   "step" if models.input_form(family) in forms else f"cannot run on task {problem['task']!r}")
+            raise ConfigError(f"config key 'problems.{i}.models': {model!r} ({family}) {why}; "
+                              f"allowed families: {', '.join(families)}")
         for section in ("optimizers", "strategies"):
             for name in problem.get(section, []):
                 if name not in config[section]:

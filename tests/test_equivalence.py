@@ -211,8 +211,13 @@ def test_warm_up_as_a_strategy_entry_sets_the_warm_up_of_its_own_cell_only() -> 
 
 
 FLOAT64_PROBLEMS = [("mnist1d", "mlp"), ("adding", "rnn"), ("copy", "gru"), ("adding", "lstm"), ("digits", "cnn2d"),
-                    ("chars", "transformer")]
-"""Every family, the regression, sequence and language objectives, in float64."""
+                    ("chars", "transformer"),
+                    ("chars", "rnn"), ("mnist", "rnn"), ("copy", "rnn"), ("digits", "cnn1d"), ("digits", "mlp"),
+                    ("modular", "mlp"), ("copy", "transformer")]
+"""Every family, the regression, sequence and language objectives, in float64; then every way a family reads a task
+in the study (config/paper.yaml) not listed before it: the tanh RNN on one-hot characters (a head on every step),
+on an image row by row and on copy's one-hot tokens, the 1-D CNN on an image as a signal along its rows, the MLP on
+flat 28 x 28 images and on flat one-hot tokens, the transformer on copy's tokens (a causal head on every position)."""
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])

@@ -64,8 +64,11 @@ def test_copy_chance_cross_entropy() -> None:
     length = 15
     task = make("copy", length=length, n_train=4000, n_eval=16)
     x, y = task.splits["train"]
-    assert x.shape == (4000, length + 20, 10) and y.shape == (4000, length + 20)
-    assert torch.equal(y[:, -10:], x[:, :10].argmax(-1))
+    assert x.shape == (4000, length + 20) and x.dtype == torch.long and y.shape == (4000, length + 20)
+    assert task.layout == "tokens" and task.vocab == 10 and task.per_step
+    assert torch.equal(y[:, -10:], x[:, :10]) and (x[:, length + 9] == copy_memory.MARKER).all()
+    one_hot = task.inputs("train", "sequence")  # what a recurrent network reads
+    assert one_hot.shape == (4000, length + 20, 10) and torch.equal(one_hot.argmax(-1), x)
     # The memoryless baseline: blank with certainty until the marker, then uniform over the 8 symbols.
     logits = torch.full((1, 4000, length + 20, 10), -1e4)
     logits[..., : length + 10, copy_memory.BLANK] = 0.0
@@ -73,6 +76,18 @@ def test_copy_chance_cross_entropy() -> None:
     loss, _ = task.loss_and_metric(logits, y.unsqueeze(0))
     assert math.isclose(loss.item(), 10 * math.log(8) / (length + 20), rel_tol=1e-4)
     assert math.isclose(task.chance_loss, 10 * math.log(8) / (length + 20))
+
+
+def test_a_maker_whose_task_differs_from_its_registration_is_refused(monkeypatch) -> None:
+    """A config is checked on a task kind's registered layout and objective: making a Task of another is an error."""
+    entry = tasks.REGISTRY.lookup("adding")
+    for what, wrong in (("layout", "tokens"), ("objective", "sequence")):
+        monkeypatch.setitem(tasks.REGISTRY.entries, "adding", dataclasses.replace(entry,
+                                                                                 meta={**entry.meta, what: wrong}))
+        with pytest.raises(ValueError, match=f"registration says {wrong!r}"):
+            tasks.make("adding", ADDING)
+    monkeypatch.setitem(tasks.REGISTRY.entries, "adding", entry)
+    assert tasks.make("adding", ADDING).objective == tasks.objective("adding") == "regression"
 
 
 def test_batch_order_is_a_function_of_seed_and_step() -> None:

@@ -19,13 +19,16 @@ generator seeded by its own seed.
 
 Each family is a factory ``f(family, in_shape, n_outputs, per_step, *, options...)``
 in a module of this folder, decorated with
-``@register(family, inputs=form, dials={...}, reference=...)``:
+``@register(family, inputs=form, per_step_head=..., dials={...}, reference=...)``:
 
 - it receives its registered name (``family``) first, then the input shape
   (without K and B), the number of outputs and whether the head acts on every
   time step;
 - its keyword-only parameters are the options a config entry may set;
 - ``inputs`` is the input form it reads (bench.tasks.FORMS);
+- ``per_step_head`` (optional, default False) says that it can put its head on
+  every time step, as tasks with a label per step need (bench.tasks.PER_STEP_OBJECTIVES);
+  a family without one is refused on them (:func:`build`, and a config before any work);
 - ``dials`` are its per-run stress dials with their defaults, handed to
   :meth:`Model.init` run by run;
 - ``reference`` (optional) builds the equivalent ``torch.nn`` network for the
@@ -109,10 +112,18 @@ def input_form(family: str) -> str:
     return REGISTRY.lookup(family).meta["inputs"]
 
 
+def has_per_step_head(family: str) -> bool:
+    """Whether family ``family`` can put its head on every time step (its registration's ``per_step_head``)."""
+    return bool(REGISTRY.lookup(family).meta.get("per_step_head", False))
+
+
 def build(family: str, in_shape: tuple[int, ...], n_outputs: int, per_step: bool = False,
           **options: Any) -> Model:
     """The model of ``family`` for inputs of ``in_shape`` (without K and B); ``per_step``: a head
-    on every time step (sequence objectives)."""
+    on every time step (sequence and language objectives), refused (ValueError) where the family has none."""
+    if per_step and not has_per_step_head(family):
+        raise ValueError(f"model family {family!r} has no head on every time step; allowed tasks: one target "
+                         "per example")
     return REGISTRY.make(family, in_shape, n_outputs, per_step, **options)
 
 

@@ -78,9 +78,8 @@ def reference(spec: CNN) -> nn.Module:
 
 def plain_cnn(family: str, in_shape: tuple[int, ...], n_outputs: int, per_step: bool, *, depth: int = 4,
               channels: int = 16, kernel: int = 3, strided_layers: int = 2, activation: str = "tanh") -> CNN:
-    """A plain CNN of ``family`` (cnn1d on (C, L) signals, cnn2d on (C, H, W) images)."""
-    if per_step:
-        raise ValueError(f"model family {family!r} has no per-step head; allowed tasks: one target per example")
+    """A plain CNN of ``family`` (cnn1d on (C, L) signals, cnn2d on (C, H, W) images; one output per example: no
+    per-step head)."""
     return CNN(family, in_shape, n_outputs, depth=depth, channels=channels, kernel=kernel,
                strided_layers=strided_layers, activation=activation)
 

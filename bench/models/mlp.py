@@ -51,7 +51,5 @@ def reference(spec: MLP) -> nn.Module:
 @register("mlp", inputs="vector", dials={"init_gain": 1.0}, reference=reference)
 def mlp(family: str, in_shape: tuple[int, ...], n_outputs: int, per_step: bool, *, depth: int = 8,
         width: int = 64, activation: str = "tanh") -> MLP:
-    """A deep MLP on flat input vectors."""
-    if per_step:
-        raise ValueError(f"model family {family!r} has no per-step head; allowed tasks: one target per example")
+    """A deep MLP on flat input vectors (one output per example: no per-step head)."""
     return MLP(family, in_shape, n_outputs, depth=depth, width=width, activation=activation)

@@ -96,7 +96,8 @@ class Recurrent(nn.Module):
         return self.head(states if self.per_step else states[:, -1])
 
 
-@register("rnn", inputs="sequence", dials={"init_gain": 1.0, "recurrent_radius": 1.0}, reference=Recurrent)
+@register("rnn", inputs="sequence", per_step_head=True, dials={"init_gain": 1.0, "recurrent_radius": 1.0},
+          reference=Recurrent)
 def rnn(family: str, in_shape: tuple[int, ...], n_outputs: int, per_step: bool, *, cell: str = "tanh",
         hidden: int = 64) -> RNN:
     """A single-layer recurrent network on (T, F) sequences."""

@@ -2,10 +2,10 @@
 
 Learned token and position embeddings, ``layers`` blocks of
 ``x + attn(ln1(x))`` then ``x + mlp(ln2(x))``, a final LayerNorm and a linear
-head: on every position for next-token prediction (``per_step``), on the last
-one for one label per example. Attention is causal, computed by hand with one
-fused q/k/v product per layer and batched products over (K x B x heads, T,
-head size); the MLP is GELU with ``mlp_ratio`` x ``d_model`` hidden units.
+head: on every position (``per_step``) for a label per position (next-token
+prediction, the copy task's recall), on the last one for one label per example.
+Attention is causal, computed by hand with one fused q/k/v product per layer
+and batched products over (K x B x heads, T, head size); the MLP is GELU with ``mlp_ratio`` x ``d_model`` hidden units.
 
 Mitigations that live in the model (Wortsman et al. 2023, "Small-scale proxies
 for large-scale Transformer training instabilities", arXiv 2309.14322):
@@ -265,7 +265,8 @@ def check(*, d_model: int = 64, heads: int = 4, **_: object) -> None:
         raise ValueError(f"d_model {d_model} is not a multiple of heads {heads}; allowed: d_model divisible by heads")
 
 
-@register("transformer", inputs="tokens", dials={"init_gain": 1.0}, reference=GPT, check=check)
+@register("transformer", inputs="tokens", per_step_head=True, dials={"init_gain": 1.0}, reference=GPT,
+          check=check)
 def transformer(family: str, in_shape: tuple[int, ...], n_outputs: int, per_step: bool, *, d_model: int = 64,
                 layers: int = 2, heads: int = 4, mlp_ratio: int = 4, qk_norm: bool = False, softcap: Cap = 0.0,
                 output_softcap: Cap | None = None) -> Transformer:

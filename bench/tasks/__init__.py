@@ -5,7 +5,7 @@ shared by every run of a cell; a run's own seed fixes only its data order
 (:func:`batch_indices`) and its initial weights.
 
 Each task kind is a function in a module of this folder, decorated with
-``@register(kind, layout=..., check=..., packages=...)``: it receives its
+``@register(kind, layout=..., objective=..., check=..., packages=...)``: it receives its
 registered name (``kind``) first, its keyword-only parameters are the options
 a config entry of that kind may set, and it returns a :class:`Task` named
 ``kind``; the optional ``check(**options)`` raises ValueError on options
@@ -15,8 +15,10 @@ are part of the data cache's key, :func:`cache_key`). The
 ``layout`` of its inputs (``signal`` (N, C, L), ``image`` (N, C, H, W),
 ``sequence`` (N, T, F) or ``tokens`` (N, T) token ids) says which model input forms it can feed
 (:data:`FORMS`): a model family declares the form it reads, so a new task or a
-new model needs no edit of the other. Modules are found and imported when this
-package is (see bench.registry).
+new model needs no edit of the other. Its ``objective`` (that of the :class:`Task` it makes) says
+whether a model needs a head on every time step (:data:`PER_STEP_OBJECTIVES`), so that a config
+pairing it with a family that has none is refused before any work. Modules are found and imported
+when this package is (see bench.registry).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import math
 import os
 import pkgutil
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,7 +48,6 @@ from bench.registry import Registry, discover
 
 REGISTRY = Registry("task kind", settings={"spike_scale": 100.0}, dials={"spike_rate": 0.0})
 """Every task takes the bad-batch dial ``spike_rate`` and its ``spike_scale`` (:func:`spike_draws`)."""
-register = REGISTRY.register
 
 FORMS = {
     "signal": ("vector", "signal", "sequence"),
@@ -59,6 +60,10 @@ signal along its rows, its C x W pixels per row the channels, as a 1-D CNN reads
 ``image`` (N, C, H, W), ``sequence`` (N, T, F; a signal read sample by sample, an image row by row,
 token ids one-hot over the vocabulary), ``tokens`` (N, T) long token ids (a token layout's
 ``vector`` is its flattened one-hot, (N, T x vocab))."""
+OBJECTIVES = ("classification", "regression", "sequence", "language")
+"""What a task's outputs are scored on (:class:`Task`)."""
+PER_STEP_OBJECTIVES = ("sequence", "language")
+"""Objectives with a label at every time step: a model trained on them needs a head on every step."""
 SEQUENCE_SCORED_STEPS = 10
 """Steps a ``sequence`` objective scores its accuracy on: the last ones (the copy task's recall)."""
 
@@ -83,6 +88,11 @@ class Task:
     chance_metric: float
     splits: dict[str, tuple[Tensor, Tensor]]
     vocab: int = 0
+
+    @property
+    def per_step(self) -> bool:
+        """Whether the task has a label at every time step (:data:`PER_STEP_OBJECTIVES`)."""
+        return self.objective in PER_STEP_OBJECTIVES
 
     def inputs(self, split: str, form: str) -> Tensor:
         """The inputs of ``split`` in the input ``form`` a model reads (see :data:`FORMS`)."""
@@ -142,9 +152,26 @@ class Task:
         return loss, hits.flatten(1).to(loss.dtype).mean(1)
 
 
+Maker = Callable[..., Task]
+
+
+def register(kind: str, *, layout: str, objective: str, **meta: Any) -> Callable[[Maker], Maker]:
+    """Decorator: register a task maker under ``kind`` with the ``layout`` of its inputs (:data:`FORMS`), its
+    ``objective`` (:data:`OBJECTIVES`) and the rest of its registration (``check``, ``packages``)."""
+    if layout not in FORMS or objective not in OBJECTIVES:
+        raise ValueError(f"task kind {kind!r}: layout {layout!r}, objective {objective!r}; allowed: layouts "
+                         f"{', '.join(FORMS)}, objectives {', '.join(OBJECTIVES)}")
+    return REGISTRY.register(kind, layout=layout, objective=objective, **meta)
+
+
 def layout(kind: str) -> str:
     """The input layout of task ``kind`` (from its registration)."""
     return REGISTRY.lookup(kind).meta["layout"]
+
+
+def objective(kind: str) -> str:
+    """The objective of task ``kind`` (from its registration)."""
+    return REGISTRY.lookup(kind).meta["objective"]
 
 
 @contextmanager
@@ -219,8 +246,14 @@ def cache_key(kind: str, options: Mapping[str, Any] | None = None) -> str:
 
 
 def make(kind: str, options: Mapping[str, Any] | None = None) -> Task:
-    """Make the data set of task ``kind`` with ``options`` afresh (no cache)."""
-    return REGISTRY.make(kind, **canonical_options(kind, options))
+    """Make the data set of task ``kind`` with ``options`` afresh (no cache); raise ValueError where the
+    Task made has another layout or objective than the registration states (what a config is checked on)."""
+    task = REGISTRY.make(kind, **canonical_options(kind, options))
+    for what, registered in (("layout", layout(kind)), ("objective", objective(kind))):
+        if getattr(task, what) != registered:
+            raise ValueError(f"task kind {kind!r} makes a Task of {what} {getattr(task, what)!r}, its registration "
+                             f"says {registered!r}; allowed: the registered {what}")
+    return task
 
 
 @lru_cache(maxsize=8)

@@ -13,7 +13,7 @@ import torch
 from bench.tasks import Task, register, split
 
 
-@register("adding", layout="sequence")
+@register("adding", layout="sequence", objective="regression")
 def adding(kind: str, *, length: int = 50, n_train: int = 5000, n_eval: int = 1000, data_seed: int = 0) -> Task:
     """The adding problem of length T; chance MSE 1/6 (predicting the mean, 1)."""
     g = torch.Generator().manual_seed(data_seed)

@@ -72,7 +72,7 @@ def windows(ids: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor
     return chunks[:, :-1].contiguous(), chunks[:, 1:].contiguous()
 
 
-@register("chars", layout="tokens", check=check)
+@register("chars", layout="tokens", objective="language", check=check)
 def chars(kind: str, *, context: int = 64, n_eval: int = 0, text_sha256: str = PYTHON_311_TEXT_SHA256) -> Task:
     """The pinned text as windows of ``context`` characters; chance: the training text's unigram entropy.
     ``n_eval`` > 0 keeps the first ``n_eval`` windows of the validation and of the test text (an evaluation

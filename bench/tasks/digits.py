@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from bench.tasks import Task, register, split
 
 
-@register("digits", layout="image", packages=("scikit-learn",))
+@register("digits", layout="image", objective="classification", packages=("scikit-learn",))
 def digits(kind: str, *, size: int = 28, data_seed: int = 0) -> Task:
     """scikit-learn's digits, standardised, 8x8 or upsampled bilinearly to size x size."""
     from sklearn.datasets import load_digits

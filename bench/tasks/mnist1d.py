@@ -26,7 +26,7 @@ def check(*, n_train: int = 3500, n_val: int = 500, data_seed: int = 42) -> None
                          f"examples of MNIST-1D; allowed: n_train + n_val at most {CANONICAL_TRAIN}")
 
 
-@register("mnist1d", layout="signal", check=check, packages=("mnist1d",))
+@register("mnist1d", layout="signal", objective="classification", check=check, packages=("mnist1d",))
 def mnist1d(kind: str, *, n_train: int = 3500, n_val: int = 500, data_seed: int = 42) -> Task:
     """Canonical MNIST-1D (``data_seed`` 42) made offline: train, validation and the 1,000 test examples."""
     from mnist1d.data import get_dataset_args, make_dataset

@@ -31,7 +31,7 @@ def check(*, p: int = 97, train_fraction: float = 0.5, data_seed: int = 0) -> No
                          "allowed: a larger p, or a train_fraction that leaves at least 2 pairs and takes 1")
 
 
-@register("modular", layout="tokens", check=check)
+@register("modular", layout="tokens", objective="classification", check=check)
 def modular(kind: str, *, p: int = 97, train_fraction: float = 0.5, data_seed: int = 0) -> Task:
     """a + b mod p on the tokens [a, b, =]; chance loss ln p, accuracy 1/p."""
     check(p=p, train_fraction=train_fraction)

