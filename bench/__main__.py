@@ -176,6 +176,12 @@ def _budget(args: argparse.Namespace) -> None:
     from bench import budget, sweep
 
     _imported()
+    if args.markdown:
+        if not args.out or not Path(args.out).is_file():
+            raise ConfigError(f"--markdown prints the table of --out, and {args.out!r} is no file; allowed: the CSV "
+                              "a previous `python -m bench budget --out` wrote")
+        print(budget.markdown(pd.read_csv(args.out)))
+        return
     cells = budget.baseline_cells(sweep.cells(sweep.load(args.config)), args.baseline)
     cells = [cell for cell in cells if any(fnmatch.fnmatch(cell.id, pattern) for pattern in args.cells)]
     if not cells:
@@ -333,6 +339,8 @@ def parser() -> argparse.ArgumentParser:
     budget.add_argument("--baseline", default="none", help="the strategy whose budget is checked (default none)")
     budget.add_argument("--out", help="CSV of the checks, one row per task x model x optimizer x budget (rows of other "
                                       "problems already there are kept; a problem checked again is replaced)")
+    budget.add_argument("--markdown", action="store_true",
+                        help="print the table of --out as Markdown (as docs/study.md shows it) and train nothing")
     budget.add_argument("--data-cache", metavar="DIR", help=DATA_CACHE_HELP)
     budget.set_defaults(handler=_budget)
 

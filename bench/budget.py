@@ -26,11 +26,15 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench import engine
 from bench.sweep import DEFAULT_DTYPE, Cell
+
+if TYPE_CHECKING:  # pandas is imported where tables are read
+    import pandas as pd
 
 FACTOR = 4
 """Steps of the longer budget, as a multiple of the problem's."""
@@ -173,3 +177,15 @@ def line(check: Check) -> str:
             f"improvement of {check.factor * check.steps} ({check.metric} {check.initial:.3g} -> "
             f"{check.best:.4g} at lr {check.best_lr:g}, {check.best_long:.4g} at lr {check.best_lr_long:g}); "
             f"evaluation every {check.resolution:.1%} of the budget: {verdict} ({check.seconds:.0f} s)")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A budget table (rows of :data:`COLUMNS`, as ``--out`` writes them) as Markdown: one line per task x model x
+    optimizer and budget, with the best-tuned metric at both budgets, the share reached and the verdict."""
+    lines = ["| task / model / optimizer | steps | evaluated every | metric: start -> budget (lr) -> 4x (lr) | "
+             "share of the 4x improvement | passes |", "|---|---:|---:|---|---:|---|"]
+    for row in table.sort_values(["task", "model", "optimizer", "steps"]).itertuples():
+        lines.append(f"| {row.task} / {row.model} / {row.optimizer} | {row.steps} | {row.eval_every} | {row.metric}: "
+                     f"{row.initial:.3g} -> {row.best:.4g} ({row.best_lr:.2g}) -> {row.best_long:.4g} "
+                     f"({row.best_lr_long:.2g}) | {row.fraction:.1%} | {'yes' if row.passes else 'no'} |")
+    return "\n".join(lines)

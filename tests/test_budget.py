@@ -71,3 +71,8 @@ def test_the_command_writes_one_row_per_budget(tmp_path, capsys) -> None:
     assert sorted(table["steps"]) == [20, 30] and set(table["task"]) == {"mnist1d"}
     assert "mnist1d-mlp-sgd: 30 steps reach" in capsys.readouterr().out
     assert main(["budget", "--config", "config/smoke.yaml", "--cells", "nothing*"]) == 2
+    capsys.readouterr()
+    assert main(["budget", "--config", "config/smoke.yaml", "--out", str(out), "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + 2 and lines[2].startswith("| mnist1d / mlp / sgd | 20 | 10 | accuracy: ")
+    assert main(["budget", "--config", "config/smoke.yaml", "--out", str(tmp_path / "none.csv"), "--markdown"]) == 2
