@@ -9,15 +9,10 @@
   strategy's hyperparameters (:func:`setting_columns`); its runs differ only
   in the seed.
 
-How failures count (one rule, used everywhere): a run *fails* when it
-diverged, or its best validation metric is not finite, or it ended no better
-than chance: its validation metric at the last step scores below
-:data:`FAILED_SCORE` on the normalised scale (0 at chance, 1 perfect), so a run
-that never learns, or learns and then collapses to chance without its loss
-blowing up (a saturated network; a transformer whose attention logits grew
-until it predicts the unigram distribution), fails as a diverged one does
-(:func:`failed`, :func:`score_runs`). Tables written before the runs table had
-``final_val_metric`` lack the last rule.
+How failures count (one rule, used everywhere, defined in ``bench.failure`` so that the thinning of
+committed curves keeps the runs the analysis picks): a run *fails* when it diverged, or its best
+validation metric is not finite, or it ended no better than chance (its validation metric at the last
+step below :data:`FAILED_SCORE` of the way from chance to perfect) (:func:`failed`, :func:`score_runs`).
 
 - To choose a setting, a failed seed is the worst possible value (-inf for a
   higher-is-better metric, +inf for MSE): a setting with fewer failed seeds
@@ -34,13 +29,21 @@ Test results across problems are compared as a *normalised score*
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bench.columns import CURVES_COLUMNS, DISCOVERY, RUNS_COLUMNS, SEED_SETS
+from bench.failure import (  # noqa: F401  (the one rule for failed runs, read through this vocabulary)
+    FAILED_SCORE,
+    METRIC_ERRORS,
+    ended_at_chance,
+    failed,
+    metric_error,
+    normalised_score,
+)
 from bench.sweep import DEFAULT_DTYPE, stress_dials
 
 RUN_COLUMNS = tuple(RUNS_COLUMNS)
@@ -106,30 +109,6 @@ def sign(higher_is_better: pd.Series | np.ndarray) -> np.ndarray:
     return np.where(np.asarray(higher_is_better, dtype=bool), 1.0, -1.0)
 
 
-FAILED_SCORE = 0.1
-"""A run whose validation metric at the last step is less than this share of the way from chance to perfect
-(:func:`normalised_score` below it) ended at chance: it failed. Stated before the study's results."""
-
-
-def ended_at_chance(runs: pd.DataFrame) -> np.ndarray:
-    """Whether each run ended no better than chance: its ``final_val_metric`` (NaN for a diverged run, absent
-    from tables written before it) scores below :data:`FAILED_SCORE`."""
-    if "final_val_metric" not in runs.columns:
-        return np.zeros(len(runs), dtype=bool)
-    final = runs["final_val_metric"].to_numpy(dtype=float)
-    known = np.isfinite(final)
-    scores = normalised_score(np.where(known, final, runs["chance_metric"].to_numpy(dtype=float)),
-                              runs["metric"].to_numpy(dtype=object), runs["chance_metric"].to_numpy(dtype=float))
-    return known & (scores < FAILED_SCORE)
-
-
-def failed(runs: pd.DataFrame) -> np.ndarray:
-    """Whether each run failed: diverged, or its best validation metric is not finite, or it ended no better
-    than chance (:func:`ended_at_chance`)."""
-    return (runs["diverged"].to_numpy(dtype=bool) | ~np.isfinite(runs["best_val_metric"].to_numpy(dtype=float))
-            | ended_at_chance(runs))
-
-
 def at_chance(runs: pd.DataFrame, column: str) -> np.ndarray:
     """``column`` with failed runs and non-finite values replaced by the chance level."""
     values = runs[column].to_numpy(dtype=float)
@@ -154,15 +133,6 @@ def score_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return scored
 
 
-METRIC_ERRORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "accuracy": lambda values: 1.0 - values,
-    "mse": lambda values: values,
-    "bits_per_char": lambda values: values,
-}
-"""How a metric becomes an error, a cost (lower is better, 0 is perfect): 1 - accuracy; MSE and a language
-model's bits per character are one already (the score against chance then compares with the unigram model)."""
-
-
 LOSS_UNITS = {"mse": "MSE"}
 """The unit of a task's loss by its metric where it is not the cross-entropy in nats: a regression task's loss
 (metric ``mse``) is the mean squared error; every other task's (accuracy, bits per character) is the
@@ -175,29 +145,6 @@ def loss_unit(metric: str) -> str:
     return LOSS_UNITS.get(str(metric), "nats")
 
 
-def metric_error(values: Sequence[float] | np.ndarray, metrics: Sequence[str] | np.ndarray) -> np.ndarray:
-    """The error (:data:`METRIC_ERRORS`) of each value given its metric's name; an unknown metric is a ValueError."""
-    values, metrics = np.asarray(values, dtype=float), np.asarray(metrics, dtype=object)
-    unknown = sorted(set(metrics) - set(METRIC_ERRORS))
-    if unknown:
-        raise ValueError(f"no error defined for metric(s) {', '.join(map(str, unknown))}; known: "
-                         f"{', '.join(METRIC_ERRORS)}")
-    errors = np.empty_like(values)
-    for metric, to_error in METRIC_ERRORS.items():
-        errors[metrics == metric] = to_error(values[metrics == metric])
-    return errors
-
-
-def normalised_score(values: Sequence[float] | np.ndarray, metrics: Sequence[str] | np.ndarray,
-                     chance: Sequence[float] | np.ndarray) -> np.ndarray:
-    """``1 - error / chance error``: 0 at chance, 1 perfect (error: 1 - accuracy or MSE, :func:`metric_error`).
-
-    The chance-corrected accuracy for classification and R^2 against the target
-    variance for regression, so accuracy and MSE problems share one unit.
-    """
-    errors = metric_error(values, metrics)
-    chance_errors = metric_error(np.broadcast_to(np.asarray(chance, dtype=float), errors.shape), metrics)
-    return 1.0 - errors / chance_errors
 
 
 def normalised_runs(runs: pd.DataFrame, column: str = "test_score") -> np.ndarray:

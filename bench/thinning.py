@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bench import failure
 from bench.columns import EVAL_METRICS, RUNS_COLUMNS
 from bench.sweep import stress_dials
 
@@ -60,13 +61,14 @@ def best_tuned_runs(runs: pd.DataFrame) -> set[str]:
     The best-tuned rule of the analysis (``analysis.tuning.best_tuned``), computed within each cell: a
     setting is a learning rate with the strategy's hyperparameters and tuned dials (every column of
     the runs table beyond the fixed ones and the stress dials); among a cell's settings at one value
-    of its stress dials, fewest failed seeds first (diverged, or a best validation metric that is not
-    finite), then the best mean validation metric of the other seeds, then the smallest setting.
+    of its stress dials, fewest failed seeds first (``bench.failure.failed``: diverged, a best validation
+    metric that is not finite, or ended no better than chance), then the best mean validation metric of the
+    other seeds, then the smallest setting.
     """
     dials = [name for name in stress_dials() if name in runs.columns]
     settings = ["lr", *(name for name in runs.columns if name not in RUNS_COLUMNS and name not in dials)]
     best_val = runs["best_val_metric"].to_numpy(dtype=float)
-    failed = runs["diverged"].to_numpy(dtype=bool) | ~np.isfinite(best_val)
+    failed = failure.failed(runs)
     sign = np.where(runs["higher_is_better"].to_numpy(dtype=bool), 1.0, -1.0)
     keys = ["cell", *dials, *settings]
     frame = runs[["run_id", *keys]].assign(_failed=failed, _oriented=np.where(failed, np.nan, best_val * sign))
