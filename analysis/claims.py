@@ -54,7 +54,9 @@ a claim that held and fails now (or the reverse), or that is no longer
 measured, gives a ``warning: claim <id> flipped: ...`` line.
 
 The same claims evaluated on the two seed sets of a sweep with ``replication_seeds``
-(``analysis.numbers.claim_outcomes``) are compared by :func:`seed_set_flips`.
+(``analysis.numbers.claim_outcomes``) are compared by :func:`seed_set_flips` (on :func:`outcome_text`: the
+status, and per optimizer each optimizer's); :func:`findings_markdown` then gives each claim's outcome on the
+replication seeds, the flips marked, and ``analysis.replication`` writes the paper's replication section.
 """
 
 from __future__ import annotations
@@ -700,17 +702,27 @@ def flips(previous: Mapping[str, Any] | None, outcomes: Sequence[Outcome]) -> li
     return lines
 
 
+def outcome_text(outcome: Outcome) -> str:
+    """A claim's outcome in words: its status (``holds``, ``fails``, ``inconclusive``, ...), and for a claim stated
+    per optimizer the status of each (``per optimizer (sgd: holds; adam: censored)``)."""
+    inner = outcome.values.get("per_optimizer") if outcome.status == PER_OPTIMIZER else None
+    if not inner:
+        return outcome.status
+    return f"{outcome.status} ({'; '.join(f'{optimizer}: {status}' for optimizer, status in inner.items())})"
+
+
 def seed_set_flips(discovery: Sequence[Outcome], replication: Sequence[Outcome]) -> list[tuple[Outcome, Outcome]]:
     """The claims whose outcome the replication changes: for every claim of ``discovery`` (its outcomes on the
-    runs of the config's ``seeds``) whose status on ``replication`` (the same claims on its ``replication_seeds``)
-    differs, the two outcomes, in the order of ``discovery``. A claim that held and fails, or that held and
-    is inconclusive, underpowered or not measured on the replication seeds, is such a flip."""
+    runs of the config's ``seeds``) whose outcome on ``replication`` (the same claims on its ``replication_seeds``)
+    differs (:func:`outcome_text`: the status, and per optimizer each optimizer's), the two outcomes, in the
+    order of ``discovery``. A claim that held and fails, or that held and is inconclusive, underpowered or not
+    measured on the replication seeds, is such a flip."""
     again = {outcome.claim.id: outcome for outcome in replication}
     missing = [outcome.claim.id for outcome in discovery if outcome.claim.id not in again]
     if missing:
         raise ValueError(f"claim {missing[0]}: not evaluated on the replication seeds; pass the same claims for both")
     return [(outcome, again[outcome.claim.id]) for outcome in discovery
-            if outcome.status != again[outcome.claim.id].status]
+            if outcome_text(outcome) != outcome_text(again[outcome.claim.id])]
 
 
 def read_previous(path: Path | str | None) -> dict | None:
@@ -773,10 +785,16 @@ def effect_and_interval(outcome: Outcome, target: str = "md") -> tuple[str, str]
     return effect, f"values: {render(str(values), {}, target)}" if values else "--"
 
 
+FLIPPED = "flipped"
+"""The mark of a claim whose outcome differs between the two seed sets (:func:`seed_set_flips`)."""
+
+
 def findings_markdown(outcomes: Sequence[Outcome], declared: Mapping[str, Question] | None = None,
-                      headline_only: bool = True) -> str:
+                      headline_only: bool = True, replication: Sequence[Outcome] | None = None) -> str:
     """The answers as a Markdown table: question (id and title, of ``declared``), answer sentence, effect,
-    95% interval (the units' values where there are too few for one), figure stem.
+    95% interval (the units' values where there are too few for one), figure stem; with ``replication`` (the
+    same claims evaluated on the replication seeds), a last column with each claim's outcome on them
+    (:func:`outcome_text`), ``**flipped**: `` before it where it differs from that of ``outcomes``.
 
     One row per question (its ``headline`` claim, else its first) or, with
     ``headline_only=False``, one per claim.
@@ -788,11 +806,19 @@ def findings_markdown(outcomes: Sequence[Outcome], declared: Mapping[str, Questi
         for question in dict.fromkeys(o.claim.question for o in outcomes):
             own = [o for o in outcomes if o.claim.question == question]
             chosen.append(next((o for o in own if o.claim.headline), own[0]))
-    lines = ["| question | answer | effect | 95% CI | figure |", "|---|---|---|---|---|"]
+    columns = ["question", "answer", "effect", "95% CI", "figure"]
+    if replication is not None:
+        again = {outcome.claim.id: outcome for outcome in replication}
+        flipped = {first.claim.id for first, _ in seed_set_flips(outcomes, replication)}
+        columns.append("on the replication seeds")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for outcome in chosen:
         title = declared[outcome.claim.question].title if outcome.claim.question in declared else ""
         effect, interval = effect_and_interval(outcome, "md")
         figure = f"`{outcome.claim.figure}`" if outcome.claim.figure else ""
         cells = [f"{outcome.claim.question}: {title}".strip(": "), outcome.sentence["md"], effect, interval, figure]
+        if replication is not None:
+            mark = f"**{FLIPPED}**: " if outcome.claim.id in flipped else ""
+            cells.append(mark + outcome_text(again[outcome.claim.id]))
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -16,6 +16,9 @@ Writes into ``paper/generated/<sweep>/``:
   (``analysis.leaderboard``), the strategies the config compares with the study (``compare``) marked;
 - ``table-setup.tex``, ``limitations.tex``, ``headlines.tex``: what the sweep trained, what it cannot say
   and its headline answers, from the runs, the sweep's config and the claims (``analysis.prose``);
+- ``replication.tex``, ``table-replication.tex``: where the sweep has runs of its ``replication_seeds``, every
+  claim on both seed sets, the flips flagged, and the commit that froze the claims file
+  (``analysis.replication``); a sweep without them: ``\\benchreplicatedfalse`` and a comment;
 - ``claims.tex``: the study's claims (``paper/claims.yaml``, evaluated by ``analysis.claims``): one
   ``\\benchclaim{<id>}`` sentence per claim and its numbers as ``\\benchdef`` keys; beside it
   ``claims.json``, the same machine-readable (not in ``bench.paths.GENERATED``, the list of these files
@@ -26,7 +29,9 @@ Run it as ``python -m analysis.numbers --sweep default`` from the repository roo
 claims hold and a ``warning: claim <id> flipped: ...`` line for every claim whose outcome changed against
 the previous ``claims.json`` at the output path (or ``--reference FILE``). ``--findings`` prints the
 answers to the study's questions as a Markdown table instead (``--all-claims``: every claim; ``--seed-set
-replication``: on the runs of the config's ``replication_seeds``, :func:`claim_outcomes`);
+replication``: on the runs of the config's ``replication_seeds``, :func:`claim_outcomes`; on the discovery seeds of
+a sweep that has replication runs, a last column with each claim's outcome on them, flips flagged, and a
+line of how many held on both);
 ``--tier-table`` what the sweep shows per task x model (``analysis.overview``); ``--leaderboard`` the
 leaderboard (``analysis.leaderboard``).
 """
@@ -42,7 +47,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from analysis import claims, data, leaderboard, prose, questions
+from analysis import claims, data, leaderboard, prose, questions, replication
 from analysis.curves import CurveSource
 from analysis.effects import Study
 from analysis.latex import numbers_tex
@@ -51,22 +56,29 @@ from analysis.overview import tier_markdown
 from analysis.tables import table_best, table_gains, table_lr_range, table_problems, table_stability
 from analysis.vocabulary import BOTH_SEED_SETS, default_precision
 from bench import atomic, paths
-from bench.columns import DISCOVERY, SEED_SETS
+from bench.columns import DISCOVERY, REPLICATION, SEED_SETS
 
 
 def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
           claims_file: Path | str = claims.CLAIMS_FILE, reference: Path | str | None = None,
-          config: Mapping[str, Any] | None = None, marked: Sequence[str] = ()) -> list[Path]:
+          config: Mapping[str, Any] | None = None, marked: Sequence[str] = (),
+          replicated: pd.DataFrame | None = None, freeze: replication.FreezeCheck | None = None) -> list[Path]:
     """Write numbers.tex, the tables, the prose and the claims (claims.tex, claims.json) into ``out``, each
     atomically; return the paths (``bench.paths.GENERATED``, then claims.json).
 
-    ``config``: the sweep's config (``results/<sweep>/config.yaml``), which the
-    setup table and the limitations read for what the runs table lacks (model
-    sizes, evaluation interval, optimizer options); ``None``: those say ``n/a``
-    or are left out. The leaderboard marks the strategies ``marked``. Prints
-    one line per claim (holds, fails, not measured) and, on standard error, a
-    warning for every claim that flipped against ``reference`` or the previous
-    claims.json at ``out`` (``analysis.claims.write``).
+    ``runs``: the runs of the discovery seeds (every precision). ``config``: the
+    sweep's config (``results/<sweep>/config.yaml``), which the setup table and
+    the limitations read for what the runs table lacks (model sizes, evaluation
+    interval, optimizer options); ``None``: those say ``n/a`` or are left out.
+    The leaderboard marks the strategies ``marked``. ``replicated``: the runs of
+    the replication seeds, on which the claims are evaluated again for the
+    replication section (``analysis.replication``; None or empty: the sweep has
+    none, and the section is left out), with ``freeze``, the check of the
+    claims file's freeze against them. Prints one line per claim (holds, fails,
+    not measured) and, on standard error, a warning for every claim that
+    flipped against ``reference`` or the previous claims.json at ``out``
+    (``analysis.claims.write``) and for every claim that flips on the
+    replication seeds.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,6 +86,15 @@ def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
     print(duplicates_line(study))
     answers = questions.answer_all(study)
     written = claims.write(answers, out, str(runs["sweep"].iloc[0]), claims_file, reference)
+    again = None
+    if replicated is not None and len(replicated):
+        again = evaluate_claims(Study(replicated, curves), claims_file)  # every precision, as above
+        written.warnings += [f"warning: claim {first.claim.id} flipped on the replication seeds: "
+                             f"{claims.outcome_text(first)} on the discovery seeds, {claims.outcome_text(second)} "
+                             "on the replication seeds" for first, second in claims.seed_set_flips(written.outcomes,
+                                                                                                   again)]
+    else:
+        replicated = None
     runs = default_precision(runs)  # the tables: the study's runs, not the replicas
     texts = {"numbers.tex": numbers_tex(compute(runs, config)), "table-best.tex": table_best(runs),
              "table-stability.tex": table_stability(runs), "table-problems.tex": table_problems(runs),
@@ -83,7 +104,9 @@ def write(runs: pd.DataFrame, out: Path | str, curves: CurveSource = None,
                                                                     answers),
              "table-setup.tex": prose.table_setup(runs, config), "limitations.tex": prose.limitations_tex(runs, config),
              "appendix.tex": prose.appendix_tex(runs, curves),
-             "headlines.tex": prose.headlines_tex(written.outcomes)}
+             "headlines.tex": prose.headlines_tex(written.outcomes),
+             "replication.tex": replication.replication_tex(written.outcomes, again, runs, replicated, freeze),
+             "table-replication.tex": replication.table_replication(written.outcomes, again, runs, replicated)}
     written_paths = []
     for filename in paths.GENERATED:
         if filename != paths.CLAIMS_TEX:  # claims.write wrote it
@@ -108,6 +131,13 @@ def duplicates_line(study: Study) -> str:
     return f"duplicate problems merged: {merged}"
 
 
+def evaluate_claims(study: Study, claims_file: Path | str = claims.CLAIMS_FILE) -> list[claims.Outcome]:
+    """Every claim of ``claims_file`` evaluated on ``study``, answering only the questions the claims read."""
+    declared, entries = claims.load(claims_file)
+    needed = list(dict.fromkeys(entry.function for entry in entries))
+    return claims.evaluate_claims(questions.answer_all(study, needed), entries, declared)
+
+
 def claim_outcomes(sweep: str, root: Path | str = ".", seed_set: str = DISCOVERY,
                    claims_file: Path | str = claims.CLAIMS_FILE) -> tuple[list[claims.Outcome], Study]:
     """Every claim of ``claims_file`` evaluated on the runs of ``results/<sweep>/`` of the seed set ``seed_set``
@@ -118,11 +148,13 @@ def claim_outcomes(sweep: str, root: Path | str = ".", seed_set: str = DISCOVERY
     claims whose outcome the replication changes.
     """
     runs = data.load_runs(sweep, root, every_precision=True, seed_set=seed_set)
-    declared, entries = claims.load(claims_file)
-    needed = list(dict.fromkeys(entry.function for entry in entries))
     study = Study(runs, data.curve_reader(sweep, root), seed_set=seed_set)
-    tables = questions.answer_all(study, needed)
-    return claims.evaluate_claims(tables, entries, declared), study
+    return evaluate_claims(study, claims_file), study
+
+
+def has_replication(sweep: str, root: Path | str = ".") -> bool:
+    """Whether ``results/<sweep>/runs.parquet`` holds runs of the replication seeds."""
+    return len(data.load_runs(sweep, root, every_precision=True, seed_set=REPLICATION)) > 0
 
 
 def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = True,
@@ -132,10 +164,20 @@ def findings_markdown(sweep: str, root: Path | str = ".", headline_only: bool = 
 
     Columns: question, answer sentence, effect, 95% interval, figure stem; one
     row per question (its headline claim), or per claim with ``headline_only=False``.
+    Below it the duplicate problems merged. On the discovery seeds of a sweep
+    with replication runs, a last column gives each claim's outcome on the
+    replication seeds, ``**flipped**`` where it differs, and a last line how
+    many claims held on both seed sets and which flipped (``analysis.replication.summary``).
     """
     outcomes, study = claim_outcomes(sweep, root, seed_set, claims_file)
     declared, _ = claims.load(claims_file)
-    return claims.findings_markdown(outcomes, declared, headline_only) + f"\n{duplicates_line(study)}\n"
+    again = claim_outcomes(sweep, root, REPLICATION, claims_file)[0] if (
+        seed_set == DISCOVERY and has_replication(sweep, root)) else None
+    lines = [duplicates_line(study)]
+    if again is not None:
+        lines.append(f"replication: {replication.summary(outcomes, again, 'md')}")
+    return claims.findings_markdown(outcomes, declared, headline_only, again) + "".join(f"\n{line}\n"
+                                                                                       for line in lines)
 
 
 def leaderboard_markdown(sweep: str, root: Path | str = ".") -> str:
@@ -187,8 +229,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = args.out or paths.generated_dir(args.sweep, args.root)
+    replication_runs = data.load_runs(args.sweep, args.root, every_precision=True, seed_set=REPLICATION)
+    freeze = replication.check_freeze(paths.cells_dir(args.sweep, args.root), claims_file,
+                                      sorted(set(replication_runs["cell"]))) if len(replication_runs) else None
+    if freeze is not None:
+        print(f"replication after the freeze of the claims: {freeze.summary()}")
     for path in write(runs, out, data.curve_reader(args.sweep, args.root), claims_file, args.reference,
-                      read_config(args.sweep, args.root), leaderboard.compared(args.sweep, args.root)):
+                      read_config(args.sweep, args.root), leaderboard.compared(args.sweep, args.root), replication_runs,
+                      freeze):
         print(path)
     return 0
 

@@ -57,6 +57,7 @@ def _train(args: argparse.Namespace) -> None:
     from bench.fingerprint import cell_fingerprint
 
     _imported()
+    started = record.now()
     cell = sweep.find(sweep.load(args.config), args.cell)
     built = engine.build(cell, data_cache=args.data_cache)
     out = Path(args.out)
@@ -69,7 +70,7 @@ def _train(args: argparse.Namespace) -> None:
     runs, curves = store.arrow_tables(cell, built.task, history)
     store.write_cell(runs, curves, out)
     record.write(out, record.trained(cell.sweep, cell.id, cell_fingerprint(cell), runs.num_rows, curves.num_rows,
-                                     torch.__version__))
+                                     torch.__version__, started))
     checkpoint_path.unlink(missing_ok=True)
     diverged = int((history.diverged_step >= 0).sum())
     if history.resumed_from:

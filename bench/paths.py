@@ -51,7 +51,7 @@ CLAIMS_TEX = "claims.tex"
 """The claims as TeX macros (``analysis.claims``), one of :data:`GENERATED`."""
 GENERATED = ("numbers.tex", "table-best.tex", "table-stability.tex", "table-problems.tex", "table-lr-range.tex",
              "table-gains.tex", "table-leaderboard.tex", "table-setup.tex", "limitations.tex", "appendix.tex",
-             "headlines.tex", CLAIMS_TEX)
+             "headlines.tex", "replication.tex", "table-replication.tex", CLAIMS_TEX)
 """The files ``python -m analysis.numbers`` writes into :func:`generated_dir`, numbers.tex first: the
 ``numbers`` rule's outputs and the ``paper`` rule's inputs."""
 CLAIMS_RECORD = "claims.json"

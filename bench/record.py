@@ -14,6 +14,9 @@ exists says that the tables beside it are complete and whose they are. Its field
   the one notion of what decides a cell's results;
 - ``runs``, ``curve_rows``: the numbers of rows of the tables beside it;
 - ``trained``: the date the cell was trained; ``torch``: the torch version it was trained with;
+- ``started``: when its train job started, in UTC to the second (ISO 8601; a job resumed from a checkpoint:
+  when it resumed), so that a cell can be shown trained after a commit (``analysis.replication``); records
+  written before the field existed have the date ``trained`` only;
 - ``thinning``: ``null`` where the curves hold every row training logged; else the rule that thinned
   them (``bench.thinning``): ``{"rule", "every", "curve_rows_trained", "every_step_runs"}``;
 - ``published`` (committed cells): the date it was committed;
@@ -69,9 +72,16 @@ def remove(folder: Path | str) -> None:
     paths.cell_record(folder).unlink(missing_ok=True)
 
 
-def trained(sweep: str, cell: str, fingerprint: str, runs: int, curve_rows: int, torch: str) -> dict[str, Any]:
+def now() -> str:
+    """The present moment in UTC to the second, ISO 8601 (``2026-12-04T12:02:29+00:00``): a record's ``started``."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def trained(sweep: str, cell: str, fingerprint: str, runs: int, curve_rows: int, torch: str,
+            started: str | None = None) -> dict[str, Any]:
     """The record of a cell trained today with torch ``torch``: ``runs`` runs, every one of its
-    ``curve_rows`` curve rows kept."""
-    return {"format": FORMAT, "sweep": sweep, "cell": cell, "fingerprint": fingerprint, "runs": runs,
-            "curve_rows": curve_rows, "trained": datetime.date.today().isoformat(), "torch": torch,
-            "thinning": None}
+    ``curve_rows`` curve rows kept; ``started``: when its train job started (:func:`now`), if known."""
+    stored = {"format": FORMAT, "sweep": sweep, "cell": cell, "fingerprint": fingerprint, "runs": runs,
+              "curve_rows": curve_rows, "trained": datetime.date.today().isoformat(), "torch": torch,
+              "thinning": None}
+    return stored if started is None else {**stored, "started": started}

@@ -44,7 +44,9 @@ rule numbers:
         generated_files(),
     params:
         # the setup table and the limitations also read the sweep config, results/<sweep>/config.yaml (written as
-        # the run starts, see the Snakefile): not an input, as it changes whenever any cell does
+        # the run starts, see the Snakefile): not an input, as it changes whenever any cell does; the replication
+        # section (a sweep with replication_seeds) reads the records of its cells and the commit that last changed
+        # the claims file (analysis/replication.py), whose changes come with those of the runs and of the claims
         # from the output path rather than SWEEP: the lint takes a sweep named like a folder for a path prefix
         sweep=lambda wildcards, output: Path(output[0]).parent.name,
         out=lambda wildcards, output: Path(output[0]).parent,
