@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_config
-from test_questions import FIVE, limit_outcome, make_sweep
+from test_replication import synthetic_runs
 
 from analysis import claims, data, numbers, problems, vocabulary
 from analysis.effects import Study
@@ -202,14 +202,8 @@ def test_the_analysis_loads_the_discovery_seeds_by_default(twin_sweep, tmp_path:
 def test_the_claims_are_evaluated_on_either_seed_set_and_the_flips_named(tmp_path: Path, capsys) -> None:
     """The discovery seeds find clipping widening the stable range; replication seeds on which it does not (a
     synthetic outcome) flip that claim, and leave a claim of no difference as it was."""
-    discovery = make_sweep(limit_outcome({"none": 1.0, "clip_norm": 2.0}), strategies=("none", "clip_norm"),
-                           problems=FIVE)
-    replication = make_sweep(limit_outcome({"none": 1.0, "clip_norm": 1.0}), strategies=("none", "clip_norm"),
-                             problems=FIVE, seeds=(10, 11, 12, 13, 14))
-    replication = replication.assign(cell=replication["cell"] + "-replication",
-                                     run_id=replication["run_id"].str.replace("|", "-replication|", n=1, regex=False))
-    runs = pd.concat([discovery.assign(seed_set=DISCOVERY), replication.assign(seed_set=REPLICATION)],
-                     ignore_index=True)
+    runs = synthetic_runs()
+    discovery = runs[runs["seed_set"] == DISCOVERY]
     folder = paths.results_dir("synthetic", tmp_path)
     folder.mkdir(parents=True)
     runs.to_parquet(folder / "runs.parquet")
