@@ -25,7 +25,7 @@ from analysis.ranking import critical_difference_width, friedman_test, rank_matr
 from analysis.stability import lr_sensitivity, stability_points, stable_lr_range
 from analysis.summaries import cluster_rate, paired_tests, seed_summary
 from analysis.tuning import best_tuned, best_tuned_runs, default_runs, default_settings, tuning_budget
-from analysis.vocabulary import PROBLEM_COLUMNS, panel_columns, problems, select, strategy_order
+from analysis.vocabulary import FAILED_SCORE, PROBLEM_COLUMNS, panel_columns, problems, select, strategy_order
 
 
 def budget_text(runs: pd.DataFrame) -> dict[str, str]:
@@ -159,6 +159,7 @@ def compute(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> dict
     for bound in ("low", "high"):
         values[f"most-stable-{bound}"] = percent(result.divergence.loc[most_stable, bound])
     values["rate-clusters"] = number(result.divergence["clusters"].max())
+    values["failed-score"] = number(FAILED_SCORE)
 
     best = best_tuned(runs)
     summary = seed_summary(best_tuned_runs(runs), by=[*keys, "strategy"])
@@ -228,10 +229,11 @@ TABLE_NOTE = {
     "rate": "Divergence rate: runs flagged diverged over all runs of the grid; its 95\\% interval is a "
             "percentile bootstrap that resamples whole task--model pairs, the independent unit.",
     "stable": "Stable: a (panel, learning rate) point whose best setting at that learning rate (chosen on "
-              "validation) has no diverged seed, so every strategy is judged on one setting's seeds per point; "
+              "validation) has no failed seed (diverged, or ended no better than chance), so every strategy is "
+              "judged on one setting's seeds per point; "
               "95\\% interval by bootstrap over task--model pairs.",
     "lr-range": "Stable: the strategy's best setting at that learning rate (chosen on validation) has no "
-                "diverged seed, the same number of runs per point for every strategy; "
+                "failed seed, the same number of runs per point for every strategy; "
                 "the widest contiguous stable span of the grid. Below it, in small type, the learning-rate "
                 "sensitivity of Wortsman et al.\\ (2023) at those same settings, in the task's validation loss "
                 "(nats, or MSE for regression; the row under the header): per seed, the mean over the grid of "

@@ -87,9 +87,10 @@ class SeedGrid:
         return np.stack([self._choose(failed, val, group) for group in self.by_lr], axis=1)
 
     def stable(self, weights: np.ndarray) -> np.ndarray:
-        """Resamples x learning rates (sorted): whether the best setting at that lr has no diverged seed."""
-        diverged = weights @ self.diverged.T
-        return np.take_along_axis(diverged, self.lr_choices(weights), axis=1) == 0
+        """Resamples x learning rates (sorted): whether the best setting at that lr has no failed seed (the stability
+        rule of ``stability.stability_points``: diverged, or ended no better than chance)."""
+        failed, _, _ = self._summaries(weights)
+        return np.take_along_axis(failed, self.lr_choices(weights), axis=1) == 0
 
     def width(self, weights: np.ndarray) -> np.ndarray:
         """Width in decades of the stable range of each resample (``stability.widest_span``)."""

@@ -49,8 +49,9 @@ def stable_lr_range(runs: pd.DataFrame, max_rate: float = 0.0, within: Sequence[
     """The widest contiguous span of grid learning rates whose :func:`stability_points` rate is at most ``max_rate``.
 
     Per panel and strategy (and value of ``within``): a learning rate counts
-    when the strategy's best setting at it has a divergence rate over its seeds
-    of at most ``max_rate`` (0: no diverged seed, the stability rule). Widest
+    when the strategy's best setting at it has a failure rate over its seeds
+    (``vocabulary.failed``: diverged, or ended no better than chance) of at
+    most ``max_rate`` (0: no failed seed, the stability rule). Widest
     means the largest ``hi / lo``; ties go to the lower span. Columns: panel,
     ``strategy``, ``within``..., ``lo``, ``hi``, ``ratio`` (``hi / lo``, 1 for
     one learning rate), ``stable_lrs`` (grid points in the span), ``grid_lrs``;

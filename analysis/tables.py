@@ -125,7 +125,7 @@ def table_lr_range(runs: pd.DataFrame, panels: list[dict] | None = None, curves:
     and below each range the strategy's learning-rate sensitivity there.
 
     ``stable_lr_range``: a learning rate is stable when the strategy's
-    best setting at it has no diverged seed (``stability_points``). Below it,
+    best setting at it has no failed seed (``stability_points``). Below it,
     in small type, ``sensitivity.loss_sensitivity`` (Wortsman et al.'s, in the
     task's loss: the row under the header gives each column's unit, nats or
     MSE): the mean over seeds with its 95% interval over seeds (none with

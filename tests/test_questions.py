@@ -176,9 +176,14 @@ def test_seed_grid_with_unit_weights_chooses_as_stats():
         return bool(rng.random() < 0.3), float(rng.random())
 
     runs = make_sweep(outcome, strategies=("clip_norm",), problems=[("mnist1d", "mlp")])
+    # a fifth of the runs that did not diverge end at chance: they fail too, for the grid as for the stats
+    at_chance = ~runs["diverged"] & (rng.random(len(runs)) < 0.2)
+    runs["final_val_metric"] = np.where(runs["diverged"], np.nan, np.where(at_chance, 0.1, runs["best_val_metric"]))
+    assert at_chance.any()
     grid = SeedGrid(runs, SEEDS, 0.5)
     weights = np.ones((1, len(SEEDS)))
     points = stability.stability_points(runs).sort_values("lr")
+    assert (points["failed"] > points["diverged"]).any()  # the rule counts the runs that ended at chance
     assert grid.stable(weights)[0].tolist() == points["stable"].tolist()
     best = tuning.best_tuned(runs).iloc[0]
     chosen = grid.best(weights)[0]
