@@ -160,11 +160,20 @@ def _perf(args: argparse.Namespace) -> None:
 
 
 def _estimate(args: argparse.Namespace) -> None:
-    from bench import estimate
+    import fnmatch
+
+    from bench import estimate, sweep
 
     _imported()
+    only = None
+    if args.cells != ["*"]:
+        only = {cell.id for cell in sweep.cells(sweep.load(args.config))
+                if any(fnmatch.fnmatch(cell.id, pattern) for pattern in args.cells)}
+        if not only:
+            raise ConfigError(f"--cells {' '.join(args.cells)}: no cell of {args.config} matches; allowed: glob "
+                              "patterns of its cell ids (`python -m bench cells`)")
     record = estimate.estimate(args.config, args.device, args.steps, tuple(args.sizes), args.seed,
-                               data_cache=args.data_cache)
+                               data_cache=args.data_cache, only=only)
     if args.json:
         _write_json(record, Path(args.json))
 
@@ -321,6 +330,8 @@ def parser() -> argparse.ArgumentParser:
                                "already proportional to K; on a GPU, whose cost is flat until it fills, 32 128; "
                                "capped at its K)")
     estimate.add_argument("--seed", type=int, default=0, help="seed of the random choice of cells")
+    estimate.add_argument("--cells", nargs="+", default=["*"], metavar="GLOB",
+                          help="predict only the cells whose ids match (default: all)")
     estimate.add_argument("--json", help="also write the record to this JSON file")
     estimate.add_argument("--data-cache", metavar="DIR", help=DATA_CACHE_HELP)
     estimate.set_defaults(handler=_estimate)

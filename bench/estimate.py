@@ -149,12 +149,13 @@ def estimate(config_path: str, device: str | None, steps: int, sizes: tuple[int,
     for key, members in groupby(cells, key=stratum):
         members = list(members)
         timing = time_stratum(draw.choice(members), sizes, steps, data_cache)
-        predicted = sum(timing.predict(cell, job_start_s) for cell in members)
+        predicted_cells = {cell.id: timing.predict(cell, job_start_s) for cell in members}
+        predicted = sum(predicted_cells.values())
         strata.append({"task": key[0], "model": key[1], "optimizer": key[2], "dtype": key[3], "cells": len(members),
                        "runs": sum(len(cell.runs) for cell in members), "timed_cell": timing.cell.id,
                        **{f"{part}_s": dataclasses.asdict(getattr(timing, part))
                           for part in ("setup", "step", "evaluation")},
-                       "predicted_s": predicted})
+                       "predicted_s": predicted, "predicted_cells_s": predicted_cells})
         label = "-".join(key if key[3] != sweep.DEFAULT_DTYPE else key[:3])
         report(f"{label:40s} {len(members):4d} cells  step {timing.step.fixed * 1e3:7.2f} ms + "
                f"{timing.step.per_run * 1e3:7.3f} ms/run  -> {predicted / 3600:7.2f} h")

@@ -217,8 +217,13 @@ class VmapEnsemble:
                      for name in ("train_loss", "grad_norm_pre", "grad_norm_post", "update_ratio")}
 
     def loss(self, params: Grads, buffers: Grads, xb: Tensor, yb: Tensor) -> Tensor:
-        """One run's mean loss on its batch: cross-entropy (over every step of a sequence) or squared error."""
-        out = functional_call(self.base, (params, buffers), (xb,))
+        """One run's mean loss on its batch: cross-entropy (over every step of a sequence) or squared error.
+
+        cuDNN is off for the call: its recurrent kernels need the weights in one flat buffer of their
+        own, which the batched tensors of ``vmap`` have no storage for (the RNN's forward raises on a GPU).
+        """
+        with torch.backends.cudnn.flags(enabled=False):
+            out = functional_call(self.base, (params, buffers), (xb,))
         if self.regression:
             return (out.squeeze(-1) - yb).square().mean()
         return F.cross_entropy(out.reshape(-1, out.shape[-1]), yb.reshape(-1))

@@ -229,12 +229,26 @@ def test_fastest_takes_each_block_minimum_over_rounds():
 def test_the_gpu_script_writes_both_records(tmp_path) -> None:
     """scripts/gpu_check.sh, run on a CPU with its overrides: the perf record and the full-sweep estimate."""
     env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path), "PERF_FLAGS": "--quick",
-           "FULL_CONFIG": "config/smoke.yaml", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+           "FULL_CONFIG": "config/smoke.yaml", "FULL_CELLS": "mnist1d-*", "TRAIN_CELLS": "mnist1d-mlp-sgd-*",
+           "TRAIN_BUDGET": "300", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     subprocess.run(["scripts/gpu_check.sh", "probe"], check=True, env=env, capture_output=True)
     perf_record = json.loads((tmp_path / "probe.json").read_text())
     estimate_record = json.loads((tmp_path / "probe-full.json").read_text())
     assert perf_record["device"] == estimate_record["device"] and perf_record["device"].startswith("cpu")
     assert estimate_record["sweep"] == "smoke" and estimate_record["predicted_job_s"] > 0
+    chosen = json.loads((tmp_path / "probe-full-transformer.json").read_text())
+    (stratum,) = chosen["strata"]
+    assert set(stratum["predicted_cells_s"]) == {"mnist1d-mlp-sgd-none", "mnist1d-mlp-sgd-clip_norm"}
+    assert chosen["predicted_job_s"] == pytest.approx(sum(stratum["predicted_cells_s"].values()))
+    trained = (tmp_path / "probe-full-trained.tsv").read_text().splitlines()
+    assert trained[0] == "cell\tseconds\tstatus"
+    assert [line.split("\t")[0] for line in trained[1:]] == ["mnist1d-mlp-sgd-none", "mnist1d-mlp-sgd-clip_norm"]
+    assert all(line.endswith("\ttrained") and float(line.split("\t")[1]) > 0 for line in trained[1:])
+
+
+def test_estimate_refuses_cells_that_match_nothing(capsys) -> None:
+    assert main(["estimate", "--config", "config/smoke.yaml", "--cells", "nothing-*"]) == 2
+    assert "--cells nothing-*: no cell of config/smoke.yaml matches" in capsys.readouterr().err
 
 
 def test_the_cuda_branches_call_the_cuda_api(monkeypatch) -> None:
