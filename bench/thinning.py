@@ -40,13 +40,15 @@ table but the lr-range one too. The figures and the notebooks draw the discovery
 precision (``analysis.data.load``); the claims read both seed sets (the replication) and Q3 every
 precision. So, per cell, the rule keeps
 
-- every cell: ``val_loss`` at step 0 and at ``steps``; ``train_loss`` at every training step of the
-  best-tuned runs (:func:`best_tuned_runs`, the rule of ``analysis.tuning.best_tuned``) and, where the
-  cell varies a stress dial (the spike rate of Q6), of each setting's best learning rate at each dial
+- every cell: ``val_loss`` at step 0 and at ``steps``; where the cell varies a stress dial (the spike
+  rate of Q6), ``train_loss`` at every training step of each setting's best learning rate at each dial
   value; in a cell of :data:`PAIRED` strategies, ``train_loss`` at :func:`onset_steps` of every run
-  that did not diverge; the row of each run's first clipped step;
+  that did not diverge; in a cell of :data:`LOSS_COMPARED` strategies, ``train_loss`` at every training
+  step of the best-tuned runs (:func:`best_tuned_runs`, the rule of ``analysis.tuning.best_tuned``);
+  the row of each run's first clipped step;
 - a cell of the discovery seeds at the default precision (a *figure cell*, :func:`figure_cell`) also:
-  the :data:`SPIKING` most spiking runs (:func:`most_spiking`, the ranking of ``explosion_traces``) at
+  ``train_loss`` at every training step of the best-tuned runs, whatever the strategy; the
+  :data:`SPIKING` most spiking runs (:func:`most_spiking`, the ranking of ``explosion_traces``) at
   every training step; every evaluation row at which a run that did not diverge sets a new best
   ``val_metric`` that some target can be the first to be reached at (:func:`target_rows`); in a cell of
   :data:`ATTENTION_STRATEGIES` whose model logs attention logits, ``train_loss`` and the logits of every
@@ -60,6 +62,18 @@ until the most spiking runs of the thinned cell are those of the full cell, each
 a run among the first n of a union is among the first n of its own part, so the figure's picks are
 those of the full curves. Thinning thinned curves again keeps them as they are: a restored cell
 published again is unchanged.
+
+What it costs (measured 2026-12-04 on 72 trained cells of the study's second edition, 9,965 runs of 300 to
+1,250 steps, written as ``python -m bench publish`` writes them): a kept float32 value takes about 3.2
+bytes (float64: 7), a kept row without one (a first clipped step) under a byte. Every run needs its two
+validation losses (about 7 bytes), and a run of a figure cell about 1.8 records of ``val_metric`` (6
+bytes); the rest is per cell, not per run: a figure cell's 5 best-tuned and about 3 most spiking runs
+at every step, ``train_loss`` and ``grad_norm_pre``, about 50 bytes a step of its budget, and Q3's and
+the attention figure's steps in the cells that have them. Committed as discovery cells, the 72 took
+244 bytes a run of curves (rule 2: 1,276) beside 52 of runs table; as replication cells 20 to 160. On
+the second edition's 776 cells (110,240 runs, both seed sets) that projects to about 15 MB of curves and
+6 MB of runs tables. Keeping one evaluation metric at every evaluation of every run instead (21 a run)
+would take about 65 bytes a run, 7 MB on 110,000 runs.
 
 Every figure, table, number and claim drawn from the committed curves is the one drawn from the full
 curves: ``tests/test_thinning.py`` holds the rule to the analysis' choices and ``tests/test_study.py``
@@ -98,6 +112,9 @@ TARGET_FRACTION = 0.5
 (``survival.target_levels``)."""
 PAIRED = ("none", "grad_scale")
 """The strategies whose runs Q3 pairs across cells and compares step by step (its baseline and strategy)."""
+LOSS_COMPARED = ("clip_norm", "value_then_decay")
+"""The strategies whose best-tuned training losses a claim reads step by step (Q5's baseline and recipe): kept
+on both seed sets, where the other strategies' are kept for the figures (the discovery seeds) only."""
 ONSET_RATIO = 2 ** 0.25
 """The growth of the steps Q3 compares paired training losses at (:func:`onset_steps`)."""
 ATTENTION_STRATEGIES = ("none", "qk_norm")
@@ -274,7 +291,8 @@ def _thin_cell(runs: pd.DataFrame, curves: pd.DataFrame) -> tuple[pd.DataFrame, 
     """One cell's curves thinned, and the runs kept at every training step."""
     curves = curves.reset_index(drop=True)
     figures = figure_cell(runs)
-    chosen = best_tuned_runs(runs) | setting_best_runs(runs)
+    losses_read = figures or set(runs["strategy"]) <= set(LOSS_COMPARED)
+    chosen = (best_tuned_runs(runs) if losses_read else set()) | setting_best_runs(runs)
     spiking = set(most_spiking(curves)) if figures else set()
     while True:
         thinned = _apply(curves, _kept(runs, curves, chosen | spiking))

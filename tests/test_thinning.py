@@ -89,8 +89,9 @@ def test_the_constants_are_those_of_the_figures_and_questions() -> None:
     assert (spikes["window"].default, spikes["warmup"].default) == (thinning.WINDOW, thinning.WARMUP)
     assert inspect.signature(survival.target_levels).parameters["fraction"].default == thinning.TARGET_FRACTION
     assert thinning.ATTENTION_STRATEGIES == layout.ATTENTION_STRATEGIES
-    q3 = questions.QUESTIONS["q3_grad_scale"]
+    q3, q5 = questions.QUESTIONS["q3_grad_scale"], questions.QUESTIONS["q5_seed_recipe"]
     assert set(thinning.PAIRED) == {q3.baseline, *q3.compares}
+    assert set(thinning.LOSS_COMPARED) == {q5.baseline, *q5.compares}
     assert {metric: failure.metric_error([value], [metric])[0] for metric, value in failure.PERFECT.items()} == {
         metric: 0.0 for metric in failure.METRIC_ERRORS}
 
@@ -226,23 +227,30 @@ def test_the_attention_figure_draws_the_thinned_curves_as_the_full_ones(tmp_path
 
 
 def test_rows_keep_only_what_is_read_and_thinning_again_keeps_them() -> None:
-    """A cell of the replication seeds keeps its best-tuned losses and the endpoint validation losses, no gradient
-    norm; every value kept is the trained one, and the thinned cell thinned again is itself."""
-    runs = cell("clip_norm", 120, seeds=3, clip_norm=1.0)
-    curves = curves_of(runs, 12)
-    for seed_set, norms in (("discovery", True), ("replication", False)):
-        own = runs.assign(seed_set=seed_set)
-        thinned, whole = thinning.thin(own, curves)
-        assert whole >= thinning.best_tuned_runs(own) and (whole == thinning.best_tuned_runs(own)) != norms
-        assert thinned["grad_norm_pre"].notna().any() == norms
-        assert thinned["grad_norm_post"].isna().all() and thinned["test_metric"].isna().all()
-        ends = thinned[thinned["val_loss"].notna()].groupby("run_id")["step"].agg(["min", "max"])
-        assert len(ends) == len(own) and (ends["min"] == 0).all() and (ends["max"] == 120).all()
-        merged = thinned.merge(curves, on=["run_id", "step"], suffixes=("", "_full"), validate="one_to_one")
-        for column in curves.columns.drop(["run_id", "step"]):
-            kept = merged[column].notna() if column != "clipped" else slice(None)
-            assert (merged.loc[kept, column] == merged.loc[kept, f"{column}_full"]).all(), column
-        pd.testing.assert_frame_equal(thinning.thin(own, thinned)[0], thinned)
+    """A cell of the replication seeds keeps the endpoint validation losses and, for Q5's strategies only, its
+    best-tuned losses, no gradient norm; every value kept is the trained one, and the thinned cell thinned
+    again is itself."""
+    for strategy in ("clip_norm", "zclip"):
+        runs = cell(strategy, 120, seeds=3, **{strategy: 1.0})
+        curves = curves_of(runs, 12)
+        best = thinning.best_tuned_runs(runs)
+        for seed_set, figures in (("discovery", True), ("replication", False)):
+            own = runs.assign(seed_set=seed_set)
+            thinned, whole = thinning.thin(own, curves)
+            losses = set(thinned.loc[thinned["train_loss"].notna(), "run_id"])
+            if figures:
+                assert whole > best and losses == whole
+            else:
+                assert whole == losses == (best if strategy in thinning.LOSS_COMPARED else set())
+            assert thinned["grad_norm_pre"].notna().any() == figures
+            assert thinned["grad_norm_post"].isna().all() and thinned["test_metric"].isna().all()
+            ends = thinned[thinned["val_loss"].notna()].groupby("run_id")["step"].agg(["min", "max"])
+            assert len(ends) == len(own) and (ends["min"] == 0).all() and (ends["max"] == 120).all()
+            merged = thinned.merge(curves, on=["run_id", "step"], suffixes=("", "_full"), validate="one_to_one")
+            for column in curves.columns.drop(["run_id", "step"]):
+                kept = merged[column].notna() if column != "clipped" else slice(None)
+                assert (merged.loc[kept, column] == merged.loc[kept, f"{column}_full"]).all(), column
+            pd.testing.assert_frame_equal(thinning.thin(own, thinned)[0], thinned)
 
 
 def test_thinning_thinned_cells_keeps_them(smoke) -> None:
