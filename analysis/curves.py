@@ -119,8 +119,8 @@ def late_median_loss(curves: pd.DataFrame, members: pd.DataFrame, start: float =
     the loss of a corrupted batch (the loss is taken before the update), an
     isolated high value the median passes over; a lasting rise after a bad
     step, or a divergence, moves it. Indexed like ``members``. Committed (thinned) curves keep every
-    step of the best-tuned runs and every 10th of the others; :func:`loss_matrix` carries a kept step
-    forward over the gap, so the median is then taken over the kept steps, each counted ten times.
+    step of the runs Q6 reads it of (each setting's best learning rate at each spike rate,
+    ``bench.thinning``); of the others they keep some steps, over which the median means nothing.
     """
     steps, matrix = loss_matrix(curves, members)
     late = matrix[:, steps >= start * steps.size] if steps.size else matrix

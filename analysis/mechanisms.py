@@ -34,6 +34,7 @@ from analysis import vocabulary
 from analysis.layout import ATTENTION, ATTENTION_STRATEGIES, problem_stem
 from analysis.plots import legend_handles, note, save, setup, strategy_styles
 from bench.columns import ATTENTION_PROBE_PATTERN
+from bench.thinning import attention_stride
 
 ATTENTION_COLUMN = re.compile(ATTENTION_PROBE_PATTERN)
 """A curves column holding the largest attention logit of one layer (the transformer's probe of that name)."""
@@ -59,14 +60,28 @@ def largest_attention_logit(curves: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(logged.any(axis=1), largest, np.nan), index=curves.index)
 
 
+def drawn_steps(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``curves`` the attention-logit figure draws: each run of ``runs`` every
+    ``bench.thinning.attention_stride(steps)``-th step (about 100 steps a run) and at its divergence step, which
+    the committed curves keep of every run of ``layout.ATTENTION_STRATEGIES`` (``bench.thinning``)."""
+    info = runs.set_index("run_id")
+    rows = curves[curves["run_id"].isin(runs["run_id"]).to_numpy()]
+    budget = rows["run_id"].map(info["steps"]).to_numpy()
+    stride = np.array([attention_stride(int(steps)) for steps in budget], dtype=np.int64)
+    step = rows["step"].to_numpy()
+    return rows[(step % stride == 0) | (step == rows["run_id"].map(info["diverged_step"]).to_numpy())]
+
+
 def attention_pairs(runs: pd.DataFrame, curves: pd.DataFrame,
                     strategies: Sequence[str] = ATTENTION_STRATEGIES) -> list[tuple[str, str]]:
     """The (task, model) pairs, in the runs' order, that ran every strategy of ``strategies`` and whose curves
-    hold an attention logit (:func:`largest_attention_logit`) for some of those runs: the pairs with an
-    attention-logit figure (``layout.config_attention`` lists them from the config)."""
+    hold an attention logit (:func:`largest_attention_logit`) at a step drawn (:func:`drawn_steps`) for some of
+    those runs: the pairs with an attention-logit figure (``layout.config_attention`` lists them from the
+    config)."""
     if not attention_columns(curves):
         return []
-    logged = curves.loc[largest_attention_logit(curves).notna().to_numpy(), "run_id"].unique()
+    shown = drawn_steps(runs[runs["strategy"].isin(list(strategies))], curves)
+    logged = shown.loc[largest_attention_logit(shown).notna().to_numpy(), "run_id"].unique()
     pairs = []
     for task, model in vocabulary.problems(runs):
         own = vocabulary.select(runs, {"task": task, "model": model})
@@ -83,8 +98,9 @@ def attention_logit_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, 
 
     Columns: the pair's learning rates; two rows per panel (optimizer, stress dials; one for most pairs):
     the logits on a shared logarithmic y axis, then the training loss with the task's chance loss dashed.
-    One line per run of ``strategies`` (every seed and setting), coloured as the strategy is in every
-    figure of the sweep (``plots.strategy_styles``); a diverged run's line ends
+    One line per run of ``strategies`` (every seed and setting), drawn at about 100 of its steps
+    (:func:`drawn_steps`), coloured as the strategy is in every figure of the sweep
+    (``plots.strategy_styles``); a diverged run's line ends
     at its divergence step (its curves end there) with an x, at the logit of that step or, where it is not
     finite, at the last finite one. ``curves`` holds the ``attn_logit_max_<l>`` columns; logits at or below
     0 are left out of the log axis.
@@ -98,7 +114,7 @@ def attention_logit_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, 
     fig, axes = plt.subplots(2 * len(panels), len(lrs), figsize=(0.6 + 1.7 * len(lrs), 0.9 + 3.2 * len(panels)),
                              sharex=True, sharey="row", squeeze=False, layout="constrained")
     chance = float(pair["chance_loss"].iloc[0])
-    rows = curves[curves["run_id"].isin(shown["run_id"])]
+    rows = drawn_steps(shown, curves)
     rows = rows.assign(_logit=largest_attention_logit(rows).to_numpy()).sort_values(["run_id", "step"])
     traces = {run_id: trace for run_id, trace in rows.groupby("run_id", sort=False)}
     for i, panel in enumerate(panels):

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         runs = data.load_runs(args.sweep, args.root, every_precision=True)
         if args.tier_table:
-            print(tier_markdown(default_precision(runs), data.curve_reader(args.sweep, args.root)), end="")
+            print(tier_markdown(default_precision(runs)), end="")
             return 0
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.curves import CurveSource, curves_of
 from analysis.latex import number
 from analysis.tuning import best_tuned_runs
 from analysis.vocabulary import problems
@@ -14,7 +13,7 @@ METRIC_LABELS = {"accuracy": "accuracy", "mse": "MSE", "bits_per_char": "bits/ch
 """How the tier table names a task's metric."""
 
 
-def tier_markdown(runs: pd.DataFrame, curves: CurveSource = None) -> str:
+def tier_markdown(runs: pd.DataFrame) -> str:
     """What a sweep shows per task x model, as the Markdown table of docs/tiers.md for the default tier,
     and the divergences over all its runs.
 
@@ -23,7 +22,8 @@ def tier_markdown(runs: pd.DataFrame, curves: CurveSource = None) -> str:
     (``best_tuned_runs``: the setting with the best mean validation metric, a failed seed the
     worst; the test metric averaged over its seeds and panels, a failed seed at chance). Below it: the
     share of diverged runs, how many of them crossed the divergence rule with a finite training loss
-    (``curves.parquet`` at each run's ``diverged_step``), and ``skip_nonfinite`` against ``none``.
+    (``final_train_loss``, the loss at a diverged run's ``diverged_step``), and ``skip_nonfinite`` against
+    ``none``.
     """
     best = best_tuned_runs(runs)
     lines = ["| task / model | metric (chance) | `none`: runs diverged | `none`: lowest diverging lr | "
@@ -44,11 +44,8 @@ def tier_markdown(runs: pd.DataFrame, curves: CurveSource = None) -> str:
                      f"`{top}`, {scores[top]:.3f} |")
     failed = runs[runs["diverged"].astype(bool)]
     lines += ["", f"{len(runs)} runs, {len(failed)} diverged ({100 * len(failed) / len(runs):.0f}%)."]
-    rows = curves_of(curves, failed["run_id"]) if len(failed) else None
-    if rows is not None:
-        rows = rows.merge(failed[["run_id", "diverged_step"]], on="run_id")
-        at = rows[rows["step"] == rows["diverged_step"]]
-        finite = int(np.isfinite(at["train_loss"].to_numpy(dtype=float)).sum())
+    if len(failed):
+        finite = int(np.isfinite(failed["final_train_loss"].to_numpy(dtype=float)).sum())
         lines.append(f"{finite} of the {len(failed)} diverged runs crossed the divergence rule with a finite "
                      "training loss.")
     for strategy in ("skip_nonfinite", "none"):

@@ -50,7 +50,7 @@ def endpoint_losses(runs: pd.DataFrame, curves: CurveSource) -> pd.DataFrame:
     ``initial_loss``: ``val_loss`` at step 0 (evaluated before any update). ``final_loss``: ``val_loss`` at
     the run's last evaluation step (``step == steps``), infinite where the run diverged or that loss is not
     finite. ``capped_loss``: ``min(final_loss, initial_loss)``, so a diverged run counts at its initial
-    loss. The thinning of committed curves keeps every evaluation row (``bench.thinning``); a curves table
+    loss. The thinning of committed curves keeps both of every run (``bench.thinning``); a curves table
     that lacks the step-0 loss of a run, or the last one of a run that did not diverge, is a ValueError
     naming the first such run. Columns: ``run_id``, ``initial_loss``, ``final_loss``, ``capped_loss``
     (indexed like ``runs``).

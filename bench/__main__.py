@@ -106,7 +106,7 @@ def _publish(args: argparse.Namespace) -> None:
     from bench import publish
 
     _imported()
-    done = publish.publish(args.sweep, args.config, args.results, args.out, args.every)
+    done = publish.publish(args.sweep, args.config, args.results, args.out)
     folder = Path(args.out) / args.sweep
     if done["dropped"]:
         print(f"dropped {len(done['dropped'])} committed cells that {args.config} no longer has: "
@@ -270,8 +270,9 @@ def parser() -> argparse.ArgumentParser:
                     "cell's fingerprint) is added, or replaces the committed one; committed cells without such a "
                     "trained cell are kept; committed cells the config no longer has are dropped, named in one "
                     "line. Each committed cell holds its runs table in full, its curves thinned by a rule that "
-                    "reads that cell alone (every step of its best-tuned and most spiking runs, every evaluation, "
-                    "every EVERY-th step of the other runs) and its record. Publish after each sitting of a long "
+                    "reads that cell alone (the values some figure, table or claim reads: every step of its "
+                    "best-tuned and most spiking runs, the validation losses at the first and last step of every "
+                    "run, ...; bench/thinning.py) and its record. Publish after each sitting of a long "
                     "sweep: the workflow restores every committed cell whose fingerprint matches and trains the "
                     "others.")
     publish.add_argument("--sweep", required=True,
@@ -280,8 +281,6 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("--results", default=paths.RESULTS,
                          help=f"folder of the sweeps' results (default: {paths.RESULTS})")
     publish.add_argument("--out", default=paths.STUDY, help=f"folder of the study folders (default: {paths.STUDY})")
-    publish.add_argument("--every", type=int, default=10,
-                         help="keep every EVERY-th step of the runs no figure draws step by step (default 10)")
     publish.set_defaults(handler=_publish)
 
     restore = commands.add_parser(

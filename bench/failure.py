@@ -28,6 +28,10 @@ METRIC_ERRORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 model's bits per character are one already (the score against chance then compares with the unigram model)."""
 
 
+PERFECT: dict[str, float] = {"accuracy": 1.0, "mse": 0.0, "bits_per_char": 0.0}
+"""Each metric's perfect value, its error 0 (:data:`METRIC_ERRORS`): no run can score beyond it."""
+
+
 def metric_error(values: Sequence[float] | np.ndarray, metrics: Sequence[str] | np.ndarray) -> np.ndarray:
     """The error (:data:`METRIC_ERRORS`) of each value given its metric's name; an unknown metric is a ValueError."""
     values, metrics = np.asarray(values, dtype=float), np.asarray(metrics, dtype=object)

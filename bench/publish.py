@@ -5,8 +5,9 @@ without training it:
 
 - ``runs.parquet``: the cell's runs table in full, exactly as trained;
 - ``curves.parquet``: its curves table thinned by a rule that reads this cell alone
-  (``bench.thinning``). Metrics (a model's probe columns too) are stored as float32 where that is
-  exact (the engine logs them in float32), steps as int32; zstd, float columns byte-stream split;
+  (``bench.thinning``: the values some figure, table or claim reads, NaN for the others). Metrics (a
+  model's probe columns too) are stored as float32 where that is exact (the engine logs them in
+  float32), steps as int32; zstd, float columns byte-stream split, steps delta-encoded;
 - ``cell.json``: its record (``bench.record``): the cell's fingerprint
   (``bench.fingerprint.cell_fingerprint``, the one notion of what decides its results), the date and
   torch version it was trained with, its thinning, the date it was published.
@@ -87,8 +88,10 @@ def _compact(curves: pd.DataFrame) -> pa.Table:
 
 
 def _write_parquet(table: pa.Table, path: Path, floats_split: bool = False) -> None:
-    """Write ``table`` with zstd; with ``floats_split``, float columns byte-stream split rather than dictionary
-    encoded (a third of the size for noisy curves), the other columns dictionary encoded.
+    """Write ``table`` with zstd; with ``floats_split`` (a curves table), float columns byte-stream split rather
+    than dictionary encoded (a third of the size for noisy curves), ``step`` delta-encoded (a run's steps
+    follow one another: a few bits a row rather than a dictionary of every step), the other columns
+    dictionary encoded.
 
     Without what a small file would mostly hold otherwise: pandas' and Arrow's schema records (its
     Parquet types read back as the same Arrow types) and column statistics.
@@ -101,8 +104,8 @@ def _write_parquet(table: pa.Table, path: Path, floats_split: bool = False) -> N
     options: dict[str, Any] = {}
     if floats_split:
         floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
-        options = {"use_byte_stream_split": floats,
-                   "use_dictionary": [f.name for f in table.schema if f.name not in floats]}
+        options = {"use_byte_stream_split": floats, "column_encoding": {"step": "DELTA_BINARY_PACKED"},
+                   "use_dictionary": [f.name for f in table.schema if f.name not in (*floats, "step")]}
     with atomic.writing(path) as partial:
         pq.write_table(table.replace_schema_metadata(None), partial, store_schema=False, write_statistics=False,
                        **COMPRESSION, **options)
@@ -193,7 +196,7 @@ def _same(committed_tables: tuple[pd.DataFrame, pd.DataFrame], runs: pd.DataFram
     return old_runs.equals(runs) and old_curves.reset_index(drop=True).equals(curves.reset_index(drop=True))
 
 
-def _published(cell: sweep.Cell, source: Path, trained: dict[str, Any], every: int) -> tuple[Any, Any, dict]:
+def _published(cell: sweep.Cell, source: Path, trained: dict[str, Any]) -> tuple[Any, Any, dict]:
     """A cell trained in ``source`` (record ``trained``) as it is committed: its runs, its curves thinned
     (or as they are where its record says they were thinned already), and its record."""
     from bench import store, thinning
@@ -204,32 +207,26 @@ def _published(cell: sweep.Cell, source: Path, trained: dict[str, Any], every: i
     _check_runs(cell, runs, tables["runs"])
     stored = dict(trained)
     if trained.get("thinning") is None:
-        thinned, keep = thinning.thin(runs, curves, every)
-        stored["thinning"] = {"rule": thinning.RULE, "every": every, "curve_rows_trained": len(curves),
-                              "every_step_runs": len(keep)}
+        thinned, keep = thinning.thin(runs, curves)
+        stored["thinning"] = {"rule": thinning.RULE, "curve_rows_trained": len(curves), "every_step_runs": len(keep)}
         curves = thinned
     stored.update(curve_rows=len(curves), runs=len(runs))
     return runs, curves, stored
 
 
 def publish(sweep_name: str, config_path: str | Path, results: str | Path = paths.RESULTS,
-            out: str | Path = paths.STUDY, every: int | None = None) -> dict[str, Any]:
+            out: str | Path = paths.STUDY) -> dict[str, Any]:
     """Bring ``<out>/<sweep>/cells/`` up to date with the cells of ``config_path`` trained in
     ``<results>/<sweep>/cells/``.
 
-    A cell trained there whose record holds the cell's fingerprint is written (thinned, ``every``: default
-    ``bench.thinning.EVERY``) unless the committed one holds the same tables; a committed cell without
+    A cell trained there whose record holds the cell's fingerprint is written (thinned, ``bench.thinning``)
+    unless the committed one holds the same tables; a committed cell without
     such a trained one is kept as it is (a cell restored from the study is never written back: the
     committed one may be newer); a committed cell of a cell the config no longer has is removed.
     Every trained cell is checked (its runs are the cell's) before anything is written. Returns lists of
     cell ids: ``added``, ``replaced``, ``kept``, ``dropped``, ``untrained`` (neither trained nor
     committed for the config), ``stale`` (committed for another definition of the cell, not trained).
     """
-    from bench import thinning
-
-    every = thinning.EVERY if every is None else every
-    if every < 1:
-        raise sweep.ConfigError(f"every: {every} is not allowed; allowed: at least 1")
     config = sweep.load(config_path)
     if config["sweep"] != sweep_name:
         raise sweep.ConfigError(f"config file '{config_path}' names sweep {config['sweep']!r}, not {sweep_name!r}")
@@ -250,7 +247,7 @@ def publish(sweep_name: str, config_path: str | Path, results: str | Path = path
             else:
                 summary["kept" if previous["fingerprint"] == fingerprint else "stale"].append(cell.id)
             continue
-        runs, curves, stored = _published(cell, source, trained, every)
+        runs, curves, stored = _published(cell, source, trained)
         if previous is not None and previous["fingerprint"] == fingerprint and _same(read_cell(target), runs, curves):
             summary["kept"].append(cell.id)
             continue

@@ -18,7 +18,8 @@ exists says that the tables beside it are complete and whose they are. Its field
   when it resumed), so that a cell can be shown trained after a commit (``analysis.replication``); records
   written before the field existed have the date ``trained`` only;
 - ``thinning``: ``null`` where the curves hold every row training logged; else the rule that thinned
-  them (``bench.thinning``): ``{"rule", "every", "curve_rows_trained", "every_step_runs"}``;
+  them (``bench.thinning``): ``{"rule", "curve_rows_trained", "every_step_runs"}`` (rules 1 and 2 also
+  ``"every"``, the stride of the steps they kept of the other runs);
 - ``published`` (committed cells): the date it was committed;
 - ``restored_from`` (restored cells in results/): the committed folder it was copied from.
 

@@ -240,12 +240,19 @@ def test_a_curves_table_refuses_a_column_that_is_no_probe(probed_training, tmp_p
 
 
 def test_probes_survive_thinning_and_the_committed_copy(probed_training, tmp_path) -> None:
+    """The thinning keeps the attention logits the attention-logit figure draws (the runs of ``none`` and
+    ``qk_norm``: here the cell's runs taken as ``none``'s), as trained; the committed copy holds them."""
     cell, built, history = probed_training
     runs, curves = store.tables(cell, built.task, history)
-    thinned, _ = thinning.thin(runs, curves, every=7)
-    assert len(thinned) < len(curves) and list(thinned.columns) == list(curves.columns)
+    runs = runs.assign(strategy="none")
+    thinned, _ = thinning.thin(runs, curves)
+    assert list(thinned.columns) == list(curves.columns)
     kept = curves.merge(thinned[["run_id", "step"]], on=["run_id", "step"])
-    pd.testing.assert_frame_equal(thinned.reset_index(drop=True), kept)
+    logged = kept["attn_logit_max_0"].notna() & (kept["step"] < cell.steps)
+    assert logged.sum() == (curves["attn_logit_max_0"].notna() & (curves["step"] < cell.steps)).sum() > 0
+    assert thinned["output_log_z"].isna().all()  # no figure draws it: not kept
+    values = thinned.reset_index(drop=True).notna().to_numpy()
+    assert (thinned.reset_index(drop=True).to_numpy()[values] == kept.to_numpy()[values]).all()
     stored = record.trained(cell.sweep, cell.id, "0" * 64, len(runs), len(thinned), torch.__version__)
     publish.write_cell(tmp_path / "committed", runs, thinned, stored)
     _, committed = publish.read_cell(tmp_path / "committed")

@@ -19,6 +19,8 @@ from analysis.effects import N_RESAMPLES, UNIT_PAIRS, UNIT_SEEDS, Study
 from analysis.questions.q2_adaptive_clippers import expected_best
 from analysis.seed_grid import SeedGrid
 from analysis.vocabulary import normalised_score
+from bench import thinning
+from bench.columns import CURVES_COLUMNS
 
 SGD_LRS = [10 ** (k / 2) for k in range(-4, 3)]  # 0.01 .. 10, half-decades, as config/paper.yaml
 ADAM_LRS = [10 ** (k / 2) for k in range(-8, 0)]  # 1e-4 .. 0.316
@@ -584,15 +586,68 @@ def test_findings_cli_prints_the_answers(tmp_path, capsys):
     assert len(capsys.readouterr().out.strip().splitlines()) == 2 + len(claims.load()[1]) + 2
 
 
-def test_q6_verdicts_hold_on_thinned_committed_curves():
-    """study/<sweep>/curves.parquet keeps every step of best-tuned runs only, every 10th of the others."""
-    runs, curves = spike_sweep()
-    best = set(tuning.best_tuned_runs(runs)["run_id"])
-    thinned = curves[curves["run_id"].isin(best) | (curves["step"] % 10 == 0) | curves["val_metric"].notna()]
-    q6 = answer("q6_spikes", runs, thinned, compares=("none", "clip_norm", "spike_skip"), n_resamples=199)
-    verdicts = {s: row(q6, level="all", strategy=s, spike_rate=0.05)["verdict"] for s in ("none", "clip_norm",
-                                                                                           "spike_skip")}
-    assert verdicts == {"none": "shows", "clip_norm": "prevents", "spike_skip": "hides"}
+def chaos_sweep() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Q3's pairs (:func:`grad_scale_sweep`) whose training losses part by rounding chaos at a step of the seed's:
+    the pairs' final training losses differ, and their per-step losses from ``CHAOS_ONSETS[seed]`` on."""
+    runs = grad_scale_sweep()
+    scaled = (runs["strategy"] == "grad_scale").to_numpy()
+    runs.loc[scaled, "final_train_loss"] *= 1 + 1e-3
+
+    def loss(run: pd.Series, step: int) -> float:
+        parted = run["strategy"] == "grad_scale" and step >= CHAOS_ONSETS[run["seed"]]
+        return 2.3 * math.exp(-0.02 * step) * (1 + 1e-3 * parted)
+
+    return runs, curves_for(runs, loss, lambda run, s: 0.5)
+
+
+CHAOS_ONSETS = {0: 3, 1: 9, 2: 30, 3: 57, 4: 99}
+"""Per seed, the step at which :func:`chaos_sweep`'s pairs part; Q3 reads them a quarter-octave apart, at 3, 10,
+32, 64 and 99 (the last step), 1, 2, 5, 10 and 8 steps after the step read before."""
+
+
+def q5_sweep() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The recipe and norm clipping on three problems, with noisy training losses that fall at their own pace."""
+    runs = make_sweep(limit_outcome({"clip_norm": 2.0, "value_then_decay": 1.5}),
+                      strategies=("value_then_decay", "clip_norm"))
+    generator = np.random.default_rng(5)
+    noise = generator.normal(0.0, 0.05, (len(runs), 101))
+    position = {run_id: k for k, run_id in enumerate(runs["run_id"])}
+    speed = {"clip_norm": 0.03, "value_then_decay": 0.02}
+    return runs, curves_for(runs, lambda run, s: 2.3 * math.exp(-speed[run["strategy"]] * s) + abs(
+        noise[position[run["run_id"]], s]), lambda run, s: min(0.9, 0.1 + 0.01 * s))
+
+
+def with_every_column(curves: pd.DataFrame) -> pd.DataFrame:
+    """``curves`` with the curve columns it lacks (NaN; ``clipped`` false), as a results table has them."""
+    full = curves.reindex(columns=list(CURVES_COLUMNS))
+    return full.assign(clipped=curves["clipped"].astype(bool) if "clipped" in curves else False)
+
+
+@pytest.mark.parametrize("seed_set", ["discovery", "replication"])
+@pytest.mark.parametrize("name", ["q3_grad_scale", "q5_seed_recipe", "q6_spikes", "q8_transformer"])
+def test_every_question_that_reads_curves_answers_the_same_from_the_committed_curves(name, seed_set):
+    """The committed curves (``bench.thinning``: the values the analysis reads, far fewer) give every question that
+    reads curves the table the full curves give, on either seed set (the replication's cells keep what the
+    claims read, not what the figures draw)."""
+    runs, curves = {"q3_grad_scale": chaos_sweep, "q5_seed_recipe": q5_sweep, "q6_spikes": spike_sweep,
+                    "q8_transformer": transformer_sweep}[name]()
+    runs, curves = runs.assign(seed_set=seed_set), with_every_column(curves)
+    thinned, _ = thinning.thin(runs, curves)
+    if name != "q8_transformer":  # its curves hold the two validation losses it reads, and no more
+        assert thinned.notna().sum().sum() < 0.5 * curves.notna().sum().sum()
+    declared = {"compares": ("none", "clip_norm", "spike_skip")} if name == "q6_spikes" else {}
+    full = answer(name, runs, curves, n_resamples=199, **declared)
+    assert len(full) and full.columns.isin(["onset_median", "resolution", "train_estimate", "loss_unit"]).any()
+    pd.testing.assert_frame_equal(answer(name, runs, thinned, n_resamples=199, **declared), full)
+    if name == "q3_grad_scale":
+        scaled = row(full, dtype="float32", optimizer="sgd", comparison="scaled_lr", gamma="all")
+        assert scaled["chaos"] == scaled["onset_pairs"] == scaled["n"]
+        assert (scaled["onset_min"], scaled["onset_median"], scaled["onset_max"]) == (3, 32, 99)
+        assert scaled["onset_resolution"] == 10
+    if name == "q6_spikes":
+        verdicts = {s: row(full, level="all", strategy=s, spike_rate=0.05)["verdict"] for s in ("none", "clip_norm",
+                                                                                                 "spike_skip")}
+        assert verdicts == {"none": "shows", "clip_norm": "prevents", "spike_skip": "hides"}
 
 
 def test_a_tiny_sweep_builds_with_every_claim_not_measured_or_decided(tmp_path):

@@ -170,7 +170,8 @@ def test_the_seed_set_column_follows_the_seed_and_a_table_without_it_reads_as_di
     read = store.read(tmp_path / "old.parquet", "runs")
     pd.testing.assert_frame_equal(read, store.read(tmp_path / "runs.parquet", "runs"))
     assert with_run_defaults(read) is read
-    committed = ROOT / "study" / "smoke" / "cells" / "mnist1d-mlp-sgd-none"
+    committed = tmp_path / "committed"  # a cell committed before the column existed
+    publish.write_cell(committed, runs.drop(columns=["seed_set"]), curves, {"format": 1})
     assert "seed_set" not in pq.read_schema(committed / "runs.parquet").names
     assert set(publish.read_cell(committed)[0]["seed_set"]) == {DISCOVERY}
 

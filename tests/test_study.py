@@ -30,7 +30,7 @@ from matplotlib import image
 from workflow import ROOT, SMOKE, TEX, copy_repository, environment, job_counts, snakemake
 
 from analysis import curves as curve_analysis
-from analysis import layout, plots, survival, tuning
+from analysis import layout, plots, sensitivity, survival, tuning
 from bench import paths, publish, record, store, sweep, thinning
 from bench.fingerprint import cell_fingerprint
 
@@ -63,11 +63,19 @@ def sweep_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return store.read(folder / "runs.parquet", "runs"), store.read(folder / "curves.parquet", "curves")
 
 
-def figure_differences(runs: pd.DataFrame, full: pd.DataFrame, thinned: pd.DataFrame) -> list[str]:
-    """What the figures would draw differently from ``thinned`` than from ``full`` curves; empty if nothing.
+TRACED = ["run_id", "step", "grad_norm_pre", "running_median", "spike_ratio", "peak_step", "offset", "strategy",
+          "seed", "diverged"]
+"""The columns of the explosion traces the explosions figure reads."""
 
-    Compares what each figure computes from the curves: the best-tuned runs' train-loss matrices
-    (convergence), the events of the time-to-target curves, and the explosion traces of every strategy.
+
+def figure_differences(runs: pd.DataFrame, full: pd.DataFrame, thinned: pd.DataFrame) -> list[str]:
+    """What the figures, tables and notebooks would draw differently from ``thinned`` than from ``full`` curves;
+    empty if nothing.
+
+    Compares what each computes from the curves: the best-tuned runs' train-loss matrices (convergence), the
+    events of the time-to-target curves, the explosion traces of every strategy, the spike counts and clip
+    rates of the best-tuned runs (the stability notebook), and the stable ranges with their learning-rate
+    sensitivity (the lr-range table).
     """
     found = []
     best = tuning.best_tuned_runs(runs)
@@ -81,12 +89,17 @@ def figure_differences(runs: pd.DataFrame, full: pd.DataFrame, thinned: pd.DataF
     if not survival.steps_to_target(runs, full, targets)[columns].equals(
             survival.steps_to_target(runs, thinned, targets)[columns]):
         found.append("time-to-target events")
-    for strategy in runs["strategy"].unique():
+    pairs = [(f"explosion traces of {strategy}", lambda curves, strategy=strategy: curve_analysis.explosion_traces(
+        runs, curves, {"strategy": strategy})[TRACED]) for strategy in runs["strategy"].unique()]
+    pairs += [("spikes and clip rates of the best-tuned runs", lambda curves: curve_analysis.spikes_and_clips(
+                  curves[curves["run_id"].isin(best["run_id"])])),
+              ("stable ranges and sensitivities",
+               lambda curves: sensitivity.stable_range_and_sensitivity(runs, curves))]
+    for name, drawn in pairs:
         try:
-            pd.testing.assert_frame_equal(curve_analysis.explosion_traces(runs, full, {"strategy": strategy}),
-                                          curve_analysis.explosion_traces(runs, thinned, {"strategy": strategy}))
+            pd.testing.assert_frame_equal(drawn(full), drawn(thinned))
         except AssertionError:
-            found.append(f"explosion traces of {strategy}")
+            found.append(name)
     return found
 
 
@@ -135,7 +148,7 @@ def published(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     sitting = tmp_path_factory.mktemp("sitting") / "results"
     for cell in cells[:2]:
         shutil.copytree(paths.cell_dir(SWEEP, cell, trained), paths.cell_dir(SWEEP, cell, sitting.parent))
-    publish_args = ["publish", "--sweep", SWEEP, "--config", SMOKE, "--out", str(out), "--every", "10"]
+    publish_args = ["publish", "--sweep", SWEEP, "--config", SMOKE, "--out", str(out)]
     first = bench(*publish_args, "--results", str(sitting), cwd=trained)
     assert first.returncode == 0, first.stderr
     second = bench(*publish_args, cwd=trained)
@@ -171,20 +184,22 @@ def test_publish_keeps_the_runs_and_what_the_figures_draw(published: dict) -> No
     runs = pd.concat([part[0] for part in parts], ignore_index=True)
     curves = pd.concat([part[1] for part in parts], ignore_index=True)
     pd.testing.assert_frame_equal(runs, full_runs)  # the runs table in full, exactly
-    # every kept row exactly as trained (float32 is exact: the engine logs in float32), fewer rows
+    # every value kept exactly as trained (float32 is exact: the engine logs in float32); fewer rows, fewer values
     merged = curves.merge(full, on=["run_id", "step"], suffixes=("", "_full"), validate="one_to_one")
     assert len(merged) == len(curves) < len(full)
+    assert curves.notna().to_numpy().sum() < full.notna().to_numpy().sum()
     for column in curves.columns.drop(["run_id", "step"]):
-        assert np.array_equal(merged[column], merged[f"{column}_full"], equal_nan=column != "clipped"), column
+        kept = merged[column].notna() if column != "clipped" else slice(None)
+        assert np.array_equal(merged.loc[kept, column], merged.loc[kept, f"{column}_full"]), column
     pd.testing.assert_frame_equal(curves, thinning.thin(full_runs, full)[0])
     assert figure_differences(runs, full, curves) == []
-    kept = full.merge(curves[["run_id", "step"]], how="left", indicator=True)
-    assert (kept["_merge"][full["val_metric"].notna()] == "both").all(), "every evaluation row is kept"
+    ends = curves[curves["val_loss"].notna()].groupby("run_id")["step"].agg(["min", "max"])
+    assert (ends["min"] == 0).all() and ends.index.equals(pd.Index(sorted(runs["run_id"])))
     for cell in sweep.cells(smoke_config()):
         stored = json.loads(paths.cell_record(folder / paths.CELLS / cell.id).read_text())
         trained = json.loads(paths.cell_record(source / paths.CELLS / cell.id).read_text())
         assert stored["fingerprint"] == trained["fingerprint"] == cell_fingerprint(cell)
-        assert stored["thinning"]["rule"] == thinning.RULE and stored["thinning"]["every"] == 10
+        assert stored["thinning"]["rule"] == thinning.RULE and "every" not in stored["thinning"]
         assert stored["thinning"]["curve_rows_trained"] == trained["curve_rows"] >= stored["curve_rows"]
         assert {key: stored[key] for key in ("trained", "torch")} == {key: trained[key] for key in ("trained", "torch")}
 

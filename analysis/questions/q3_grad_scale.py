@@ -18,14 +18,18 @@ from analysis.effects import Study, empty
 from analysis.inference import signed_rank
 from analysis.questions import Question
 from analysis.vocabulary import clean_panels, normalised_runs, panel_columns, score_runs
+from bench.thinning import onset_steps
 
 
-def chaos_onset(curves: pd.DataFrame, a: str, b: str, rtol: float) -> tuple[float, float]:
-    """The first step at which the training losses of runs ``a`` and ``b`` differ by more than ``rtol`` relative
-    (to the larger of the two, a non-finite value against a finite one counting as a difference), over the steps
-    both curves log; and the widest gap between those steps. NaN, NaN where they log no common step; the onset
-    is NaN where they never differ."""
-    own = curves[curves["train_loss"].notna()]
+def chaos_onset(curves: pd.DataFrame, a: str, b: str, rtol: float, steps: int) -> tuple[float, float]:
+    """The first step at which the training losses of runs ``a`` and ``b`` (a budget of ``steps``) differ by more
+    than ``rtol`` relative (to the larger of the two, a non-finite value against a finite one counting as a
+    difference), over the steps of ``bench.thinning.onset_steps`` (0, then a quarter-octave apart: 1, 2, 3, 4, 5,
+    6, 7, 8, 10, ..., and the last step) that both curves log; and its resolution, the steps from the one
+    compared before it (where they agreed; 0 for an onset at the first step compared). NaN, NaN where they
+    log no such step or never differ: the committed curves keep these steps of every such pair, so the onset
+    is the one read on the full curves."""
+    own = curves[curves["train_loss"].notna() & curves["step"].isin(onset_steps(steps)).to_numpy()]
     x = own[own["run_id"] == a].set_index("step")["train_loss"]
     y = own[own["run_id"] == b].set_index("step")["train_loss"]
     common = x.index.intersection(y.index).sort_values()
@@ -36,8 +40,10 @@ def chaos_onset(curves: pd.DataFrame, a: str, b: str, rtol: float) -> tuple[floa
         scale = np.maximum(np.abs(u), np.abs(v))
         differ = np.where(np.isfinite(u) & np.isfinite(v), np.abs(u - v) > rtol * scale,
                           np.isfinite(u) != np.isfinite(v))
-    gap = float(np.diff(common.to_numpy()).max()) if len(common) > 1 else float("nan")
-    return (float(common[np.argmax(differ)]) if differ.any() else float("nan")), gap
+    if not differ.any():
+        return float("nan"), float("nan")
+    first = int(np.argmax(differ))
+    return float(common[first]), float(common[first] - common[first - 1]) if first else 0.0
 
 
 def measure(study: Study, question: Question) -> pd.DataFrame:
@@ -61,10 +67,11 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
     ``exact_pairs``: those within ``exact_rtol`` (float64: the identity
     itself). ``chaos`` pairs exceed ``exact_rtol``; their rounding chaos
     starts at ``onset_median`` (``onset_min`` to ``onset_max``, over
-    ``onset_pairs`` pairs with both curves; ``onset_resolution``: the widest
-    gap between their common logged steps): the first step where the per-step
-    training losses differ by more than ``onset_rtol`` relative
-    (:func:`chaos_onset`). ``gamma = all`` pools the factors.
+    ``onset_pairs`` pairs with both curves): the first step where the per-step
+    training losses differ by more than ``onset_rtol`` relative, read a
+    quarter-octave apart (:func:`chaos_onset`; ``onset_resolution``: the most
+    steps between an onset and the step compared before it). ``gamma = all``
+    pools the factors.
     """
     (strategy,), baseline = question.compares, question.baseline
     limits = question.thresholds
@@ -80,7 +87,7 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
     if scaled.empty or base.empty:
         return empty(*columns)
     on = list(dict.fromkeys([*keys, "_dtype", "seed"]))
-    fields = ["run_id", "lr", "final_train_loss", "_norm", "diverged", "diverged_step"]
+    fields = ["run_id", "lr", "final_train_loss", "_norm", "diverged", "diverged_step", "steps"]
     merged = scaled[[*on, "gamma", *fields]].merge(base[[*on, *fields]], on=on, suffixes=("", "_base"))
     rows = []
     for comparison in ("scaled_lr", "same_lr"):
@@ -91,9 +98,10 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
         _classify(pairs, limits)
         chaotic = pairs[pairs["_chaos"]]
         table = study.curves_of([*chaotic["run_id"], *chaotic["run_id_base"]]) if len(chaotic) else None
-        onsets = pd.DataFrame([chaos_onset(table, a, b, limits["onset_rtol"]) if table is not None and len(table)
-                               else (np.nan, np.nan) for a, b in zip(chaotic["run_id"], chaotic["run_id_base"],
-                                                                     strict=True)],
+        onsets = pd.DataFrame([chaos_onset(table, a, b, limits["onset_rtol"], int(steps))
+                               if table is not None and len(table) else (np.nan, np.nan)
+                               for a, b, steps in zip(chaotic["run_id"], chaotic["run_id_base"], chaotic["steps"],
+                                                      strict=True)],
                               index=chaotic.index, columns=["_onset", "_resolution"])
         pairs = pairs.join(onsets)
         for (dtype, optimizer), by_group in pairs.groupby(["_dtype", "optimizer"], sort=False):
