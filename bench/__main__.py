@@ -165,6 +165,15 @@ def _estimate(args: argparse.Namespace) -> None:
     from bench import estimate, sweep
 
     _imported()
+    if args.against:
+        record = json.loads(Path(args.record).read_text()) if args.record else None
+        if record is None:
+            raise ConfigError("--against needs --record: the JSON of an earlier `python -m bench estimate --json`")
+        from bench import paths
+
+        config = sweep.load(args.config)
+        print(estimate.against(record, sweep.cells(config), Path(args.against), paths.cells_dir(config["sweep"])))
+        return
     only = None
     if args.cells != ["*"]:
         only = {cell.id for cell in sweep.cells(sweep.load(args.config))
@@ -333,6 +342,12 @@ def parser() -> argparse.ArgumentParser:
                           help="predict only the cells whose ids match (default: all)")
     estimate.add_argument("--json", help="also write the record to this JSON file")
     estimate.add_argument("--data-cache", metavar="DIR", help=DATA_CACHE_HELP)
+    estimate.add_argument("--against", metavar="DIR",
+                          help="time nothing: compare the prediction of --record with the train jobs measured "
+                               "in DIR (Snakemake's benchmark files, benchmarks/<sweep>/train/) of the config's cells "
+                               "trained for their current definition (results/<sweep>/cells/), per (task, model, "
+                               "optimizer, precision)")
+    estimate.add_argument("--record", metavar="JSON", help="a stored estimate (--json) for --against")
     estimate.set_defaults(handler=_estimate)
 
     budget = commands.add_parser(

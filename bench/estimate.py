@@ -167,3 +167,62 @@ def estimate(config_path: str, device: str | None, steps: int, sizes: tuple[int,
             "timed_steps": steps, "timed_sizes": list(sizes), "seed": seed, "job_start_s": job_start_s,
             "cells": len(cells), "runs": sum(row["runs"] for row in strata), "predicted_job_s": total,
             "strata": strata}
+
+
+def repredict(record: dict[str, Any], cells: list[Cell]) -> dict[str, float]:
+    """Each cell's predicted job seconds from a stored :func:`estimate` record's cost lines (its stratum's), for
+    the cells of a stratum the record timed; the others are left out."""
+    lines = {(row["task"], row["model"], row["optimizer"], row["dtype"]):
+             StratumTiming(None, *(Linear(**row[f"{part}_s"]) for part in ("setup", "step", "evaluation")))
+             for row in record["strata"]}
+    return {cell.id: lines[stratum(cell)].predict(cell, record["job_start_s"]) for cell in cells
+            if stratum(cell) in lines}
+
+
+def measured_seconds(benchmarks: Path, cells: list[Cell], trained: Path) -> dict[str, float]:
+    """The wall seconds of each cell's train job that Snakemake's ``benchmark:`` file in ``benchmarks``
+    recorded (``<cell>.tsv``, column ``s``, its last row), for the cells trained for their current definition
+    (``trained/<cell>/cell.json`` holds the cell's fingerprint: a benchmark file left by an earlier definition
+    does not count); the others are left out."""
+    import csv
+    import json
+
+    from bench.fingerprint import cell_fingerprint
+
+    seconds = {}
+    for cell in cells:
+        path, record = benchmarks / f"{cell.id}.tsv", trained / cell.id / "cell.json"
+        if (path.is_file() and record.is_file()
+                and json.loads(record.read_text()).get("fingerprint") == cell_fingerprint(cell)):
+            with path.open() as handle:
+                rows = list(csv.DictReader(handle, delimiter="\t"))
+            if rows:
+                seconds[cell.id] = float(rows[-1]["s"])
+    return seconds
+
+
+def against(record: dict[str, Any], cells: list[Cell], benchmarks: Path, trained: Path) -> str:
+    """A stored prediction against the measured train jobs, as Markdown: per stratum, the cells trained (with a
+    benchmark file, and in ``trained`` for their current definition) and their predicted and measured job
+    seconds, then the total, then the cells still to train and their prediction."""
+    predicted, measured = repredict(record, cells), measured_seconds(benchmarks, cells, trained)
+    lines = ["| task | model | optimizer | precision | cells trained | predicted job-s | measured job-s | "
+             "measured / predicted |", "|---|---|---|---|---:|---:|---:|---:|"]
+    total_p = total_m = 0.0
+    for key, members in groupby(sorted(cells, key=stratum), key=stratum):
+        trained = [cell.id for cell in members if cell.id in measured and cell.id in predicted]
+        if not trained:
+            continue
+        p, m = sum(predicted[c] for c in trained), sum(measured[c] for c in trained)
+        total_p, total_m = total_p + p, total_m + m
+        lines.append(f"| {' | '.join(key)} | {len(trained)} | {p:,.0f} | {m:,.0f} | {m / p:.2f} |")
+    done = [c for c in predicted if c in measured]
+    lines.append(f"| all | | | | {len(done)} | {total_p:,.0f} | {total_m:,.0f} | "
+                 f"{total_m / total_p if total_p else float('nan'):.2f} |")
+    left = [cell.id for cell in cells if cell.id not in measured]
+    unpredicted = [cell.id for cell in cells if cell.id not in predicted]
+    lines.append("")
+    lines.append(f"Still to train: {len(left)} cells, predicted {sum(predicted.get(c, 0.0) for c in left):,.0f} "
+                 f"job-s" + (f" ({len(unpredicted)} of a stratum the record did not time)" if unpredicted else "")
+                 + f"; the record: {record['date']}, {record['device']}, {record['cells']} cells.")
+    return "\n".join(lines)

@@ -12,6 +12,7 @@ from conftest import make_config, only_cell
 
 from bench import estimate, sweep
 from bench.__main__ import main
+from bench.fingerprint import cell_fingerprint
 
 
 def test_cost_lines_split_fixed_and_per_run_costs_and_never_go_negative() -> None:
@@ -66,3 +67,28 @@ def test_estimate_on_a_missing_gpu_stops_in_one_line_before_any_timing(capsys) -
     assert main(["estimate", "--config", "config/smoke.yaml", "--device", "cuda"]) == 2
     assert capsys.readouterr().err.startswith("error: config key 'device': cuda is not available")
     assert time.perf_counter() - started < 2  # no job start (a fresh interpreter) was timed
+
+
+def test_a_stored_prediction_is_compared_with_the_jobs_trained_for_the_current_definition(tmp_path) -> None:
+    config = make_config(steps=20, eval_every=10)
+    cells = sweep.cells(config)
+    (cell,) = cells
+    line = {"fixed": 0.5, "per_run": 0.01}
+    record = {"date": "2026-12-04", "device": "cpu", "cells": 1, "job_start_s": 2.0,
+              "strata": [{"task": cell.task_name, "model": cell.model_name, "optimizer": cell.optimizer_name,
+                          "dtype": cell.dtype, "setup_s": line, "step_s": line, "evaluation_s": line}]}
+    predicted = estimate.repredict(record, cells)[cell.id]
+    runs = len(cell.runs)
+    assert predicted == pytest.approx(2.0 + (1 + 20 + 3) * (0.5 + 0.01 * runs))
+    benchmarks, trained = tmp_path / "benchmarks", tmp_path / "cells"
+    benchmarks.mkdir()
+    (benchmarks / f"{cell.id}.tsv").write_text("s\th:m:s\n99.0\t0:01:39\n40.0\t0:00:40\n")
+    (trained / cell.id).mkdir(parents=True)
+    stale = {"fingerprint": "0" * 64}
+    (trained / cell.id / "cell.json").write_text(json.dumps(stale))
+    assert estimate.measured_seconds(benchmarks, cells, trained) == {}  # trained for another definition
+    (trained / cell.id / "cell.json").write_text(json.dumps({"fingerprint": cell_fingerprint(cell)}))
+    assert estimate.measured_seconds(benchmarks, cells, trained) == {cell.id: 40.0}  # the last row
+    table = estimate.against(record, cells, benchmarks, trained)
+    assert f"| all | | | | 1 | {predicted:,.0f} | 40 | {40 / predicted:.2f} |" in table
+    assert "Still to train: 0 cells" in table
