@@ -227,7 +227,10 @@ the least half-width of the x axis (effects all near 0, e.g. every range censore
 def q8_figure(table: pd.DataFrame) -> Figure:
     """Q8: on the transformer problems, each mitigation's stable-range gain over ``none`` (left) and its change in
     learning-rate sensitivity (right; below 0: less sensitive), then the chain against its best member and
-    against the sum of its members (the interaction, 0 where they add up); one colour per optimizer."""
+    against the sum of its members (the interaction, 0 where they add up); one colour per optimizer; the
+    rows pooled over the transformer problems (``task`` ``all``), not those of each task alone."""
+    if "task" in table.columns:
+        table = table[table["task"].astype(str) == "all"]
     optimizers = [o for o in dict.fromkeys(table["optimizer"].astype(str)) if o != "all"] or ["all"]
     panels = [spec for spec in Q8_PANELS if (table["measure"] == spec[0]).any()]
     strategies = list(dict.fromkeys(table.loc[table["measure"] == "gain", "strategy"]))

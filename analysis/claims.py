@@ -369,15 +369,16 @@ def _plain(value: Any) -> Any:
 
 
 def bound_note(values: Mapping[str, Any]) -> str:
-    """The censoring note of a row, from its per-pair counts (``effects.Study.censoring``): empty unless the
-    estimate is neither a point nor a one-sided bound."""
+    """The censoring note of a row, from its per-pair counts (``effects.Study.censoring``; ``pairs`` of them, else
+    ``n``): empty unless the estimate is neither a point nor a one-sided bound."""
     if str(values.get("bound", "") or "") != "both":
         return ""
     both, lower, upper = (int(values.get(k, 0) or 0) for k in ("both_pairs", "lower_pairs", "upper_pairs"))
-    n = values.get("n", "")
+    n = _count(values.get("pairs", values.get("n", "")))
     parts = []
     if both:
-        parts.append(f"on {both} of {n} pairs both compared ranges reach the top of the learning-rate grid")
+        where = "on its one task x model pair" if n == "1" else f"on {both} of {n} pairs"
+        parts.append(f"{where} both compared ranges reach the top of the learning-rate grid")
     if lower and upper:
         parts.append(f"the difference is a lower bound on {lower} and an upper bound on {upper} of {n} pairs")
     return "; " + " and ".join(parts) + ", so the true difference may be larger or smaller" if parts else ""
@@ -523,9 +524,9 @@ def _judge(claim: Claim, values: dict[str, Any]) -> tuple[str, str]:
     if (tested and bool(values.get("underpowered"))) or (
             _reads_interval(claim) and values.get("values") and not _defined(values.get("low"))):
         return UNDERPOWERED, claim.underpowered
-    if claim.equivalence:
-        values["equivalent"] = (_defined(values.get("low90")) and _defined(values.get("high90")) and within_margin(
-            float(values["low90"]), float(values["high90"]), float(values["margin"])))
+    if claim.equivalence:  # undefined without a 90% interval: the claim is then not measured
+        values["equivalent"] = (within_margin(float(values["low90"]), float(values["high90"]), float(values["margin"]))
+                                if _defined(values.get("low90")) and _defined(values.get("high90")) else None)
     verdict = evaluate(claim.claim, values)
     if verdict is None:
         return NOT_MEASURED, claim.missing

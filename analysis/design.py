@@ -266,7 +266,8 @@ def check(design: Design, requirements: Requirements = STUDY) -> list[str]:
 
 def macros(design: Design) -> dict[str, str]:
     """The numbers of the design the paper states, as ``numbers.tex`` macros: ``distinct-tasks``,
-    ``family-tasks`` (each family with its number of tasks), ``fewest-family-tasks``, ``compared-ranges``,
+    ``family-tasks`` (each family with its number of tasks; ``tasks-<family>`` that number alone),
+    ``fewest-family-tasks``, ``compared-ranges``,
     ``censored-ranges``, ``censored-share`` (and ``censored-share-<optimizer>``), ``seed-sets`` (each seed set
     with its cells) and ``fewest-seeds``. The distinct pairs are ``distinct-problems`` (``analysis.macros``)."""
     values = {"distinct-tasks": number(len(design.tasks)),
@@ -277,6 +278,8 @@ def macros(design: Design) -> dict[str, str]:
               "seed-sets": "; ".join(f"{row.seeds.replace('-', '--')} ({row.cells} cells)"
                                      for row in design.seed_sets.itertuples(index=False)),
               "fewest-seeds": number(design.fewest_seeds)}
+    for family, tasks in design.family_tasks.items():
+        values[f"tasks-{family}"] = number(len(tasks))
     for optimizer, (censored, compared) in design.censored_by("optimizer").items():
         values[f"censored-share-{optimizer}"] = percent(censored / compared)
     return values

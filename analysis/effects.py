@@ -17,7 +17,8 @@ are the units (:meth:`Study.over_pairs`):
   of pairs after the correction its family applies (:func:`holm_family`), and
   ``underpowered`` where that is above :data:`ALPHA`: the test cannot reject
   whatever the data, and is never read as evidence;
-- equivalence: the 90% interval over pairs (``low90``, ``high90``), inside
+- equivalence: the 90% interval over pairs (``low90``, ``high90``; over seeds
+  where there is one pair, from the same resamples as the 95% one), inside
   +-margin for an equivalence at level 5% (``inference.within_margin``; the
   margin is the claims file's, ``analysis.claims``);
 - too few units: with fewer than :data:`MIN_UNITS` independent units there is
@@ -135,7 +136,7 @@ class Effect(NamedTuple):
     """The two-sided signed-rank test over the units (two or more pairs)."""
     low90: float = float("nan")
     high90: float = float("nan")
-    """The 90% interval over pairs, read by an equivalence test (:data:`EQUIVALENCE_CONFIDENCE`)."""
+    """The 90% interval over units (pairs or seeds), read by an equivalence test (:data:`EQUIVALENCE_CONFIDENCE`)."""
     values: str = ""
     """With fewer than :data:`MIN_UNITS` units (no interval): the unit values, ``value (task/model)``, listed."""
     pvalue_interval: float = float("nan")
@@ -338,16 +339,17 @@ class Study:
         return weighted_bootstrap(resampling.counts, resampling.statistic, n_resamples=self.n_resamples,
                                   seed=self.seed)
 
-    def seed_test(self, resampling: Resampling) -> tuple[float, float, float]:
-        """The percentile interval of ``resampling`` over seed resamples and the p-value its resamples imply for 0
-        (the test that matches the interval, ``inference.implied_pvalue``)."""
+    def seed_test(self, resampling: Resampling) -> tuple[float, float, float, float, float]:
+        """The 95% percentile interval of ``resampling`` over seed resamples, the p-value its resamples imply for 0
+        (the test that matches the interval, ``inference.implied_pvalue``) and the 90% interval of the same
+        resamples (an equivalence test's, :data:`EQUIVALENCE_CONFIDENCE`): (low, high, p, low90, high90)."""
         return weighted_bootstrap(resampling.counts, resampling.statistic, n_resamples=self.n_resamples,
-                                  seed=self.seed, null=0.0)
+                                  seed=self.seed, null=0.0, also=EQUIVALENCE_CONFIDENCE)
 
     def over_pairs(self, panel_values: Mapping[PanelKey, float],
                    seeds: Callable[[list[PanelKey]], Resampling] | None = None, log: bool = False) -> Effect:
         """The effect of per-panel values: the mean over pairs of each pair's mean over its panels (NaN values
-        left out), its interval over pairs (and the 90% one), or over seeds where there is one pair (``seeds``
+        left out), its interval (and the 90% one) over pairs, or over seeds where there is one pair (``seeds``
         gives the pair's :class:`Resampling` from its panels; none: no interval), the signed-rank test over
         pairs (two or more) and the p-value the interval implies.
 
@@ -372,7 +374,7 @@ class Study:
             resampling = seeds(next(iter(pairs.values())))
             unit, n = UNIT_SEEDS, int(resampling.counts[0])
             if n >= MIN_UNITS:
-                low, high, implied = self.seed_test(resampling)
+                low, high, implied, low90, high90 = self.seed_test(resampling)
         pvalue = signed_rank(per_pair)[1] if per_pair.size >= 2 else nan
         shown = np.exp(per_pair) if log else per_pair
         values = ("" if len(pairs) >= MIN_UNITS or unit == UNIT_SEEDS else
@@ -384,8 +386,8 @@ class Study:
     def over_seeds(self, estimate: float, resampling: Resampling) -> Effect:
         """An effect whose interval resamples the seeds of each pair independently (stratified)."""
         n = int(min(resampling.counts))
-        low, high, implied = self.seed_test(resampling) if n >= MIN_UNITS else (float("nan"),) * 3
-        return Effect(estimate, low, high, UNIT_SEEDS, n, pvalue_interval=implied)
+        low, high, implied, low90, high90 = self.seed_test(resampling) if n >= MIN_UNITS else (float("nan"),) * 5
+        return Effect(estimate, low, high, UNIT_SEEDS, n, low90=low90, high90=high90, pvalue_interval=implied)
 
     def share(self, frame: pd.DataFrame, value: str) -> Effect:
         """The share of rows of ``frame`` where ``value`` holds, its interval a cluster bootstrap over the pairs
@@ -451,8 +453,9 @@ class Study:
         ``lower`` / ``upper`` where every censored pair is that, ``both``
         where some pair is censored both ways or pairs disagree, empty where
         nothing is censored; ``lower_pairs``, ``upper_pairs``, ``both_pairs``,
-        ``censored_pairs`` count the pairs, ``censored`` whether any panel is,
-        ``all_censored`` whether every panel is.
+        ``censored_pairs`` count the pairs (``pairs``: every pair, censored or
+        not), ``censored`` whether any panel is, ``all_censored`` whether every
+        panel is.
         """
         per_pair = {}
         for pair, panels in self.pairs(list(kinds)).items():
@@ -463,7 +466,7 @@ class Study:
         overall = "" if not present else present.pop() if len(present) == 1 else "both"
         return {"censored": any(kinds.values()), "bound": overall, "lower_pairs": counts["lower"],
                 "upper_pairs": counts["upper"], "both_pairs": counts["both"],
-                "censored_pairs": sum(bool(v) for v in per_pair.values()),
+                "censored_pairs": sum(bool(v) for v in per_pair.values()), "pairs": len(per_pair),
                 "all_censored": bool(kinds) and all(kinds.values())}
 
     def sensitivity_grid(self, panel: PanelKey, strategy: str, seeds: Sequence[int]) -> SeedGrid:

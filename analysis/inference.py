@@ -44,13 +44,22 @@ def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
 
 
 def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., Any], confidence: float, n_resamples: int,
-               method: str, seed: int, null: float | None = None, **options: Any) -> tuple[Any, ...]:
-    """``scipy.stats.bootstrap`` of ``statistic`` over ``data``: the interval's (low, high), and with ``null`` the
-    p-value its resamples imply (:func:`implied_pvalue`)."""
+               method: str, seed: int, null: float | None = None, also: float | None = None,
+               **options: Any) -> tuple[Any, ...]:
+    """``scipy.stats.bootstrap`` of ``statistic`` over ``data``: the interval's (low, high), with ``null`` the
+    p-value its resamples imply (:func:`implied_pvalue`), and with ``also`` the (low, high) of the interval at
+    that second confidence level from the same resamples (the statistic is not computed again)."""
+    rng = np.random.default_rng(seed)
     result = stats.bootstrap(data, statistic, confidence_level=confidence, n_resamples=n_resamples, method=method,
-                             rng=np.random.default_rng(seed), **options)
-    interval = (result.confidence_interval.low, result.confidence_interval.high)
-    return interval if null is None else (*interval, implied_pvalue(result.bootstrap_distribution, null))
+                             rng=rng, **options)
+    found = (result.confidence_interval.low, result.confidence_interval.high)
+    if null is not None:
+        found = (*found, implied_pvalue(result.bootstrap_distribution, null))
+    if also is not None:
+        second = stats.bootstrap(data, statistic, confidence_level=also, n_resamples=0, method=method, rng=rng,
+                                 bootstrap_result=result, **options)
+        found = (*found, second.confidence_interval.low, second.confidence_interval.high)
+    return found
 
 
 def implied_pvalue(resampled: np.ndarray, null: float = 0.0) -> Any:
@@ -116,7 +125,8 @@ def bootstrap_columns(samples: np.ndarray, confidence: float = CONFIDENCE, n_res
 
 def weighted_bootstrap(counts: Sequence[int], statistic: Callable[[list[np.ndarray]], np.ndarray],
                        confidence: float = CONFIDENCE, n_resamples: int = 1999, seed: int = 0,
-                       method: str = "percentile", null: float | None = None) -> tuple[Any, ...]:
+                       method: str = "percentile", null: float | None = None,
+                       also: float | None = None) -> tuple[Any, ...]:
     """Bootstrap interval resampling units with replacement, one stratum per entry of ``counts`` (its units).
 
     ``statistic`` maps a list of weight matrices, one per stratum (resamples x
@@ -124,11 +134,13 @@ def weighted_bootstrap(counts: Sequence[int], statistic: Callable[[list[np.ndarr
     every resample: shape (resamples,) or (resamples, k) for k statistics at
     once. Strata are resampled independently (stratified); one stratum is a
     cluster bootstrap. Returns (low, high): floats, or arrays of k; with ``null``
-    also the p-value the resamples imply for it (:func:`implied_pvalue`). Fewer
+    also the p-value the resamples imply for it (:func:`implied_pvalue`); with
+    ``also`` then the (low, high) of the interval at that confidence level from
+    the same resamples (e.g. the 90% interval of an equivalence test). Fewer
     than two units in a stratum: NaN, no interval exists.
     """
     if not counts or min(counts) < 2:
-        return (float("nan"),) * (2 if null is None else 3)
+        return (float("nan"),) * (2 + (null is not None) + 2 * (also is not None))
     samples = tuple(np.arange(count) for count in counts)
 
     def vectorised(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -139,7 +151,7 @@ def weighted_bootstrap(counts: Sequence[int], statistic: Callable[[list[np.ndarr
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a degenerate resample distribution gives its own (tight) interval
-        found = _bootstrap(samples, vectorised, confidence, n_resamples, method, seed, null, vectorized=True,
+        found = _bootstrap(samples, vectorised, confidence, n_resamples, method, seed, null, also, vectorized=True,
                            paired=False)
     return tuple(float(v) for v in found) if np.ndim(found[0]) == 0 else found
 

@@ -193,6 +193,10 @@ def test_censoring_note_is_computed_per_pair():
     assert "on 1 of 2 pairs both" in claims.bound_note({**study.censoring({a: "both", b: "", c: ""}), "n": 2})
     lower = study.censoring({a: "lower", b: "", c: "lower"})
     assert lower["bound"] == "lower" and claims.bound_note({**lower, "n": 2}) == ""
+    # one pair, its interval over 5 seeds (n): the note counts the pair, not the seeds
+    one = study.censoring({b: "both", c: ""})
+    assert one["pairs"] == 1 and claims.bound_note({**one, "n": 5}).startswith(
+        "; on its one task x model pair both compared ranges reach the top")
 
 
 def test_a_claim_resting_only_on_censored_panels_states_no_direction(tmp_path):

@@ -316,16 +316,21 @@ Q8_LIMITS = {"none": 1.0, "qk_norm": 2.5, "z_loss": 1.5, "softcap": 1.5, "warmup
 INITIAL_LOSS, TRAINED_LOSS, CHANCE_LOSS = 4.0, 2.0, 3.0
 
 
-def transformer_sweep(problems=TRANSFORMERS, seed_slope: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The transformer's mitigations under Adam and AdamW, and their validation losses at steps 0 and 100.
+def transformer_sweep(problems=TRANSFORMERS, seed_slope: float = 0.0, limits: dict[str, dict[str, float]] | None = None,
+                      optimizers=("adam", "adamw")) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The transformer's mitigations under ``optimizers``, and their validation losses at steps 0 and 100.
 
-    A run that does not diverge ends at ``TRAINED_LOSS`` (plus ``seed_slope`` x seed), except ``none`` at the
-    highest lr it survives, which collapses to ``CHANCE_LOSS`` without diverging: the failure only the
-    learning-rate sensitivity sees.
+    Each strategy is stable up to ``limits[task]`` (decades; ``Q8_LIMITS`` on a task it does not name). A run that
+    does not diverge ends at ``TRAINED_LOSS`` (plus ``seed_slope`` x seed), except ``none`` at the highest lr it
+    survives, which collapses to ``CHANCE_LOSS`` without diverging: the failure only the learning-rate sensitivity
+    sees.
     """
-    runs = make_sweep(limit_outcome(Q8_LIMITS), strategies=tuple(Q8_LIMITS), optimizers=("adam", "adamw"),
+    per_task = {task: (limits or {}).get(task, Q8_LIMITS) for task, _ in problems}
+    outcomes = {task: limit_outcome(limit) for task, limit in per_task.items()}
+    runs = make_sweep(lambda run: outcomes[run["task"]](run), strategies=tuple(Q8_LIMITS), optimizers=optimizers,
                       problems=problems)
-    collapsed = (runs["strategy"] == "none") & np.isclose(runs["lr"], ADAM_LRS[0] * 10 ** Q8_LIMITS["none"])
+    top = ADAM_LRS[0] * 10 ** runs["task"].map(lambda task: per_task[task]["none"]).to_numpy(dtype=float)
+    collapsed = (runs["strategy"] == "none") & np.isclose(runs["lr"], top)
     final = np.where(collapsed, CHANCE_LOSS, TRAINED_LOSS + seed_slope * runs["seed"])
     curves = pd.DataFrame({"run_id": np.repeat(runs["run_id"].to_numpy(), 2), "step": np.tile([0, 100], len(runs)),
                            "val_loss": np.column_stack([np.full(len(runs), INITIAL_LOSS), final]).ravel()})
@@ -347,41 +352,131 @@ def test_q8_gains_sensitivities_and_the_chain_against_its_members():
     for strategy, limit in Q8_LIMITS.items():
         if strategy == "none":
             continue
-        gain = row(q8, optimizer="all", measure="gain", strategy=strategy)
+        gain = row(q8, task="all", optimizer="all", measure="gain", strategy=strategy)
         assert gain["estimate"] == pytest.approx(limit - Q8_LIMITS["none"]) and not gain["censored"]
-        change = row(q8, optimizer="adamw", measure="sensitivity_change", strategy=strategy)
+        change = row(q8, task="all", optimizer="adamw", measure="sensitivity_change", strategy=strategy)
         expected = sensitivity_of(limit) - sensitivity_of(Q8_LIMITS["none"], collapsed=1)
         assert change["estimate"] == pytest.approx(expected) and change["loss_unit"] == "nats"
         assert change["n"] == 3 and math.isnan(change["low"]) and change["values"]  # 3 pairs: values listed
     # warm-up leaves the range as it is, yet the collapse none suffers at its top lr shows in the sensitivity
-    assert row(q8, optimizer="all", measure="gain", strategy="warmup")["estimate"] == pytest.approx(0.0)
-    assert row(q8, optimizer="all", measure="sensitivity_change", strategy="warmup")["estimate"] == (
+    assert row(q8, task="all", optimizer="all", measure="gain", strategy="warmup")["estimate"] == pytest.approx(0.0)
+    assert row(q8, task="all", optimizer="all", measure="sensitivity_change", strategy="warmup")["estimate"] == (
         pytest.approx(-(CHANCE_LOSS - TRAINED_LOSS) / 8))
-    best = row(q8, optimizer="all", measure="chain_minus_best_gain")
+    best = row(q8, task="all", optimizer="all", measure="chain_minus_best_gain")
     assert best["versus"] == "qk_norm" and best["estimate"] == pytest.approx(0.5)  # 2 decades against 1.5
-    interaction = row(q8, optimizer="adam", measure="gain_interaction")
+    interaction = row(q8, task="all", optimizer="adam", measure="gain_interaction")
     assert interaction["estimate"] == pytest.approx(2.0 - (1.5 + 0.5 + 0.5))
     assert interaction["versus"] == "qk_norm+z_loss+clip_norm"
     sensitivity = {s: sensitivity_of(Q8_LIMITS[s]) for s in ("qk_norm", "z_loss", "clip_norm", "qk_norm_z_loss_clip")}
     base = sensitivity_of(Q8_LIMITS["none"], collapsed=1)
-    best = row(q8, optimizer="all", measure="chain_minus_best_sensitivity")
+    best = row(q8, task="all", optimizer="all", measure="chain_minus_best_sensitivity")
     assert best["versus"] == "qk_norm"
     assert best["estimate"] == pytest.approx(sensitivity["qk_norm_z_loss_clip"] - sensitivity["qk_norm"])
-    assert row(q8, optimizer="all", measure="sensitivity_interaction")["estimate"] == pytest.approx(
+    assert row(q8, task="all", optimizer="all", measure="sensitivity_interaction")["estimate"] == pytest.approx(
         sensitivity["qk_norm_z_loss_clip"] - base - sum(sensitivity[m] - base for m in ("qk_norm", "z_loss",
                                                                                          "clip_norm")))
-    assert row(q8, optimizer="all", measure="gain", strategy="qk_norm")["budget"] == "qk_norm 1"
+    assert row(q8, task="all", optimizer="all", measure="gain", strategy="qk_norm")["budget"] == "qk_norm 1"
     assert interaction["budget"] == "qk_norm_z_loss_clip 1, qk_norm 1, z_loss 1, clip_norm 3"  # settings per lr
 
 
 def test_q8_on_one_pair_resamples_seeds_and_without_curves_gives_ranges_only():
     runs, curves = transformer_sweep(problems=TRANSFORMERS[:1], seed_slope=0.1)
     q8 = answer("q8_transformer", runs, curves, n_resamples=199)
-    change = row(q8, optimizer="adam", measure="sensitivity_change", strategy="qk_norm")
+    change = row(q8, task="all", optimizer="adam", measure="sensitivity_change", strategy="qk_norm")
     assert change["unit"] == UNIT_SEEDS and change["n"] == len(SEEDS)
     assert change["low"] < change["estimate"] < change["high"]  # the seeds' sensitivities differ
+    assert change["low"] <= change["low90"] < change["high90"] <= change["high"]  # the 90% interval, same resamples
+    # its one task's rows are the pooled rows: the same pair, the same seeds
+    assert set(q8["task"]) == {"all", "chars"}
+    pooled, chars = (q8[q8["task"] == task].drop(columns="task").reset_index(drop=True) for task in ("all", "chars"))
+    pd.testing.assert_frame_equal(pooled, chars)
     ranges = answer("q8_transformer", runs, None, n_resamples=99)
     assert set(ranges["measure"]) == {"gain", "chain_minus_best_gain", "gain_interaction"}
+
+
+Q8_PER_TASK = {
+    "chars": {**Q8_LIMITS, "none": 0.5, "qk_norm": 1.5, "z_loss": 1.0, "clip_norm": 1.0, "qk_norm_z_loss_clip": 2.5},
+    "modular": {**Q8_LIMITS, "none": 1.5, "qk_norm": 1.0, "z_loss": 1.5, "clip_norm": 1.5, "qk_norm_z_loss_clip": 2.5},
+}
+"""Per task, where each strategy stops being stable (copy: ``Q8_LIMITS``). On chars qk-layernorm gains 1 decade and
+the chain gains exactly the sum of its members' gains; on modular qk-layernorm narrows the range (by half a decade)
+and the chain gains 1.5 decades more than its members together; on copy qk-layernorm gains 1.5 decades and the
+chain half a decade less than its members together."""
+
+
+def q8_outcomes(table: pd.DataFrame) -> dict[str, claims.Outcome]:
+    """The study's Q8 claims evaluated on ``table``, by id."""
+    declared, entries = claims.load()
+    return {o.claim.id: o for o in claims.evaluate_claims({"q8_transformer": table},
+                                                          [c for c in entries if c.question == "Q8"], declared)}
+
+
+def test_q8_answers_each_transformer_problem_over_its_seeds():
+    runs, curves = transformer_sweep(seed_slope=0.1, limits=Q8_PER_TASK, optimizers=("adam",))
+    q8 = answer("q8_transformer", runs, curves, n_resamples=199)
+    assert list(dict.fromkeys(q8["task"])) == ["all", "chars", "modular", "copy"]
+    gains = {"chars": 1.0, "modular": -0.5, "copy": 1.5}
+    pooled = row(q8, task="all", optimizer="all", measure="gain", strategy="qk_norm")
+    assert pooled["estimate"] == pytest.approx(np.mean(list(gains.values())))
+    assert pooled["unit"] == UNIT_PAIRS and pooled["n"] == 3 and math.isnan(pooled["low"])  # 3 pairs: listed
+    assert pooled["values"] == "1 (chars/transformer), -0.5 (modular/transformer), 1.5 (copy/transformer)"
+    for task, gain in gains.items():
+        mine = q8[q8["task"] == task]
+        # one problem: every interval is over its seeds, the 95% and the 90% one, and no value is listed
+        assert (mine["unit"] == UNIT_SEEDS).all() and (mine["n"] == len(SEEDS)).all() and not mine["values"].any()
+        assert np.isfinite(mine[["low", "high", "low90", "high90"]].to_numpy(dtype=float)).all()
+        assert row(q8, task=task, optimizer="adam", measure="gain", strategy="qk_norm")["estimate"] == (
+            pytest.approx(gain))
+    # the chain's best member is chosen on each problem: on modular qk_norm narrows the range
+    assert {task: row(q8, task=task, optimizer="all", measure="chain_minus_best_gain")["versus"]
+            for task in gains} == {"chars": "qk_norm", "modular": "z_loss", "copy": "qk_norm"}
+    interaction = {task: row(q8, task=task, optimizer="all", measure="gain_interaction")["estimate"]
+                   for task in gains}
+    assert interaction == pytest.approx({"chars": 0.0, "modular": 1.5, "copy": -0.5})
+    chars = row(q8, task="chars", optimizer="all", measure="sensitivity_change", strategy="qk_norm")
+    assert chars["low"] < chars["estimate"] < chars["high"] < 0  # the seeds' sensitivities differ
+
+    outcomes = q8_outcomes(q8)
+    status = {key: outcome.status for key, outcome in outcomes.items()}
+    per_task = {key: value for key, value in status.items() if key.split("-")[1] in gains}
+    assert {status[key] for key in set(status) - set(per_task)} == {claims.UNDERPOWERED}  # pooled: 3 pairs
+    assert per_task == {
+        "Q8-chars-qk-norm-range": "holds", "Q8-chars-qk-norm-sensitivity": "holds",
+        "Q8-chars-chain-interaction-range": "holds",
+        "Q8-modular-qk-norm-range": "fails", "Q8-modular-qk-norm-sensitivity": "fails",
+        "Q8-modular-chain-interaction-range": "fails",
+        "Q8-copy-qk-norm-range": "holds", "Q8-copy-qk-norm-sensitivity": "holds",
+        "Q8-copy-chain-interaction-range": "fails"}
+    text = {key: outcome.sentence["md"] for key, outcome in outcomes.items()}
+    assert text["Q8-chars-qk-norm-range"].startswith(
+        "On character-level language modelling (one problem, `chars`), qk-layernorm (`qk_norm`) widens the "
+        "transformer's stable learning-rate range by 1 decades over no mitigation (95% CI 1 to 1 over 5 seeds")
+    assert "lowers the transformer's learning-rate sensitivity" in text["Q8-chars-qk-norm-sensitivity"]
+    assert "add up to within the stated margin of 0.25 decades" in text["Q8-chars-chain-interaction-range"]
+    assert text["Q8-modular-qk-norm-range"].startswith("On modular addition (one problem, `modular`), qk-layernorm "
+                                                      "(`qk_norm`) narrows the transformer's stable learning-rate "
+                                                      "range: -0.5 decades")
+    assert "raises the transformer's learning-rate sensitivity by 0.12" in text["Q8-modular-qk-norm-sensitivity"]
+    assert "reinforce each other" in text["Q8-modular-chain-interaction-range"]
+    assert text["Q8-copy-chain-interaction-range"].startswith("On the copy task (one problem, `copy`), "
+                                                             "qk-layernorm, z-loss and norm clipping overlap")
+    for key in ("Q8-chars-qk-norm-range", "Q8-modular-qk-norm-sensitivity", "Q8-copy-chain-interaction-range"):
+        assert "over 5 seeds of this problem" in text[key]
+
+
+def test_q8_claims_of_a_problem_the_sweep_lacks_are_not_measured():
+    runs, curves = transformer_sweep(problems=TRANSFORMERS[:1], optimizers=("adam",))
+    status = {key: outcome.status for key, outcome in q8_outcomes(answer("q8_transformer", runs, curves,
+                                                                            n_resamples=199)).items()}
+    assert status["Q8-chars-qk-norm-range"] == status["Q8-chars-qk-norm-sensitivity"] == "holds"
+    assert status["Q8-chars-chain-interaction-range"] == "fails"  # Q8_LIMITS: the chain gains less than its members
+    for task in ("modular", "copy"):
+        for claim in ("qk-norm-range", "qk-norm-sensitivity", "chain-interaction-range"):
+            assert status[f"Q8-{task}-{claim}"] == claims.NOT_MEASURED
+    few = runs[runs["seed"] < 4]  # 4 seeds: too few for an interval over them
+    status = {key: outcome.status for key, outcome in q8_outcomes(answer("q8_transformer", few, curves,
+                                                                            n_resamples=99)).items()}
+    assert status["Q8-chars-qk-norm-range"] == status["Q8-chars-chain-interaction-range"] == claims.NOT_MEASURED
 
 
 def test_q8_answers_nothing_without_a_transformer_problem():
@@ -405,7 +500,9 @@ def test_q8_figure_shows_both_measures_per_optimizer():
     labels = [tick.get_text() for tick in gain.get_yticklabels()]
     assert labels[:7] == list(Q8_LIMITS)[1:] and labels[7:] == ["qk_norm_z_loss_clip - best member",
                                                                "qk_norm_z_loss_clip - sum of members"]
-    adam = table[(table["optimizer"] == "adam") & (table["measure"] == "gain")]["estimate"].tolist()
+    assert set(table["task"]) == {"all", *(task for task, _ in TRANSFORMERS)}  # it draws the pooled rows only
+    adam = table[(table["task"] == "all") & (table["optimizer"] == "adam") & (table["measure"] == "gain")]
+    adam = adam["estimate"].tolist()
     dots = [line.get_xdata()[0] for line in gain.lines if line.get_marker() in answers.MARKERS_DRAWN
             and line.get_color() == answers.OPTIMIZER_COLOURS[0]]
     np.testing.assert_allclose(dots[:7], adam)

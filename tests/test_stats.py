@@ -209,6 +209,24 @@ def test_weighted_bootstrap_resamples_units_as_scipy_does():
     assert all(math.isnan(bound) for bound in inference.weighted_bootstrap([6, 1], lambda w: w[0].sum(axis=1)))
 
 
+def test_weighted_bootstrap_gives_a_second_interval_from_the_same_resamples():
+    values = np.array([0.2, 0.9, 0.4, 0.5, 0.1, 0.7])
+    calls = []
+
+    def mean(weights: list[np.ndarray]) -> np.ndarray:
+        calls.append(weights[0].shape[0])
+        return weights[0] @ values / weights[0].sum(axis=1)
+
+    low, high, p, low90, high90 = inference.weighted_bootstrap([6], mean, n_resamples=999, seed=1, null=0.5,
+                                                               also=0.90)
+    assert sum(calls) == 999  # the statistic is not computed again for the second interval
+    assert (low, high, p) == inference.weighted_bootstrap([6], mean, n_resamples=999, seed=1, null=0.5)
+    assert (low90, high90) == inference.weighted_bootstrap([6], mean, confidence=0.90, n_resamples=999, seed=1)
+    assert low < low90 < high90 < high
+    assert all(math.isnan(v) for v in inference.weighted_bootstrap([1], mean, null=0.0, also=0.90))
+    assert len(inference.weighted_bootstrap([1], mean, null=0.0, also=0.90)) == 5
+
+
 def test_smallest_pvalue_is_where_a_test_cannot_reject():
     differences = np.array([0.3, 0.1, 0.4, 0.2, 0.5])  # every sign alike, no ties: the exact extreme
     assert inference.smallest_pvalue("wilcoxon", 5) == sps.wilcoxon(differences).pvalue == 2 / 2**5

@@ -237,7 +237,8 @@ declare(
     compares=("qk_norm", "z_loss", "softcap", "warmup", "clip_norm", "update_clip", "qk_norm_z_loss_clip"),
     baseline="none", answered_by="any", families=("transformer",), needs_curves=True,
     combines={"qk_norm_z_loss_clip": ("qk_norm", "z_loss", "clip_norm")},
-    contrast="on the transformer problems, per optimizer: each mitigation's stable-range gain over the baseline "
+    contrast="on the transformer problems pooled, and on each transformer task alone (its intervals over seeds), per "
+             "optimizer: each mitigation's stable-range gain over the baseline "
              "(decades, a bound where censored) and its change in learning-rate sensitivity (Wortsman et al.'s, "
              "in nats of validation loss; lower is better); the chain (qk-layernorm + z-loss + norm clipping) "
              "against its best member and against the sum of its members' effects (the interaction). The "
