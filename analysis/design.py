@@ -45,7 +45,7 @@ from analysis.latex import number, percent, tex_escape
 from analysis.problems import distinct_problems
 from analysis.questions import QUESTIONS
 from analysis.vocabulary import default_precision, groups, panel_columns, problems, setting_columns
-from bench import paths
+from bench import models, paths
 from bench.columns import with_run_defaults
 
 FAMILIES = ("mlp", "cnn1d", "cnn2d", "rnn", "transformer")
@@ -266,7 +266,8 @@ def check(design: Design, requirements: Requirements = STUDY) -> list[str]:
 
 def macros(design: Design) -> dict[str, str]:
     """The numbers of the design the paper states, as ``numbers.tex`` macros: ``distinct-tasks``,
-    ``family-tasks`` (each family with its number of tasks; ``tasks-<family>`` that number alone),
+    ``family-tasks`` (each family with its number of tasks; ``tasks-<family>`` that number alone, for every
+    registered model family: 0 where the sweep trains none),
     ``fewest-family-tasks``, ``compared-ranges``,
     ``censored-ranges``, ``censored-share`` (and ``censored-share-<optimizer>``), ``seed-sets`` (each seed set
     with its cells) and ``fewest-seeds``. The distinct pairs are ``distinct-problems`` (``analysis.macros``)."""
@@ -278,8 +279,8 @@ def macros(design: Design) -> dict[str, str]:
               "seed-sets": "; ".join(f"{row.seeds.replace('-', '--')} ({row.cells} cells)"
                                      for row in design.seed_sets.itertuples(index=False)),
               "fewest-seeds": number(design.fewest_seeds)}
-    for family, tasks in design.family_tasks.items():
-        values[f"tasks-{family}"] = number(len(tasks))
+    for family in dict.fromkeys([*models.REGISTRY.known(), *design.family_tasks]):
+        values[f"tasks-{family}"] = number(len(design.family_tasks.get(family, [])))
     for optimizer, (censored, compared) in design.censored_by("optimizer").items():
         values[f"censored-share-{optimizer}"] = percent(censored / compared)
     return values
