@@ -166,9 +166,10 @@ def _estimate(args: argparse.Namespace) -> None:
 
     _imported()
     if args.against:
-        record = json.loads(Path(args.record).read_text()) if args.record else None
-        if record is None:
-            raise ConfigError("--against needs --record: the JSON of an earlier `python -m bench estimate --json`")
+        if not args.record or not Path(args.record).is_file():
+            raise ConfigError(f"--against needs --record, the JSON an earlier `python -m bench estimate --json` wrote, "
+                              f"and {args.record!r} is no file")
+        record = json.loads(Path(args.record).read_text())
         from bench import paths
 
         config = sweep.load(args.config)

@@ -92,3 +92,9 @@ def test_a_stored_prediction_is_compared_with_the_jobs_trained_for_the_current_d
     table = estimate.against(record, cells, benchmarks, trained)
     assert f"| all | | | | 1 | {predicted:,.0f} | 40 | {40 / predicted:.2f} |" in table
     assert "Still to train: 0 cells" in table
+
+
+def test_against_without_a_stored_record_is_one_line(capsys) -> None:
+    assert main(["estimate", "--config", "config/smoke.yaml", "--against", "benchmarks/smoke/train",
+                 "--record", "no-such.json"]) == 2
+    assert "--against needs --record" in capsys.readouterr().err
