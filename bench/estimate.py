@@ -67,7 +67,8 @@ class Linear:
 class StratumTiming:
     """The timed cell of a stratum and its cost lines: setup, one lockstep step, one evaluation."""
 
-    cell: Cell
+    cell: Cell | None
+    """The cell timed; None for cost lines read back from a stored record (:func:`repredict`)."""
     setup: Linear
     step: Linear
     evaluation: Linear
@@ -185,15 +186,14 @@ def measured_seconds(benchmarks: Path, cells: list[Cell], trained: Path) -> dict
     (``trained/<cell>/cell.json`` holds the cell's fingerprint: a benchmark file left by an earlier definition
     does not count); the others are left out."""
     import csv
-    import json
 
+    from bench import record
     from bench.fingerprint import cell_fingerprint
 
     seconds = {}
     for cell in cells:
-        path, record = benchmarks / f"{cell.id}.tsv", trained / cell.id / "cell.json"
-        if (path.is_file() and record.is_file()
-                and json.loads(record.read_text()).get("fingerprint") == cell_fingerprint(cell)):
+        path = benchmarks / f"{cell.id}.tsv"
+        if path.is_file() and record.holds(trained / cell.id, cell_fingerprint(cell)):
             with path.open() as handle:
                 rows = list(csv.DictReader(handle, delimiter="\t"))
             if rows:
@@ -210,12 +210,12 @@ def against(record: dict[str, Any], cells: list[Cell], benchmarks: Path, trained
              "measured / predicted |", "|---|---|---|---|---:|---:|---:|---:|"]
     total_p = total_m = 0.0
     for key, members in groupby(sorted(cells, key=stratum), key=stratum):
-        trained = [cell.id for cell in members if cell.id in measured and cell.id in predicted]
-        if not trained:
+        timed = [cell.id for cell in members if cell.id in measured and cell.id in predicted]
+        if not timed:
             continue
-        p, m = sum(predicted[c] for c in trained), sum(measured[c] for c in trained)
+        p, m = sum(predicted[c] for c in timed), sum(measured[c] for c in timed)
         total_p, total_m = total_p + p, total_m + m
-        lines.append(f"| {' | '.join(key)} | {len(trained)} | {p:,.0f} | {m:,.0f} | {m / p:.2f} |")
+        lines.append(f"| {' | '.join(key)} | {len(timed)} | {p:,.0f} | {m:,.0f} | {m / p:.2f} |")
     done = [c for c in predicted if c in measured]
     lines.append(f"| all | | | | {len(done)} | {total_p:,.0f} | {total_m:,.0f} | "
                  f"{total_m / total_p if total_p else float('nan'):.2f} |")

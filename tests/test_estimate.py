@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import make_config, only_cell
 
-from bench import estimate, sweep
+from bench import estimate, record, sweep
 from bench.__main__ import main
 from bench.fingerprint import cell_fingerprint
 
@@ -74,22 +74,25 @@ def test_a_stored_prediction_is_compared_with_the_jobs_trained_for_the_current_d
     cells = sweep.cells(config)
     (cell,) = cells
     line = {"fixed": 0.5, "per_run": 0.01}
-    record = {"date": "2026-12-04", "device": "cpu", "cells": 1, "job_start_s": 2.0,
+    stored = {"date": "2026-12-04", "device": "cpu", "cells": 1, "job_start_s": 2.0,
               "strata": [{"task": cell.task_name, "model": cell.model_name, "optimizer": cell.optimizer_name,
                           "dtype": cell.dtype, "setup_s": line, "step_s": line, "evaluation_s": line}]}
-    predicted = estimate.repredict(record, cells)[cell.id]
+    predicted = estimate.repredict(stored, cells)[cell.id]
     runs = len(cell.runs)
     assert predicted == pytest.approx(2.0 + (1 + 20 + 3) * (0.5 + 0.01 * runs))
     benchmarks, trained = tmp_path / "benchmarks", tmp_path / "cells"
     benchmarks.mkdir()
     (benchmarks / f"{cell.id}.tsv").write_text("s\th:m:s\n99.0\t0:01:39\n40.0\t0:00:40\n")
     (trained / cell.id).mkdir(parents=True)
-    stale = {"fingerprint": "0" * 64}
+    for table in ("runs", "curves"):
+        (trained / cell.id / f"{table}.parquet").touch()
+    stale = {"format": record.FORMAT, "fingerprint": "0" * 64}
     (trained / cell.id / "cell.json").write_text(json.dumps(stale))
     assert estimate.measured_seconds(benchmarks, cells, trained) == {}  # trained for another definition
-    (trained / cell.id / "cell.json").write_text(json.dumps({"fingerprint": cell_fingerprint(cell)}))
+    (trained / cell.id / "cell.json").write_text(json.dumps({"format": record.FORMAT,
+                                                             "fingerprint": cell_fingerprint(cell)}))
     assert estimate.measured_seconds(benchmarks, cells, trained) == {cell.id: 40.0}  # the last row
-    table = estimate.against(record, cells, benchmarks, trained)
+    table = estimate.against(stored, cells, benchmarks, trained)
     assert f"| all | | | | 1 | {predicted:,.0f} | 40 | {40 / predicted:.2f} |" in table
     assert "Still to train: 0 cells" in table
 
