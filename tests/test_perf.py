@@ -4,6 +4,7 @@ trains the engine's runs."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import subprocess
@@ -227,7 +228,8 @@ def test_fastest_takes_each_block_minimum_over_rounds():
 
 
 def test_the_gpu_script_writes_both_records(tmp_path) -> None:
-    """scripts/gpu_check.sh, run on a CPU with its overrides: the perf record and the full-sweep estimate."""
+    """scripts/gpu_check.sh, run on a CPU with its overrides: the perf record and the full-sweep estimate;
+    the cells it trains are measured cheapest first, dated, and a second run skips those it has."""
     env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path), "PERF_FLAGS": "--quick",
            "FULL_CONFIG": "config/smoke.yaml", "FULL_CELLS": "mnist1d-*", "TRAIN_CELLS": "mnist1d-mlp-sgd-*",
            "TRAIN_BUDGET": "300", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
@@ -238,12 +240,19 @@ def test_the_gpu_script_writes_both_records(tmp_path) -> None:
     assert estimate_record["sweep"] == "smoke" and estimate_record["predicted_job_s"] > 0
     chosen = json.loads((tmp_path / "probe-full-transformer.json").read_text())
     (stratum,) = chosen["strata"]
-    assert set(stratum["predicted_cells_s"]) == {"mnist1d-mlp-sgd-none", "mnist1d-mlp-sgd-clip_norm"}
-    assert chosen["predicted_job_s"] == pytest.approx(sum(stratum["predicted_cells_s"].values()))
-    trained = (tmp_path / "probe-full-trained.tsv").read_text().splitlines()
-    assert trained[0] == "cell\tseconds\tstatus"
-    assert [line.split("\t")[0] for line in trained[1:]] == ["mnist1d-mlp-sgd-none", "mnist1d-mlp-sgd-clip_norm"]
-    assert all(line.endswith("\ttrained") and float(line.split("\t")[1]) > 0 for line in trained[1:])
+    predicted = stratum["predicted_cells_s"]
+    assert set(predicted) == {"mnist1d-mlp-sgd-none", "mnist1d-mlp-sgd-clip_norm"}
+    assert chosen["predicted_job_s"] == pytest.approx(sum(predicted.values()))
+    trained = tmp_path / "probe-full-trained.tsv"
+    header, *rows = [line.split("\t") for line in trained.read_text().splitlines()]
+    assert header == ["date", "cell", "seconds", "predicted_s", "status"]
+    assert [row[1] for row in rows] == sorted(predicted, key=predicted.get)
+    assert all(row[0] == datetime.datetime.now(datetime.timezone.utc).date().isoformat() for row in rows)
+    assert all(row[4] == "trained" and float(row[2]) > 0 and float(row[3]) > 0 for row in rows)
+    # a second run, training only: every matching cell is measured already, so nothing is added
+    subprocess.run(["scripts/gpu_check.sh", "probe"], check=True, env={**env, "STAGES": "train"},
+                   capture_output=True)
+    assert len(trained.read_text().splitlines()) == 1 + len(rows)
 
 
 def test_estimate_refuses_cells_that_match_nothing(capsys) -> None:
