@@ -247,7 +247,7 @@ def test_the_gpu_script_writes_both_records(tmp_path) -> None:
     header, *rows = [line.split("\t") for line in trained.read_text().splitlines()]
     assert header == ["date", "cell", "seconds", "predicted_s", "status"]
     assert [row[1] for row in rows] == sorted(predicted, key=predicted.get)
-    assert all(row[0] == datetime.datetime.now(datetime.timezone.utc).date().isoformat() for row in rows)
+    assert all(row[0] == datetime.datetime.now(datetime.UTC).date().isoformat() for row in rows)
     assert all(row[4] == "trained" and float(row[2]) > 0 and float(row[3]) > 0 for row in rows)
     # a second run, training only: every matching cell is measured already, so nothing is added
     subprocess.run(["scripts/gpu_check.sh", "probe"], check=True, env={**env, "STAGES": "train"},
