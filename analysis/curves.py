@@ -31,6 +31,37 @@ def curves_of(curves: CurveSource, run_ids: Sequence[str]) -> pd.DataFrame | Non
     return curves[curves["run_id"].isin(list(run_ids))]
 
 
+class RunRows:
+    """A curves table indexed by run once: a :data:`CurveSource` whose rows of given runs cost time in proportion
+    to those rows, not to the table (``curves[curves["run_id"].isin(run_ids)]`` scans the whole table each time,
+    so that reading every panel's runs in turn grows with the square of the sweep).
+
+    Called with run ids it returns exactly that filter's result: the rows of those runs, in the table's order,
+    with their index labels.
+    """
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.table = table
+        codes, runs = pd.factorize(table["run_id"])
+        self._runs = pd.Index(runs)
+        self._order = np.argsort(codes, kind="stable")  # the rows of run k at _order[_bounds[k]:_bounds[k + 1]]
+        self._bounds = np.searchsorted(codes[self._order], np.arange(len(runs) + 1))
+
+    def __call__(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        """The rows of ``run_ids`` (an id without curves has none), in the table's order."""
+        found = self._runs.get_indexer(pd.unique(pd.Series(list(run_ids), dtype=object)))
+        found = found[found >= 0]
+        starts, lengths = self._bounds[found], self._bounds[found + 1] - self._bounds[found]
+        offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        return self.table.iloc[np.sort(self._order[offsets + np.arange(int(lengths.sum()))])]
+
+
+def indexed(curves: CurveSource) -> CurveSource:
+    """``curves`` as a source that reads the rows of given runs without scanning the table (:class:`RunRows`)
+    where it is a table; a reader or None as it is."""
+    return RunRows(curves) if isinstance(curves, pd.DataFrame) else curves
+
+
 def smoothing_window(runs: pd.DataFrame) -> int:
     """Moving-average window for train-loss curves: 2% of the training steps (at least 1)."""
     return max(1, round(0.02 * float(runs["steps"].max())))

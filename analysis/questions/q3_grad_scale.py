@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.curves import RunRows
 from analysis.effects import Study, empty
 from analysis.inference import signed_rank
 from analysis.questions import Question
@@ -98,8 +99,9 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
         _classify(pairs, limits)
         chaotic = pairs[pairs["_chaos"]]
         table = study.curves_of([*chaotic["run_id"], *chaotic["run_id_base"]]) if len(chaotic) else None
-        onsets = pd.DataFrame([chaos_onset(table, a, b, limits["onset_rtol"], int(steps))
-                               if table is not None and len(table) else (np.nan, np.nan)
+        pair_rows = RunRows(table) if table is not None and len(table) else None  # each pair's rows, not a scan
+        onsets = pd.DataFrame([chaos_onset(pair_rows([a, b]), a, b, limits["onset_rtol"], int(steps))
+                               if pair_rows is not None else (np.nan, np.nan)
                                for a, b, steps in zip(chaotic["run_id"], chaotic["run_id_base"], chaotic["steps"],
                                                       strict=True)],
                               index=chaotic.index, columns=["_onset", "_resolution"])
