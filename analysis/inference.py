@@ -93,6 +93,37 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[..., 
     return float(low), float(high)
 
 
+ROW_BLOCK = 500_000
+"""About this many resampled values at once in :func:`bootstrap_rows` (rows x resamples x units: 4 MB)."""
+
+
+def bootstrap_rows(values: np.ndarray, confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bootstrap_ci` of the mean of each row of ``values`` (rows x units), all rows at once: each row's
+    (low, high) is exactly what :func:`bootstrap_ci` gives for that row alone, its resamples drawn from ``seed``
+    as there (every block of rows is one ``scipy.stats.bootstrap`` call on a fresh generator, whose resample
+    indices do not depend on the number of rows). Fewer than two units: NaN; a constant row: its value."""
+    values = np.asarray(values, dtype=float)
+    low, high = np.full(len(values), np.nan), np.full(len(values), np.nan)
+    if values.ndim != 2 or values.shape[1] < 2:
+        return low, high
+    constant = np.all(values == values[:, :1], axis=1)
+    low[constant] = high[constant] = values[constant, 0]
+    varying = np.flatnonzero(~constant)
+    block = max(1, ROW_BLOCK // (n_resamples * values.shape[1]))
+    for start in range(0, len(varying), block):
+        rows = varying[start:start + block]
+        low[rows], high[rows] = _bootstrap((values[rows],), _mean_of_rows, confidence, n_resamples, "percentile",
+                                           seed, axis=-1)
+    return low, high
+
+
+def _mean_of_rows(resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``np.mean`` over the last axis, taken on a matrix of the rows (as on one sample's resamples), so that each
+    mean sums its units in the same order as for one sample alone."""
+    return np.mean(resampled.reshape(-1, resampled.shape[-1]), axis=-1).reshape(resampled.shape[:-1])
+
+
 def bootstrap_pvalue(values: Sequence[float] | np.ndarray, null: float = 0.0, n_resamples: int = N_RESAMPLES,
                      seed: int = 0) -> float:
     """The two-sided p-value implied by the percentile bootstrap of the mean over independent units, the test
