@@ -20,10 +20,21 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.inference import CONFIDENCE, N_RESAMPLES, bootstrap_rows, cluster_share, compare, holm, iqm, wilson_interval
+from analysis.inference import (
+    CONFIDENCE,
+    N_RESAMPLES,
+    bootstrap_rows,
+    cluster_share,
+    compare,
+    holm,
+    iqm,
+    wilson_interval,
+)
+from analysis.memo import memoised
 from analysis.vocabulary import PROBLEM_COLUMNS, groups, panel_columns, setting_columns, sign
 
 
+@memoised
 def seed_summary(runs: pd.DataFrame, value: str = "test_score", by: Sequence[str] | None = None,
                  confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Per group: ``seeds``, ``failed``, ``mean`` with a bootstrap CI (``low``, ``high``), ``iqm``, ``median``.
@@ -83,6 +94,7 @@ def divergence_rates(runs: pd.DataFrame, by: Sequence[str] | None = None,
     return counts
 
 
+@memoised
 def cluster_rate(frame: pd.DataFrame, value: str, by: Sequence[str] = ("strategy",),
                  cluster: Sequence[str] = PROBLEM_COLUMNS, confidence: float = CONFIDENCE,
                  n_resamples: int = N_RESAMPLES, seed: int = 0) -> pd.DataFrame:
