@@ -20,7 +20,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 CACHE_SIZE = 512
 """Results kept per memoised function; the least recently used go first."""
@@ -33,17 +35,39 @@ def content_key(value: Any) -> Any:
     mappings element by element, scalars with their type (``1`` and ``1.0`` differ); a TypeError for a value that
     is none of these and not hashable."""
     if isinstance(value, pd.DataFrame | pd.Series):
-        hashed = pd.util.hash_pandas_object(value, index=True).to_numpy()
-        columns = tuple(value.columns) if isinstance(value, pd.DataFrame) else (value.name,)
-        dtypes = tuple(str(d) for d in value.dtypes) if isinstance(value, pd.DataFrame) else (str(value.dtype),)
-        return (type(value).__name__, columns, dtypes, value.shape, str(value.index.dtype),
-                hashlib.blake2b(hashed.tobytes(), digest_size=16).digest())
+        frame = value if isinstance(value, pd.DataFrame) else value.to_frame()
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(pd.util.hash_pandas_object(frame.index).to_numpy().tobytes())
+        for _, column in frame.items():
+            digest.update(_column_digest(column))
+        return (type(value).__name__, tuple(frame.columns), tuple(str(d) for d in frame.dtypes), value.shape,
+                str(value.index.dtype), digest.digest())
     if isinstance(value, list | tuple):
         return (type(value).__name__, *(content_key(v) for v in value))
     if isinstance(value, Mapping):
         return ("mapping", *((content_key(k), content_key(v)) for k, v in value.items()))
     hash(value)
     return (type(value).__name__, value)
+
+
+def _column_digest(column: pd.Series) -> bytes:
+    """A digest of a column's values: an Arrow string column's from its offsets, characters and nulls (as fast as
+    copying them), any other's from ``pandas.util.hash_array`` of its values."""
+    values = column.array
+    arrow = values.__arrow_array__() if hasattr(values, "__arrow_array__") else None
+    if isinstance(arrow, pa.ChunkedArray) and (pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type)):
+        digest = hashlib.blake2b(digest_size=16)
+        width = np.int32 if pa.types.is_string(arrow.type) else np.int64
+        for chunk in arrow.chunks:
+            _, offsets, characters = chunk.buffers()
+            bounds = np.frombuffer(offsets, dtype=width)[chunk.offset:chunk.offset + len(chunk) + 1]
+            digest.update((bounds - bounds[0]).tobytes())
+            if characters is not None:
+                digest.update(memoryview(characters)[int(bounds[0]):int(bounds[-1])])
+            if chunk.null_count:
+                digest.update(chunk.is_null().to_numpy(zero_copy_only=False).tobytes())
+        return digest.digest()
+    return pd.util.hash_array(column.to_numpy()).tobytes()
 
 
 def _copy(value: Any) -> Any:
