@@ -153,15 +153,30 @@ def _perf(args: argparse.Namespace) -> None:
     if args.profile:
         print(perf.profile_markdown(perf.profile(sweep.load(args.config), args.device, args.profile, args.threads)))
         return
-    record = perf.measure(sweep.load(args.config), args.device, args.quick, args.threads)
+    if not args.narrowing and (args.steps is not None or args.rounds is not None):
+        raise ConfigError("--steps and --rounds go with --narrowing; allowed: --narrowing GLOB ... --steps N "
+                          "--rounds N")
+    if args.narrowing and args.quick:
+        raise ConfigError("--quick shortens the whole measurement, not --narrowing; allowed: --narrowing GLOB ... "
+                          "--steps N")
+    for flag, value in (("--steps", args.steps), ("--rounds", args.rounds)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value}: allowed: a positive number")
+    if args.narrowing:
+        every = sweep.cells(sweep.load(args.config))
+        if unmatched := [pattern for pattern in args.narrowing if not sweep.matching(every, [pattern])]:
+            raise ConfigError(f"--narrowing {' '.join(unmatched)}: no cell of {args.config} matches; allowed: "
+                              "glob patterns of its cell ids (`python -m bench cells`)")
+        cells = sweep.matching(every, args.narrowing)
+        record = perf.measure_narrowing(cells, args.narrowing, args.device, args.threads, args.steps, args.rounds or 1)
+    else:
+        record = perf.measure(sweep.load(args.config), args.device, args.quick, args.threads)
     print(perf.markdown(record))
     if args.json:
         _write_json(record, Path(args.json))
 
 
 def _estimate(args: argparse.Namespace) -> None:
-    import fnmatch
-
     from bench import estimate, sweep
 
     _imported()
@@ -177,8 +192,7 @@ def _estimate(args: argparse.Namespace) -> None:
         return
     only = None
     if args.cells != ["*"]:
-        only = {cell.id for cell in sweep.cells(sweep.load(args.config))
-                if any(fnmatch.fnmatch(cell.id, pattern) for pattern in args.cells)}
+        only = {cell.id for cell in sweep.matching(sweep.cells(sweep.load(args.config)), args.cells)}
         if not only:
             raise ConfigError(f"--cells {' '.join(args.cells)}: no cell of {args.config} matches; allowed: glob "
                               "patterns of its cell ids (`python -m bench cells`)")
@@ -189,8 +203,6 @@ def _estimate(args: argparse.Namespace) -> None:
 
 
 def _budget(args: argparse.Namespace) -> None:
-    import fnmatch
-
     import pandas as pd
 
     from bench import budget, sweep
@@ -203,7 +215,7 @@ def _budget(args: argparse.Namespace) -> None:
         print(budget.markdown(pd.read_csv(args.out)))
         return
     cells = budget.baseline_cells(sweep.cells(sweep.load(args.config)), args.baseline)
-    cells = [cell for cell in cells if any(fnmatch.fnmatch(cell.id, pattern) for pattern in args.cells)]
+    cells = sweep.matching(cells, args.cells)
     if not cells:
         raise ConfigError(f"--cells {' '.join(args.cells)}: no {args.baseline} cell of {args.config} matches; "
                           "allowed: glob patterns of its cell ids (`python -m bench cells`)")
@@ -315,7 +327,8 @@ def parser() -> argparse.ArgumentParser:
                                            "relative to none; each of those cells, its whole run grid, trained "
                                            "to its steps with the batch narrowed to the runs still alive and "
                                            "with the full batch (bench/shrink.py; on a CPU only); peak memory. "
-                                           "--profile K shows where the step time goes instead.")
+                                           "--profile K shows where the step time goes instead; --narrowing GLOB "
+                                           "... measures narrowing alone, on the config's cells of those ids.")
     perf.add_argument("--config", default="config/default.yaml", help="config whose cells are measured")
     perf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device to measure on")
     perf.add_argument("--quick", action="store_true", help="fewer sizes, steps and rounds (under a minute)")
@@ -324,6 +337,16 @@ def parser() -> argparse.ArgumentParser:
     perf.add_argument("--table", metavar="JSON", help="only print the Markdown tables of a stored JSON record")
     perf.add_argument("--profile", type=int, metavar="K",
                       help="only profile where the step time goes, engine and vmap ensemble side by side, at K runs")
+    perf.add_argument("--narrowing", nargs="+", metavar="GLOB",
+                      help="only measure narrowing (bench/shrink.py, on a CPU), on the config's cells whose ids match: "
+                           "each with its whole run grid, trained to its steps with the batch narrowed and with the "
+                           "full batch, in alternating rounds (what narrowing saves on a study's own cells)")
+    perf.add_argument("--steps", type=int,
+                      help="with --narrowing: train each cell to at most this many steps (default: its own)")
+    perf.add_argument("--rounds", type=int,
+                      help="with --narrowing: alternating rounds of narrowed and full-batch training per cell "
+                           "(default 1: a study's cells train long, and each round trains a cell twice; the record "
+                           "gives the median over rounds)")
     perf.set_defaults(handler=_perf)
 
     estimate = commands.add_parser("estimate", help="predict how long a sweep's training takes here",

@@ -23,6 +23,9 @@ Everything is measured in one process, in one run, on the same device:
   alternating rounds (see :func:`narrowed_against_full`); on a GPU, where the batch does not narrow, the
   record says so instead;
 - peak memory: host RSS, and GPU memory on CUDA.
+
+:func:`measure_narrowing` measures narrowing alone, on the cells of a config chosen by their ids
+(``python -m bench perf --narrowing GLOB ...``): what it saves on a study's own cells.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +55,19 @@ GROUP_WIDTH = max(map(len, FAMILY_GROUPS))
 """The width of a group's name in the printed lines, so that their columns align."""
 
 
+def group_of(cell: Cell) -> str:
+    """The model group (:data:`FAMILY_GROUPS`) of ``cell``'s model family; a family in none, its own name."""
+    family = cell.model["family"]
+    return next((group for group, families in FAMILY_GROUPS.items() if family in families), family)
+
+
 def representative_cells(config: dict[str, Any]) -> dict[str, Cell]:
     """The first cell of each model group (:data:`FAMILY_GROUPS`) in ``config``; a group none of whose
     families the config has is left out."""
     chosen: dict[str, Cell] = {}
     for cell in sweep.cells(config):
-        for group, families in FAMILY_GROUPS.items():
-            if cell.model["family"] in families and group not in chosen:
-                chosen[group] = cell
+        if (group := group_of(cell)) in FAMILY_GROUPS:
+            chosen.setdefault(group, cell)
     return chosen
 
 
@@ -299,6 +307,13 @@ def limit(timer: EngineTimer, device: torch.device, size: int, budget: Budget) -
             "step_s": seconds["engine"], "gradients_s": seconds["gradients"]}
 
 
+def header(device: torch.device, threads: int) -> dict[str, Any]:
+    """The fields every record starts with: the date, the device in words, torch's version, the threads and
+    Python's version."""
+    return {"date": datetime.date.today().isoformat(), "device": device_name(device), "torch": torch.__version__,
+            "threads": threads, "python": platform.python_version()}
+
+
 def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
             report: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every measurement and return the JSON-ready record."""
@@ -307,11 +322,8 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
     resolved = engine.resolve_device(device)
     budget = QUICK if quick else FULL
     cells = representative_cells(config)
-    record: dict[str, Any] = {
-        "date": datetime.date.today().isoformat(), "device": device_name(resolved),
-        "torch": torch.__version__, "threads": threads, "python": platform.python_version(),
-        "quick": quick, "throughput": [], "peer": [], "strategy_overhead": [],
-    }
+    record: dict[str, Any] = {**header(resolved, threads), "quick": quick, "throughput": [], "peer": [],
+                              "strategy_overhead": []}
     for group, cell in cells.items():
         rows = throughput(group, cell, (1, 8) if quick else (1, 8, 32, 128), device, threads, 1 if quick else 3,
                           budget)
@@ -329,7 +341,8 @@ def measure(config: dict[str, Any], device: str, quick: bool, threads: int,
                    f"engine {row['engine_run_steps_per_s']:10.1f}  vmap {row['vmap_run_steps_per_s']:10.1f} "
                    f"run-steps/s  engine/vmap {row['ratio']:6.2f}x")
 
-    record["narrowing"] = narrowing(cells, device, threads, budget, report)
+    record["narrowing"] = narrowing(cells.values(), device, threads, budget.narrow_steps, budget.narrow_rounds,
+                                    report)
     if "mlp" in cells:
         record.update(mlp_costs(cells["mlp"], device, quick, threads, budget, report))
     else:
@@ -394,27 +407,42 @@ def narrowed_against_full(group: str, built: engine.BuiltCell, rounds: int) -> d
             "full_s": full_s, "narrowed_s": narrowed_s, "ratio": narrowed_s / full_s, "identical": identical}
 
 
-def narrowing(cells: dict[str, Cell], device: str, threads: int, budget: Budget,
+def narrowing(cells: Iterable[Cell], device: str, threads: int, steps: int | None, rounds: int,
               report: Callable[[str], None]) -> dict[str, Any]:
-    """The record's ``narrowing``: ``rows``, :func:`narrowed_against_full` of each group's cell with its whole
-    run grid on ``threads`` threads, to its steps or ``budget.narrow_steps`` if fewer; or, where the batch does
-    not narrow (:func:`bench.shrink.wanted`: on a GPU), ``off``, the sentence that says so."""
+    """The record's ``narrowing``: ``rows``, :func:`narrowed_against_full` in ``rounds`` rounds of each cell of
+    ``cells`` with its whole run grid on ``threads`` threads, to its steps or ``steps`` if fewer (None: its
+    own), each reported as it finishes; or, where the batch does not narrow (:func:`bench.shrink.wanted`: on a
+    GPU), ``off``, the sentence that says so."""
     rows = []
-    for group, cell in cells.items():
-        steps = min(cell.steps, budget.narrow_steps or cell.steps)
-        cell = dataclasses.replace(cell, steps=steps, device=device, threads=threads, checkpoint_every=0)
+    for cell in cells:
+        cell = dataclasses.replace(cell, steps=min(cell.steps, steps or cell.steps), device=device, threads=threads,
+                                   checkpoint_every=0)
         built = engine.build(cell)
         if not shrink.wanted(built):
             off = f"not measured on {device_name(built.device)}: the batch narrows on a CPU only"
             report(f"narrowing {off} (bench/shrink.py says why)")
             return {"off": off}
-        row = narrowed_against_full(group, built, budget.narrow_rounds)
+        row = narrowed_against_full(group_of(cell), built, rounds)
         rows.append(row)
-        report(f"{group:{GROUP_WIDTH}s} K={row['K']:4d}  narrowed {row['narrowed_s']:8.2f} s  full batch "
+        report(f"{row['model']:{GROUP_WIDTH}s} K={row['K']:4d}  narrowed {row['narrowed_s']:8.2f} s  full batch "
                f"{row['full_s']:8.2f} s  narrowed/full {row['ratio']:5.2f}  {row['diverged']} runs ended, "
                f"{100 * row['ended_share']:.0f}% of run-steps on ended runs, tables "
-               f"{'identical' if row['identical'] else 'DIFFERENT'}")
+               f"{'identical' if row['identical'] else 'DIFFERENT'}, cell {row['cell']}")
     return {"rows": rows}
+
+
+def measure_narrowing(cells: list[Cell], patterns: list[str], device: str, threads: int, steps: int | None,
+                      rounds: int, report: Callable[[str], None] = print) -> dict[str, Any]:
+    """The JSON-ready record of narrowing alone (:func:`narrowing`) on ``cells``, those a config's cell ids
+    matching the glob ``patterns`` chose (recorded as ``patterns`` of its ``narrowing``), each with its whole
+    run grid, to its steps or ``steps`` if fewer, in ``rounds`` rounds: :func:`header` and ``narrowing``."""
+    torch.set_num_threads(threads)
+    allocator.keep_freed_memory()  # as measure does: the cells train under the allocator the rest runs under
+    record = {**header(engine.resolve_device(device), threads),
+              "narrowing": narrowing(cells, device, threads, steps, rounds, report)}
+    if "rows" in record["narrowing"]:
+        record["narrowing"]["patterns"] = patterns
+    return record
 
 
 PRODUCTS = frozenset({"mm", "bmm", "addmm", "baddbmm", "addbmm", "convolution", "_convolution",
@@ -477,9 +505,10 @@ def device_name(device: torch.device) -> str:
 
 def markdown(record: dict[str, Any]) -> str:
     """The record as the Markdown tables of docs/performance.md."""
-    lines = [f"Device: {record['device']}; torch {record['torch']}; {record['threads']} thread(s); {record['date']}.",
-             "",
-             "| model | K | engine run-steps/s | oracle run-steps/s | speedup |", "|---|---:|---:|---:|---:|"]
+    lines = [f"Device: {record['device']}; torch {record['torch']}; {record['threads']} thread(s); {record['date']}."]
+    if "throughput" not in record:  # narrowing alone (measure_narrowing)
+        return "\n".join([*lines, "", *narrowing_markdown(record["narrowing"])])
+    lines += ["", "| model | K | engine run-steps/s | oracle run-steps/s | speedup |", "|---|---:|---:|---:|---:|"]
     for row in record["throughput"]:
         lines.append(f"| {row['model']} | {row['K']} | {row['engine_run_steps_per_s']:.0f} | "
                      f"{row['reference_run_steps_per_s']:.0f} | {row['speedup']:.2f}x |")
@@ -523,7 +552,9 @@ def narrowing_markdown(narrowing: dict[str, Any] | None) -> list[str]:
     if "off" in narrowing:
         return [f"{title}: {narrowing['off']}."]
     rounds = narrowing["rows"][0]["rounds"] if narrowing["rows"] else 0
-    lines = [f"{title}: each group's cell, its whole run grid, trained with and without it in {rounds} alternating "
+    chosen = (f"the cells matching {', '.join(f'`{pattern}`' for pattern in narrowing['patterns'])}, each with its "
+              "whole run grid," if "patterns" in narrowing else "each group's cell, its whole run grid,")
+    lines = [f"{title}: {chosen} trained with and without it in {rounds} alternating "
              "round(s) (seconds: the median over them):", "",
              "| model | cell | K | steps | runs ended | run-steps on ended runs | full batch | narrowed | "
              "narrowed / full | tables identical |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]

@@ -30,10 +30,11 @@ listed after every cell of ``seeds``. Without the key the cells are those of
 from __future__ import annotations
 
 import copy
+import fnmatch
 import functools
 import itertools
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -483,6 +484,12 @@ def _seed_set_cells(config: dict[str, Any], seed_set: str, seeds: list[int]) -> 
                         seed_set=seed_set,
                     ))
     return result
+
+
+def matching(cells: Iterable[Cell], patterns: Sequence[str]) -> list[Cell]:
+    """The cells of ``cells`` whose ids match any of the glob ``patterns`` (:func:`fnmatch.fnmatch`), in their
+    order; the commands' ``--cells`` (and perf's ``--narrowing``) choose with it."""
+    return [cell for cell in cells if any(fnmatch.fnmatch(cell.id, pattern) for pattern in patterns)]
 
 
 def find(config: dict[str, Any], cell_id: str) -> Cell:

@@ -18,7 +18,8 @@
 # stages; DEVICE, OUT, PERF_FLAGS, FULL_CONFIG, FULL_CELLS, TRAIN_CELLS and TRAIN_BUDGET replace the
 # device (cuda), the output folder (perf), the extra perf flags (none), the config of the full sweep
 # (config/full.yaml), the cells of stage 1 (*-transformer-*), those trained whole
-# (*-transformer-*) and their time (120 s); the tests run the script on a CPU with them.
+# (*-transformer-*) and their time (120 s); PREDICT_TIMEOUT, PERF_TIMEOUT and FULL_TIMEOUT the time limits of
+# stages 1, 3 and 4 (100, 200 and 150 s). The tests run the script on a CPU with them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 device=${DEVICE:-cuda}
@@ -37,7 +38,7 @@ predicted="$out/$name-full-transformer.json"
 
 # 1. the full sweep's transformer cells, predicted
 if [[ $stages == *" predict "* ]]; then
-  timeout 100 python -m bench estimate --config "$full" --cells "${FULL_CELLS:-*-transformer-*}" --device "$device" \
+  timeout "${PREDICT_TIMEOUT:-100}" python -m bench estimate --config "$full" --cells "${FULL_CELLS:-*-transformer-*}" --device "$device" \
     --steps 10 --sizes 32 128 --json "$predicted" || failed=1
 fi
 
@@ -90,13 +91,13 @@ fi
 # 3. the engine against its peers
 if [[ $stages == *" perf "* ]]; then
   # shellcheck disable=SC2086  # PERF_FLAGS is a list of flags
-  timeout 200 python -m bench perf --config config/default.yaml --device "$device" ${PERF_FLAGS:-} \
+  timeout "${PERF_TIMEOUT:-200}" python -m bench perf --config config/default.yaml --device "$device" ${PERF_FLAGS:-} \
     --json "$out/$name.json" || failed=1
 fi
 
 # 4. the whole full sweep's predicted time
 if [[ $stages == *" full "* ]]; then
-  timeout 150 python -m bench estimate --config "$full" --device "$device" --steps 10 --sizes 32 128 \
+  timeout "${FULL_TIMEOUT:-150}" python -m bench estimate --config "$full" --device "$device" --steps 10 --sizes 32 128 \
     --json "$out/$name-full.json" || failed=1
 fi
 exit $failed
