@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.inference import bootstrap_columns
+from analysis.memo import memoised
 from analysis.vocabulary import select, setting_columns
 
 CurveSource = pd.DataFrame | Callable[[Sequence[str]], pd.DataFrame] | None
@@ -29,6 +30,37 @@ def curves_of(curves: CurveSource, run_ids: Sequence[str]) -> pd.DataFrame | Non
     if callable(curves):
         return curves(list(run_ids))
     return curves[curves["run_id"].isin(list(run_ids))]
+
+
+class RunRows:
+    """A curves table indexed by run once: a :data:`CurveSource` whose rows of given runs cost time in proportion
+    to those rows, not to the table (``curves[curves["run_id"].isin(run_ids)]`` scans the whole table each time,
+    so that reading every panel's runs in turn grows with the square of the sweep).
+
+    Called with run ids it returns exactly that filter's result: the rows of those runs, in the table's order,
+    with their index labels.
+    """
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.table = table
+        codes, runs = pd.factorize(table["run_id"])
+        self._runs = pd.Index(runs)
+        self._order = np.argsort(codes, kind="stable")  # the rows of run k at _order[_bounds[k]:_bounds[k + 1]]
+        self._bounds = np.searchsorted(codes[self._order], np.arange(len(runs) + 1))
+
+    def __call__(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        """The rows of ``run_ids`` (an id without curves has none), in the table's order."""
+        found = self._runs.get_indexer(pd.unique(pd.Series(list(run_ids), dtype=object)))
+        found = found[found >= 0]
+        starts, lengths = self._bounds[found], self._bounds[found + 1] - self._bounds[found]
+        offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        return self.table.iloc[np.sort(self._order[offsets + np.arange(int(lengths.sum()))])]
+
+
+def indexed(curves: CurveSource) -> CurveSource:
+    """``curves`` as a source that reads the rows of given runs without scanning the table (:class:`RunRows`)
+    where it is a table; a reader or None as it is."""
+    return RunRows(curves) if isinstance(curves, pd.DataFrame) else curves
 
 
 def smoothing_window(runs: pd.DataFrame) -> int:
@@ -47,7 +79,7 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (cumulative[index] - cumulative[start]) / (index - start)
 
 
-def loss_matrix(curves: pd.DataFrame, members: pd.DataFrame, window: int = 1,
+def loss_matrix(curves: CurveSource, members: pd.DataFrame, window: int = 1,
                 column: str = "train_loss") -> tuple[np.ndarray, np.ndarray]:
     """Steps and a (runs, steps) matrix of a curve column of the runs ``members``, smoothed per run.
 
@@ -58,13 +90,22 @@ def loss_matrix(curves: pd.DataFrame, members: pd.DataFrame, window: int = 1,
     at its task's chance loss, the loss of the chance predictor, as a failed
     run counts at chance everywhere. Other non-finite values are carried
     forward; a run without any finite value is NaN throughout. Smoothing
-    (trailing mean over ``window`` steps) comes after the filling.
+    (trailing mean over ``window`` steps) comes after the filling. A run that logs a step twice counts its
+    first row there.
     """
     run_ids = members["run_id"].tolist()
-    subset = curves[curves["run_id"].isin(run_ids) & curves[column].notna()]  # drop eval-only rows
-    table = subset.pivot_table(index="run_id", columns="step", values=column, aggfunc="first", dropna=False)
+    subset = curves_of(curves, run_ids)
+    subset = subset[subset[column].notna().to_numpy()]  # drop eval-only rows
     steps = np.arange(int(members["steps"].max()) if len(members) else 0)
-    matrix = table.reindex(index=run_ids, columns=steps).to_numpy(dtype=float)
+    distinct = pd.Index(list(dict.fromkeys(run_ids)))
+    row = distinct.get_indexer(subset["run_id"])
+    step = subset["step"].to_numpy(dtype=np.int64)
+    inside = (row >= 0) & (step >= 0) & (step < steps.size)
+    cell = row[inside] * steps.size + step[inside]
+    cell, first = np.unique(cell, return_index=True)
+    table = np.full(distinct.size * steps.size, np.nan)
+    table[cell] = subset[column].to_numpy(dtype=float)[inside][first]
+    matrix = table.reshape(distinct.size, steps.size)[distinct.get_indexer(run_ids)]
     matrix = np.where(np.isfinite(matrix), matrix, np.nan)
     diverged = members["diverged"].to_numpy(dtype=bool)
     after = diverged[:, None] & (steps[None, :] >= members["diverged_step"].to_numpy()[:, None])
@@ -78,7 +119,7 @@ def loss_matrix(curves: pd.DataFrame, members: pd.DataFrame, window: int = 1,
     return steps, out
 
 
-def curve_band(curves: pd.DataFrame, members: pd.DataFrame, window: int = 1, max_points: int = 200,
+def curve_band(curves: CurveSource, members: pd.DataFrame, window: int = 1, max_points: int = 200,
                confidence: float = 0.95) -> pd.DataFrame:
     """Mean train loss over the seeds ``members`` with a bootstrap confidence band, on at most ``max_points`` steps.
 
@@ -89,6 +130,14 @@ def curve_band(curves: pd.DataFrame, members: pd.DataFrame, window: int = 1, max
     value. Columns: step, mean, low, high, seeds (seeds with a value at that
     step), diverged (seeds counted at chance there).
     """
+    return _band(curves_of(curves, members["run_id"]), members, window, max_points, confidence)
+
+
+@memoised
+def _band(curves: pd.DataFrame, members: pd.DataFrame, window: int, max_points: int,
+          confidence: float) -> pd.DataFrame:
+    """:func:`curve_band` of ``members`` from their curve rows (kept per rows and members: a panel's bands are
+    drawn in its problem's figure and in the overviews)."""
     steps, matrix = loss_matrix(curves, members, window)
     if steps.size > max_points:
         keep = np.unique(np.linspace(0, steps.size - 1, max_points).round().astype(int))
@@ -176,7 +225,7 @@ def spikes_and_clips(curves: pd.DataFrame, factor: float = 6.0, window: int = 10
     return result[["run_id", "steps", "spikes", "max_ratio", "peak_step", "clip_rate"]]
 
 
-def explosion_traces(runs: pd.DataFrame, curves: pd.DataFrame, where: Mapping[str, Any] | None = None, n: int = 3,
+def explosion_traces(runs: pd.DataFrame, curves: CurveSource, where: Mapping[str, Any] | None = None, n: int = 3,
                      before: int = 50, after: int = 10, window: int = 100, warmup: int = 10) -> pd.DataFrame:
     """Curve rows around the largest gradient-norm spike of the ``n`` most spiking runs, for plotting.
 
@@ -189,7 +238,7 @@ def explosion_traces(runs: pd.DataFrame, curves: pd.DataFrame, where: Mapping[st
     (step - peak step) and the run's ``strategy``, setting, ``seed`` and ``diverged``.
     """
     chosen = select(runs, where or {})
-    frame = _spike_frame(curves[curves["run_id"].isin(chosen["run_id"])], window, warmup)
+    frame = _spike_frame(curves_of(curves, chosen["run_id"]), window, warmup)
     peaks = _peaks(frame).dropna(subset=["max_ratio"]).reset_index()
     top = peaks.sort_values(["max_ratio", "run_id"], ascending=[False, True]).head(n)
     rows = frame.merge(top[["run_id", "peak_step"]], on="run_id")

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from analysis.vocabulary import BOTH_SEED_SETS, CURVE_COLUMNS, RUN_COLUMNS, default_precision, of_seed_set
 from bench import paths
@@ -21,7 +22,7 @@ def load(sweep: str, root: Path | str = ".", every_precision: bool = False,
     and their curves."""
     tables = paths.tables(paths.results_dir(sweep, root))
     runs = load_runs(sweep, root, every_precision, seed_set)
-    curves = pd.read_parquet(tables["curves"])
+    curves = contiguous(pd.read_parquet(tables["curves"]))
     check_tables(runs, curves)
     if not every_precision or seed_set != BOTH_SEED_SETS:
         curves = curves[curves["run_id"].isin(runs["run_id"]).to_numpy()]
@@ -43,16 +44,40 @@ def load_runs(sweep: str, root: Path | str = ".", every_precision: bool = False,
 
 
 def curve_reader(sweep: str, root: Path | str = ".") -> Callable[[Sequence[str]], pd.DataFrame] | None:
-    """A reader of ``results/<sweep>/curves.parquet`` loading only the rows of the run ids asked for; None if absent."""
+    """A reader of ``results/<sweep>/curves.parquet`` giving the rows of the run ids asked for (the columns
+    ``run_id``, ``step``, ``train_loss``, ``val_loss``, ``val_metric``, in the table's order, a fresh index);
+    None if absent.
+
+    The table is read once, at the first call, and indexed by run (``curves.RunRows``): a question reads the
+    curves of many groups of runs, and a filtered read decodes the whole file each time.
+    """
+    from analysis.curves import RunRows
+
     path = paths.table(paths.results_dir(sweep, root), "curves")
     if not path.is_file():
         return None
     columns = ["run_id", "step", "train_loss", "val_loss", "val_metric"]
+    indexed: list[RunRows] = []
 
     def read(run_ids: Sequence[str]) -> pd.DataFrame:
-        return pd.read_parquet(path, columns=columns, filters=[("run_id", "in", list(run_ids))])
+        if not indexed:
+            indexed.append(RunRows(contiguous(pd.read_parquet(path, columns=columns))))
+        return indexed[0](run_ids).reset_index(drop=True)
 
     return read
+
+
+def contiguous(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each Arrow-backed column (strings) held in one piece: Parquet reads a large table in
+    chunks, and taking rows of a chunked column (any filter) joins its chunks first, at the cost of the
+    whole column. Values, dtypes and index are unchanged."""
+    joined = {}
+    for column in frame.columns:
+        values = frame[column].array
+        arrow = values.__arrow_array__() if hasattr(values, "__arrow_array__") else None
+        if isinstance(arrow, pa.ChunkedArray) and arrow.num_chunks > 1:
+            joined[column] = pd.array(arrow.combine_chunks(), dtype=frame[column].dtype)
+    return frame.assign(**joined) if joined else frame
 
 
 def check_tables(runs: pd.DataFrame, curves: pd.DataFrame) -> None:

@@ -284,13 +284,18 @@ class Study:
         A panel where no learning rate is stable has width minus one grid step.
         """
         if self._widths is None:
-            ranges = stable_lr_range(self.runs) if len(self.runs) else pd.DataFrame()
+            # per strategy: each range reads its own panel's and strategy's runs only, and a study made of one
+            # strategy and the baseline (Q1, at each setting) finds the baseline's ranges computed already
+            ranges = [stable_lr_range(own) for _, own in self.runs.groupby("strategy", sort=False)]
+            tops: dict[PanelKey, dict[str, float]] = {}
             rows = {}
-            for row in ranges.itertuples(index=False):
+            for row in (row for frame in ranges for row in frame.itertuples(index=False)):
                 record = row._asdict()
                 panel = row_key([record[k] for k in self.keys])
-                group = self.panels[panel]
-                top = float(group.loc[group["strategy"] == record["strategy"], "lr"].max())
+                if panel not in tops:
+                    highest = self.panels[panel].groupby("strategy")["lr"].max()
+                    tops[panel] = {str(k): float(v) for k, v in highest.items()}
+                top = tops[panel][str(record["strategy"])]
                 nothing = record["stable_lrs"] == 0
                 rows[(panel, record["strategy"])] = {
                     "lo": record["lo"], "hi": record["hi"], "top": top, "stable_lrs": record["stable_lrs"],

@@ -93,6 +93,37 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[..., 
     return float(low), float(high)
 
 
+ROW_BLOCK = 500_000
+"""About this many resampled values at once in :func:`bootstrap_rows` (rows x resamples x units: 4 MB)."""
+
+
+def bootstrap_rows(values: np.ndarray, confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bootstrap_ci` of the mean of each row of ``values`` (rows x units), all rows at once: each row's
+    (low, high) is exactly what :func:`bootstrap_ci` gives for that row alone, its resamples drawn from ``seed``
+    as there (every block of rows is one ``scipy.stats.bootstrap`` call on a fresh generator, whose resample
+    indices do not depend on the number of rows). Fewer than two units: NaN; a constant row: its value."""
+    values = np.asarray(values, dtype=float)
+    low, high = np.full(len(values), np.nan), np.full(len(values), np.nan)
+    if values.ndim != 2 or values.shape[1] < 2:
+        return low, high
+    constant = np.all(values == values[:, :1], axis=1)
+    low[constant] = high[constant] = values[constant, 0]
+    varying = np.flatnonzero(~constant)
+    block = max(1, ROW_BLOCK // (n_resamples * values.shape[1]))
+    for start in range(0, len(varying), block):
+        rows = varying[start:start + block]
+        low[rows], high[rows] = _bootstrap((values[rows],), _mean_of_rows, confidence, n_resamples, "percentile",
+                                           seed, axis=-1)
+    return low, high
+
+
+def _mean_of_rows(resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``np.mean`` over the last axis, taken on a matrix of the rows (as on one sample's resamples), so that each
+    mean sums its units in the same order as for one sample alone."""
+    return np.mean(resampled.reshape(-1, resampled.shape[-1]), axis=-1).reshape(resampled.shape[:-1])
+
+
 def bootstrap_pvalue(values: Sequence[float] | np.ndarray, null: float = 0.0, n_resamples: int = N_RESAMPLES,
                      seed: int = 0) -> float:
     """The two-sided p-value implied by the percentile bootstrap of the mean over independent units, the test
@@ -201,8 +232,44 @@ def signed_rank(differences: Sequence[float] | np.ndarray, alternative: str = "t
     differences = np.asarray(differences, dtype=float)
     if np.all(differences == 0):
         return 0.0, 1.0
+    if _by_permutation(differences):
+        return _signed_rank_permutation(differences, alternative)
     result = stats.wilcoxon(differences, zero_method="zsplit", alternative=alternative)
     return float(result.statistic), float(result.pvalue)
+
+
+PERMUTATION_UNITS = 13
+"""Up to this many differences with ties or zeros, ``scipy.stats.wilcoxon`` computes its p-value by an exact
+permutation test over the 2^n sign flips (from 14 on, the normal approximation)."""
+
+
+def _by_permutation(differences: np.ndarray) -> bool:
+    """Whether ``scipy.stats.wilcoxon`` (``method="auto"``) tests ``differences`` by its exact permutation test:
+    at most :data:`PERMUTATION_UNITS` of them, with a zero or tied absolute values (none NaN)."""
+    if differences.ndim != 1 or differences.size > PERMUTATION_UNITS or np.isnan(differences).any():
+        return False
+    return bool((differences == 0).any() or np.unique(np.abs(differences)).size < differences.size)
+
+
+def _positive_rank_sum(differences: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The signed-rank statistic ``r_plus`` of each sample along ``axis``, zeros' ranks split between the signs (as
+    ``scipy.stats.wilcoxon`` with ``zero_method="zsplit"``): exact in floating point, ranks being halves."""
+    differences = np.moveaxis(differences, axis, -1)
+    ranks = stats.rankdata(np.abs(differences), axis=-1)
+    return np.sum((differences > 0) * ranks, axis=-1) + np.sum((differences == 0) * ranks, axis=-1) / 2
+
+
+def _signed_rank_permutation(differences: np.ndarray, alternative: str) -> tuple[float, float]:
+    """``scipy.stats.wilcoxon``'s exact permutation test (what it runs for :func:`_by_permutation` samples) with the
+    statistic computed for all sign flips at once: ``scipy.stats.permutation_test`` enumerates the same flips and
+    counts the same (exact) statistics, so the statistic and p-value are the same; scipy's own evaluates the
+    statistic once per flip (2^n Python calls)."""
+    observed = float(_positive_rank_sum(differences))
+    total = float(differences.size * (differences.size + 1) / 2)
+    result = stats.permutation_test((differences,), _positive_rank_sum, permutation_type="samples",
+                                    n_resamples=9999, alternative=alternative, axis=-1, vectorized=True)
+    statistic = min(observed, total - observed) if alternative == "two-sided" else observed
+    return float(statistic), float(result.pvalue)
 
 
 def compare(x: Any, y: Any) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
-from analysis.vocabulary import dial_columns, select
+from analysis.vocabulary import dial_columns
 
 
 def tex_escape(text: str) -> str:
@@ -61,15 +63,29 @@ def rate_text(row: pd.Series | None, digits: int = 1) -> str:
 
 def panel_key(panel: dict, runs: pd.DataFrame) -> str:
     """A macro-key fragment naming a panel: task-model, plus optimizer and dials where they vary."""
-    parts = [str(panel["task"]), str(panel["model"])]
-    if runs["optimizer"].nunique() > 1:
-        parts.append(str(panel["optimizer"]))
-    for dial in dial_columns(runs):
-        value = panel.get(dial)
-        if value is not None and np.isfinite(value):
-            if select(runs, {"task": panel["task"], "model": panel["model"]})[dial].nunique() > 1:
-                parts.append(f"{dial}{value:g}")
-    return "-".join(parts)
+    return panel_keys(runs)(panel)
+
+
+def panel_keys(runs: pd.DataFrame) -> Callable[[dict], str]:
+    """:func:`panel_key` of any panel of ``runs``, what varies in ``runs`` (optimizers, each problem's dials) read
+    once: for a loop over many panels."""
+    several_optimizers = runs["optimizer"].nunique() > 1
+    dials = dial_columns(runs)
+    varying = {(str(task), str(model)): {dial for dial in dials if group[dial].nunique() > 1}
+               for (task, model), group in runs.groupby(["task", "model"], sort=False)}
+
+    def key(panel: dict) -> str:
+        parts = [str(panel["task"]), str(panel["model"])]
+        if several_optimizers:
+            parts.append(str(panel["optimizer"]))
+        for dial in dials:
+            value = panel.get(dial)
+            if value is not None and np.isfinite(value):
+                if dial in varying.get((str(panel["task"]), str(panel["model"])), set()):
+                    parts.append(f"{dial}{value:g}")
+        return "-".join(parts)
+
+    return key
 
 
 def numbers_tex(values: dict[str, str]) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from analysis import design
 from analysis.design import distinct_pairs
-from analysis.latex import lr_range, name, number, panel_key, percent, tex_escape
+from analysis.latex import lr_range, name, number, panel_keys, percent, tex_escape
 from analysis.layout import cd_defined
 from analysis.problems import distinct_problems
 from analysis.questions import QUESTIONS
@@ -163,16 +163,17 @@ def compute(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> dict
 
     best = best_tuned(runs)
     summary = seed_summary(best_tuned_runs(runs), by=[*keys, "strategy"])
+    panel_key = panel_keys(runs)
     for _, row in best.iterrows():
-        key = panel_key({k: row[k] for k in keys}, runs)
+        key = panel_key({k: row[k] for k in keys})
         values[f"lr-{key}-{row['strategy']}"] = number(row["lr"])
     for _, row in summary.iterrows():
-        key = panel_key({k: row[k] for k in keys}, runs)
+        key = panel_key({k: row[k] for k in keys})
         values[f"test-{key}-{row['strategy']}"] = number(row["mean"])
         values[f"test-{key}-{row['strategy']}-low"] = number(row["low"])
         values[f"test-{key}-{row['strategy']}-high"] = number(row["high"])
     for _, row in stable_lr_range(runs).iterrows():
-        key = panel_key({k: row[k] for k in keys}, runs)
+        key = panel_key({k: row[k] for k in keys})
         values[f"lr-range-{key}-{row['strategy']}"] = lr_range(row)
     for task, model in problems(runs):
         subset = select(runs, {"task": task, "model": model})

@@ -34,7 +34,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
 from analysis import layout, ranking, stability, summaries, tuning, vocabulary
-from analysis.curves import curve_band, explosion_traces, smoothing_window
+from analysis.curves import CurveSource, curve_band, explosion_traces, indexed, smoothing_window
 from analysis.layout import FIGURE_FORMATS, problem_stem
 from analysis.survival import kaplan_meier, steps_to_target, target_levels, time_to_divergence
 from bench import atomic
@@ -84,7 +84,7 @@ def save(fig: Figure, stem: Path | str) -> list[Path]:
     return written
 
 
-def draw_convergence(ax: plt.Axes, runs: pd.DataFrame, curves: pd.DataFrame, panel: dict,
+def draw_convergence(ax: plt.Axes, runs: pd.DataFrame, curves: CurveSource, panel: dict,
                      styles: dict[str, Style], best: pd.DataFrame | None = None) -> None:
     """Train loss vs step of each strategy's best-tuned setting on one panel: mean and 95% bootstrap band.
 
@@ -171,7 +171,7 @@ def legend_handles(styles: dict[str, Style], present: Sequence[str]) -> list[Lin
             for s in styles if s in present]
 
 
-def convergence_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, model: str,
+def convergence_figure(runs: pd.DataFrame, curves: CurveSource, task: str, model: str,
                        styles: dict[str, Style], best: pd.DataFrame | None = None) -> Figure:
     """One problem's convergence curves, one axes per panel (optimizer x stress-dial value)."""
     best = tuning.best_tuned_runs(runs) if best is None else best
@@ -194,7 +194,7 @@ def stability_figure(runs: pd.DataFrame, task: str, model: str, strategies: Sequ
     return fig
 
 
-def convergence_overview(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str, Style],
+def convergence_overview(runs: pd.DataFrame, curves: CurveSource, styles: dict[str, Style],
                          best: pd.DataFrame | None = None, panels: list[dict] | None = None,
                          columns: int = 3) -> Figure:
     """The sweep's convergence curves, one axes per panel (default: every panel), with one legend."""
@@ -324,7 +324,7 @@ def draw_survival(ax: plt.Axes, events: pd.DataFrame, styles: dict[str, Style], 
     ax.set_ylabel(ylabel)
 
 
-def survival_overview(runs: pd.DataFrame, curves: pd.DataFrame | None, styles: dict[str, Style], kind: str,
+def survival_overview(runs: pd.DataFrame, curves: CurveSource, styles: dict[str, Style], kind: str,
                       panels: list[dict] | None = None, columns: int = 3) -> Figure:
     """Survival curves per panel (default: every panel) over the whole grid: ``kind`` is ``divergence`` or
     ``target``."""
@@ -415,7 +415,7 @@ def region_figure(runs: pd.DataFrame, strategy: str, hyperparameter: str, column
     return fig
 
 
-def explosions_figure(runs: pd.DataFrame, curves: pd.DataFrame, styles: dict[str, Style], n: int = 3,
+def explosions_figure(runs: pd.DataFrame, curves: CurveSource, styles: dict[str, Style], n: int = 3,
                       before: int = 50, after: int = 10) -> Figure:
     """Gradient norm around the largest spikes (``explosion_traces``): ``none`` and up to two mitigations.
 
@@ -516,10 +516,11 @@ def cost_figure(runs: pd.DataFrame, styles: dict[str, Style]) -> Figure:
     return fig
 
 
-def convergence_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str) -> list[Path]:
+def convergence_figures(runs: pd.DataFrame, curves: CurveSource, out: Path | str) -> list[Path]:
     """The convergence notebook's figures (``layout.notebook_stems("convergence", ...)``) into ``out``."""
     setup()
     out = Path(out)
+    curves = indexed(curves)  # every panel reads its runs' curves
     styles = strategy_styles(vocabulary.strategy_order(runs))
     best = tuning.best_tuned_runs(runs)
     paths: list[Path] = []
@@ -556,10 +557,11 @@ def paneled(runs: pd.DataFrame, kind: str, panels: list) -> list[tuple[str, list
     return [(f"{kind}-{suffix}" if suffix else kind, [panels[i] for i in indexes]) for suffix, indexes in split.items()]
 
 
-def stability_figures(runs: pd.DataFrame, curves: pd.DataFrame, out: Path | str) -> list[Path]:
+def stability_figures(runs: pd.DataFrame, curves: CurveSource, out: Path | str) -> list[Path]:
     """The stability notebook's figures (``layout.notebook_stems("stability", ...)``) into ``out``."""
     setup()
     out = Path(out)
+    curves = indexed(curves)  # the explosion traces read some runs' curves
     strategies = vocabulary.strategy_order(runs)
     styles = strategy_styles(strategies)
     paths: list[Path] = []

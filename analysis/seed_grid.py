@@ -14,7 +14,22 @@ import numpy as np
 import pandas as pd
 
 from analysis.stability import widest_span
-from analysis.vocabulary import normalised_runs, row_key, score_runs, setting_columns
+from analysis.vocabulary import at_chance, failed, normalised_score, setting_columns
+
+
+def setting_index(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each run's setting (its values of ``vocabulary.setting_columns``) as an index into the distinct settings
+    sorted by those columns in order (NaN last, as ``DataFrame.sort_values``), and each distinct setting's
+    learning rate."""
+    columns = setting_columns(runs)
+    combined = np.zeros(len(runs), dtype=np.int64)
+    for column in columns:
+        codes, uniques = pd.factorize(runs[column], sort=True, use_na_sentinel=False)
+        combined = np.unique(combined * len(uniques) + codes, return_inverse=True)[1].reshape(-1)
+    distinct, settings = np.unique(combined, return_inverse=True)
+    lr = np.empty(len(distinct), dtype=float)
+    lr[settings] = runs["lr"].to_numpy(dtype=float)
+    return settings.reshape(-1), lr
 
 
 class SeedGrid:
@@ -31,32 +46,30 @@ class SeedGrid:
 
     def __init__(self, runs: pd.DataFrame, seeds: Sequence[int], step: float,
                  values: Mapping[str, pd.Series] | None = None) -> None:
-        scored = score_runs(runs)
-        columns = setting_columns(runs)
-        distinct = scored[columns].drop_duplicates().sort_values(columns, na_position="last", kind="stable")
-        index = {row_key(row): i for i, row in enumerate(distinct.itertuples(index=False))}
-        settings = np.array([index[row_key(row)] for row in scored[columns].itertuples(index=False)], dtype=int)
-        position = {int(s): i for i, s in enumerate(seeds)}
-        seed_index = np.array([position[int(s)] for s in scored["seed"]], dtype=int)
-        shape = (len(distinct), len(seeds))
+        settings, self.lr = setting_index(runs)
+        seed_index = pd.Index([int(s) for s in seeds]).get_indexer(runs["seed"].to_numpy(dtype=np.int64))
+        if (seed_index < 0).any():
+            raise KeyError(f"seed {int(runs['seed'].to_numpy()[seed_index < 0][0])} is not among {list(seeds)}")
+        shape = (len(self.lr), len(seeds))
 
         def table(column: np.ndarray, fill: float = 0.0) -> np.ndarray:
             out = np.full(shape, fill, dtype=float)
             out[settings, seed_index] = column
             return out
 
-        failed = scored["failed"].to_numpy(dtype=bool)
-        oriented = scored["best_val_metric"].to_numpy(dtype=float) * np.where(
-            scored["higher_is_better"].to_numpy(dtype=bool), 1.0, -1.0)
-        self.present = table(np.ones(len(scored))) > 0
-        self.failed = table(failed.astype(float))
-        self.diverged = table(scored["diverged"].to_numpy(dtype=float))
-        self.alive = table((~failed).astype(float))
-        self.val = table(np.where(failed, 0.0, oriented))
-        self.values = {"test": table(normalised_runs(scored))}
+        failures = failed(runs)
+        oriented = runs["best_val_metric"].to_numpy(dtype=float) * np.where(
+            runs["higher_is_better"].to_numpy(dtype=bool), 1.0, -1.0)
+        self.present = table(np.ones(len(runs))) > 0
+        self.failed = table(failures.astype(float))
+        self.diverged = table(runs["diverged"].to_numpy(dtype=float))
+        self.alive = table((~failures).astype(float))
+        self.val = table(np.where(failures, 0.0, oriented))
+        self.values = {"test": table(normalised_score(at_chance(runs, "test_metric_at_best_val"),
+                                                      runs["metric"].to_numpy(dtype=object),
+                                                      runs["chance_metric"].to_numpy(dtype=float)))}
         for name, column in (values or {}).items():
             self.values[name] = table(column.reindex(runs.index).to_numpy(dtype=float), np.nan)
-        self.lr = distinct["lr"].to_numpy(dtype=float)
         self.lrs = np.unique(self.lr)
         self.by_lr = [np.flatnonzero(self.lr == lr) for lr in self.lrs]
         self.step = float(step)

@@ -20,11 +20,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.memo import memoised
 from analysis.summaries import seed_summary
 from analysis.tuning import best_tuned, best_tuned_runs
 from analysis.vocabulary import at_chance, groups, panel_columns, setting_columns, sign
 
 
+@memoised
 def stability_points(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataFrame:
     """Per panel, strategy and learning rate: the strategy's best setting at that lr, and whether it is stable.
 
@@ -45,6 +47,7 @@ def stability_points(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataF
     return points
 
 
+@memoised
 def stable_lr_range(runs: pd.DataFrame, max_rate: float = 0.0, within: Sequence[str] = ()) -> pd.DataFrame:
     """The widest contiguous span of grid learning rates whose :func:`stability_points` rate is at most ``max_rate``.
 
@@ -76,6 +79,7 @@ def stable_lr_range(runs: pd.DataFrame, max_rate: float = 0.0, within: Sequence[
     return pd.DataFrame(rows)
 
 
+@memoised
 def lr_profile(runs: pd.DataFrame, value: str = "test_metric_at_best_val", confidence: float = 0.95) -> pd.DataFrame:
     """Per panel, strategy and learning rate: the mean ``value`` of the best setting at that lr, CI over its seeds.
 

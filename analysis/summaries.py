@@ -20,10 +20,21 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.inference import CONFIDENCE, N_RESAMPLES, bootstrap_ci, cluster_share, compare, holm, iqm, wilson_interval
+from analysis.inference import (
+    CONFIDENCE,
+    N_RESAMPLES,
+    bootstrap_rows,
+    cluster_share,
+    compare,
+    holm,
+    iqm,
+    wilson_interval,
+)
+from analysis.memo import memoised
 from analysis.vocabulary import PROBLEM_COLUMNS, groups, panel_columns, setting_columns, sign
 
 
+@memoised
 def seed_summary(runs: pd.DataFrame, value: str = "test_score", by: Sequence[str] | None = None,
                  confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Per group: ``seeds``, ``failed``, ``mean`` with a bootstrap CI (``low``, ``high``), ``iqm``, ``median``.
@@ -32,18 +43,34 @@ def seed_summary(runs: pd.DataFrame, value: str = "test_score", by: Sequence[str
     ``tuning.best_tuned_runs``); ``value`` one of its columns, by default
     ``test_score`` (failed runs at chance). ``by`` defaults to panel, strategy
     and setting, so on ``tuning.best_tuned_runs`` it gives one row per strategy
-    and panel. The CI is ``inference.bootstrap_ci`` of the mean (NaN for a single seed).
+    and panel. The CI is ``inference.bootstrap_ci`` of the mean (NaN for a single seed), computed for all the
+    groups of one size at once (``inference.bootstrap_rows``).
     """
     keys = list(by) if by is not None else [*panel_columns(runs), "strategy", *setting_columns(runs)]
+    if runs.empty:
+        return pd.DataFrame()
+    codes = groups(runs, keys).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")  # each group's rows together, in the table's order
+    sizes = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    values = runs[value].to_numpy(dtype=float)[order]
+    first = order[starts]
+    stats = {name: np.full(len(sizes), np.nan) for name in ("mean", "low", "high", "iqm", "median")}
+    for size in np.unique(sizes):
+        chosen = np.flatnonzero(sizes == size)
+        matrix = values[starts[chosen][:, None] + np.arange(size)]
+        stats["low"][chosen], stats["high"][chosen] = bootstrap_rows(matrix, confidence)
+        stats["iqm"][chosen] = iqm(matrix, axis=1)
+        stats["median"][chosen] = np.median(matrix, axis=1)
+        stats["mean"][chosen] = [row.mean() for row in matrix]
+    failed = np.bincount(codes, weights=runs["failed"].to_numpy(dtype=float), minlength=len(sizes))
+    metric, higher = runs["metric"].to_numpy()[first], runs["higher_is_better"].to_numpy()[first]
     rows = []
-    for key, group in groups(runs, keys):
-        values = group[value].to_numpy(dtype=float)
-        low, high = bootstrap_ci(values, confidence=confidence)
+    for g, key in enumerate(runs[keys].iloc[first].itertuples(index=False, name=None)):
         rows.append({
-            **dict(zip(keys, key, strict=True)), "metric": group["metric"].iloc[0],
-            "higher_is_better": bool(group["higher_is_better"].iloc[0]), "seeds": len(values),
-            "failed": int(group["failed"].sum()), "mean": values.mean(), "low": low, "high": high,
-            "iqm": float(iqm(values)), "median": float(np.median(values)),
+            **dict(zip(keys, key, strict=True)), "metric": metric[g], "higher_is_better": bool(higher[g]),
+            "seeds": int(sizes[g]), "failed": int(failed[g]), "mean": stats["mean"][g], "low": float(stats["low"][g]),
+            "high": float(stats["high"][g]), "iqm": float(stats["iqm"][g]), "median": float(stats["median"][g]),
         })
     return pd.DataFrame(rows)
 
@@ -67,6 +94,7 @@ def divergence_rates(runs: pd.DataFrame, by: Sequence[str] | None = None,
     return counts
 
 
+@memoised
 def cluster_rate(frame: pd.DataFrame, value: str, by: Sequence[str] = ("strategy",),
                  cluster: Sequence[str] = PROBLEM_COLUMNS, confidence: float = CONFIDENCE,
                  n_resamples: int = N_RESAMPLES, seed: int = 0) -> pd.DataFrame:

@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from analysis.curves import CurveSource, curves_of
 from analysis.inference import weighted_bootstrap
+from analysis.memo import memoised
 from analysis.vocabulary import groups, score_runs
 
 
@@ -49,7 +51,8 @@ def time_to_divergence(runs: pd.DataFrame) -> pd.DataFrame:
     return events
 
 
-def steps_to_target(runs: pd.DataFrame, curves: pd.DataFrame, target: float | Mapping[str, float],
+@memoised
+def steps_to_target(runs: pd.DataFrame, curves: CurveSource, target: float | Mapping[str, float],
                     column: str = "val_metric") -> pd.DataFrame:
     """``runs`` with ``time`` (first eval step reaching ``target``) and ``observed`` (reached) added.
 
@@ -66,7 +69,7 @@ def steps_to_target(runs: pd.DataFrame, curves: pd.DataFrame, target: float | Ma
         raise ValueError(f"no target for task(s) {sorted(set(runs['task'][targets.isna()]))}")
     goal = pd.DataFrame({"run_id": runs["run_id"], "_target": targets.astype(float),
                          "_higher": runs["higher_is_better"].astype(bool)})
-    evals = curves[["run_id", "step", column]].merge(goal, on="run_id")
+    evals = curves_of(curves, runs["run_id"])[["run_id", "step", column]].merge(goal, on="run_id")
     reached = np.where(evals["_higher"], evals[column] >= evals["_target"], evals[column] <= evals["_target"])
     first = evals[reached].groupby("run_id")["step"].min()
     events = runs.copy()
@@ -104,6 +107,7 @@ def _cluster_band(group: pd.DataFrame, cluster: str, grid: np.ndarray, confidenc
                               confidence, n_resamples, seed)
 
 
+@memoised
 def kaplan_meier(events: pd.DataFrame, by: Sequence[str] = ("strategy",), confidence: float = 0.95,
                  cluster: str | None = None, n_resamples: int = 999, seed: int = 0) -> pd.DataFrame:
     """Kaplan-Meier survival curves of ``time`` / ``observed`` per group (``scipy.stats.ecdf`` on CensoredData).

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.curves import CurveSource
-from analysis.latex import lr_range, name, number, panel_key, percent, rate_text, signed, tex_escape
+from analysis.latex import lr_range, name, number, panel_keys, percent, rate_text, signed, tex_escape
 from analysis.layout import split_panels
 from analysis.macros import budget_text, stability, stable_default_row
+from analysis.memo import memoised
 from analysis.ranking import rank_matrix, ranking_errors
 from analysis.sensitivity import stable_range_and_sensitivity
 from analysis.stability import stable_lr_range
@@ -36,8 +37,9 @@ def panel_splits(runs: pd.DataFrame) -> list[tuple[str, list[dict]]]:
 
 
 def _panel_header(runs: pd.DataFrame, panels: list[dict]) -> str:
-    return " & ".join("\\makecell{" + "\\\\ ".join(tex_escape(part) for part in panel_key(p, runs).split("-"))
-                      + "}" for p in panels)
+    key = panel_keys(runs)
+    return " & ".join("\\makecell{" + "\\\\ ".join(tex_escape(part) for part in key(p).split("-")) + "}"
+                      for p in panels)
 
 
 def table_best(runs: pd.DataFrame, panels: list[dict] | None = None) -> str:
@@ -134,11 +136,7 @@ def table_lr_range(runs: pd.DataFrame, panels: list[dict] | None = None, curves:
     """
     keys = panel_columns(runs)
     panels = panel_splits(runs)[0][1] if panels is None else panels
-    if curves is None:
-        ranges = stable_lr_range(runs)
-    else:  # the panels shown only: the sensitivity reads their curves and resamples their seeds
-        ranges = stable_range_and_sensitivity(pd.concat([select(runs, {k: p[k] for k in keys}) for p in panels]),
-                                              curves)
+    ranges = stable_lr_range(runs) if curves is None else _ranges_and_sensitivity(runs, curves)
     budgets = budget_text(runs)
     header = f"strategy & settings & {_panel_header(runs, panels)} \\\\"
     lines = [f"\\begin{{tabular}}{{ll{'c' * len(panels)}}}", r"\toprule", header]
@@ -159,6 +157,14 @@ def table_lr_range(runs: pd.DataFrame, panels: list[dict] | None = None, curves:
         lines.append(f"{name(strategy)} & {budgets[strategy]} & {' & '.join(entries)} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+@memoised
+def _ranges_and_sensitivity(runs: pd.DataFrame, curves: CurveSource) -> pd.DataFrame:
+    """``sensitivity.stable_range_and_sensitivity`` of every panel of ``runs``, once for the main table and the
+    appendix's (each panel's range and sensitivity read its own runs only: a table of some panels shows the same
+    numbers)."""
+    return stable_range_and_sensitivity(runs, curves)
 
 
 def _range_and_sensitivity(row: pd.Series) -> str:

@@ -19,9 +19,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.memo import memoised
 from analysis.vocabulary import groups, hyperparameter_columns, panel_columns, score_runs, setting_columns, sign
 
 
+@memoised
 def ranked_settings(runs: pd.DataFrame) -> pd.DataFrame:
     """Every setting of every strategy on every panel, one row each, in the order the best-tuned rule ranks them.
 
@@ -49,6 +51,7 @@ def ranked_settings(runs: pd.DataFrame) -> pd.DataFrame:
                                kind="stable", ignore_index=True)
 
 
+@memoised
 def best_tuned(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataFrame:
     """The best-tuned setting of every strategy on every panel (and value of ``within``), one row each.
 
@@ -69,12 +72,14 @@ def best_tuned(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataFrame:
     return best.reset_index(drop=True)
 
 
+@memoised
 def best_tuned_runs(runs: pd.DataFrame, within: Sequence[str] = ()) -> pd.DataFrame:
     """Every seed's run of each best-tuned setting (:func:`best_tuned`, ``within``), scored by ``score_runs``."""
     keys = [*panel_columns(runs), "strategy", *setting_columns(runs)]
     return score_runs(runs).merge(best_tuned(runs, within)[keys], on=keys, how="inner")
 
 
+@memoised
 def tuning_budget(runs: pd.DataFrame) -> pd.DataFrame:
     """The tuning budget of every strategy on every panel: how many settings its best-tuned choice was made among.
 
@@ -118,6 +123,7 @@ def strategy_hyperparameter_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in hyperparameter_columns(runs) if c in names]
 
 
+@memoised
 def default_settings(runs: pd.DataFrame, defaults: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
     """Per strategy: its default hyperparameters and whether the sweep's grid contains them.
 
@@ -149,6 +155,7 @@ def _at_default(runs: pd.DataFrame, default: Mapping[str, float]) -> np.ndarray:
     return mask
 
 
+@memoised
 def default_runs(runs: pd.DataFrame, defaults: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
     """The runs of each strategy at its default hyperparameters (:func:`default_settings`), every lr and seed.
 

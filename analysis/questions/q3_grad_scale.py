@@ -29,13 +29,23 @@ def chaos_onset(curves: pd.DataFrame, a: str, b: str, rtol: float, steps: int) -
     compared before it (where they agreed; 0 for an onset at the first step compared). NaN, NaN where they
     log no such step or never differ: the committed curves keep these steps of every such pair, so the onset
     is the one read on the full curves."""
-    own = curves[curves["train_loss"].notna() & curves["step"].isin(onset_steps(steps)).to_numpy()]
-    x = own[own["run_id"] == a].set_index("step")["train_loss"]
-    y = own[own["run_id"] == b].set_index("step")["train_loss"]
-    common = x.index.intersection(y.index).sort_values()
+    logged = curves[curves["train_loss"].notna()]
+    x, y = (logged[(logged["run_id"] == run).to_numpy()] for run in (a, b))
+    return _onset(*(frame[c].to_numpy() for frame in (x, y) for c in ("step", "train_loss")), rtol, steps)
+
+
+def _onset(x_steps: np.ndarray, x_loss: np.ndarray, y_steps: np.ndarray, y_loss: np.ndarray, rtol: float,
+           steps: int) -> tuple[float, float]:
+    """:func:`chaos_onset` of two runs' logged training losses (step and loss arrays, NaN losses left out)."""
+    checked = onset_steps(steps)
+    x_in, y_in = np.isin(x_steps, checked), np.isin(y_steps, checked)
+    x_steps, x_loss, y_steps, y_loss = x_steps[x_in], x_loss[x_in], y_steps[y_in], y_loss[y_in]
+    common = np.intersect1d(x_steps, y_steps)
     if not len(common):
         return float("nan"), float("nan")
-    u, v = x.loc[common].to_numpy(dtype=float), y.loc[common].to_numpy(dtype=float)
+    x_order, y_order = np.argsort(x_steps, kind="stable"), np.argsort(y_steps, kind="stable")
+    u = x_loss[x_order][np.searchsorted(x_steps[x_order], common)].astype(float)
+    v = y_loss[y_order][np.searchsorted(y_steps[y_order], common)].astype(float)
     with np.errstate(invalid="ignore", over="ignore"):
         scale = np.maximum(np.abs(u), np.abs(v))
         differ = np.where(np.isfinite(u) & np.isfinite(v), np.abs(u - v) > rtol * scale,
@@ -44,6 +54,16 @@ def chaos_onset(curves: pd.DataFrame, a: str, b: str, rtol: float, steps: int) -
         return float("nan"), float("nan")
     first = int(np.argmax(differ))
     return float(common[first]), float(common[first] - common[first - 1]) if first else 0.0
+
+
+def _logged_losses(table: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per run of a curves table: the steps and training losses it logs (a loss), in the table's order."""
+    logged = table[table["train_loss"].notna()]
+    codes, runs = pd.factorize(logged["run_id"])
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(runs) + 1))
+    steps, losses = logged["step"].to_numpy()[order], logged["train_loss"].to_numpy()[order]
+    return {run: (steps[bounds[k]:bounds[k + 1]], losses[bounds[k]:bounds[k + 1]]) for k, run in enumerate(runs)}
 
 
 def measure(study: Study, question: Question) -> pd.DataFrame:
@@ -98,8 +118,11 @@ def measure(study: Study, question: Question) -> pd.DataFrame:
         _classify(pairs, limits)
         chaotic = pairs[pairs["_chaos"]]
         table = study.curves_of([*chaotic["run_id"], *chaotic["run_id_base"]]) if len(chaotic) else None
-        onsets = pd.DataFrame([chaos_onset(table, a, b, limits["onset_rtol"], int(steps))
-                               if table is not None and len(table) else (np.nan, np.nan)
+        losses = _logged_losses(table) if table is not None and len(table) else None  # per run, not a scan per pair
+        empty_run = (np.array([], dtype=np.int64), np.array([], dtype=float))
+        onsets = pd.DataFrame([_onset(*losses.get(a, empty_run), *losses.get(b, empty_run), limits["onset_rtol"],
+                                      int(steps))
+                               if losses is not None else (np.nan, np.nan)
                                for a, b, steps in zip(chaotic["run_id"], chaotic["run_id_base"], chaotic["steps"],
                                                       strict=True)],
                               index=chaotic.index, columns=["_onset", "_resolution"])
