@@ -215,7 +215,7 @@ def q7_figure(table: pd.DataFrame) -> Figure:
     return range_measures_figure(table, Q7_MEASURES)
 
 
-OPTIMIZER_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
+TASK_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
 """One colour per optimizer where a figure shows several on the same rows (colour-blind safe, Okabe-Ito)."""
 Q8_PANELS = (("gain", "chain_minus_best_gain", "gain_interaction", "stable-range gain", "decades over none", 0.5),
              ("sensitivity_change", "chain_minus_best_sensitivity", "sensitivity_interaction",
@@ -227,29 +227,34 @@ the least half-width of the x axis (effects all near 0, e.g. every range censore
 def q8_figure(table: pd.DataFrame) -> Figure:
     """Q8: on the transformer problems, each mitigation's stable-range gain over ``none`` (left) and its change in
     learning-rate sensitivity (right; below 0: less sensitive), then the chain against its best member and
-    against the sum of its members (the interaction, 0 where they add up); one colour per optimizer; the
-    rows pooled over the transformer problems (``task`` ``all``), not those of each task alone."""
-    if "task" in table.columns:
-        table = table[table["task"].astype(str) == "all"]
-    optimizers = [o for o in dict.fromkeys(table["optimizer"].astype(str)) if o != "all"] or ["all"]
-    panels = [spec for spec in Q8_PANELS if (table["measure"] == spec[0]).any()]
-    strategies = list(dict.fromkeys(table.loc[table["measure"] == "gain", "strategy"]))
-    chains = list(dict.fromkeys(table.loc[table["measure"] == "gain_interaction", "strategy"]))
+    against the sum of its members (the interaction, 0 where they add up). One colour per transformer task, its
+    interval over that task's seeds (the rows the per-task claims read), and in black the mean over the tasks
+    (``task`` ``all``), its interval over them where there are enough; of the study's one optimizer, or pooled
+    over its optimizers (``all``) where it has several."""
+    optimizers = [o for o in dict.fromkeys(table["optimizer"].astype(str)) if o != "all"]
+    table = table[table["optimizer"].astype(str) == (optimizers[0] if len(optimizers) == 1 else "all")]
+    tasks = [t for t in dict.fromkeys(table["task"].astype(str)) if t != "all"] if "task" in table else []
+    series = [(t, TASK_COLOURS[i % len(TASK_COLOURS)], f"{t}: estimate, 95% interval over its seeds")
+              for i, t in enumerate(tasks)]
+    series.append(("all", plots.BASELINE_COLOUR, "mean over the tasks (interval where 5 or more)"))
+    pooled = table[table["task"].astype(str) == "all"] if "task" in table else table
+    panels = [spec for spec in Q8_PANELS if (pooled["measure"] == spec[0]).any()]
+    strategies = list(dict.fromkeys(pooled.loc[pooled["measure"] == "gain", "strategy"]))
+    chains = list(dict.fromkeys(pooled.loc[pooled["measure"] == "gain_interaction", "strategy"]))
     labels = [*strategies, *(f"{c} - best member" for c in chains), *(f"{c} - sum of members" for c in chains)]
-    fig, axes = _panels(len(panels), 0.32 * len(labels) * max(1, len(optimizers) / 2) + 1.2, width=3.4)
-    spread = 0.18 if len(optimizers) > 1 else 0.0
-    offsets = np.linspace(-spread, spread, len(optimizers))
+    fig, axes = _panels(len(panels), 0.32 * len(labels) * max(1, len(series) / 2) + 1.2, width=3.4)
+    offsets = np.linspace(-0.27, 0.27, len(series)) if len(series) > 1 else [0.0]
     censored = False
     for ax, (single, against, interaction, title, axis, half_width) in zip(axes, panels, strict=True):
         measures = [(single, s) for s in strategies] + [(against, c) for c in chains] + [(interaction, c)
                                                                                        for c in chains]
-        for colour, offset, optimizer in zip(OPTIMIZER_COLOURS, offsets, optimizers, strict=False):
-            mine = table[table["optimizer"].astype(str) == optimizer]
+        for (task, colour, _), offset in zip(series, offsets, strict=True):
+            mine = table[table["task"].astype(str) == task] if "task" in table else table
             rows = pd.DataFrame([_one_row(mine, m, s) for m, s in measures]).reset_index(drop=True)
             draw_forest(ax, rows, labels, 0.0, colour=colour, offset=offset)
             censored |= rows["bound"].fillna("").astype(str).ne("").any() if "bound" in rows else False
-        best = table.loc[table["measure"] == against, "versus"]
-        units = table.loc[table["measure"] == single, "loss_unit"] if "loss_unit" in table else pd.Series([])
+        best = pooled.loc[pooled["measure"] == against, "versus"]
+        units = pooled.loc[pooled["measure"] == single, "loss_unit"] if "loss_unit" in pooled else pd.Series([])
         ax.set_title(title + (f"\nbest member: {', '.join(dict.fromkeys(best.astype(str)))}" if len(best) else ""),
                      fontsize="medium")
         ax.set_xlabel(axis.format(unit=next(iter(units.dropna().astype(str)), "loss")))
@@ -260,9 +265,7 @@ def q8_figure(table: pd.DataFrame) -> Figure:
             centre = (low + high) / 2
             ax.set_xlim(centre - half_width, centre + half_width)
         ax.ticklabel_format(axis="x", useOffset=False, style="plain")
-    summary = [Line2D([], [], color=colour, marker="o", linewidth=1.6,
-                      label=f"{OPTIMIZER_NAMES.get(o, o)}: estimate, 95% interval")
-               for colour, o in zip(OPTIMIZER_COLOURS, optimizers, strict=False)]
+    summary = [Line2D([], [], color=colour, marker="o", linewidth=1.6, label=label) for _, colour, label in series]
     _legend(fig, False, censored, summary)
     return fig
 

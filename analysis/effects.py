@@ -78,7 +78,7 @@ from analysis.inference import (
 from analysis.latex import number
 from analysis.problems import Duplicate, distinct_problems
 from analysis.seed_grid import SeedGrid
-from analysis.stability import grid_step, stable_lr_range
+from analysis.stability import decades, grid_step, stable_lr_range
 from analysis.summaries import cluster_rate
 from analysis.tuning import best_tuned_runs
 from analysis.vocabulary import (
@@ -299,7 +299,7 @@ class Study:
                 nothing = record["stable_lrs"] == 0
                 rows[(panel, record["strategy"])] = {
                     "lo": record["lo"], "hi": record["hi"], "top": top, "stable_lrs": record["stable_lrs"],
-                    "width": -self.step[panel] if nothing else math.log10(record["hi"] / record["lo"]),
+                    "width": -self.step[panel] if nothing else decades(record["hi"], record["lo"]),
                     "reaches_top": (not nothing) and bool(np.isclose(record["hi"], top, rtol=1e-9)),
                     "empty": bool(nothing)}
             self._widths = rows

@@ -11,6 +11,7 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 
 from analysis.questions import QUESTIONS, Question
+from bench.sweep import DEFAULT_DTYPE
 
 FIGURE_FORMATS = ("pdf", "png")
 NOTEBOOKS = ("convergence", "stability", "ranking", "answers")
@@ -42,6 +43,44 @@ ATTENTION = "attention-logits"
 :func:`config_attention`, ``attention-logits-<task>-<model>``, drawn by the stability notebook."""
 ATTENTION_STRATEGIES = ("none", "qk_norm")
 """The strategies the attention-logit figure compares: without mitigation and with qk-layernorm."""
+
+
+MIN_RANKED_PROBLEMS = 2
+"""The fewest problems the ranking of every strategy trained (on the problems that trained them all) needs."""
+
+
+def ranked_block(trained: Mapping[str, Collection[str]],
+                 min_problems: int = MIN_RANKED_PROBLEMS) -> tuple[list[str], set[str]]:
+    """Which problems and strategies the ranking compares (``analysis.ranking.error_matrix``), from the strategies
+    each problem trained on every one of its panels (``trained``: problem -> strategies), problems in its order.
+
+    Every strategy, on the problems that trained them all, where there are at least ``min_problems``. A study
+    that trains some strategies on some problems only (the paper's: every gradient strategy on four problems, the
+    compared twelve on thirteen, the transformer's mitigations on three) has no such problems: it ranks the
+    largest block instead, the strategy set (a problem's own, or the strategies common to several problems')
+    whose count times the count of problems that trained it all is largest, over at least ``min_problems``
+    problems (ties: more problems, then more strategies, then the set whose sorted names come first). Where no set is
+    trained on that many problems: the strategies of every problem, on all of them.
+    """
+    problems = list(trained)
+    sets = {p: frozenset(trained[p]) for p in problems}
+    every = frozenset().union(*sets.values())
+    full = [p for p in problems if every <= sets[p]]
+    if len(full) >= min_problems:
+        return full, set(every)
+    candidates, grown = set(sets.values()), True
+    while grown:  # every intersection of problems' sets: the strategies several problems have in common
+        more = {a & b for a in candidates for b in candidates} - candidates
+        candidates |= more
+        grown = bool(more)
+    blocks = [(s, [p for p in problems if s <= sets[p]]) for s in sorted(candidates, key=sorted) if s]
+    blocks = [(s, ps) for s, ps in blocks if len(ps) >= min_problems]
+    if not blocks:
+        common = frozenset.intersection(*sets.values()) if sets else frozenset()
+        return problems, set(common)
+    # max keeps the first of equal blocks: the candidates are sorted by their names
+    chosen, chosen_problems = max(blocks, key=lambda b: (len(b[0]) * len(b[1]), len(b[1]), len(b[0])))
+    return chosen_problems, set(chosen)
 
 
 def cd_defined(strategies: int, problems: int) -> bool:
@@ -162,8 +201,19 @@ def figure_stems(problems: list[tuple[str, str]], cd: bool = False,
 
 
 def config_cd(config: dict) -> bool:
-    """Whether the sweep of ``config`` has a critical-difference diagram (:func:`cd_defined`)."""
-    return cd_defined(len(config["strategies"]), len(config_problems(config)))
+    """Whether the sweep of ``config`` has a critical-difference diagram (:func:`cd_defined`): over the block
+    :func:`ranked_block` picks from the strategies each (task, model) pair trains under every optimizer, at the
+    default precision (the figures' runs)."""
+    trained: dict[str, set[str]] = {}
+    for problem in config["problems"]:
+        if problem.get("dtype", config.get("dtype", DEFAULT_DTYPE)) != DEFAULT_DTYPE:
+            continue
+        strategies = set(problem.get("strategies", config["strategies"]))
+        for model in problem["models"]:
+            key = f"{problem['task']}/{model}"
+            trained[key] = trained[key] & strategies if key in trained else strategies
+    problems, strategies = ranked_block(trained)
+    return cd_defined(len(strategies), len(problems))
 
 
 def config_regions(config: dict) -> list[str]:

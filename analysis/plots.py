@@ -153,10 +153,11 @@ def draw_stability(ax: plt.Axes, runs: pd.DataFrame, task: str, model: str, opti
     ax.tick_params(which="major", length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
+    # each cell's label lies inside its cell: left out of the layout, which would measure every one of them
     for (i, j), value in np.ndenumerate(values):
         if np.isfinite(value):
             ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize="small",
-                    color="white" if value > 0.5 else "black")
+                    color="white" if value > 0.5 else "black", in_layout=False)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label="divergence rate", format=PercentFormatter(1.0), fraction=0.05)
     ax.set_xlabel("learning rate")
@@ -406,7 +407,7 @@ def region_figure(runs: pd.DataFrame, strategy: str, hyperparameter: str, column
         for (i, j), value in np.ndenumerate(values):
             if np.isfinite(value):
                 ax.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize="x-small",
-                        color="white" if value > 0.5 else "black")
+                        color="white" if value > 0.5 else "black", in_layout=False)
         ax.set_xlabel("learning rate")
         ax.set_ylabel(hyperparameter)
         ax.set_title(f"{task} / {model}", fontsize="medium")

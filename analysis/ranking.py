@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from analysis.layout import MIN_RANKED_PROBLEMS, ranked_block
 from analysis.summaries import seed_summary
 from analysis.tuning import best_tuned_runs
 from analysis.vocabulary import dial_columns, groups, metric_error, panel_columns, panel_label_suffix
@@ -43,8 +44,6 @@ def ranking_errors(runs: pd.DataFrame) -> pd.DataFrame:
     return error_matrix(ranking_summary(runs))
 
 
-MIN_RANKED_PROBLEMS = 2
-"""Fewest problems a ranking is made over (Friedman needs two); :func:`error_matrix` falls back below it."""
 
 
 def error_matrix(summary: pd.DataFrame, value: str = "mean", min_problems: int = MIN_RANKED_PROBLEMS) -> pd.DataFrame:
@@ -69,22 +68,20 @@ def error_matrix(summary: pd.DataFrame, value: str = "mean", min_problems: int =
     strategy is ranked, on the problems where the full strategy set ran (every
     strategy on every panel of the problem), provided there are at least
     ``min_problems`` of them; a problem lacking any strategy on any panel is
-    left out rather than a strategy dropped. With fewer such problems, every
-    problem is kept and the strategies missing on any panel of some problem
-    are dropped instead.
+    left out rather than a strategy dropped. With fewer such problems, the
+    largest block of the design is ranked: the strategy set and the problems
+    that ran it all whose product of counts is largest (``layout.ranked_block``,
+    the rule ``layout.config_cd`` reads from a config).
     """
     frame = summary.assign(error=metric_error(summary[value], summary["metric"]), panel=_panel_labels(summary),
                            problem=summary["task"].astype(str) + "/" + summary["model"].astype(str))
     panels = frame.pivot(index=["problem", "panel"], columns="strategy", values="error")
     complete = panels.notna().groupby(level="problem").all()
     means = panels.groupby(level="problem").mean()
-    full = complete.all(axis=1)
-    if int(full.sum()) >= min_problems:
-        matrix = means[full]
-    else:
-        matrix = means.where(complete).dropna(axis=1)
-    order = [s for s in dict.fromkeys(frame["strategy"]) if s in matrix.columns]
-    return matrix[order].rename_axis(index=None, columns=None)
+    problems, strategies = ranked_block({p: complete.columns[row].tolist() for p, row in
+                                         zip(complete.index, complete.to_numpy(), strict=True)}, min_problems)
+    order = [s for s in dict.fromkeys(frame["strategy"]) if s in strategies]
+    return means.loc[problems, order].rename_axis(index=None, columns=None)
 
 
 def rank_matrix(errors: pd.DataFrame) -> pd.DataFrame:

@@ -127,16 +127,27 @@ def lr_sensitivity(runs: pd.DataFrame, value: str = "test_metric_at_best_val") -
     return pd.DataFrame(rows)
 
 
+DECIMALS = 9
+"""Decimal places a width or step in decades is rounded to: two ranges of equal width on a grid of powers of ten read
+from different learning rates (``log10(1 / 0.1778)`` and ``log10(0.5623 / 0.1)``) then differ by 0, not by
+the 1e-16 of floating-point rounding, which a sentence would print as ``-8.3e-17 decades``."""
+
+
 def grid_step(lrs: np.ndarray) -> float:
     """The grid step in decades: the median spacing of the distinct log10 learning rates (0.5 on half-decades)."""
     logs = np.log10(np.unique(np.asarray(lrs, dtype=float)))
-    return float(np.median(np.diff(logs))) if logs.size > 1 else 0.5
+    return round(float(np.median(np.diff(logs))), DECIMALS) if logs.size > 1 else 0.5
+
+
+def decades(hi: float, lo: float) -> float:
+    """The width ``log10(hi / lo)`` of a stable range in decades, rounded to :data:`DECIMALS` places."""
+    return round(float(np.log10(hi / lo)), DECIMALS)
 
 
 def widest_span(stable: np.ndarray, lrs: np.ndarray, step: float) -> np.ndarray:
     """Width in decades of the widest contiguous stable span, per row of ``stable`` (resamples x sorted lrs).
 
-    ``log10(hi / lo)``, 0 for a single stable learning rate, ``-step`` where none is stable.
+    ``log10(hi / lo)`` (:func:`decades`), 0 for a single stable learning rate, ``-step`` where none is stable.
     """
     stable = np.atleast_2d(stable)
     logs = np.log10(np.asarray(lrs, dtype=float))
@@ -145,6 +156,6 @@ def widest_span(stable: np.ndarray, lrs: np.ndarray, step: float) -> np.ndarray:
     for i in range(len(logs)):
         for j in range(i, len(logs)):
             whole = (cumulative[:, j + 1] - cumulative[:, i]) == j - i + 1
-            width = logs[j] - logs[i]
+            width = round(logs[j] - logs[i], DECIMALS)
             best = np.where(whole & (width > best), width, best)
     return best

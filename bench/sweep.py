@@ -270,15 +270,18 @@ def check(config: dict[str, Any]) -> None:
     if shared:
         raise ConfigError(f"config key 'replication_seeds': seed {shared[0]} is also in seeds; allowed: seeds other "
                           f"than those of seeds ({', '.join(map(str, config['seeds']))})")
-    seen: dict[tuple[str, str, str], int] = {}
+    # a cell is (task, model, optimizer, strategy, dtype): two entries may share a task x model pair only under
+    # different optimizers (e.g. a longer budget for SGD than for Adam)
+    seen: dict[tuple[str, str, str, str], int] = {}
     for i, problem in enumerate(config["problems"]):
         dtype = problem.get("dtype", config.get("dtype", DEFAULT_DTYPE))
         for model in problem["models"]:
-            first = seen.setdefault((problem["task"], model, dtype), i)
-            if first != i:
-                raise ConfigError(f"config key 'problems.{i}.models': {problem['task']} x {model} in {dtype} is "
-                                  f"already problem {first}; allowed: each task x model pair in one problems entry "
-                                  "per dtype")
+            for optimizer in problem.get("optimizers", list(config["optimizers"])):
+                first = seen.setdefault((problem["task"], model, optimizer, dtype), i)
+                if first != i:
+                    raise ConfigError(f"config key 'problems.{i}.models': {problem['task']} x {model} under "
+                                      f"{optimizer} in {dtype} is already problem {first}; allowed: each task x "
+                                      "model pair in one problems entry per optimizer and dtype")
     for name, entry in config["strategies"].items():
         members = entry.get("chain", [name])
         for member in members:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from analysis import answers, claims, layout, numbers, questions, stability, tuning
+from analysis import answers, claims, layout, numbers, plots, questions, stability, tuning
 from analysis.effects import N_RESAMPLES, UNIT_PAIRS, UNIT_SEEDS, Study
 from analysis.questions.q2_adaptive_clippers import expected_best
 from analysis.seed_grid import SeedGrid
@@ -492,7 +492,7 @@ def test_q8_answers_nothing_without_a_transformer_problem():
     assert "q8_transformer" in layout.config_answers(transformer)
 
 
-def test_q8_figure_shows_both_measures_per_optimizer():
+def test_q8_figure_shows_each_task_and_their_mean():
     runs, curves = transformer_sweep()
     table = answer("q8_transformer", runs, curves, n_resamples=99)
     figure = answers.q8_figure(table)
@@ -500,12 +500,22 @@ def test_q8_figure_shows_both_measures_per_optimizer():
     labels = [tick.get_text() for tick in gain.get_yticklabels()]
     assert labels[:7] == list(Q8_LIMITS)[1:] and labels[7:] == ["qk_norm_z_loss_clip - best member",
                                                                "qk_norm_z_loss_clip - sum of members"]
-    assert set(table["task"]) == {"all", *(task for task, _ in TRANSFORMERS)}  # it draws the pooled rows only
-    adam = table[(table["task"] == "all") & (table["optimizer"] == "adam") & (table["measure"] == "gain")]
-    adam = adam["estimate"].tolist()
-    dots = [line.get_xdata()[0] for line in gain.lines if line.get_marker() in answers.MARKERS_DRAWN
-            and line.get_color() == answers.OPTIMIZER_COLOURS[0]]
-    np.testing.assert_allclose(dots[:7], adam)
+    tasks = [task for task, _ in TRANSFORMERS]
+    assert set(table["task"]) == {"all", *tasks}
+
+    def dots(colour: str) -> list[float]:
+        return [line.get_xdata()[0] for line in gain.lines if line.get_marker() in answers.MARKERS_DRAWN
+                and line.get_color() == colour]
+
+    def estimates(task: str) -> list[float]:  # two optimizers: the rows pooled over them
+        chosen = table[(table["task"] == task) & (table["optimizer"] == "all") & (table["measure"] == "gain")]
+        return chosen["estimate"].tolist()
+
+    for colour, task in zip(answers.TASK_COLOURS, tasks, strict=False):
+        np.testing.assert_allclose(dots(colour)[:7], estimates(task))
+    np.testing.assert_allclose(dots(plots.BASELINE_COLOUR)[:7], estimates("all"))
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert legend[:len(tasks)] == [f"{task}: estimate, 95% interval over its seeds" for task in tasks]
     assert "nats" in sensitivity.get_xlabel() and "best member: qk_norm" in gain.get_title()
 
 

@@ -44,6 +44,18 @@ def test_a_problem_grid_replaces_its_optimizers_grid_for_its_cells_only() -> Non
     assert cells["mnist1d-mlp-sgd-none"].optimizer["learning_rates"] == [0.1, 1.0, 10.0]
 
 
+def test_a_pair_may_train_under_each_optimizer_in_its_own_entry_with_its_own_budget() -> None:
+    split = [{**TWO_PROBLEMS[0], "optimizers": ["sgd"], "steps": 60},
+             {**TWO_PROBLEMS[0], "optimizers": ["adam"], "steps": 40}, TWO_PROBLEMS[1]]
+    sweep.check(make_config(optimizers=TWO_OPTIMIZERS, problems=split))  # accepted
+    cells = by_id(make_config(optimizers=TWO_OPTIMIZERS, problems=split))
+    assert cells["mnist1d-mlp-sgd-none"].steps == 60 and cells["mnist1d-mlp-adam-none"].steps == 40
+    assert len(cells) == 4  # mnist1d under each optimizer once, digits8 under both
+    twice = [{**TWO_PROBLEMS[0], "optimizers": ["sgd"]}, TWO_PROBLEMS[0]]  # mnist1d x mlp under SGD twice
+    with pytest.raises(sweep.ConfigError, match=r"problems\.1\.models.*mnist1d x mlp under sgd.*already problem 0"):
+        sweep.check(make_config(optimizers=TWO_OPTIMIZERS, problems=twice))
+
+
 def test_a_problem_narrows_a_strategy_grid_for_its_cells_only() -> None:
     strategies = {"none": {}, "clip_norm": {"clip_norm": [0.25, 1.0, 4.0]},
                   "clip_norm_warmup": {"chain": ["clip_norm"], "clip_norm": [0.25, 1.0], "warmup_steps": [5, 10]}}

@@ -12,7 +12,7 @@ import pytest
 import scikit_posthocs as sp
 from scipy import stats as sps
 
-from analysis import inference, ranking, stability, summaries, survival, tuning, vocabulary
+from analysis import inference, layout, ranking, stability, summaries, survival, tuning, vocabulary
 from analysis.curves import explosion_traces, spikes_and_clips
 
 TASKS = {  # metric, higher_is_better, chance_metric
@@ -654,6 +654,31 @@ def test_error_matrix_ranks_every_strategy_on_the_problems_that_ran_the_full_set
     assert errors.index.tolist() == ["mnist1d/cnn", "mnist1d/mlp"]
     assert errors.loc["mnist1d/mlp"].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.95])
     assert ranking.error_matrix(summary_table()).columns.tolist() == ["a", "b", "c"]  # d on one problem: dropped
+
+
+def test_a_nested_design_ranks_its_largest_block_and_the_config_agrees():
+    """The paper's shape: every strategy on a few core problems, a compared subset on more, the transformer's own
+    mitigations on others; no problem trains them all, so the ranking takes the block with the most
+    (strategy, problem) cells: the compared subset on every problem that trained it."""
+    design = {"core": ("digits", ["mlp", "cnn"], "abcde"), "other": ("mnist1d", ["mlp", "cnn", "rnn"], "abc"),
+              "transformer": ("chars", ["tf1", "tf2"], "axy")}
+    rows = [{"task": task, "model": model, "optimizer": "sgd", "init_gain": 1.0, "strategy": s, "mean": 0.5,
+             "metric": "accuracy", "higher_is_better": True}
+            for task, models, strategies in design.values() for model in models for s in strategies]
+    errors = ranking.error_matrix(pd.DataFrame(rows))
+    assert errors.columns.tolist() == ["a", "b", "c"]  # 3 x 5 cells, against 5 x 2 (core) and 3 x 2 (transformer)
+    assert errors.index.tolist() == ["digits/cnn", "digits/mlp", "mnist1d/cnn", "mnist1d/mlp", "mnist1d/rnn"]
+    trained = {f"{task}/{model}": set(strategies) for task, models, strategies in design.values() for model in models}
+    assert layout.ranked_block(trained) == (list(trained)[:5], {"a", "b", "c"})
+    assert layout.ranked_block({"p": {"a", "b"}, "q": {"a", "c"}}) == (["p", "q"], {"a"})  # their common set
+    assert layout.ranked_block({"p": {"a", "b"}}) == (["p"], {"a", "b"})  # one problem: below the minimum, as is
+    config = {"strategies": {s: {} for s in "abcdexy"},
+              "problems": [{"task": task, "models": models, "strategies": list(strategies)}
+                           for task, models, strategies in design.values()]}
+    assert layout.config_cd(config)  # 3 strategies on 5 problems: a diagram, as the notebook draws
+    apart = [{"task": "t1", "models": ["m"], "strategies": ["a", "b", "c"]},
+             {"task": "t2", "models": ["m"], "strategies": ["a", "x", "y"]}]
+    assert not layout.config_cd({**config, "problems": apart})  # in common only a: no diagram
 
 
 def test_friedman_and_critical_difference():
