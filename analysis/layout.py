@@ -11,7 +11,6 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 
 from analysis.questions import QUESTIONS, Question
-from bench.sweep import DEFAULT_DTYPE
 
 FIGURE_FORMATS = ("pdf", "png")
 NOTEBOOKS = ("convergence", "stability", "ranking", "answers")
@@ -204,6 +203,8 @@ def config_cd(config: dict) -> bool:
     """Whether the sweep of ``config`` has a critical-difference diagram (:func:`cd_defined`): over the block
     :func:`ranked_block` picks from the strategies each (task, model) pair trains under every optimizer, at the
     default precision (the figures' runs)."""
+    from bench.sweep import DEFAULT_DTYPE  # here: importing this module stays cheap (tests/test_layering.py)
+
     trained: dict[str, set[str]] = {}
     for problem in config["problems"]:
         if problem.get("dtype", config.get("dtype", DEFAULT_DTYPE)) != DEFAULT_DTYPE:
