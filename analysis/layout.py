@@ -55,7 +55,7 @@ def ranked_block(trained: Mapping[str, Collection[str]],
 
     Every strategy, on the problems that trained them all, where there are at least ``min_problems``. A study
     that trains some strategies on some problems only (the paper's: every gradient strategy on four problems, the
-    compared twelve on thirteen, the transformer's mitigations on three) has no such problems: it ranks the
+    compared twelve on twelve, the transformer's mitigations on three) has no such problems: it ranks the
     largest block instead, the strategy set (a problem's own, or the strategies common to several problems')
     whose count times the count of problems that trained it all is largest, over at least ``min_problems``
     problems (ties: more problems, then more strategies, then the set whose sorted names come first). Where no set is
