@@ -216,7 +216,7 @@ def q7_figure(table: pd.DataFrame) -> Figure:
 
 
 TASK_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
-"""One colour per optimizer where a figure shows several on the same rows (colour-blind safe, Okabe-Ito)."""
+"""One colour per task where Q8's figure shows several on the same rows (colour-blind safe, Okabe-Ito)."""
 Q8_PANELS = (("gain", "chain_minus_best_gain", "gain_interaction", "stable-range gain", "decades over none", 0.5),
              ("sensitivity_change", "chain_minus_best_sensitivity", "sensitivity_interaction",
               "learning-rate sensitivity", "{unit} over none (lower is better)", 0.05))

@@ -59,7 +59,7 @@ def ranked_block(trained: Mapping[str, Collection[str]],
     largest block instead, the strategy set (a problem's own, or the strategies common to several problems')
     whose count times the count of problems that trained it all is largest, over at least ``min_problems``
     problems (ties: more problems, then more strategies, then the set whose sorted names come first). Where no set is
-    trained on that many problems: the strategies of every problem, on all of them.
+    trained on that many problems: the strategies every problem trained, on all of them.
     """
     problems = list(trained)
     sets = {p: frozenset(trained[p]) for p in problems}

@@ -44,8 +44,6 @@ def ranking_errors(runs: pd.DataFrame) -> pd.DataFrame:
     return error_matrix(ranking_summary(runs))
 
 
-
-
 def error_matrix(summary: pd.DataFrame, value: str = "mean", min_problems: int = MIN_RANKED_PROBLEMS) -> pd.DataFrame:
     """Problems (rows, ``task/model``) x strategies: the mean over the problem's panels of each panel's error.
 
