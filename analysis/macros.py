@@ -39,6 +39,27 @@ def budget_text(runs: pd.DataFrame) -> dict[str, str]:
     return texts
 
 
+def grid_text(runs: pd.DataFrame) -> dict[str, str]:
+    """Per strategy whose hyperparameter grid is not the same on every panel it trains, one sentence saying
+    where it trains fewer settings: a claim that tunes a strategy "over its grid" tunes it over that grid
+    there (``grid-<strategy>`` macros; the limitations list them). Strategies with one grid everywhere have none."""
+    budget = tuning_budget(runs)
+    texts = {}
+    for strategy, rows in budget.groupby("strategy", sort=False):
+        most = int(rows["hyperparameters"].max())
+        fewer = rows[rows["hyperparameters"] < most]
+        if fewer.empty:
+            continue
+        where = "; ".join(
+            f"{count} on " + ", ".join(f"{name(r['task'])}--{name(r['model'])} ({tex_escape(r['optimizer'])})"
+                                       for _, r in panels.drop_duplicates(["task", "model", "optimizer"]).iterrows())
+            for count, panels in fewer.groupby("hyperparameters", sort=True))
+        texts[str(strategy)] = (f"{name(strategy)} is tuned over {most} hyperparameter settings on "
+                                f"{len(rows) - len(fewer)} of its {len(rows)} panels, and over fewer on the "
+                                f"other {len(fewer)}: {where}.")
+    return texts
+
+
 def default_text(settings: pd.DataFrame) -> dict[str, str]:
     """Per strategy, its registered defaults (``c = v``), ``not in the grid`` or ``no hyperparameters``."""
     texts = {}
@@ -126,7 +147,7 @@ def compute(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> dict
     result = stability(runs)
     sensitivity = problem_mean(lr_sensitivity(runs), "normalised")
     cost = strategy_cost(runs)
-    budgets, defaults = budget_text(runs), default_text(result.settings)
+    budgets, defaults, grids = budget_text(runs), default_text(result.settings), grid_text(runs)
     for strategy in strategies:
         for key, row, digits in ((f"divergence-{strategy}", result.divergence.loc[strategy], 1),
                                  (f"stable-lrs-{strategy}", result.stable.loc[strategy], 0)):
@@ -136,6 +157,8 @@ def compute(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> dict
         values[f"stable-lrs-{strategy}-default"] = "not in the grid" if default is None else percent(default["rate"], 0)
         values[f"default-{strategy}"] = defaults[strategy]
         values[f"budget-{strategy}"] = budgets[strategy]
+        if strategy in grids:
+            values[f"grid-{strategy}"] = grids[strategy]
         values[f"sensitivity-{strategy}"] = number(sensitivity.get(strategy, np.nan), 2)
         relative = cost[cost["strategy"] == strategy]["relative"].dropna()
         values[f"cost-{strategy}"] = number(relative.median() if len(relative) else np.nan, 2)
