@@ -50,10 +50,13 @@ def grid_text(runs: pd.DataFrame) -> dict[str, str]:
         fewer = rows[rows["hyperparameters"] < most]
         if fewer.empty:
             continue
-        where = "; ".join(
-            f"{count} on " + ", ".join(f"{name(r['task'])}--{name(r['model'])} ({tex_escape(r['optimizer'])})"
-                                       for _, r in panels.drop_duplicates(["task", "model", "optimizer"]).iterrows())
-            for count, panels in fewer.groupby("hyperparameters", sort=True))
+        def pair(task: str, model: str, on_pair: pd.DataFrame) -> str:
+            optimizers = ", ".join(tex_escape(str(o)) for o in dict.fromkeys(on_pair["optimizer"]))
+            return f"{name(task)}--{name(model)} ({optimizers})"
+
+        where = "; ".join(f"{count} on " + ", ".join(pair(task, model, on_pair) for (task, model), on_pair
+                                                     in panels.groupby(["task", "model"], sort=False))
+                          for count, panels in fewer.groupby("hyperparameters", sort=True))
         texts[str(strategy)] = (f"{name(strategy)} is tuned over {most} hyperparameter settings on "
                                 f"{len(rows) - len(fewer)} of its {len(rows)} panels, and over fewer on the "
                                 f"other {len(fewer)}: {where}.")
