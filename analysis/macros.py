@@ -39,6 +39,15 @@ def budget_text(runs: pd.DataFrame) -> dict[str, str]:
     return texts
 
 
+def _pairs_text(panels: pd.DataFrame) -> str:
+    """The task x model pairs of ``panels``, each once with its optimizers: ``a--b (sgd, adam), ...``."""
+    texts = []
+    for (task, model), rows in panels.groupby(["task", "model"], sort=False):
+        optimizers = ", ".join(tex_escape(str(o)) for o in dict.fromkeys(rows["optimizer"]))
+        texts.append(f"{name(task)}--{name(model)} ({optimizers})")
+    return ", ".join(texts)
+
+
 def grid_text(runs: pd.DataFrame) -> dict[str, str]:
     """Per strategy whose hyperparameter grid is not the same on every panel it trains, one sentence saying
     where it trains fewer settings: a claim that tunes a strategy "over its grid" tunes it over that grid
@@ -50,12 +59,7 @@ def grid_text(runs: pd.DataFrame) -> dict[str, str]:
         fewer = rows[rows["hyperparameters"] < most]
         if fewer.empty:
             continue
-        def pair(task: str, model: str, on_pair: pd.DataFrame) -> str:
-            optimizers = ", ".join(tex_escape(str(o)) for o in dict.fromkeys(on_pair["optimizer"]))
-            return f"{name(task)}--{name(model)} ({optimizers})"
-
-        where = "; ".join(f"{count} on " + ", ".join(pair(task, model, on_pair) for (task, model), on_pair
-                                                     in panels.groupby(["task", "model"], sort=False))
+        where = "; ".join(f"{count} on {_pairs_text(panels)}"
                           for count, panels in fewer.groupby("hyperparameters", sort=True))
         texts[str(strategy)] = (f"{name(strategy)} is tuned over {most} hyperparameter settings on "
                                 f"{len(rows) - len(fewer)} of its {len(rows)} panels, and over fewer on the "
