@@ -39,6 +39,34 @@ def budget_text(runs: pd.DataFrame) -> dict[str, str]:
     return texts
 
 
+def _pairs_text(panels: pd.DataFrame) -> str:
+    """The task x model pairs of ``panels``, each once with its optimizers: ``a--b (sgd, adam), ...``."""
+    texts = []
+    for (task, model), rows in panels.groupby(["task", "model"], sort=False):
+        optimizers = ", ".join(tex_escape(str(o)) for o in dict.fromkeys(rows["optimizer"]))
+        texts.append(f"{name(task)}--{name(model)} ({optimizers})")
+    return ", ".join(texts)
+
+
+def grid_text(runs: pd.DataFrame) -> dict[str, str]:
+    """Per strategy whose hyperparameter grid is not the same on every panel it trains, one sentence saying
+    where it trains fewer settings: a claim that tunes a strategy "over its grid" tunes it over that grid
+    there (``grid-<strategy>`` macros; the limitations list them). Strategies with one grid everywhere have none."""
+    budget = tuning_budget(runs)
+    texts = {}
+    for strategy, rows in budget.groupby("strategy", sort=False):
+        most = int(rows["hyperparameters"].max())
+        fewer = rows[rows["hyperparameters"] < most]
+        if fewer.empty:
+            continue
+        where = "; ".join(f"{count} on {_pairs_text(panels)}"
+                          for count, panels in fewer.groupby("hyperparameters", sort=True))
+        texts[str(strategy)] = (f"{name(strategy)} is tuned over {most} hyperparameter settings on "
+                                f"{len(rows) - len(fewer)} of its {len(rows)} panels, and over fewer on the "
+                                f"other {len(fewer)}: {where}.")
+    return texts
+
+
 def default_text(settings: pd.DataFrame) -> dict[str, str]:
     """Per strategy, its registered defaults (``c = v``), ``not in the grid`` or ``no hyperparameters``."""
     texts = {}
@@ -126,7 +154,7 @@ def compute(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> dict
     result = stability(runs)
     sensitivity = problem_mean(lr_sensitivity(runs), "normalised")
     cost = strategy_cost(runs)
-    budgets, defaults = budget_text(runs), default_text(result.settings)
+    budgets, defaults, grids = budget_text(runs), default_text(result.settings), grid_text(runs)
     for strategy in strategies:
         for key, row, digits in ((f"divergence-{strategy}", result.divergence.loc[strategy], 1),
                                  (f"stable-lrs-{strategy}", result.stable.loc[strategy], 0)):
@@ -136,6 +164,8 @@ def compute(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> dict
         values[f"stable-lrs-{strategy}-default"] = "not in the grid" if default is None else percent(default["rate"], 0)
         values[f"default-{strategy}"] = defaults[strategy]
         values[f"budget-{strategy}"] = budgets[strategy]
+        if strategy in grids:
+            values[f"grid-{strategy}"] = grids[strategy]
         values[f"sensitivity-{strategy}"] = number(sensitivity.get(strategy, np.nan), 2)
         relative = cost[cost["strategy"] == strategy]["relative"].dropna()
         values[f"cost-{strategy}"] = number(relative.median() if len(relative) else np.nan, 2)

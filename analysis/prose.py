@@ -8,7 +8,8 @@ runs table, its config (``results/<sweep>/config.yaml``) and its evaluated claim
   per optimizer its options and learning-rate grid;
 - ``limitations.tex`` (:func:`limitations_tex`): the limitations paragraph, from the budget, the model
   sizes, the precision, the number of distinct problems, the share of censored compared stable ranges, the
-  evaluation resolution, the optimizers' weight decay and the seeds;
+  evaluation resolution, the optimizers' weight decay, the seeds and the hyperparameter grids that differ across
+  problems (``grid-<strategy>`` macros, :func:`analysis.macros.grid_text`);
 - ``appendix.tex`` (:func:`appendix_tex`): where a paneled figure or per-panel table shows only the first
   panels of each model family, the note saying so (``\\benchnum{panels-<kind>}``) and the appendix's
   figures and tables of one family each (``\\benchappendix``);
@@ -28,6 +29,7 @@ from analysis.claims import NOT_MEASURED, PER_OPTIMIZER, Outcome, effect_and_int
 from analysis.curves import CurveSource
 from analysis.design import compared_ranges, distinct_pairs
 from analysis.latex import name, number, percent, tex_escape
+from analysis.macros import grid_text
 from analysis.questions import QUESTIONS
 from analysis.tables import panel_splits, table_best, table_lr_range
 from analysis.vocabulary import dial_columns, problems, select
@@ -163,8 +165,11 @@ def limitations_tex(runs: pd.DataFrame, config: Mapping[str, Any] | None = None)
     if decays and not any(decays.values()):
         sentences.append("No optimizer uses weight decay, under which gradient scaling and learning-rate scaling "
                          "are no longer the same.")
-    sentences.append(f"Each setting has {runs['seed'].nunique()} seeds. Hyperparameter grids are finite and shared "
-                     "across problems; a strategy with a poorly placed grid is disadvantaged.")
+    sentences.append(f"Each setting has {runs['seed'].nunique()} seeds.")
+    grids = grid_text(runs)
+    sentences.append("Hyperparameter grids are finite and shared across problems"
+                     + (", except that " + " ".join(grids.values()) if grids else ";")
+                     + (" A" if grids else " a") + " strategy with a poorly placed grid is disadvantaged.")
     return " ".join(sentences) + "\n"
 
 

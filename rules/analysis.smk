@@ -6,6 +6,11 @@
 # python -m analysis.execute (analysis/execute.py says why not with Snakemake's notebook directive).
 # Both kinds of rule list the analysis code (analysis/**/*.py) among their inputs: an edited module reruns them.
 
+# The longest of these jobs start first (Snakemake's priority, highest first): on two cores the stability
+# notebook and the numbers (about 3 and 2 minutes on the study) run side by side and the shorter notebooks
+# fill in after them, rather than the longest starting last.
+PRIORITY = {"stability": 3, "numbers": 2, "convergence": 1}
+
 
 for analysis_notebook in layout.NOTEBOOKS:
 
@@ -22,6 +27,7 @@ for analysis_notebook in layout.NOTEBOOKS:
         params:
             # from the output path rather than SWEEP, as in the numbers rule below
             sweep=lambda wildcards, output: Path(output[0]).parent.name,
+        priority: PRIORITY.get(analysis_notebook, 0)
         resources:
             mem_mb=8000,
             runtime=60,
@@ -50,6 +56,7 @@ rule numbers:
         # from the output path rather than SWEEP: the lint takes a sweep named like a folder for a path prefix
         sweep=lambda wildcards, output: Path(output[0]).parent.name,
         out=lambda wildcards, output: Path(output[0]).parent,
+    priority: PRIORITY["numbers"]
     resources:
         mem_mb=8000,
         runtime=30,

@@ -338,6 +338,20 @@ def test_setup_table_and_limitations_come_from_the_runs_and_the_config(tables):
     assert "weight decay" not in prose.limitations_tex(runs, decayed)
 
 
+def test_a_grid_that_differs_across_panels_is_stated_where_it_is_smaller(tables):
+    runs, _ = tables
+    assert macros.grid_text(runs) == {}  # each strategy is tuned over one grid on both problems
+    assert "shared across problems; a strategy" in prose.limitations_tex(runs)
+    # clip_norm's second threshold left out on mnist1d: its grid is smaller there
+    fewer = runs[~((runs["task"] == "mnist1d") & (runs["clip_norm"] == 2.0))]
+    text = macros.grid_text(fewer)["clip_norm"]
+    assert text == ("\\texttt{clip\\_norm} is tuned over 2 hyperparameter settings on 1 of its 2 panels, and over "
+                    "fewer on the other 1: 1 on \\texttt{mnist1d}--\\texttt{mlp} (sgd).")
+    assert set(macros.grid_text(fewer)) == {"clip_norm"}
+    assert f"shared across problems, except that {text} A strategy" in prose.limitations_tex(fewer)
+    assert macros.compute(fewer)["grid-clip_norm"] == text and "grid-clip_norm" not in macros.compute(runs)
+
+
 def test_headlines_quote_only_headline_claims(tables):
     runs, curves = tables
     declared, entries = claims.load()
