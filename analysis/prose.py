@@ -59,12 +59,20 @@ def _model_size(model: Mapping[str, Any], per_line: int = 0) -> str:
     return "\\makecell[l]{" + "\\\\ ".join(lines) + "}"
 
 
-def _entry(config: Mapping[str, Any] | None, task: str, model: str) -> dict[str, Any]:
-    """The config's settings of one task x model pair: the top level overridden by its problems entry."""
+def _entry(config: Mapping[str, Any] | None, task: str, model: str, optimizer: str | None = None) -> dict[str, Any]:
+    """The config's settings of one task x model pair (under ``optimizer``, where the pair has one problems entry
+    per optimizer): the top level overridden by its problems entry."""
     if not config:
         return {}
-    entry = next((p for p in config.get("problems", ()) if p["task"] == task and model in p["models"]), {})
+    entry = next((p for p in config.get("problems", ()) if p["task"] == task and model in p["models"]
+                  and (optimizer is None or optimizer in p.get("optimizers", config.get("optimizers", {})))), {})
     return {**config, **entry}
+
+
+def _evaluations(config: Mapping[str, Any] | None, task: str, model: str, optimizers: Sequence[str]) -> list[int]:
+    """The evaluation intervals of one task x model pair under each of ``optimizers`` (one, where all agree)."""
+    return sorted({int(entry["eval_every"]) for entry in (_entry(config, task, model, o) for o in optimizers)
+                   if "eval_every" in entry})
 
 
 def _dials(rows: pd.DataFrame) -> str:
@@ -91,10 +99,9 @@ def table_setup(runs: pd.DataFrame, config: Mapping[str, Any] | None = None) -> 
              r"stress dials; precision \\", r"\midrule"]
     for task, model in problems(runs):
         rows = select(runs, {"task": task, "model": model})
-        settings = _entry(config, task, model)
         steps = sorted({int(s) for s in rows["steps"]})
-        evaluation = settings.get("eval_every")
         optimizers = list(dict.fromkeys(rows["optimizer"].astype(str)))
+        evaluation = ", ".join(str(e) for e in _evaluations(config, task, model, optimizers))
         lrs = ", ".join(str(rows[rows["optimizer"] == o]["lr"].nunique()) for o in optimizers)
         dtypes = ", ".join(sorted(rows["dtype"].astype(str).unique())) if "dtype" in rows else "float32"
         cells = [name(task), name(model), _model_size(models.get(model, {}), 3) if models else "n/a",
@@ -150,10 +157,13 @@ def limitations_tex(runs: pd.DataFrame, config: Mapping[str, Any] | None = None)
                      + "; lower precision, where explosions are most common in practice, is not measured.")
     sentences.append(f"The study has {len(pairs)} distinct task--model pairs, the independent unit of every interval "
                      "across problems, so those intervals rest on few units and per-family ones on fewer still.")
-    evaluations = sorted({int(_entry(config, t, m)["eval_every"]) for t, m in pairs
-                          if "eval_every" in _entry(config, t, m)})
+    # each panel's evaluation interval as a share of its own budget (a pair may have one entry per optimizer)
+    panels = runs[["task", "model", "optimizer", "steps"]].drop_duplicates()
+    resolution = [(int(entry["eval_every"]), int(row.steps)) for row in panels.itertuples(index=False)
+                  if "eval_every" in (entry := _entry(config, row.task, row.model, row.optimizer))]
+    evaluations = sorted({e for e, _ in resolution})
     if evaluations:
-        shares = sorted({e / s for e in evaluations for s in steps})
+        shares = sorted({e / s for e, s in resolution})
         sentences.append(f"Validation runs every {_range(evaluations, 'steps')} "
                          f"({_range([100 * s for s in shares])}\\% of the budget), so times to a target are "
                          "resolved no finer than that.")

@@ -336,6 +336,15 @@ def test_setup_table_and_limitations_come_from_the_runs_and_the_config(tables):
     assert f"the questions compare, without bad batches, {censored} (" in text
     decayed = {**config, "optimizers": {"sgd": {**config["optimizers"]["sgd"], "weight_decay": 0.1}}}
     assert "weight decay" not in prose.limitations_tex(runs, decayed)
+    # the resolution pairs each panel's interval with its own budget: 7 of 40 steps, 10 of 80 (not 10 of 40)
+    longer = runs.assign(steps=np.where(runs["task"] == "adding", 80, runs["steps"]))
+    assert "(12.5 to 17.5\\% of the budget)" in prose.limitations_tex(longer, config)
+    # a pair with one problems entry per optimizer reads each entry's interval
+    split = {**config, "optimizers": {**config["optimizers"], "adam": {"kind": "adam", "learning_rates": [0.01]}},
+             "problems": [{"task": "mnist1d", "models": ["mlp"], "optimizers": ["adam"], "eval_every": 3},
+                          {"task": "mnist1d", "models": ["mlp"], "optimizers": ["sgd"], "eval_every": 5}]}
+    assert "Validation runs every 5 to 10 steps" in prose.limitations_tex(runs, split)
+    assert " (5)" in prose.table_setup(runs, split) and " (3" not in prose.table_setup(runs, split)
 
 
 def test_a_grid_that_differs_across_panels_is_stated_where_it_is_smaller(tables):
