@@ -456,7 +456,12 @@ def format_value(value: Any, spec: str, target: str) -> str:
         return text
     else:
         text = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-    return tex_escape(text) if target == "tex" else text
+    # a text that lists numbers (a claim's per-unit values, its signs per optimizer) typesets their minus signs
+    return _NEGATIVE.sub("$-$", tex_escape(text)) if target == "tex" else text
+
+
+_NEGATIVE = re.compile(r"(?<![\w.$])-(?=\.?\d)")
+"""A minus sign that starts a number in a text (not a hyphen: ``task-model``, ``1e-4``)."""
 
 
 def render(template: str, values: Mapping[str, Any], target: str = "md") -> str:
@@ -778,12 +783,12 @@ def effect_and_interval(outcome: Outcome, target: str = "md") -> tuple[str, str]
     if outcome.status == NOT_MEASURED:
         return "--", "--"
     if outcome.status == PER_OPTIMIZER:
-        return f"per optimizer: {outcome.values.get('signs', '')}", "--"
+        return f"per optimizer: {format_value(outcome.values.get('signs', ''), '', target)}", "--"
     effect = render(outcome.claim.effect, outcome.values, target)
     if _defined(outcome.values.get("low")):
         return effect, render(outcome.claim.interval, outcome.values, target)
     values = outcome.values.get("values")
-    return effect, f"values: {render(str(values), {}, target)}" if values else "--"
+    return effect, f"values: {format_value(str(values), '', target)}" if values else "--"
 
 
 FLIPPED = "flipped"

@@ -226,6 +226,11 @@ def test_opposite_signs_are_flagged_and_the_claim_is_stated_per_optimizer(tmp_pa
     assert outcome.status == "per optimizer" and outcome.holds is None
     text = outcome.sentence["text"]
     assert "With adam: not above" in text and "With sgd: below" in text and "0.07" not in text
+    # the abstract's and the findings table's short form: a negative effect's minus typeset in LaTeX
+    assert claims.effect_and_interval(outcome, "tex") == ("per optimizer: adam=0.64, sgd=$-$0.5", "--")
+    assert claims.effect_and_interval(outcome, "md") == ("per optimizer: adam=0.64, sgd=-0.5", "--")
+    assert claims.format_value("-0.34 (chars/transformer), task-model, 1e-4", "", "tex") == (
+        "$-$0.34 (chars/transformer), task-model, 1e-4")
 
 
 def test_q7_sgd_and_adam_of_opposite_signs_are_not_pooled():
