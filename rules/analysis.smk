@@ -7,7 +7,7 @@
 # Both kinds of rule list the analysis code (analysis/**/*.py) among their inputs: an edited module reruns them.
 
 # The longest of these jobs start first (Snakemake's priority, highest first): on two cores the stability
-# notebook and the numbers (about 3 and 2 minutes on the study) run side by side and the shorter notebooks
+# notebook and the numbers (the two longest on the study) run side by side and the shorter notebooks
 # fill in after them, rather than the longest starting last.
 PRIORITY = {"stability": 3, "numbers": 2, "convergence": 1}
 
