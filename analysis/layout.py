@@ -203,13 +203,13 @@ def config_cd(config: dict) -> bool:
     """Whether the sweep of ``config`` has a critical-difference diagram (:func:`cd_defined`): over the block
     :func:`ranked_block` picks from the strategies each (task, model) pair trains under every optimizer, at the
     default precision (the figures' runs)."""
-    from bench.sweep import DEFAULT_DTYPE  # here: importing this module stays cheap (tests/test_layering.py)
+    from bench.sweep import DEFAULT_DTYPE, problem_strategies  # here: importing this module stays cheap
 
     trained: dict[str, set[str]] = {}
     for problem in config["problems"]:
         if problem.get("dtype", config.get("dtype", DEFAULT_DTYPE)) != DEFAULT_DTYPE:
             continue
-        strategies = set(problem.get("strategies", config["strategies"]))
+        strategies = set(problem_strategies(config, problem))
         for model in problem["models"]:
             key = f"{problem['task']}/{model}"
             trained[key] = trained[key] & strategies if key in trained else strategies
@@ -248,11 +248,13 @@ def config_attention(config: dict) -> list[tuple[str, str]]:
     (``analysis.mechanisms.attention_pairs``). A problem trained again in another precision draws no
     figure of its own, as for :func:`config_panel_families`.
     """
+    from bench.sweep import problem_strategies  # here: importing this module stays cheap (tests/test_layering.py)
+
     pairs: list[tuple[str, str]] = []
     for problem in config["problems"]:
         if problem.get("dtype", config.get("dtype", "float32")) != config.get("dtype", "float32"):
             continue
-        if not set(ATTENTION_STRATEGIES) <= set(problem.get("strategies", config["strategies"])):
+        if not set(ATTENTION_STRATEGIES) <= set(problem_strategies(config, problem)):
             continue
         pairs += [(problem["task"], model) for model in problem["models"] if (problem["task"], model) not in pairs]
     return pairs
@@ -261,8 +263,10 @@ def config_attention(config: dict) -> list[tuple[str, str]]:
 def config_answers(config: dict) -> list[str]:
     """The questions (``analysis.questions`` names) a sweep config answers: those one of its problems
     trains enough of (:func:`trains`)."""
+    from bench.sweep import problem_strategies  # here: importing this module stays cheap (tests/test_layering.py)
+
     return [name for name, question in QUESTIONS.items()
-            if any(trains(question, set(problem.get("strategies", config["strategies"])),
+            if any(trains(question, set(problem_strategies(config, problem)),
                           config["tasks"][problem["task"]],
                           {str(config["models"][model]["family"]) for model in problem["models"]})
                    for problem in config["problems"])]

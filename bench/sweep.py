@@ -260,7 +260,7 @@ def check(config: dict[str, Any]) -> None:
             if name not in trained:
                 raise ConfigError(f"config key 'problems.{i}.learning_rates.{name}': problems entry {i} does not "
                                   f"train optimizer {name!r}; allowed: {', '.join(trained)}")
-        listed = {key for name in problem.get("strategies", config["strategies"])
+        listed = {key for name in problem_strategies(config, problem)
                   for key in config["strategies"][name] if key != "chain"}
         for key in problem.get("hyperparameters", {}):
             if key not in listed:
@@ -296,7 +296,7 @@ def check(config: dict[str, Any]) -> None:
                                   f"{'+'.join(members)}; allowed: {allowed}")
     for i, problem in enumerate(config["problems"]):
         for model in problem["models"]:
-            for name in problem.get("strategies", config["strategies"]):
+            for name in problem_strategies(config, problem):
                 members = config["strategies"][name].get("chain", [name])
                 conflict = model_options_conflict(model, config["models"][model], name, members, f"problems.{i}")
                 if conflict:
@@ -331,16 +331,41 @@ def model_options_conflict(model_name: str, model: dict[str, Any], strategy_name
     return None
 
 
+def problem_strategies(config: dict[str, Any], problem: dict[str, Any]) -> list[str]:
+    """The strategy entries the problems entry ``problem`` trains, in order: its ``strategies`` list (every
+    entry of ``strategies`` without one), then each strategy named under ``compare`` that the list lacks, where
+    the entry trains the baseline ``none`` at the sweep's precision and each of its models can train the
+    strategy (:func:`model_options_conflict`).
+
+    So a strategy placed in a study whose problems list their strategies (docs/compare.md) joins every problem
+    with a baseline to compare it with, and no problem trained for one question alone (Q3's float64 pairs) or
+    for another model family's options (``qk_norm`` on an MLP); every cell of the study stays as it was."""
+    listed = list(problem.get("strategies", config["strategies"]))
+    if "strategies" not in problem or "none" not in listed:
+        return listed
+    if problem.get("dtype", config.get("dtype", DEFAULT_DTYPE)) != config.get("dtype", DEFAULT_DTYPE):
+        return listed
+    for name in config.get("compare", []):
+        if name in listed or name not in config["strategies"]:
+            continue
+        members = config["strategies"][name].get("chain", [name])
+        if all(model_options_conflict(model, config["models"][model], name, members) is None
+               for model in problem["models"]):
+            listed.append(name)
+    return listed
+
+
 def check_compare(config: dict[str, Any]) -> None:
-    """The ``compare`` key: every name an entry of ``strategies`` that some problem trains; raise ConfigError."""
+    """The ``compare`` key: every name an entry of ``strategies`` that some problem trains
+    (:func:`problem_strategies`); raise ConfigError."""
     for name in config.get("compare", []):
         if name not in config["strategies"]:
             raise ConfigError(f"config key 'compare': unknown strategy entry {name!r}; "
                               f"allowed: {', '.join(config['strategies'])}")
-        if not any(name in problem.get("strategies", [name]) for problem in config["problems"]):
-            raise ConfigError(f"config key 'compare': no problem trains {name!r} (every problems entry lists its "
-                              "strategies without it); allowed: a strategy that a problems entry without a "
-                              "strategies list, or one that names it, trains")
+        if not any(name in problem_strategies(config, problem) for problem in config["problems"]):
+            raise ConfigError(f"config key 'compare': no problem trains {name!r} (no problems entry trains it or "
+                              "the baseline none at the sweep's precision with models it can train); allowed: a "
+                              "strategy that some problem with a baseline can train")
 
 
 def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -459,7 +484,7 @@ def _seed_set_cells(config: dict[str, Any], seed_set: str, seeds: list[int]) -> 
                              "learning_rates": learning_rates(config, problem, optimizer_name)}
                 dials = {**entry_dials("tasks", config["tasks"][task_name]), **entry_dials("models", model),
                          **entry_dials("optimizers", optimizer)}
-                for strategy_name in problem.get("strategies", config["strategies"]):
+                for strategy_name in problem_strategies(config, problem):
                     entry = strategy_entry(config, problem, strategy_name)
                     grid = {k: v for k, v in entry.items() if k not in ("chain", *RECIPE_KEYS)}
                     cell_dials = {**dials, **{k: v for k, v in entry.items() if k in RECIPE_KEYS}}

@@ -21,6 +21,7 @@ from workflow import ROOT, copy_repository, environment, job_counts
 from bench import paths, publish, sweep
 from bench.__main__ import main
 from bench.errors import ConfigError
+from bench.fingerprint import cell_fingerprint
 
 DOC = ROOT / "docs" / "compare.md"
 
@@ -57,10 +58,40 @@ def test_an_overlay_merges_as_snakemake_and_names_only_trained_strategies(tmp_pa
     overlay.write_text("compare: [clip16]\n")
     with pytest.raises(ConfigError, match="config key 'compare': unknown strategy entry 'clip16'"):
         sweep.load_merged([ROOT / "config" / "smoke.yaml", overlay])
+    # a problem that lists its strategies without the baseline gains none of the compared ones
     overlay.write_text("strategies:\n  clip16: {chain: [clip_norm]}\ncompare: [clip16]\nproblems:\n"
-                       "  - {task: adding, models: [lstm], strategies: [none]}\n")
+                       "  - {task: adding, models: [lstm], strategies: [clip_norm]}\n")
     with pytest.raises(ConfigError, match="config key 'compare': no problem trains 'clip16'"):
         sweep.load_merged([ROOT / "config" / "smoke.yaml", overlay])
+
+
+def test_a_compared_strategy_joins_every_problem_that_lists_a_baseline_and_can_train_it(tmp_path: Path) -> None:
+    """Where every problems entry lists its strategies (the second edition of the study), a strategy named
+    under ``compare`` joins each entry that trains ``none`` at the sweep's precision with models it can
+    train: not Q3's float64 pairs, not a transformer-only strategy on an MLP; every study cell unchanged."""
+    base = tmp_path / "study.yaml"
+    base.write_text(
+        "sweep: s\nsteps: 20\neval_every: 10\nseeds: [0]\n"
+        "tasks:\n  digits8: {kind: digits, size: 8}\n  chars: {kind: chars, context: 8, n_eval: 64}\n"
+        "models:\n  mlp: {family: mlp, depth: 2, width: 8}\n"
+        "  transformer: {family: transformer, d_model: 8, layers: 1, heads: 1}\n"
+        "problems:\n"
+        "  - {task: digits8, models: [mlp], strategies: [none, clip_norm]}\n"
+        "  - {task: digits8, models: [mlp], strategies: [none], dtype: float64}\n"
+        "  - {task: chars, models: [transformer], optimizers: [adam], strategies: [none, qk_norm]}\n"
+        "  - {task: chars, models: [transformer], optimizers: [sgd], strategies: [qk_norm]}\n"
+        "optimizers:\n  adam: {kind: adam, learning_rates: [0.001]}\n"
+        "  sgd: {kind: sgd, learning_rates: [0.01]}\n"
+        "strategies:\n  none: {}\n  clip_norm: {clip_norm: [1.0]}\n  qk_norm: {}\n")
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("strategies:\n  clip16: {chain: [clip_norm], clip_norm: [16.0]}\n"
+                       "  qk16: {chain: [qk_norm, clip_norm], clip_norm: [16.0]}\ncompare: [clip16, qk16]\n")
+    study = {cell.id: cell_fingerprint(cell) for cell in sweep.cells(sweep.load(base))}
+    merged = {cell.id: cell_fingerprint(cell) for cell in sweep.cells(sweep.load_merged([base, overlay]))}
+    assert {cell: merged[cell] for cell in study} == study
+    assert sorted(set(merged) - set(study)) == sorted(
+        [f"digits8-mlp-{optimizer}-clip16" for optimizer in ("adam", "sgd")]
+        + ["chars-transformer-adam-clip16", "chars-transformer-adam-qk16"])
 
 
 def test_the_documented_comparison_trains_only_the_new_cells(tmp_path: Path) -> None:
