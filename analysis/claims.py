@@ -394,6 +394,20 @@ def interval_text(values: Mapping[str, Any], target: str = "md") -> str:
     return render("no interval", values, target)
 
 
+def percent_interval_text(values: Mapping[str, Any]) -> str:
+    """A share's interval in percent, ``95% CI low% to high% over n unit`` (``n``: the row's ``problems``, the
+    units a share resamples), or, with too few units for an interval, ``n unit, too few for an interval:
+    values`` (the units' shares)."""
+    units = _count(values.get("problems", values.get("n")))
+    unit = values.get("unit") or "units"
+    if _is_number(values.get("low")) and math.isfinite(float(values["low"])):
+        return (f"95% CI {number(100 * float(values['low']), 3)}% to {number(100 * float(values['high']), 3)}% "
+                f"over {units} {unit}")
+    if values.get("values"):
+        return f"{units} {unit}, too few for an interval: {values['values']}"
+    return "no interval"
+
+
 def _count(value: Any) -> str:
     """A count as a whole number (a table's float column holds counts as floats)."""
     return str(int(value)) if _is_number(value) and math.isfinite(float(value)) else str(value)
@@ -427,6 +441,7 @@ def derived(values: Mapping[str, Any]) -> dict[str, Any]:
         f"the {held}Wilcoxon test over the {values.get('unit') or 'units'} cannot go below p = "
         f"{number(float(values['min_p']), 2)} at this size and decides nothing" if values.get("underpowered") else
         f"{held}Wilcoxon p = {number(float(pvalue), 2)}")
+    out["percent_ci"] = percent_interval_text(values)
     listed = values.get("values")
     if listed:
         out["power_note"] = f"{values.get('n')} {values.get('unit') or 'units'}, too few for an interval: {listed}"

@@ -271,3 +271,18 @@ def test_the_bootstrap_pvalue_matches_its_interval():
         low, high = bootstrap_ci(values)
         assert (bootstrap_pvalue(values) < 0.05) == (low > 0 or high < 0)
     assert bootstrap_pvalue([1.0]) != bootstrap_pvalue([1.0])  # NaN: no test on one unit
+
+
+def test_a_share_over_too_few_pairs_lists_them_instead_of_an_interval():
+    """Q3's float64 share over 3 task x model pairs has no interval: its sentence lists the pairs' shares
+    (it printed "95% CI n/a% to n/a%"); with enough pairs, the interval in percent."""
+    few = claims.derived({"estimate": 0.92, "low": float("nan"), "high": float("nan"), "unit": "task-model pairs",
+                          "problems": 3, "values": "0.95 (digits8/mlp), 0.9 (digits8/cnn2d), 0.91 (adding/rnn)"})
+    assert few["percent_ci"] == ("3 task-model pairs, too few for an interval: 0.95 (digits8/mlp), "
+                                 "0.9 (digits8/cnn2d), 0.91 (adding/rnn)")
+    assert "n/a" not in few["percent_ci"]
+    many = claims.derived({"estimate": 0.9, "low": 0.8512, "high": 0.97, "unit": "task-model pairs", "problems": 12})
+    assert many["percent_ci"] == "95% CI 85.1% to 97% over 12 task-model pairs"
+    sentences = [text for entry in yaml.safe_load(claims.CLAIMS_FILE.read_text())["claims"]
+                 if entry["function"] == "q3_grad_scale" for text in (entry["holds"], entry["fails"])]
+    assert not any("percent_low" in text for text in sentences)
