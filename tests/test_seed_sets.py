@@ -130,18 +130,25 @@ def test_every_cell_gets_a_twin_on_the_replication_seeds_after_the_cells_of_seed
     assert sweep.find(twinned, "mnist1d-mlp-sgd-none-replication") == twins[0]
 
 
-def test_without_replication_seeds_the_committed_cells_keep_their_ids_and_restore() -> None:
-    """The committed studies were published before the key existed: their cells are the discovery cells, with
-    the ids and fingerprints their records hold."""
+def test_replication_seeds_add_twins_and_leave_the_committed_cells_as_they_were() -> None:
+    """A committed study's discovery cells are the cells its config has without ``replication_seeds`` (their ids
+    and fingerprints as before the key existed), each committed for its definition; a study with replication
+    seeds has every discovery cell's twin committed too, and one without gains exactly one twin per cell."""
     for name in ("smoke", "paper"):
         config = sweep.load(ROOT / "config" / f"{name}.yaml")
-        assert "replication_seeds" not in config
+        alone = sweep.cells({key: value for key, value in config.items() if key != "replication_seeds"})
+        assert all(cell.seed_set == DISCOVERY and not cell.id.endswith("-replication") for cell in alone)
         cells = sweep.cells(config)
-        assert all(cell.seed_set == DISCOVERY and not cell.id.endswith("-replication") for cell in cells)
+        assert cells[:len(alone)] == alone
+        twins = cells[len(alone):]
+        if "replication_seeds" in config:
+            assert [twin.id for twin in twins] == [f"{cell.id}-replication" for cell in alone]
+        else:
+            assert not twins
+            extra = sweep.cells({**config, "replication_seeds": [max(config["seeds"]) + 1]})
+            assert extra[:len(alone)] == alone and len(extra) == 2 * len(alone)
         study = ROOT / "study" / name
         assert all(publish.committed(study, cell.id, fingerprint.cell_fingerprint(cell)) is not None for cell in cells)
-        twinned = sweep.cells({**config, "replication_seeds": [max(config["seeds"]) + 1]})
-        assert twinned[:len(cells)] == cells and len(twinned) == 2 * len(cells)
 
 
 # -- the runs table's seed_set column ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -139,9 +140,17 @@ def test_a_runs_table_written_before_the_dtype_column_reads_as_float32(trained, 
     assert with_run_defaults(read) is read
 
 
-def test_a_study_committed_before_the_dtype_column_restores_as_float32() -> None:
-    """The study's float32 cells were committed before precision was a column: they read with float32 filled in."""
-    cell = ROOT / "study" / "paper" / "cells" / "mnist1d-mlp-sgd-none"
+def test_a_cell_committed_before_the_dtype_column_restores_as_float32(tmp_path) -> None:
+    """Cells committed before precision was a column (the study's first edition, in the git history) read with
+    float32 filled in: a committed smoke cell, its runs table without the column."""
+    source = ROOT / "study" / "smoke" / "cells" / "mnist1d-mlp-sgd-none"
+    cell = tmp_path / source.name
+    shutil.copytree(source, cell)
+    table = pq.read_table(cell / "runs.parquet")
+    if "dtype" in table.column_names:
+        pq.write_table(table.drop_columns(["dtype"]), cell / "runs.parquet")
     assert "dtype" not in pq.read_schema(cell / "runs.parquet").names
     runs, _ = publish.read_cell(cell)
     assert set(runs["dtype"]) == {"float32"} and len(runs) == pq.read_metadata(cell / "runs.parquet").num_rows
+    expected, _ = publish.read_cell(source)
+    pd.testing.assert_frame_equal(runs, expected)
