@@ -30,12 +30,14 @@ def percent(fraction: float, digits: int = 1) -> str:
 
 
 def number(value: float, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits; ``n/a`` where undefined."""
+    """A number with ``digits`` significant digits, or one more where that one writes it exactly (a
+    quarter-decade 1.25 stays 1.25, not 1.2); ``n/a`` where undefined."""
     if value is None or not np.isfinite(value):
         return "n/a"
     if float(value).is_integer() and abs(value) < 1e6:
         return str(int(value))
-    return f"{value:.{digits}g}"
+    exact = f"{value:.{digits + 1}g}"
+    return exact if float(exact) == value else f"{value:.{digits}g}"
 
 
 def signed(value: float, digits: int = 2) -> str:

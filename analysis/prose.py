@@ -152,8 +152,16 @@ def limitations_tex(runs: pd.DataFrame, config: Mapping[str, Any] | None = None)
         sentences.append(f"The models are small: {'; '.join(sizes)}.")
     dtypes = sorted(runs["dtype"].astype(str).unique()) if "dtype" in runs else ["float32"]
     device = (config or {}).get("device")
+    # replicas at another precision (problems entries with a dtype) are read by the claims, not by these tables
+    replicas = [entry for entry in (config or {}).get("problems", []) if entry.get("dtype", dtypes[0]) not in dtypes]
+    replica_text = ""
+    if replicas:
+        replica_pairs = sum(len(entry.get("models", [])) for entry in replicas)
+        replica_dtypes = sorted({str(entry["dtype"]) for entry in replicas})
+        replica_text = (f", except the {' and '.join(tex_escape(d) for d in replica_dtypes)} replicas of "
+                        f"{replica_pairs} problems that the claims on exact arithmetic read")
     sentences.append(f"Runs train in {' and '.join(tex_escape(d) for d in dtypes)}"
-                     + (f" on {tex_escape(str(device)).upper()}" if device else "")
+                     + (f" on {tex_escape(str(device)).upper()}" if device else "") + replica_text
                      + "; lower precision, where explosions are most common in practice, is not measured.")
     sentences.append(f"The study has {len(pairs)} distinct task--model pairs, the independent unit of every interval "
                      "across problems, so those intervals rest on few units and per-family ones on fewer still.")
@@ -167,10 +175,14 @@ def limitations_tex(runs: pd.DataFrame, config: Mapping[str, Any] | None = None)
         sentences.append(f"Validation runs every {_range(evaluations, 'steps')} "
                          f"({_range([100 * s for s in shares])}\\% of the budget), so times to a target are "
                          "resolved no finer than that.")
-    if len(ranges):
+    if len(ranges) and censored:
         sentences.append(f"Of the {len(ranges)} (panel, strategy) stable learning-rate ranges the questions compare, "
                          f"without bad batches, {censored} ({percent(censored / len(ranges), 0)}) reach the top of "
                          "the grid: their widths are lower bounds, and gains measured on them are bounds too.")
+    elif len(ranges):
+        sentences.append(f"None of the {len(ranges)} (panel, strategy) stable learning-rate ranges the questions "
+                         "compare, without bad batches, reaches the top of the grid: every one is measured, not "
+                         "bounded, at the grid's resolution.")
     decays = weight_decays(config)
     if decays and not any(decays.values()):
         sentences.append("No optimizer uses weight decay, under which gradient scaling and learning-rate scaling "

@@ -334,6 +334,14 @@ def test_setup_table_and_limitations_come_from_the_runs_and_the_config(tables):
     censored = int(ranges["reaches_top"].sum())
     assert 0 < censored <= len(ranges)  # clip_norm never diverges: its range reaches the top of the grid
     assert f"the questions compare, without bad batches, {censored} (" in text
+    assert "Runs train in float32 on CPU;" in text  # no replicas at another precision
+    uncensored = runs[~runs["strategy"].isin(ranges.loc[ranges["reaches_top"], "strategy"])]
+    assert f"None of the {len(design.compared_ranges(uncensored))} (panel, strategy) stable learning-rate ranges" in (
+        prose.limitations_tex(uncensored, config))
+    replicated = {**config, "problems": [*config["problems"], {"task": "mnist1d", "models": ["mlp", "rnn"],
+                                                               "dtype": "float64"}]}
+    assert ("Runs train in float32 on CPU, except the float64 replicas of 2 problems that the claims on exact "
+            "arithmetic read;") in prose.limitations_tex(runs, replicated)
     decayed = {**config, "optimizers": {"sgd": {**config["optimizers"]["sgd"], "weight_decay": 0.1}}}
     assert "weight decay" not in prose.limitations_tex(runs, decayed)
     # the resolution pairs each panel's interval with its own budget: 7 of 40 steps, 10 of 80 (not 10 of 40)
@@ -409,3 +417,12 @@ def test_per_panel_tables_hold_at_most_eight_panels_and_the_appendix_the_rest(ta
     assert "As Table~\\ref{tab:best}, for model family mlp." in appendix and "sensitivity-family-rnn" in appendix
     assert "\\benchdef{panels-table-best}{This table shows" in appendix
     assert "\\def\\benchappendix{}" in prose.appendix_tex(runs)  # 2 panels: nothing in the appendix
+
+
+@pytest.mark.parametrize(("value", "digits", "text"), [
+    (1.25, 2, "1.25"), (-0.125, 2, "-0.125"), (0.5714285, 2, "0.57"), (0.5625, 2, "0.56"), (3.0, 2, "3"),
+    (0.0046, 2, "0.0046"), (1.1234, 3, "1.12"), (float("nan"), 2, "n/a"),
+])
+def test_a_number_keeps_one_more_digit_only_where_that_writes_it_exactly(value, digits, text):
+    """A stable range on a quarter-decade grid is a multiple of 0.25: 1.25 decades must not read as 1.2."""
+    assert latex.number(value, digits) == text
