@@ -266,10 +266,12 @@ def test_thinning_thinned_cells_keeps_them(smoke) -> None:
 
 
 def test_thinning_reads_each_cell_alone(paper) -> None:
-    """A sweep's cells thinned together are its cells thinned one by one, in any order."""
-    runs, curves, _ = paper
-    runs = runs[runs["task"].isin(["adding", "mnist1d"]) & runs["strategy"].isin(["none", "clip_norm"])]
-    curves = curves[curves["run_id"].isin(runs["run_id"])]
+    """A sweep's cells thinned together are its cells thinned one by one, in any order: the committed runs of
+    the adding problem's cells of ``none`` and ``clip_norm`` (two seeds), with full random curves (the committed
+    curves are thinned already, and thinning them again keeps them)."""
+    runs, _, _ = paper
+    runs = runs[(runs["task"] == "adding") & runs["strategy"].isin(["none", "clip_norm"]) & (runs["seed"] % 5 < 2)]
+    curves = curves_of(runs, 25)
     cells = list(runs["cell"].unique())[::-1]
     parts = [thinning.thin(runs[runs["cell"] == cell], curves[curves["run_id"].str.startswith(f"{cell}|")])[0]
              for cell in cells]
