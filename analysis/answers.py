@@ -191,16 +191,16 @@ def q6_figure(table: pd.DataFrame) -> Figure:
     rate = table["spike_rate"].max()
     rows = table[(table["level"] == "all") & (table["spike_rate"] == rate)].reset_index(drop=True)
     pairs = [_pair_rows(table, "problem", strategy=s, spike_rate=rate) for s in rows["strategy"]]
-    fig, axes = _panels(2, 0.35 * len(rows) + 1.0, width=2.6)
+    fig, axes = _panels(2, 0.35 * len(rows) + 1.0, width=2.9)
     never = rows["never_acted"].fillna(0).astype(bool) if "never_acted" in rows.columns else [False] * len(rows)
     labels = [f"{s} (never acted)" if n else s for s, n in zip(rows["strategy"], never, strict=True)]
     draw_forest(axes[0], rows, labels, 0.0, pairs)
     axes[0].set_title("normalised test score")
-    axes[0].set_xlabel(f"change at bad-batch rate {rate:g}")
+    axes[0].set_xlabel(f"change at bad-batch\nrate {rate:g}")  # two lines: the panels' labels do not meet
     draw_forest(axes[1], rows, labels, 0.0, pairs, value="train_estimate", low="train_low",
                 high="train_high")
     axes[1].set_title("late median training loss")
-    axes[1].set_xlabel(f"change at bad-batch rate {rate:g}")
+    axes[1].set_xlabel(f"change at bad-batch\nrate {rate:g}")  # two lines: the panels' labels do not meet
     _legend(fig, True, False)
     return fig
 
