@@ -35,7 +35,7 @@ from analysis import (
 )
 from analysis.curves import curve_band, smooth
 from analysis.effects import Study
-from analysis.tables import panel_splits, table_best
+from analysis.tables import panel_splits, table_best, table_gains
 from bench import paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -426,3 +426,16 @@ def test_per_panel_tables_hold_at_most_eight_panels_and_the_appendix_the_rest(ta
 def test_a_number_keeps_one_more_digit_only_where_that_writes_it_exactly(value, digits, text):
     """A stable range on a quarter-decade grid is a multiple of 0.25: 1.25 decades must not read as 1.2."""
     assert latex.number(value, digits) == text
+
+
+def test_the_gains_table_leaves_out_an_optimizer_a_strategy_was_not_measured_under():
+    """The transformer's mitigations train under Adam only: no row of dashes for them under SGD."""
+    runs = pd.DataFrame({"strategy": ["none", "clip_norm", "qk_norm"], "family": ["mlp", "mlp", "transformer"]})
+    def gain(strategy, optimizer, family):
+        return {"level": "family", "stated": True, "strategy": strategy, "setting": strategy, "optimizer": optimizer,
+                "family": family, "bound": "", "estimate": 0.5, "low": 0.25, "high": 0.75}
+    gains = pd.DataFrame([gain("clip_norm", "sgd", "all"), gain("clip_norm", "adam", "all"),
+                          gain("qk_norm", "adam", "all"), gain("qk_norm", "adam", "transformer")])
+    rows = [line for line in table_gains(gains, runs).splitlines() if line.startswith(r"\texttt")]
+    assert [line.split(" & ")[:2] for line in rows] == [
+        [r"\texttt{clip\_norm}", "sgd"], [r"\texttt{clip\_norm}", "adam"], [r"\texttt{qk\_norm}", "adam"]]
