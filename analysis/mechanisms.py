@@ -91,12 +91,25 @@ def attention_pairs(runs: pd.DataFrame, curves: pd.DataFrame,
     return pairs
 
 
+MAX_COLUMNS = 7
+"""The most learning rates an attention-logit figure draws, so that a page holds its panels legibly."""
+
+
+def shown_learning_rates(lrs: Sequence[float], most: int = MAX_COLUMNS) -> list[float]:
+    """The learning rates drawn: all of ``lrs`` where at most ``most``, else every k-th counted down from the
+    largest (where the logits grow), k the smallest that keeps ``most``: on a quarter-decade grid of 14, the
+    half decades."""
+    step = -(-len(lrs) // most)
+    return list(lrs[::-1][::step][::-1])
+
+
 def attention_logit_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, model: str,
                            strategies: Sequence[str] = ATTENTION_STRATEGIES) -> Figure:
     """The largest attention logit over layers, and the training loss, against the step for one task x model
     pair, per learning rate.
 
-    Columns: the pair's learning rates; two rows per panel (optimizer, stress dials; one for most pairs):
+    Columns: the pair's learning rates, at most :data:`MAX_COLUMNS` (:func:`shown_learning_rates`); two rows
+    per panel (optimizer, stress dials; one for most pairs):
     the logits on a shared logarithmic y axis, then the training loss with the task's chance loss dashed.
     One line per run of ``strategies`` (every seed and setting), drawn at about 100 of its steps
     (:func:`drawn_steps`), coloured as the strategy is in every figure of the sweep
@@ -110,7 +123,7 @@ def attention_logit_figure(runs: pd.DataFrame, curves: pd.DataFrame, task: str, 
     shown = pair[pair["strategy"].isin(list(strategies))]
     styles = strategy_styles(vocabulary.strategy_order(runs))
     panels = vocabulary.panels(shown, task, model)
-    lrs = sorted(shown["lr"].unique())
+    lrs = shown_learning_rates(sorted(shown["lr"].unique()))
     fig, axes = plt.subplots(2 * len(panels), len(lrs), figsize=(0.6 + 1.7 * len(lrs), 0.9 + 3.2 * len(panels)),
                              sharex=True, sharey="row", squeeze=False, layout="constrained")
     chance = float(pair["chance_loss"].iloc[0])

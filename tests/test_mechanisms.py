@@ -129,3 +129,10 @@ def test_the_default_tier_draws_it_for_its_transformer_and_the_sweeps_without_on
             f"{layout.ATTENTION}-{task}-{model}" for task, model in expected]
     assert layout.stem_kind("attention-logits-chars-transformer") == layout.ATTENTION
     assert (ROOT / "report" / f"{layout.ATTENTION}.rst").is_file()
+
+
+def test_the_figure_draws_at_most_seven_learning_rates_counted_down_from_the_largest():
+    quarter_decades = [10 ** (k / 4) for k in range(-12, 2)]  # 0.001 to 1.78: the chars grid, 14 rates
+    assert mechanisms.shown_learning_rates(quarter_decades) == quarter_decades[1::2]  # the half decades, 1.78 kept
+    assert len(mechanisms.shown_learning_rates(list(range(17)))) == 6
+    assert mechanisms.shown_learning_rates(LRS) == list(LRS)
