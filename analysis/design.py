@@ -25,7 +25,7 @@ state (``numbers.tex``, through ``analysis.macros``):
 
 ``python -m analysis.design --sweep NAME`` prints the summary and every unmet
 requirement (exit status 1 where there is one); ``tests/test_design.py`` runs the
-same check on the sweep named by ``BENCH_DESIGN_SWEEP``.
+same check on the committed study (``paper``; another sweep with ``BENCH_DESIGN_SWEEP``).
 """
 
 from __future__ import annotations

@@ -121,8 +121,9 @@ def test_layout_lists_the_figure_only_for_a_pair_with_none_and_qk_norm(problems,
     assert not [s for s in layout.config_stems(config, "convergence") if s.startswith(layout.ATTENTION)]
 
 
-def test_the_default_tier_draws_it_for_its_transformer_and_the_sweeps_without_one_do_not():
-    for name, expected in (("smoke", []), ("default", [("chars", "transformer")]), ("paper", [])):
+def test_the_tiers_draw_it_for_their_transformers_and_the_smoke_tier_without_one_does_not():
+    paper = [("chars", "transformer"), ("modular", "transformer"), ("copy", "transformer")]
+    for name, expected in (("smoke", []), ("default", [("chars", "transformer")]), ("paper", paper)):
         config = yaml.safe_load((ROOT / f"config/{name}.yaml").read_text())
         assert layout.config_attention(config) == expected
         assert [s for s in layout.config_stems(config) if s.startswith(layout.ATTENTION)] == [

@@ -162,8 +162,8 @@ def test_a_float64_cell_has_an_id_and_a_fingerprint_of_its_own() -> None:
 
 
 def test_float32_cells_keep_their_ids_and_the_committed_fingerprints() -> None:
-    """The committed studies were published before precision was a config key: their configs' cells keep
-    their ids, and the fingerprints in their records still match (so they stand in for training)."""
+    """A float32 cell keeps the id and fingerprint it had before precision was a config key, and both committed
+    studies hold a cell for every float32 cell of their configs (so they stand in for training)."""
     for name in ("smoke", "paper"):
         config = sweep.load(ROOT / "config" / f"{name}.yaml")
         narrow = [cell for cell in sweep.cells(config) if cell.dtype == "float32"]
