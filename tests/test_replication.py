@@ -308,7 +308,8 @@ def test_the_replication_section_typesets(built: dict, sweep: str, tmp_path: Pat
         (generated / name).write_text(built[sweep][name])
     preamble = (ROOT / "paper" / "main.tex").read_text()
     commands = preamble[preamble.index("\\makeatletter"):preamble.index("\\makeatother") + len("\\makeatother")]
-    document = ("\\documentclass{article}\\usepackage{booktabs}\\usepackage{adjustbox}\\usepackage{xcolor}\n"
+    document = ("\\documentclass{article}\\usepackage{booktabs}\\usepackage{adjustbox}\\usepackage{xcolor}"
+                "\\usepackage{array,longtable}\n"
                 "\\def\\benchsweep{s}\n" + commands + "\n\\newif\\ifbenchreplicated\n"
                 "\\input{generated/\\benchsweep/replication.tex}\n\\begin{document}\nBefore.\n"
                 + paper_section().replace("\\subsection", "\\section") + "\nAfter.\n\\end{document}\n")
