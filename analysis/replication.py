@@ -337,7 +337,7 @@ def _result(outcome: Outcome) -> tuple[str, str]:
     return tex_escape(outcome_text(outcome)), effect if interval == "--" else f"{effect} ({interval})"
 
 
-REPLICATION_CAPTION = (r"\normalsize Replication: each claim's outcome and effect (95\% interval) on the discovery "
+REPLICATION_CAPTION = (r"Replication: each claim's outcome and effect (95\% interval) on the discovery "
                        r"seeds, on which it was stated, and on the replication seeds, trained after the claims file "
                        r"was frozen; \textbf{flipped}: the two outcomes differ.")
 """The replication table's caption (the table is a longtable, whose caption is part of it)."""
@@ -357,15 +357,15 @@ def table_replication(discovery: Sequence[Outcome], replication: Sequence[Outcom
     def seeds(frame: pd.DataFrame | None) -> str:
         return "" if frame is None else f" ({seed_list(frame)})"
 
-    header = [r"\toprule", rf" & \multicolumn{{2}}{{c}}{{discovery seeds{seeds(runs)}}} & "
-              rf"\multicolumn{{2}}{{c}}{{replication seeds{seeds(replication_runs)}}} & \\",
+    header = [r"\toprule", rf" & \multicolumn{{2}}{{>{{\scriptsize}}c}}{{discovery seeds{seeds(runs)}}} & "
+              rf"\multicolumn{{2}}{{>{{\scriptsize}}c}}{{replication seeds{seeds(replication_runs)}}} & \\",
               r"\cmidrule(lr){2-3}\cmidrule(lr){4-5}",
               r"claim & outcome & effect (95\% CI) & outcome & effect (95\% CI) & \\", r"\midrule"]
-    # a longtable of wrapped columns, so that every claim reads at the table's font size over as many pages as
-    # it takes (main.tex sets the size); the caption is the table's own, repeated header on every page
-    wrapped = r">{\raggedright\arraybackslash}p"
-    lines = [head, rf"\begin{{longtable}}{{@{{}}l{wrapped}{{1.6cm}}{wrapped}{{2.85cm}}{wrapped}{{1.6cm}}"
-                   rf"{wrapped}{{2.85cm}}l@{{}}}}",
+    # a longtable of small, wrapped columns, so that every claim reads over as many pages as it takes, the header
+    # repeated on each; its caption is the table's own, at the caption's size
+    small, wrapped = r">{\scriptsize}l", r">{\scriptsize\raggedright\arraybackslash}p"
+    lines = [head, rf"\begin{{longtable}}{{@{{}}{small}{wrapped}{{1.6cm}}{wrapped}{{2.85cm}}{wrapped}{{1.6cm}}"
+                   rf"{wrapped}{{2.85cm}}{small}@{{}}}}",
              rf"\caption{{{REPLICATION_CAPTION}}}\label{{tab:replication}}\\", *header, r"\endfirsthead",
              r"\multicolumn{6}{@{}l}{Table~\ref{tab:replication}, continued}\\", *header, r"\endhead",
              r"\bottomrule", r"\endlastfoot"]

@@ -135,8 +135,8 @@ SWEEP = os.environ.get("BENCH_DESIGN_SWEEP", "paper")
 
 
 def test_the_study_meets_its_design():
-    """The sweep of BENCH_DESIGN_SWEEP (results/<sweep>/, else study/<sweep>/ with config/<sweep>.yaml) meets
-    ``design.STUDY``: every unmet requirement is named in the failure."""
+    """The study, or the sweep of BENCH_DESIGN_SWEEP (results/<sweep>/, else study/<sweep>/ with
+    config/<sweep>.yaml), meets ``design.STUDY``: every unmet requirement is named in the failure."""
     runs, config = design.load(SWEEP, ROOT)
     found = design.summarise(runs, config)
     failures = design.check(found)
